@@ -1,0 +1,165 @@
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/spawn.hpp"
+#include "common/metrics.hpp"
+#include "storage/local_store.hpp"
+
+namespace paybus {
+
+namespace {
+
+struct sink_state {
+  local_store* store = nullptr;
+  metrics* figures = nullptr;
+  std::unique_ptr<pg_database> database;
+  sink_actor_limits limits;
+  uint64_t next_sequence = 0;  // everything before it is delivered
+  int64_t backoff_ms = 0;
+  bool tick_queued = false;
+  bool tick_is_idle_poll = false;  // the queued tick only polls an idle outbox
+  bool reported_down = false;
+};
+
+using sink_pointer = sink_actor::stateful_pointer<sink_state>;
+
+void schedule(sink_pointer self, int64_t delay_ms) {
+  auto& st = self->state;
+  if (st.tick_queued)
+    return;
+  st.tick_queued = true;
+  st.tick_is_idle_poll = delay_ms == st.limits.idle_poll_ms;
+  if (delay_ms <= 0)
+    self->send(self, tick_atom::value);
+  else
+    self->delayed_send(self, std::chrono::milliseconds{delay_ms}, tick_atom::value);
+}
+
+void database_down(sink_pointer self, const std::string& error) {
+  auto& st = self->state;
+  st.figures->db_up = 0;
+  st.backoff_ms = st.backoff_ms == 0
+                    ? st.limits.backoff_min_ms
+                    : std::min(st.backoff_ms * 2, st.limits.backoff_max_ms);
+  if (!st.reported_down)
+    spdlog::warn("database unavailable, payments continue and rows wait in the "
+                 "local store: {}",
+                 error);
+  st.reported_down = true;
+  schedule(self, st.backoff_ms);
+}
+
+/// Delivers one batch of the outbox. Returns false when there is nothing
+/// more to do for now (empty outbox or an error that scheduled a retry).
+bool deliver_batch(sink_pointer self) {
+  auto& st = self->state;
+  std::vector<outbox_entry> entries;
+  auto status = st.store->read_outbox(st.next_sequence, st.limits.batch_rows,
+                                      entries);
+  if (!status.ok()) {
+    spdlog::error("cannot read the database outbox: {}", status.ToString());
+    schedule(self, st.limits.backoff_max_ms);
+    return false;
+  }
+  if (entries.empty())
+    return false;
+  std::vector<payment_record> records;
+  records.reserve(entries.size());
+  for (const auto& entry : entries) {
+    std::optional<payment_record> record;
+    status = st.store->get(entry.pay_id, record);
+    if (!status.ok() || !record) {
+      spdlog::error("outbox entry {} names pay_id {} that the store cannot read: {}",
+                    entry.sequence, entry.pay_id,
+                    status.ok() ? "missing" : status.ToString());
+      schedule(self, st.limits.backoff_max_ms);
+      return false;
+    }
+    records.push_back(std::move(*record));
+  }
+  std::string error;
+  if (!st.database->insert_orders(records, error)) {
+    database_down(self, error);
+    return false;
+  }
+  status = st.store->remove_outbox(entries.front().sequence,
+                                   entries.back().sequence,
+                                   static_cast<int64_t>(entries.size()));
+  if (!status.ok())
+    spdlog::warn("cannot trim the database outbox (rows will be re-sent and "
+                 "ignored): {}",
+                 status.ToString());
+  st.next_sequence = entries.back().sequence + 1;
+  st.figures->db_rows_written_total.fetch_add(records.size(),
+                                              std::memory_order_relaxed);
+  st.figures->db_backlog = st.store->outbox_size();
+  return entries.size() == st.limits.batch_rows;
+}
+
+void delivery_round(sink_pointer self) {
+  auto& st = self->state;
+  st.tick_queued = false;
+  std::string error;
+  if (!st.database->ensure_ready(error)) {
+    database_down(self, error);
+    return;
+  }
+  if (st.reported_down)
+    spdlog::info("database is back, draining {} waiting rows",
+                 st.store->outbox_size());
+  st.reported_down = false;
+  st.backoff_ms = 0;
+  st.figures->db_up = 1;
+  // A bounded number of batches per round keeps the mailbox (and so a
+  // shutdown request) served.
+  for (int batch = 0; batch < 20; ++batch) {
+    if (!deliver_batch(self)) {
+      if (!st.tick_queued)
+        schedule(self, st.limits.idle_poll_ms);
+      return;
+    }
+  }
+  schedule(self, 0);
+}
+
+sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
+                                        metrics* figures,
+                                        pg_database_options database,
+                                        sink_actor_limits limits) {
+  auto& st = self->state;
+  st.store = store;
+  st.figures = figures;
+  st.database = std::make_unique<pg_database>(std::move(database));
+  st.limits = limits;
+  st.figures->db_backlog = store->outbox_size();
+  schedule(self, 0);
+  return {
+    [=](wake_atom) {
+      // While backing off, a wake does not hammer a dead database; an idle
+      // poll is cut short (its late tick then finds little to do).
+      auto& st = self->state;
+      if (st.backoff_ms != 0)
+        return;
+      if (st.tick_queued && st.tick_is_idle_poll)
+        st.tick_queued = false;
+      schedule(self, 0);
+    },
+    [=](tick_atom) { delivery_round(self); },
+  };
+}
+
+} // namespace
+
+sink_actor spawn_sink(caf::actor_system& system, local_store& store,
+                      metrics& figures, pg_database_options database,
+                      sink_actor_limits limits) {
+  return system.spawn<caf::detached>(sink_behavior, &store, &figures,
+                                     std::move(database), limits);
+}
+
+} // namespace paybus

@@ -1,0 +1,17 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace paybus {
+
+/// Milliseconds since the unix epoch, from the system (wall) clock.
+int64_t unix_now_ms();
+
+/// Milliseconds from a monotonic clock, for timeouts and durations.
+int64_t monotonic_now_ms();
+
+/// RFC 3339 UTC with milliseconds, e.g. "2026-11-22T03:30:00.123Z".
+std::string format_rfc3339_ms(int64_t unix_ms);
+
+} // namespace paybus

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <openssl/evp.h>
+
+namespace paybus::crypto {
+
+/// Lowercase hex of SHA-256(data).
+std::string sha256_hex(std::string_view data);
+
+/// Lowercase hex of HMAC-SHA256(key, data).
+std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+
+/// Compares two strings in time independent of where they differ.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+std::string base64_encode(std::string_view bytes);
+/// Returns false on malformed input.
+bool base64_decode(std::string_view text, std::string& bytes);
+
+struct pkey_deleter {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+using pkey_ptr = std::shared_ptr<EVP_PKEY>;
+
+/// Minimum RSA modulus size accepted anywhere in paybus.
+constexpr int minimum_rsa_bits = 2048;
+
+/// Loads a PEM private key (PKCS#8 or PKCS#1). On failure returns null and
+/// sets `error` to one line.
+pkey_ptr load_private_key(const std::string& path, std::string& error);
+
+/// Loads a PEM SubjectPublicKeyInfo public key.
+pkey_ptr load_public_key(const std::string& path, std::string& error);
+
+/// Same, from PEM text in memory.
+pkey_ptr parse_public_key_pem(std::string_view pem, std::string& error);
+pkey_ptr parse_private_key_pem(std::string_view pem, std::string& error);
+
+/// base64 of RSASSA-PKCS1-v1_5 SHA-256 signature; empty on failure.
+std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data);
+
+/// Verifies a base64 RSASSA-PKCS1-v1_5 SHA-256 signature.
+bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,
+                              std::string_view signature_base64);
+
+/// 8 bytes of SHA-256(data) as an integer: a stable, well-mixed hash.
+uint64_t stable_hash64(std::string_view data);
+
+/// Cryptographically random bytes rendered as [A-Za-z0-9], `length` long.
+std::string random_token(size_t length);
+
+} // namespace paybus::crypto

@@ -1,0 +1,123 @@
+#include "common/metrics.hpp"
+
+#include <cstdio>
+
+namespace paybus {
+
+namespace {
+
+void append_metric(std::string& out, const char* name, const char* type,
+                   const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void append_value(std::string& out, const std::string& series, double value) {
+  char number[64];
+  std::snprintf(number, sizeof(number), "%.17g", value);
+  out += series;
+  out += ' ';
+  out += number;
+  out += '\n';
+}
+
+} // namespace
+
+void metrics::count_response(int status_code, int64_t duration_us) {
+  if (status_code >= 100 && status_code < 600)
+    responses_by_code_[status_code].fetch_add(1, std::memory_order_relaxed);
+  double seconds = static_cast<double>(duration_us) / 1e6;
+  size_t bucket = 0;
+  while (bucket < duration_bounds_seconds.size()
+         && seconds > duration_bounds_seconds[bucket])
+    ++bucket;
+  duration_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+  duration_count_.fetch_add(1, std::memory_order_relaxed);
+  duration_sum_us_.fetch_add(static_cast<uint64_t>(duration_us < 0 ? 0 : duration_us),
+                             std::memory_order_relaxed);
+}
+
+std::string metrics::render_prometheus() const {
+  std::string out;
+  out.reserve(4096);
+  auto load = [](const auto& x) { return static_cast<double>(x.load(std::memory_order_relaxed)); };
+
+  append_metric(out, "paybus_payments_accepted_total", "counter",
+                "Payments acknowledged with 202 after being durable locally.");
+  append_value(out, "paybus_payments_accepted_total", load(payments_accepted_total));
+  append_metric(out, "paybus_payments_idempotent_total", "counter",
+                "Repeated create requests answered with the existing payment.");
+  append_value(out, "paybus_payments_idempotent_total", load(payments_idempotent_total));
+
+  append_metric(out, "paybus_payment_results_total", "counter",
+                "Final payment results joined, by status.");
+  for (const char* status : {"SUCCEEDED", "FAILED", "CLOSED"})
+    append_value(out, std::string{"paybus_payment_results_total{status=\""} + status + "\"}", 0);
+
+  append_metric(out, "paybus_http_requests_total", "counter",
+                "HTTP requests answered, by status code.");
+  for (int code = 100; code < 600; ++code) {
+    auto count = responses_by_code_[code].load(std::memory_order_relaxed);
+    if (count > 0)
+      append_value(out, "paybus_http_requests_total{code=\"" + std::to_string(code) + "\"}",
+                   static_cast<double>(count));
+  }
+
+  append_metric(out, "paybus_request_duration_seconds", "histogram",
+                "Time from a request's last byte to its response being queued.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < duration_bounds_seconds.size(); ++i) {
+    cumulative += duration_buckets_[i].load(std::memory_order_relaxed);
+    char bound[32];
+    std::snprintf(bound, sizeof(bound), "%g", duration_bounds_seconds[i]);
+    append_value(out, std::string{"paybus_request_duration_seconds_bucket{le=\""} + bound + "\"}",
+                 static_cast<double>(cumulative));
+  }
+  cumulative += duration_buckets_.back().load(std::memory_order_relaxed);
+  append_value(out, "paybus_request_duration_seconds_bucket{le=\"+Inf\"}",
+               static_cast<double>(cumulative));
+  append_value(out, "paybus_request_duration_seconds_sum",
+               load(duration_sum_us_) / 1e6);
+  append_value(out, "paybus_request_duration_seconds_count", load(duration_count_));
+
+  append_metric(out, "paybus_db_up", "gauge", "1 while the transaction database answers.");
+  append_value(out, "paybus_db_up", load(db_up));
+  append_metric(out, "paybus_db_backlog", "gauge",
+                "Rows waiting in the local store's database outbox.");
+  append_value(out, "paybus_db_backlog", load(db_backlog));
+  append_metric(out, "paybus_db_rows_written_total", "counter",
+                "Rows the database sink has delivered (inserted or already present).");
+  append_value(out, "paybus_db_rows_written_total", load(db_rows_written_total));
+  append_metric(out, "paybus_notify_backlog", "gauge",
+                "Merchant notifications waiting for delivery.");
+  append_value(out, "paybus_notify_backlog", load(notify_backlog));
+  append_metric(out, "paybus_channel_requests_total", "counter",
+                "Requests sent to payment channels, by channel and outcome.");
+
+  append_metric(out, "paybus_store_up", "gauge", "1 while the local store accepts writes.");
+  append_value(out, "paybus_store_up", load(store_up));
+  append_metric(out, "paybus_store_batches_total", "counter",
+                "Synced write batches (group commits) of the local store.");
+  append_value(out, "paybus_store_batches_total", load(store_batches_total));
+  append_metric(out, "paybus_store_batched_writes_total", "counter",
+                "Write requests carried by those batches.");
+  append_value(out, "paybus_store_batched_writes_total", load(store_batched_writes_total));
+  append_metric(out, "paybus_store_write_errors_total", "counter",
+                "Failed local store writes.");
+  append_value(out, "paybus_store_write_errors_total", load(store_write_errors_total));
+  append_metric(out, "paybus_http_connections", "gauge", "Open client connections.");
+  append_value(out, "paybus_http_connections", load(http_connections));
+  append_metric(out, "paybus_http_inflight", "gauge",
+                "Requests waiting on the order or store actors.");
+  append_value(out, "paybus_http_inflight", load(http_inflight));
+  return out;
+}
+
+} // namespace paybus

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace paybus {
+
+/// Process-wide counters and gauges, written with relaxed atomics by the
+/// actors that own each figure and rendered as Prometheus text by ingress.
+class metrics {
+public:
+  static constexpr std::array<double, 14> duration_bounds_seconds{
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+    0.1,    0.2,   0.5,   1.0,   2.0,  5.0,  10.0};
+
+  std::atomic<uint64_t> payments_accepted_total{0};
+  std::atomic<uint64_t> payments_idempotent_total{0};
+  std::atomic<uint64_t> store_batches_total{0};
+  std::atomic<uint64_t> store_batched_writes_total{0};
+  std::atomic<uint64_t> store_write_errors_total{0};
+  std::atomic<int64_t> store_up{1};
+  std::atomic<int64_t> db_up{0};
+  std::atomic<int64_t> db_backlog{0};
+  std::atomic<uint64_t> db_rows_written_total{0};
+  std::atomic<int64_t> notify_backlog{0};
+  std::atomic<int64_t> http_connections{0};
+  std::atomic<int64_t> http_inflight{0};
+
+  /// Counts one answered HTTP request.
+  void count_response(int status_code, int64_t duration_us);
+
+  /// The whole registry in Prometheus text exposition format 0.0.4.
+  std::string render_prometheus() const;
+
+private:
+  std::array<std::atomic<uint64_t>, 600> responses_by_code_{};
+  std::array<std::atomic<uint64_t>, duration_bounds_seconds.size() + 1>
+    duration_buckets_{};
+  std::atomic<uint64_t> duration_count_{0};
+  std::atomic<uint64_t> duration_sum_us_{0};
+};
+
+} // namespace paybus

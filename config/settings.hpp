@@ -1,0 +1,81 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace paybus {
+
+struct merchant_settings {
+  std::string id;
+  std::string auth;            // "hmac-sha256" or "rsa-sha256"
+  std::string secret;          // hmac only; never logged
+  std::string public_key_path; // rsa only
+  std::string notify_url;      // optional default webhook target
+};
+
+struct channel_settings {
+  std::string id;
+  std::string url;
+  std::string public_key_path;
+  int64_t weight = 100;
+};
+
+/// Every configuration key of paybusd, with its default. docs/configuration.md
+/// describes each one.
+struct settings {
+  // [node]
+  std::string data_dir = "var/paybus";
+  std::optional<int32_t> instance_id;  // used only if the registry is unreachable at first start
+  int32_t order_shards = 2;
+  // [http]
+  std::string http_host = "127.0.0.1";
+  uint16_t http_port = 8080;
+  std::string public_url;
+  int64_t max_connections = 10000;
+  int64_t max_header_bytes = 16 * 1024;
+  int64_t max_body_bytes = 64 * 1024;
+  int64_t header_timeout_ms = 10'000;
+  int64_t body_timeout_ms = 10'000;
+  int64_t idle_timeout_ms = 60'000;
+  int64_t max_inflight = 8192;
+  int64_t max_pipeline = 64;
+  int64_t request_timeout_ms = 10'000;
+  int64_t timestamp_window_seconds = 300;
+  // [admin]
+  std::string admin_listen = "127.0.0.1:8079";
+  // [database]
+  std::string database_url = "postgresql:///paybus?host=/var/run/postgresql";
+  int64_t database_batch_rows = 500;
+  int64_t database_connect_timeout_ms = 3000;
+  int64_t database_statement_timeout_ms = 5000;
+  // [signing]
+  std::string signing_private_key;
+  // [store]
+  bool store_sync = true;
+  int64_t store_max_batch_writes = 2048;
+  // [log]
+  std::string log_level = "info";
+
+  std::vector<merchant_settings> merchants;
+  std::vector<channel_settings> channels;
+};
+
+/// Reads `path` and applies `overrides` ("dotted.key=value", value read as
+/// the key's type). Returns false with one line naming the key in `error`.
+/// Unknown keys, in the file or in an override, are errors too.
+bool load_settings(const std::string& path,
+                   const std::vector<std::string>& overrides, settings& out,
+                   std::string& error);
+
+/// Same, from TOML text (tests).
+bool parse_settings(const std::string& text, const std::string& source_name,
+                    const std::vector<std::string>& overrides, settings& out,
+                    std::string& error);
+
+/// Splits "host:port"; false if malformed.
+bool split_host_port(const std::string& text, std::string& host,
+                     uint16_t& port);
+
+} // namespace paybus

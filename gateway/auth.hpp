@@ -1,0 +1,91 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/crypto.hpp"
+
+namespace paybus {
+
+/// A merchant as the gateway authenticates it.
+struct merchant_credentials {
+  std::string id;
+  bool rsa = false;
+  std::string secret;             // hmac-sha256
+  crypto::pkey_ptr public_key;    // rsa-sha256
+  std::string notify_url;
+};
+
+/// canonical = METHOD "\n" TARGET "\n" TIMESTAMP "\n" NONCE "\n" hex(sha256(BODY))
+std::string canonical_string(std::string_view method, std::string_view target,
+                             std::string_view timestamp, std::string_view nonce,
+                             std::string_view body);
+
+/// 16 to 64 of [A-Za-z0-9_-].
+bool valid_nonce(std::string_view nonce);
+
+/// Unix seconds, 1 to 12 digits; false if malformed.
+bool parse_timestamp(std::string_view text, int64_t& seconds);
+
+/// Splits "scheme=value"; false if malformed.
+bool parse_signature_header(std::string_view header, std::string_view& scheme,
+                            std::string_view& value);
+
+/// The four authentication headers as received (empty if absent).
+struct auth_headers {
+  std::string_view principal;  // X-Paybus-Merchant (or X-Paybus-Channel)
+  std::string_view timestamp;
+  std::string_view nonce;
+  std::string_view signature;
+  bool duplicated = false;     // any of them sent twice
+};
+
+enum class auth_failure {
+  none,
+  unauthenticated,
+  stale_timestamp,
+  replayed_request,
+};
+
+const char* to_code(auth_failure failure);
+
+/// Nonces accepted recently, per merchant. A nonce is kept for twice the
+/// timestamp window after it was seen: any replay carrying the same signed
+/// timestamp arrives within that time. Memory: about 48 bytes a nonce.
+class nonce_cache {
+public:
+  explicit nonce_cache(int64_t retention_ms) : retention_ms_(retention_ms) {
+  }
+
+  bool seen(std::string_view principal, std::string_view nonce) const;
+  void remember(std::string_view principal, std::string_view nonce,
+                int64_t seen_at_ms);
+  void expire(int64_t now_ms);
+  size_t size() const {
+    return hashes_.size();
+  }
+
+private:
+  static uint64_t key(std::string_view principal, std::string_view nonce);
+
+  int64_t retention_ms_;
+  std::unordered_set<uint64_t> hashes_;
+  std::deque<std::pair<int64_t, uint64_t>> by_time_;
+};
+
+/// Checks a request's authentication (API.md section 3) in this order:
+/// headers well-formed, merchant known, timestamp within the window,
+/// signature valid, nonce new. Remembers nothing: the caller remembers the
+/// nonce once it accepts the request.
+auth_failure authenticate(
+  const std::unordered_map<std::string, merchant_credentials>& merchants,
+  const auth_headers& headers, std::string_view method,
+  std::string_view target, std::string_view body, int64_t now_ms,
+  int64_t window_seconds, const nonce_cache& nonces,
+  const merchant_credentials** merchant);
+
+} // namespace paybus

@@ -1,0 +1,518 @@
+#include "gateway/ingress.hpp"
+
+#include <deque>
+#include <functional>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/io/broker.hpp>
+#include <caf/io/doorman.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/system_messages.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/sec.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/clock.hpp"
+#include "common/metrics.hpp"
+#include "gateway/render.hpp"
+#include "storage/local_store.hpp"
+
+namespace paybus {
+
+namespace {
+
+constexpr const char* json_type = "application/json";
+constexpr int64_t tick_interval_ms = 250;
+
+struct pending_response {
+  bool ready = false;
+  bool close_after = false;
+  int status = 0;
+  int64_t started_us = 0;
+  std::string bytes;
+};
+
+struct connection {
+  explicit connection(http_limits limits) : parser(limits) {
+  }
+
+  http_request_parser parser;
+  std::deque<pending_response> responses;  // in request order
+  uint64_t first_sequence = 0;             // sequence of responses.front()
+  int64_t last_activity_ms = 0;
+  int64_t partial_since_ms = 0;            // a request is arriving since
+  bool closing = false;                    // no more requests are read
+};
+
+struct ingress_state {
+  std::shared_ptr<const ingress_context> context;
+  std::unordered_map<caf::io::connection_handle, std::unique_ptr<connection>>
+    connections;
+  std::unique_ptr<nonce_cache> nonces;
+  caf::io::accept_handle listener;
+  int64_t inflight = 0;
+  bool draining = false;
+};
+
+using ingress_broker = caf::io::stateful_broker<ingress_state>;
+
+int64_t now_us() {
+  return monotonic_now_ms() * 1000;
+}
+
+std::string error_response(int status, std::string_view code,
+                           std::string_view message, bool keep_alive,
+                           std::string_view extra_headers = {}) {
+  return http_response(status, json_type, error_json(code, message), keep_alive,
+                       extra_headers);
+}
+
+/// Writes every ready response at the front of the queue, in order.
+void flush_ready(ingress_broker* self, caf::io::connection_handle hdl) {
+  auto& st = self->state;
+  auto found = st.connections.find(hdl);
+  if (found == st.connections.end())
+    return;
+  auto& conn = *found->second;
+  bool wrote = false;
+  while (!conn.responses.empty() && conn.responses.front().ready) {
+    auto& response = conn.responses.front();
+    self->write(hdl, response.bytes.size(), response.bytes.data());
+    wrote = true;
+    st.context->figures->count_response(response.status,
+                                        now_us() - response.started_us);
+    bool close_after = response.close_after;
+    conn.responses.pop_front();
+    ++conn.first_sequence;
+    if (close_after) {
+      self->flush(hdl);
+      self->close(hdl);
+      st.connections.erase(found);
+      st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
+      return;
+    }
+  }
+  if (wrote)
+    self->flush(hdl);
+  conn.last_activity_ms = monotonic_now_ms();
+}
+
+/// Fills the response slot `sequence` of connection `hdl`, if both still exist.
+void complete(ingress_broker* self, caf::io::connection_handle hdl,
+              uint64_t sequence, int status, std::string bytes,
+              bool close_after) {
+  auto& st = self->state;
+  auto found = st.connections.find(hdl);
+  if (found == st.connections.end())
+    return;
+  auto& conn = *found->second;
+  if (sequence < conn.first_sequence
+      || sequence - conn.first_sequence >= conn.responses.size())
+    return;
+  auto& slot = conn.responses[sequence - conn.first_sequence];
+  slot.ready = true;
+  slot.status = status;
+  slot.bytes = std::move(bytes);
+  slot.close_after = slot.close_after || close_after;
+  flush_ready(self, hdl);
+}
+
+/// A request handed to another actor: counts it in flight until answered.
+struct async_reply {
+  ingress_broker* self;
+  caf::io::connection_handle hdl;
+  uint64_t sequence;
+  bool keep_alive;
+
+  void operator()(int status, std::string body,
+                  std::string_view extra_headers = {}) const {
+    auto& st = self->state;
+    --st.inflight;
+    st.context->figures->http_inflight = st.inflight;
+    bool keep = keep_alive && !st.draining;
+    complete(self, hdl, sequence, status,
+             http_response(status, json_type, body, keep, extra_headers), !keep);
+  }
+};
+
+void answer_store_error(const async_reply& reply, const caf::error& error) {
+  if (error == errc::overloaded) {
+    reply(429, error_json("overloaded", "the bus is at capacity, retry later"),
+          "Retry-After: 1\r\n");
+  } else if (error == caf::sec::request_timeout) {
+    reply(503, error_json("store_unavailable",
+                          "the local store did not answer in time; retry with "
+                          "the same merchant_order_no"));
+  } else {
+    reply(503, error_json("store_unavailable",
+                          "the local store cannot write; retry with the same "
+                          "merchant_order_no"));
+  }
+}
+
+std::string url_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '%' && i + 2 < text.size()) {
+      auto hex = [](char h) -> int {
+        if (h >= '0' && h <= '9') return h - '0';
+        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+        return -1;
+      };
+      int hi = hex(text[i + 1]);
+      int lo = hex(text[i + 2]);
+      if (hi < 0 || lo < 0) {
+        out.push_back(c);
+        continue;
+      }
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+/// The value of `name` in a query string, if present.
+std::optional<std::string> query_parameter(std::string_view query,
+                                           std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto equals = pair.find('=');
+    if (pair.substr(0, equals) == name)
+      return url_decode(equals == std::string_view::npos ? std::string_view{}
+                                                         : pair.substr(equals + 1));
+    if (amp == std::string_view::npos)
+      break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+bool valid_pay_id_text(std::string_view text) {
+  if (text.empty() || text.size() > 32)
+    return false;
+  for (char c : text)
+    if (c < '0' || c > '9')
+      return false;
+  return true;
+}
+
+/// Routes one complete request; its response takes slot `sequence`.
+void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
+              connection& conn, http_request& request) {
+  auto& st = self->state;
+  const auto& ctx = *st.context;
+  uint64_t sequence = conn.first_sequence + conn.responses.size();
+  conn.responses.emplace_back();
+  conn.responses.back().started_us = now_us();
+  bool keep_alive = request.keep_alive && !st.draining;
+  auto ready = [&](int status, std::string body,
+                   std::string_view extra_headers = {},
+                   std::string_view content_type = json_type) {
+    auto& slot = conn.responses.back();
+    slot.ready = true;
+    slot.status = status;
+    slot.close_after = !keep_alive;
+    slot.bytes = http_response(status, content_type, body, keep_alive, extra_headers);
+  };
+  if (!keep_alive)
+    conn.closing = true;
+
+  std::string_view target = request.target;
+  auto question = target.find('?');
+  auto path = target.substr(0, question);
+  auto query = question == std::string_view::npos ? std::string_view{}
+                                                  : target.substr(question + 1);
+  const bool get = request.method == "GET";
+  const bool post = request.method == "POST";
+
+  if (conn.responses.size() > ctx.max_pipeline)
+    return ready(429, error_json("overloaded", "too many pipelined requests"),
+                 "Retry-After: 1\r\n");
+  if (path == "/healthz") {
+    if (!get)
+      return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
+    return ready(200, "{\"status\":\"ok\"}");
+  }
+  if (path == "/readyz") {
+    if (!get)
+      return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
+    if (st.draining)
+      return ready(503, "{\"status\":\"draining\"}");
+    if (ctx.figures->store_up.load() == 0)
+      return ready(503, "{\"status\":\"store_unavailable\"}");
+    return ready(200, "{\"status\":\"ready\"}");
+  }
+  if (path == "/metrics") {
+    if (!get)
+      return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
+    return ready(200, ctx.figures->render_prometheus(), {},
+                 "text/plain; version=0.0.4");
+  }
+
+  bool collection = path == "/v1/payments";
+  bool item = path.size() > 13 && path.substr(0, 13) == "/v1/payments/";
+  if (!collection && !item)
+    return ready(404, error_json("not_found", "no such resource"));
+  if (item && !get)
+    return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
+  if (collection && !get && !post)
+    return ready(405, error_json("method_not_allowed", "use POST or GET"),
+                 "Allow: GET, POST\r\n");
+
+  auth_headers headers;
+  headers.principal = request.merchant;
+  headers.timestamp = request.timestamp;
+  headers.nonce = request.nonce;
+  headers.signature = request.signature;
+  headers.duplicated = request.auth_duplicated;
+  const merchant_credentials* merchant = nullptr;
+  auto now_ms = unix_now_ms();
+  auto failure = authenticate(ctx.merchants, headers, request.method,
+                              request.target, request.body, now_ms,
+                              ctx.timestamp_window_seconds, *st.nonces, &merchant);
+  if (failure != auth_failure::none) {
+    const char* message = failure == auth_failure::stale_timestamp
+                            ? "X-Paybus-Timestamp is too far from the bus's clock"
+                          : failure == auth_failure::replayed_request
+                            ? "this nonce was already used"
+                            : "missing, malformed or invalid authentication";
+    return ready(401, error_json(to_code(failure), message));
+  }
+  st.nonces->remember(merchant->id, request.nonce, now_ms);
+
+  if (st.inflight >= ctx.max_inflight)
+    return ready(429, error_json("overloaded", "the bus is at capacity, retry later"),
+                 "Retry-After: 1\r\n");
+  conn.responses.back().close_after = !keep_alive;
+  async_reply reply{self, hdl, sequence, keep_alive};
+  ++st.inflight;
+  ctx.figures->http_inflight = st.inflight;
+
+  if (post) {
+    payment_order order;
+    if (auto error = parse_payment_order(request.body, merchant->id, ctx.channels,
+                                         ctx.orders, order)) {
+      --st.inflight;
+      ctx.figures->http_inflight = st.inflight;
+      return ready(error->status, error_json(error->code, error->message));
+    }
+    auto key = idempotency_key(order.merchant_id, order.merchant_order_no);
+    const auto& shard = ctx.shards[std::hash<std::string>{}(key) % ctx.shards.size()];
+    nonce_accepted nonce{merchant->id, request.nonce, now_ms};
+    self->request(shard, ctx.request_timeout, std::move(order))
+      .then(
+        [=](order_admitted& admitted) {
+          auto& figures = *self->state.context->figures;
+          switch (static_cast<admission>(admitted.disposition)) {
+            case admission::created:
+              figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
+              self->send(self->state.context->store, nonce);
+              reply(202, render_payment(admitted.record));
+              break;
+            case admission::existing:
+              figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
+              self->send(self->state.context->store, nonce);
+              reply(200, render_payment(admitted.record));
+              break;
+            case admission::conflict:
+              reply(409, error_json("idempotency_conflict",
+                                    "merchant_order_no "
+                                      + admitted.record.order.merchant_order_no
+                                      + " was used with a different request body"));
+              break;
+          }
+        },
+        [=](caf::error& error) { answer_store_error(reply, error); });
+    return;
+  }
+
+  auto merchant_id = merchant->id;
+  nonce_accepted nonce{merchant->id, request.nonce, now_ms};
+  auto on_found = [=](payment_lookup& found) {
+    if (!found.found || found.record.order.merchant_id != merchant_id) {
+      reply(404, error_json("not_found", "no such payment"));
+      return;
+    }
+    self->send(self->state.context->store, nonce);
+    reply(200, render_payment(found.record));
+  };
+  auto on_error = [=](caf::error& error) { answer_store_error(reply, error); };
+  if (item) {
+    auto pay_id = std::string{path.substr(13)};
+    if (!valid_pay_id_text(pay_id)) {
+      --st.inflight;
+      ctx.figures->http_inflight = st.inflight;
+      return ready(404, error_json("not_found", "no such payment"));
+    }
+    self->request(ctx.reader, ctx.request_timeout, get_atom::value, pay_id)
+      .then(on_found, on_error);
+    return;
+  }
+  auto order_no = query_parameter(query, "merchant_order_no");
+  std::string problem;
+  if (!order_no)
+    problem = "missing";
+  else if (!valid_merchant_order_no(*order_no))
+    problem = "invalid";
+  if (!problem.empty()) {
+    --st.inflight;
+    ctx.figures->http_inflight = st.inflight;
+    if (problem == "missing")
+      return ready(400, error_json("missing_field", "merchant_order_no is required"));
+    return ready(400, error_json("invalid_field",
+                                 "merchant_order_no must be 1 to 64 of [A-Za-z0-9_.-]"));
+  }
+  self->request(ctx.reader, ctx.request_timeout, find_atom::value, merchant_id,
+                *order_no)
+    .then(on_found, on_error);
+}
+
+void on_data(ingress_broker* self, caf::io::new_data_msg& msg) {
+  auto& st = self->state;
+  auto found = st.connections.find(msg.handle);
+  if (found == st.connections.end())
+    return;
+  auto& conn = *found->second;
+  if (conn.closing)
+    return;
+  auto now = monotonic_now_ms();
+  conn.last_activity_ms = now;
+  std::vector<http_request> requests;
+  int error_status = conn.parser.feed(msg.buf.data(), msg.buf.size(), requests);
+  for (auto& request : requests) {
+    dispatch(self, msg.handle, conn, request);
+    if (conn.closing)
+      break;
+  }
+  if (error_status != 0 && !conn.closing) {
+    conn.closing = true;
+    pending_response response;
+    response.ready = true;
+    response.close_after = true;
+    response.status = error_status;
+    response.started_us = now_us();
+    const char* code = error_status == 413   ? "body_too_large"
+                       : error_status == 431 ? "headers_too_large"
+                       : error_status == 411 ? "length_required"
+                                             : "bad_request";
+    const char* message
+      = error_status == 413   ? "the body is over the limit"
+        : error_status == 431 ? "the request line and headers are over the limit"
+        : error_status == 411 ? "a POST needs Content-Length or chunked encoding"
+                              : "malformed HTTP request";
+    response.bytes = error_response(error_status, code, message, false);
+    conn.responses.push_back(std::move(response));
+  }
+  if (conn.parser.mid_request()) {
+    if (conn.partial_since_ms == 0)
+      conn.partial_since_ms = now;
+  } else {
+    conn.partial_since_ms = 0;
+  }
+  flush_ready(self, msg.handle);
+}
+
+void on_tick(ingress_broker* self) {
+  auto& st = self->state;
+  const auto& ctx = *st.context;
+  auto now = monotonic_now_ms();
+  st.nonces->expire(unix_now_ms());
+  std::vector<caf::io::connection_handle> to_close;
+  std::vector<caf::io::connection_handle> timed_out;
+  for (auto& [hdl, conn] : st.connections) {
+    if (conn->closing)
+      continue;
+    if (conn->partial_since_ms != 0) {
+      int64_t limit = conn->parser.in_body() ? ctx.body_timeout_ms : ctx.header_timeout_ms;
+      if (now - conn->partial_since_ms > limit)
+        timed_out.push_back(hdl);
+    } else if (conn->responses.empty()
+               && (now - conn->last_activity_ms > ctx.idle_timeout_ms || st.draining)) {
+      to_close.push_back(hdl);
+    }
+  }
+  for (auto hdl : to_close) {
+    self->close(hdl);
+    st.connections.erase(hdl);
+  }
+  for (auto hdl : timed_out) {
+    auto& conn = *st.connections[hdl];
+    conn.closing = true;
+    pending_response response;
+    response.ready = true;
+    response.close_after = true;
+    response.status = 408;
+    response.started_us = now_us();
+    response.bytes = error_response(408, "request_timeout",
+                                    "the request did not arrive in time", false);
+    conn.responses.push_back(std::move(response));
+    flush_ready(self, hdl);
+  }
+  ctx.figures->http_connections = static_cast<int64_t>(st.connections.size());
+  self->delayed_send(self, std::chrono::milliseconds{tick_interval_ms}, tick_atom::value);
+}
+
+caf::behavior ingress_behavior(ingress_broker* self,
+                               caf::intrusive_ptr<caf::io::doorman> listener,
+                               std::shared_ptr<const ingress_context> context) {
+  auto& st = self->state;
+  st.context = std::move(context);
+  st.nonces = std::make_unique<nonce_cache>(2 * st.context->timestamp_window_seconds * 1000);
+  for (const auto& nonce : st.context->remembered_nonces)
+    st.nonces->remember(nonce.merchant_id, nonce.nonce, nonce.seen_at_ms);
+  st.listener = listener->hdl();
+  self->add_doorman(std::move(listener));
+  self->delayed_send(self, std::chrono::milliseconds{tick_interval_ms}, tick_atom::value);
+  return {
+    [=](caf::io::new_connection_msg& msg) {
+      auto& st = self->state;
+      if (st.draining || st.connections.size() >= st.context->max_connections) {
+        self->close(msg.handle);
+        return;
+      }
+      auto conn = std::make_unique<connection>(st.context->http);
+      conn->last_activity_ms = monotonic_now_ms();
+      st.connections.emplace(msg.handle, std::move(conn));
+      st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
+      self->configure_read(msg.handle, caf::io::receive_policy::at_most(16 * 1024));
+    },
+    [=](caf::io::new_data_msg& msg) { on_data(self, msg); },
+    [=](caf::io::connection_closed_msg& msg) {
+      auto& st = self->state;
+      st.connections.erase(msg.handle);
+      st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
+    },
+    [=](caf::io::acceptor_closed_msg&) {},
+    [=](tick_atom) { on_tick(self); },
+    [=](drain_atom) {
+      auto& st = self->state;
+      if (st.draining)
+        return;
+      st.draining = true;
+      self->close(st.listener);
+      spdlog::info("ingress draining: {} requests in flight, {} connections",
+                   st.inflight, st.connections.size());
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_ingress(caf::actor_system& system,
+                         caf::intrusive_ptr<caf::io::doorman> listener,
+                         std::shared_ptr<const ingress_context> context) {
+  return system.middleman().spawn_broker(ingress_behavior, std::move(listener),
+                                         std::move(context));
+}
+
+} // namespace paybus

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/fwd.hpp>
+#include <caf/io/fwd.hpp>
+
+#include "gateway/auth.hpp"
+#include "gateway/http.hpp"
+#include "gateway/validation.hpp"
+#include "messages/interfaces.hpp"
+
+namespace paybus {
+
+class metrics;
+
+/// Everything the HTTP ingress needs, fixed at start-up.
+struct ingress_context {
+  http_limits http;
+  order_limits orders;
+  size_t max_connections = 10000;
+  int64_t max_inflight = 8192;
+  size_t max_pipeline = 64;
+  int64_t header_timeout_ms = 10'000;
+  int64_t body_timeout_ms = 10'000;
+  int64_t idle_timeout_ms = 60'000;
+  std::chrono::milliseconds request_timeout{10'000};
+  int64_t timestamp_window_seconds = 300;
+  std::unordered_map<std::string, merchant_credentials> merchants;
+  std::set<std::string> channels;
+  std::vector<order_actor> shards;
+  reader_actor reader;
+  store_actor store;
+  metrics* figures = nullptr;
+  std::vector<nonce_accepted> remembered_nonces;  // from the store, at start
+};
+
+/// Spawns the HTTP ingress broker on an already bound listening socket.
+/// Send it `drain_atom` to stop accepting and finish what is in flight.
+caf::actor spawn_ingress(caf::actor_system& system,
+                         caf::intrusive_ptr<caf::io::doorman> listener,
+                         std::shared_ptr<const ingress_context> context);
+
+} // namespace paybus

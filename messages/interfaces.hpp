@@ -1,0 +1,97 @@
+#pragma once
+
+// The whole conversation of paybus in one place: atoms, the error enum, the
+// type-id block and every actor interface.
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "messages/types.hpp"
+
+namespace paybus {
+
+/// Errors that cross actor boundaries.
+enum class errc : uint8_t {
+  store_unavailable = 1,  // the local store cannot write
+  overloaded,             // a bounded queue is full
+  database_unavailable,   // the transaction database does not answer
+  shutting_down,          // the bus is draining
+};
+
+inline std::string to_string(errc code) {
+  switch (code) {
+    case errc::store_unavailable:
+      return "store_unavailable";
+    case errc::overloaded:
+      return "overloaded";
+    case errc::database_unavailable:
+      return "database_unavailable";
+    case errc::shutting_down:
+      return "shutting_down";
+  }
+  return "unknown";
+}
+
+} // namespace paybus
+
+CAF_ERROR_CODE_ENUM(paybus::errc, "paybus")
+
+CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(paybus, (paybus::payment_order))
+  CAF_ADD_TYPE_ID(paybus, (paybus::payment_record))
+  CAF_ADD_TYPE_ID(paybus, (paybus::order_stored))
+  CAF_ADD_TYPE_ID(paybus, (paybus::order_admitted))
+  CAF_ADD_TYPE_ID(paybus, (paybus::payment_lookup))
+  CAF_ADD_TYPE_ID(paybus, (paybus::nonce_accepted))
+CAF_END_TYPE_ID_BLOCK(paybus)
+
+CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
+CAF_ADD_ATOM(paybus, paybus, flush_atom, "flush")
+CAF_ADD_ATOM(paybus, paybus, get_atom, "get")
+CAF_ADD_ATOM(paybus, paybus, find_atom, "find")
+CAF_ADD_ATOM(paybus, paybus, wake_atom, "wake")
+CAF_ADD_ATOM(paybus, paybus, tick_atom, "tick")
+CAF_ADD_ATOM(paybus, paybus, drain_atom, "drain")
+
+namespace paybus {
+
+/// The single writer of the local store (detached: it blocks on fsync).
+using store_actor = caf::typed_actor<
+  // Makes the order durable unless its (merchant, order no) exists; answers
+  // with the record that is durable now, after its batch is synced.
+  caf::replies_to<create_atom, payment_record>::with<order_stored>,
+  // Remembers an accepted nonce in the next batch (no answer).
+  caf::reacts_to<nonce_accepted>,
+  // Internal: commits everything queued so far as one synced WriteBatch.
+  caf::reacts_to<flush_atom>,
+  // Internal: housekeeping (forget expired nonces, recover from errors).
+  caf::reacts_to<tick_atom>>;
+
+/// Reads payments from the local store (detached: reads may touch disk).
+using reader_actor = caf::typed_actor<
+  // Looks a payment up by pay_id.
+  caf::replies_to<get_atom, std::string>::with<payment_lookup>,
+  // Looks a payment up by (merchant id, merchant order no).
+  caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>>;
+
+/// One shard of order creation: owns idempotency for its share of
+/// (merchant, order no) keys and issues pay_ids from its own counter space.
+using order_actor = caf::typed_actor<
+  // Admits a create request: created, existing, or conflict.
+  caf::replies_to<payment_order>::with<order_admitted>>;
+
+/// Feeds the transaction database from the local store's outbox (detached:
+/// libpq blocks).
+using sink_actor = caf::typed_actor<
+  // The store committed new outbox entries.
+  caf::reacts_to<wake_atom>,
+  // Internal: the next delivery round or retry after backoff.
+  caf::reacts_to<tick_atom>>;
+
+} // namespace paybus

@@ -1,0 +1,121 @@
+#pragma once
+
+// Plain message structs exchanged by paybus actors. No pointers, handles or
+// library types; money is int64_t minor units; times are unix milliseconds.
+
+#include <cstdint>
+#include <string>
+
+#include <caf/meta/type_name.hpp>
+
+namespace paybus {
+
+/// Status of a payment as the client sees it.
+namespace payment_status {
+constexpr const char* processing = "PROCESSING";
+constexpr const char* succeeded = "SUCCEEDED";
+constexpr const char* failed = "FAILED";
+constexpr const char* closed = "CLOSED";
+} // namespace payment_status
+
+/// Default of the optional `expire_seconds` body field.
+constexpr int64_t default_expire_seconds = 900;
+
+/// A validated, authenticated request to create a payment (command).
+struct payment_order {
+  std::string merchant_id;
+  std::string merchant_order_no;
+  int64_t amount_minor = 0;
+  std::string currency;
+  std::string subject;
+  std::string channel_id;  // empty: routed
+  std::string notify_url;  // empty: merchant default
+  int64_t expire_seconds = default_expire_seconds;
+};
+
+/// True if two orders carry the same body (omitted fields as defaults).
+inline bool same_body(const payment_order& a, const payment_order& b) {
+  return a.merchant_id == b.merchant_id
+         && a.merchant_order_no == b.merchant_order_no
+         && a.amount_minor == b.amount_minor && a.currency == b.currency
+         && a.subject == b.subject && a.channel_id == b.channel_id
+         && a.notify_url == b.notify_url
+         && a.expire_seconds == b.expire_seconds;
+}
+
+/// A payment as the local store holds it.
+struct payment_record {
+  std::string pay_id;
+  payment_order order;
+  int32_t instance_id = 0;
+  int64_t created_at_ms = 0;
+  std::string status = payment_status::processing;
+  std::string channel_txn_id;
+  int64_t finished_at_ms = 0;  // 0: not final yet
+};
+
+/// The store's answer to a create: the record now durable, and whether this
+/// request created it or found it there already (event).
+struct order_stored {
+  bool created = false;
+  payment_record record;
+};
+
+/// How the bus answers a create request.
+enum class admission : uint8_t { created = 0, existing = 1, conflict = 2 };
+
+/// An order shard's answer to a create request (event).
+struct order_admitted {
+  uint8_t disposition = 0;  // an `admission`
+  payment_record record;
+};
+
+/// A payment looked up in the local store.
+struct payment_lookup {
+  bool found = false;
+  payment_record record;
+};
+
+/// A nonce accepted for a merchant, to be remembered across restarts.
+struct nonce_accepted {
+  std::string merchant_id;
+  std::string nonce;
+  int64_t seen_at_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_order& x) {
+  return f(caf::meta::type_name("payment_order"), x.merchant_id,
+           x.merchant_order_no, x.amount_minor, x.currency, x.subject,
+           x.channel_id, x.notify_url, x.expire_seconds);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
+  return f(caf::meta::type_name("payment_record"), x.pay_id, x.order,
+           x.instance_id, x.created_at_ms, x.status, x.channel_txn_id,
+           x.finished_at_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_stored& x) {
+  return f(caf::meta::type_name("order_stored"), x.created, x.record);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_admitted& x) {
+  return f(caf::meta::type_name("order_admitted"), x.disposition, x.record);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_lookup& x) {
+  return f(caf::meta::type_name("payment_lookup"), x.found, x.record);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, nonce_accepted& x) {
+  return f(caf::meta::type_name("nonce_accepted"), x.merchant_id, x.nonce,
+           x.seen_at_ms);
+}
+
+} // namespace paybus

@@ -1,0 +1,224 @@
+// paybusd: the payment bus daemon. See docs/operations.md.
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/doorman.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/network/default_multiplexer.hpp>
+#include <caf/send.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/spawn.hpp"
+#include "common/clock.hpp"
+#include "common/metrics.hpp"
+#include "common/pay_id.hpp"
+#include "config/settings.hpp"
+#include "gateway/ingress.hpp"
+#include "programs/startup.hpp"
+#include "storage/local_store.hpp"
+
+namespace {
+
+constexpr int exit_clean = 0;
+constexpr int exit_fatal = 1;
+constexpr int exit_bad_config = 2;
+
+int bad_config(const std::string& line) {
+  std::cerr << "paybusd: config error: " << line << std::endl;
+  return exit_bad_config;
+}
+
+int fatal(const std::string& line) {
+  spdlog::critical("{}", line);
+  return exit_fatal;
+}
+
+/// Loads every key file the configuration names; the first failure is a
+/// config error naming its key.
+bool load_keys(const paybus::settings& config,
+               std::unordered_map<std::string, paybus::merchant_credentials>& merchants,
+               std::string& error) {
+  using namespace paybus;
+  std::string why;
+  if (!config.signing_private_key.empty()
+      && !crypto::load_private_key(config.signing_private_key, why)) {
+    error = "signing.private_key: " + why;
+    return false;
+  }
+  for (size_t i = 0; i < config.merchants.size(); ++i) {
+    const auto& merchant = config.merchants[i];
+    merchant_credentials credentials;
+    credentials.id = merchant.id;
+    credentials.rsa = merchant.auth == "rsa-sha256";
+    credentials.secret = merchant.secret;
+    credentials.notify_url = merchant.notify_url;
+    if (credentials.rsa) {
+      credentials.public_key = crypto::load_public_key(merchant.public_key_path, why);
+      if (!credentials.public_key) {
+        error = "merchants." + std::to_string(i) + ".public_key: " + why;
+        return false;
+      }
+    }
+    merchants.emplace(merchant.id, std::move(credentials));
+  }
+  for (size_t i = 0; i < config.channels.size(); ++i) {
+    const auto& channel = config.channels[i];
+    if (!channel.public_key_path.empty()
+        && !crypto::load_public_key(channel.public_key_path, why)) {
+      error = "channels." + std::to_string(i) + ".public_key: " + why;
+      return false;
+    }
+  }
+  return true;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  using namespace paybus;
+  CLI::App app{"paybusd: the paybus payment bus daemon"};
+  std::string config_path;
+  std::vector<std::string> overrides;
+  app.add_option("--config", config_path, "TOML configuration file")->required();
+  app.add_option("--set", overrides, "override a key: dotted.key=value (repeatable)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? exit_clean : exit_bad_config;
+  }
+
+  settings config;
+  std::string error;
+  if (!load_settings(config_path, overrides, config, error))
+    return bad_config(error);
+  auto context = std::make_shared<ingress_context>();
+  if (!load_keys(config, context->merchants, error))
+    return bad_config(error);
+
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ paybusd: %v");
+
+  // Signals are taken by sigwait below; every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::error_code fs_error;
+  std::filesystem::create_directories(config.data_dir, fs_error);
+  if (fs_error)
+    return fatal("cannot create node.data_dir " + config.data_dir + ": " + fs_error.message());
+  local_store_options store_options;
+  store_options.sync = config.store_sync;
+  auto store = local_store::open(config.data_dir + "/store", store_options, error);
+  if (!store)
+    return fatal(error);
+  if (!config.store_sync)
+    spdlog::warn("store.sync = false: acknowledged payments can be lost on a power failure");
+
+  auto instance_id = resolve_instance_id(*store, config, error);
+  if (!instance_id)
+    return fatal(error);
+
+  // Never reuse a time step: not the newest stored id's, not this start's.
+  int64_t floor_ms = unix_now_ms();
+  if (auto last = parse_pay_id(store->last_pay_id()))
+    floor_ms = std::max(floor_ms, last->unix_ms);
+  std::this_thread::sleep_for(std::chrono::milliseconds{2});
+
+  metrics figures;
+  caf::actor_system_config caf_config;
+  caf_config.load<caf::io::middleman>();
+  caf_config.add_message_types<caf::id_block::paybus>();
+  caf_config.set("scheduler.max-threads",
+                 static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
+  caf_config.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system system{caf_config};
+
+  pg_database_options database{config.database_url, config.database_connect_timeout_ms,
+                               config.database_statement_timeout_ms};
+  sink_actor_limits sink_limits;
+  sink_limits.batch_rows = static_cast<size_t>(config.database_batch_rows);
+  auto sink = spawn_sink(system, *store, figures, database, sink_limits);
+  store_actor_limits store_limits;
+  store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
+  store_limits.nonce_retention_ms = 2 * config.timestamp_window_seconds * 1000;
+  auto writer = spawn_store(system, *store, figures, sink, store_limits);
+  auto reader = spawn_reader(system, *store);
+  std::vector<order_actor> shards;
+  for (int32_t shard = 0; shard < config.order_shards; ++shard) {
+    order_shard_settings shard_settings;
+    shard_settings.instance_id = *instance_id;
+    shard_settings.shard = shard;
+    shard_settings.pay_id_floor_ms = floor_ms;
+    shard_settings.store_timeout = std::chrono::milliseconds{config.request_timeout_ms};
+    shards.push_back(spawn_order_shard(system, writer, shard_settings));
+  }
+
+  context->http.max_header_bytes = static_cast<size_t>(config.max_header_bytes);
+  context->http.max_body_bytes = static_cast<size_t>(config.max_body_bytes);
+  context->max_connections = static_cast<size_t>(config.max_connections);
+  context->max_inflight = config.max_inflight;
+  context->max_pipeline = static_cast<size_t>(config.max_pipeline);
+  context->header_timeout_ms = config.header_timeout_ms;
+  context->body_timeout_ms = config.body_timeout_ms;
+  context->idle_timeout_ms = config.idle_timeout_ms;
+  context->request_timeout = std::chrono::milliseconds{config.request_timeout_ms};
+  context->timestamp_window_seconds = config.timestamp_window_seconds;
+  for (const auto& channel : config.channels)
+    context->channels.insert(channel.id);
+  context->shards = shards;
+  context->reader = reader;
+  context->store = writer;
+  context->figures = &figures;
+  context->remembered_nonces
+    = store->load_nonces(unix_now_ms() - 2 * config.timestamp_window_seconds * 1000);
+
+  auto listener = system.middleman().backend().new_tcp_doorman(
+    config.http_port, config.http_host.c_str(), true);
+  if (!listener) {
+    int code = fatal("cannot listen on " + config.http_host + ":"
+                     + std::to_string(config.http_port) + ": "
+                     + system.render(listener.error()));
+    for (auto& shard : shards)
+      caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+    return code;
+  }
+  auto ingress = spawn_ingress(system, std::move(*listener), context);
+  spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "
+               "database {}, {} merchants, {} order shards, {} remembered nonces",
+               *instance_id, config.http_host, config.http_port, config.public_url,
+               config.data_dir, redact_url(config.database_url), config.merchants.size(),
+               config.order_shards, context->remembered_nonces.size());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("signal {} received: draining", signal_number);
+  caf::anon_send(ingress, drain_atom::value);
+  auto deadline = monotonic_now_ms() + config.request_timeout_ms;
+  std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  while (figures.http_inflight.load() > 0 && monotonic_now_ms() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});  // last writes flush
+  caf::anon_send_exit(ingress, caf::exit_reason::user_shutdown);
+  for (auto& shard : shards)
+    caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  system.await_all_actors_done();
+  spdlog::info("stopped cleanly; {} rows still wait for the database", store->outbox_size());
+  return exit_clean;
+}

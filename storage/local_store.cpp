@@ -1,0 +1,305 @@
+#include "storage/local_store.hpp"
+
+#include <unordered_map>
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "storage/record_codec.hpp"
+
+namespace paybus {
+
+namespace {
+
+const std::vector<std::string> family_names
+  = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
+     "meta"};
+
+} // namespace
+
+std::string idempotency_key(const std::string& merchant_id,
+                            const std::string& merchant_order_no) {
+  std::string key;
+  key.reserve(merchant_id.size() + 1 + merchant_order_no.size());
+  key.append(merchant_id);
+  key.push_back('\0');
+  key.append(merchant_order_no);
+  return key;
+}
+
+std::unique_ptr<local_store> local_store::open(
+  const std::string& dir, const local_store_options& options,
+  std::string& error) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.db_write_buffer_size = 4 * options.write_buffer_bytes;
+  db_options.keep_log_file_num = 4;
+  db_options.max_manifest_file_size = 64u << 20;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const auto& name : family_names) {
+    rocksdb::ColumnFamilyOptions family;
+    family.write_buffer_size = options.write_buffer_bytes;
+    family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    families.emplace_back(name, family);
+  }
+
+  std::unique_ptr<local_store> store{new local_store};
+  store->sync_ = options.sync;
+  rocksdb::DB* db = nullptr;
+  auto status = rocksdb::DB::Open(db_options, dir, families, &store->handles_,
+                                  &db);
+  if (!status.ok()) {
+    if (status.IsIOError() && status.ToString().find("lock") != std::string::npos)
+      error = "the local store " + dir
+              + " is held by another process (is a bus running on it?)";
+    else
+      error = "cannot open the local store " + dir + ": " + status.ToString();
+    return nullptr;
+  }
+  store->db_.reset(db);
+  store->orders_ = store->handles_[1];
+  store->idem_ = store->handles_[2];
+  store->outbox_ = store->handles_[3];
+  store->nonces_ = store->handles_[4];
+  store->meta_ = store->handles_[5];
+
+  // Recover the outbox cursor and size.
+  std::unique_ptr<rocksdb::Iterator> it{
+    db->NewIterator(rocksdb::ReadOptions{}, store->outbox_)};
+  int64_t size = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    ++size;
+  store->outbox_size_ = size;
+  it->SeekToLast();
+  if (it->Valid())
+    store->next_sequence_ = codec::decode_u64_be(it->key().ToStringView()) + 1;
+  if (!it->status().ok()) {
+    error = "cannot read the local store's outbox: " + it->status().ToString();
+    return nullptr;
+  }
+  return store;
+}
+
+local_store::~local_store() {
+  if (db_) {
+    for (auto* handle : handles_)
+      db_->DestroyColumnFamilyHandle(handle);
+    db_->Close();
+  }
+}
+
+rocksdb::Status local_store::commit(const std::vector<payment_record>& orders,
+                                    const std::vector<nonce_accepted>& nonces,
+                                    std::vector<order_stored>& results) {
+  results.assign(orders.size(), order_stored{});
+  rocksdb::WriteBatch batch;
+  std::unordered_map<std::string, size_t> decided;
+  uint64_t sequence = next_sequence_;
+  int64_t created = 0;
+  std::string existing_pay_id;
+  for (size_t i = 0; i < orders.size(); ++i) {
+    const auto& record = orders[i];
+    auto key = idempotency_key(record.order.merchant_id,
+                               record.order.merchant_order_no);
+    if (auto hit = decided.find(key); hit != decided.end()) {
+      results[i].created = false;
+      results[i].record = results[hit->second].record;
+      continue;
+    }
+    auto status = db_->Get(rocksdb::ReadOptions{}, idem_, key, &existing_pay_id);
+    if (status.ok()) {
+      std::optional<payment_record> existing;
+      status = get(existing_pay_id, existing);
+      if (!status.ok())
+        return status;
+      if (!existing)
+        return rocksdb::Status::Corruption("idempotency entry without order",
+                                           existing_pay_id);
+      results[i].created = false;
+      results[i].record = std::move(*existing);
+      decided.emplace(std::move(key), i);
+      continue;
+    }
+    if (!status.IsNotFound())
+      return status;
+    batch.Put(orders_, record.pay_id, codec::encode_record(record));
+    batch.Put(idem_, key, record.pay_id);
+    std::string entry;
+    entry.reserve(1 + record.pay_id.size());
+    entry.push_back('O');
+    entry.append(record.pay_id);
+    batch.Put(outbox_, codec::encode_u64_be(sequence++), entry);
+    results[i].created = true;
+    results[i].record = record;
+    decided.emplace(std::move(key), i);
+    ++created;
+  }
+  for (const auto& nonce : nonces) {
+    std::string key = codec::encode_u64_be(static_cast<uint64_t>(nonce.seen_at_ms));
+    key.append(nonce.merchant_id);
+    key.push_back('\0');
+    key.append(nonce.nonce);
+    batch.Put(nonces_, key, rocksdb::Slice{});
+  }
+  if (batch.Count() == 0)
+    return rocksdb::Status::OK();
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync_;
+  auto status = db_->Write(write_options, &batch);
+  if (!status.ok())
+    return status;
+  next_sequence_ = sequence;
+  outbox_size_.fetch_add(created, std::memory_order_relaxed);
+  return status;
+}
+
+rocksdb::Status local_store::get(const std::string& pay_id,
+                                 std::optional<payment_record>& record) {
+  std::string bytes;
+  auto status = db_->Get(rocksdb::ReadOptions{}, orders_, pay_id, &bytes);
+  if (status.IsNotFound()) {
+    record.reset();
+    return rocksdb::Status::OK();
+  }
+  if (!status.ok())
+    return status;
+  record.emplace();
+  if (!codec::decode_record(bytes, *record)) {
+    record.reset();
+    return rocksdb::Status::Corruption("undecodable order", pay_id);
+  }
+  return status;
+}
+
+rocksdb::Status local_store::find(const std::string& merchant_id,
+                                  const std::string& merchant_order_no,
+                                  std::optional<payment_record>& record) {
+  std::string pay_id;
+  auto status = db_->Get(rocksdb::ReadOptions{}, idem_,
+                         idempotency_key(merchant_id, merchant_order_no),
+                         &pay_id);
+  if (status.IsNotFound()) {
+    record.reset();
+    return rocksdb::Status::OK();
+  }
+  if (!status.ok())
+    return status;
+  return get(pay_id, record);
+}
+
+rocksdb::Status local_store::read_outbox(uint64_t from_sequence, size_t limit,
+                                         std::vector<outbox_entry>& entries) {
+  entries.clear();
+  std::unique_ptr<rocksdb::Iterator> it{
+    db_->NewIterator(rocksdb::ReadOptions{}, outbox_)};
+  for (it->Seek(codec::encode_u64_be(from_sequence));
+       it->Valid() && entries.size() < limit; it->Next()) {
+    auto value = it->value().ToStringView();
+    if (value.empty())
+      return rocksdb::Status::Corruption("empty outbox entry");
+    outbox_entry entry;
+    entry.sequence = codec::decode_u64_be(it->key().ToStringView());
+    entry.kind = value[0];
+    entry.pay_id.assign(value.substr(1));
+    entries.push_back(std::move(entry));
+  }
+  return it->status();
+}
+
+rocksdb::Status local_store::remove_outbox(uint64_t first, uint64_t last,
+                                           int64_t count) {
+  rocksdb::WriteOptions write_options;  // losing this on a crash only
+                                        // re-sends rows the database ignores
+  auto status = db_->DeleteRange(write_options, outbox_,
+                                 codec::encode_u64_be(first),
+                                 codec::encode_u64_be(last + 1));
+  if (status.ok())
+    outbox_size_.fetch_sub(count, std::memory_order_relaxed);
+  return status;
+}
+
+rocksdb::Status local_store::get_meta(const std::string& name,
+                                      std::optional<std::string>& value) {
+  std::string bytes;
+  auto status = db_->Get(rocksdb::ReadOptions{}, meta_, name, &bytes);
+  if (status.IsNotFound()) {
+    value.reset();
+    return rocksdb::Status::OK();
+  }
+  if (status.ok())
+    value = std::move(bytes);
+  return status;
+}
+
+rocksdb::Status local_store::put_meta(const std::string& name,
+                                      const std::string& value) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  return db_->Put(write_options, meta_, name, value);
+}
+
+std::string local_store::last_pay_id() {
+  std::unique_ptr<rocksdb::Iterator> it{
+    db_->NewIterator(rocksdb::ReadOptions{}, orders_)};
+  it->SeekToLast();
+  return it->Valid() ? it->key().ToString() : std::string{};
+}
+
+std::vector<nonce_accepted> local_store::load_nonces(int64_t since_ms) {
+  std::vector<nonce_accepted> nonces;
+  std::unique_ptr<rocksdb::Iterator> it{
+    db_->NewIterator(rocksdb::ReadOptions{}, nonces_)};
+  for (it->Seek(codec::encode_u64_be(static_cast<uint64_t>(since_ms)));
+       it->Valid(); it->Next()) {
+    auto key = it->key().ToStringView();
+    if (key.size() < 9)
+      continue;
+    auto rest = key.substr(8);
+    auto separator = rest.find('\0');
+    if (separator == std::string_view::npos)
+      continue;
+    nonce_accepted nonce;
+    nonce.seen_at_ms = static_cast<int64_t>(codec::decode_u64_be(key));
+    nonce.merchant_id.assign(rest.substr(0, separator));
+    nonce.nonce.assign(rest.substr(separator + 1));
+    nonces.push_back(std::move(nonce));
+  }
+  return nonces;
+}
+
+rocksdb::Status local_store::purge_nonces(int64_t before_ms) {
+  if (before_ms <= 0)
+    return rocksdb::Status::OK();
+  return db_->DeleteRange(rocksdb::WriteOptions{}, nonces_,
+                          codec::encode_u64_be(0),
+                          codec::encode_u64_be(static_cast<uint64_t>(before_ms)));
+}
+
+std::map<std::string, uint64_t> local_store::count_keys() {
+  std::map<std::string, uint64_t> counts;
+  for (size_t i = 0; i < handles_.size(); ++i) {
+    std::unique_ptr<rocksdb::Iterator> it{
+      db_->NewIterator(rocksdb::ReadOptions{}, handles_[i])};
+    uint64_t count = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      ++count;
+    counts[family_names[i]] = count;
+  }
+  return counts;
+}
+
+rocksdb::Status local_store::resume() {
+  return db_->Resume();
+}
+
+} // namespace paybus

@@ -1,0 +1,111 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <rocksdb/db.h>
+
+#include "messages/types.hpp"
+
+namespace paybus {
+
+struct local_store_options {
+  bool sync = true;                 // fsync every batch (never off in production)
+  size_t block_cache_bytes = 32u << 20;
+  size_t write_buffer_bytes = 16u << 20;
+};
+
+/// One entry of the database outbox: a row the transaction database still
+/// has to receive. Entries are numbered in commit order.
+struct outbox_entry {
+  uint64_t sequence = 0;
+  char kind = 'O';  // 'O': a payment_orders row
+  std::string pay_id;
+};
+
+/// The RocksDB local store. Column families:
+///   orders   pay_id -> encoded payment_record
+///   idem     merchant_id \0 merchant_order_no -> pay_id
+///   outbox   u64 big-endian sequence -> kind byte + pay_id
+///   nonces   u64 big-endian seen_at_ms + merchant_id \0 nonce -> ""
+///   meta     name -> value (instance_id, fingerprint)
+/// Thread-safety: reads from any thread; `commit` only from the single writer.
+class local_store {
+public:
+  /// Opens (creating if missing) the store in `dir`. Returns null with a one
+  /// line `error`, e.g. when another process holds the store.
+  static std::unique_ptr<local_store> open(const std::string& dir,
+                                           const local_store_options& options,
+                                           std::string& error);
+  ~local_store();
+
+  local_store(const local_store&) = delete;
+  local_store& operator=(const local_store&) = delete;
+
+  /// Decides and writes a group of creates in one WriteBatch, synced: for each
+  /// order whose (merchant, order no) is new, the order, its idempotency entry
+  /// and its outbox entry; for the others nothing. `results[i]` answers
+  /// `orders[i]`. Nonces ride along in the same batch.
+  rocksdb::Status commit(const std::vector<payment_record>& orders,
+                         const std::vector<nonce_accepted>& nonces,
+                         std::vector<order_stored>& results);
+
+  rocksdb::Status get(const std::string& pay_id,
+                      std::optional<payment_record>& record);
+  rocksdb::Status find(const std::string& merchant_id,
+                       const std::string& merchant_order_no,
+                       std::optional<payment_record>& record);
+
+  /// Up to `limit` outbox entries with sequence >= `from_sequence`, in order.
+  rocksdb::Status read_outbox(uint64_t from_sequence, size_t limit,
+                              std::vector<outbox_entry>& entries);
+  /// Removes delivered entries [first, last] (inclusive), `count` of them.
+  rocksdb::Status remove_outbox(uint64_t first, uint64_t last, int64_t count);
+  int64_t outbox_size() const {
+    return outbox_size_.load(std::memory_order_relaxed);
+  }
+
+  rocksdb::Status get_meta(const std::string& name,
+                           std::optional<std::string>& value);
+  /// Synced.
+  rocksdb::Status put_meta(const std::string& name, const std::string& value);
+
+  /// The greatest pay_id in the store, empty if none.
+  std::string last_pay_id();
+
+  /// Nonces seen at or after `since_ms`.
+  std::vector<nonce_accepted> load_nonces(int64_t since_ms);
+  /// Forgets nonces seen before `before_ms`.
+  rocksdb::Status purge_nonces(int64_t before_ms);
+
+  /// Number of keys per column family (tests and `verify`).
+  std::map<std::string, uint64_t> count_keys();
+
+  /// Clears a background error (e.g. after the disk had no space).
+  rocksdb::Status resume();
+
+private:
+  local_store() = default;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* orders_ = nullptr;
+  rocksdb::ColumnFamilyHandle* idem_ = nullptr;
+  rocksdb::ColumnFamilyHandle* outbox_ = nullptr;
+  rocksdb::ColumnFamilyHandle* nonces_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  bool sync_ = true;
+  uint64_t next_sequence_ = 1;  // writer thread only
+  std::atomic<int64_t> outbox_size_{0};
+};
+
+/// The idempotency key of an order.
+std::string idempotency_key(const std::string& merchant_id,
+                            const std::string& merchant_order_no);
+
+} // namespace paybus

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "messages/types.hpp"
+
+struct pg_conn;
+
+namespace paybus {
+
+struct pg_database_options {
+  std::string url;
+  int64_t connect_timeout_ms = 3000;
+  int64_t statement_timeout_ms = 5000;
+};
+
+/// A libpq connection to the transaction database with hard time limits on
+/// connecting and on every statement (a hanging server costs a timeout, never
+/// a stuck thread). Blocking: use it from a detached actor or its own thread.
+class pg_database {
+public:
+  explicit pg_database(pg_database_options options);
+  ~pg_database();
+
+  pg_database(const pg_database&) = delete;
+  pg_database& operator=(const pg_database&) = delete;
+
+  bool connected() const {
+    return connection_ != nullptr;
+  }
+
+  /// Connects if not connected and creates the schema if missing. On failure
+  /// returns false with a one-line `error`.
+  bool ensure_ready(std::string& error);
+
+  /// Inserts payment_orders rows in one statement; rows already present are
+  /// left as they are (ON CONFLICT DO NOTHING). On failure the connection is
+  /// dropped.
+  bool insert_orders(const std::vector<payment_record>& records,
+                     std::string& error);
+
+  /// Registers this instance (or finds its earlier registration) and returns
+  /// its instance number.
+  std::optional<int32_t> register_instance(const std::string& fingerprint,
+                                           const std::string& uri,
+                                           std::string& error);
+
+  void disconnect();
+
+private:
+  bool connect(std::string& error);
+  /// Runs one statement with text parameters; `rows` gets the first column of
+  /// each result row.
+  bool execute(const std::string& sql, const std::vector<const char*>& params,
+               std::string& error, std::vector<std::string>* rows = nullptr);
+
+  pg_database_options options_;
+  pg_conn* connection_ = nullptr;
+};
+
+/// The schema of API.md section 6.
+extern const char* const pg_schema_sql;
+
+} // namespace paybus

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "messages/types.hpp"
+
+namespace paybus::codec {
+
+/// Binary encoding of a payment record as stored in the `orders` column
+/// family: a version byte, then length-prefixed strings and fixed-width
+/// little-endian integers. Stable on disk; bump the version to change it.
+std::string encode_record(const payment_record& record);
+
+/// Returns false (and leaves `record` unspecified) on any damage: wrong
+/// version, truncation, trailing bytes.
+bool decode_record(std::string_view bytes, payment_record& record);
+
+/// 8-byte big-endian, so that byte order is numeric order.
+std::string encode_u64_be(uint64_t value);
+uint64_t decode_u64_be(std::string_view bytes);
+
+} // namespace paybus::codec

@@ -84,7 +84,9 @@ order_actor::behavior_type order_shard_behavior(shard_pointer self,
       record.order = std::move(order);
       record.instance_id = st.settings.instance_id;
       record.created_at_ms = now;
-      self->request(st.store, st.settings.store_timeout, create_atom::value,
+      // No timeout: the store answers every create, with an error if it
+      // cannot write; the ingress bounds how long a client waits.
+      self->request(st.store, caf::infinite, create_atom::value,
                     std::move(record))
         .then([=](order_stored& stored) { settle(self, key, stored); },
               [=](caf::error& error) { fail(self, key, error); });

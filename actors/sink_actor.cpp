@@ -87,9 +87,7 @@ bool deliver_batch(sink_pointer self) {
     database_down(self, error);
     return false;
   }
-  status = st.store->remove_outbox(entries.front().sequence,
-                                   entries.back().sequence,
-                                   static_cast<int64_t>(entries.size()));
+  status = st.store->remove_outbox(entries);
   if (!status.ok())
     spdlog::warn("cannot trim the database outbox (rows will be re-sent and "
                  "ignored): {}",

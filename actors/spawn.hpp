@@ -44,7 +44,6 @@ struct order_shard_settings {
   int32_t instance_id = 0;
   int32_t shard = 0;
   int64_t pay_id_floor_ms = 0;
-  std::chrono::milliseconds store_timeout{10'000};
 };
 
 order_actor spawn_order_shard(caf::actor_system& system, store_actor store,

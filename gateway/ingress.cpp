@@ -45,13 +45,24 @@ struct connection {
   bool closing = false;                    // no more requests are read
 };
 
+/// A request handed to another actor, waiting for its answer.
+struct call {
+  caf::io::connection_handle hdl;
+  uint64_t sequence = 0;
+  bool keep_alive = true;
+};
+
 struct ingress_state {
   std::shared_ptr<const ingress_context> context;
   std::unordered_map<caf::io::connection_handle, std::unique_ptr<connection>>
     connections;
   std::unique_ptr<nonce_cache> nonces;
   caf::io::accept_handle listener;
-  int64_t inflight = 0;
+  // Calls in flight and their deadlines (one timeout for all, so the deque
+  // is in deadline order). Cheaper than a CAF request timeout per call.
+  std::unordered_map<uint64_t, call> calls;
+  std::deque<std::pair<int64_t, uint64_t>> call_deadlines;
+  uint64_t next_call_id = 1;
   bool draining = false;
 };
 
@@ -118,32 +129,53 @@ void complete(ingress_broker* self, caf::io::connection_handle hdl,
   flush_ready(self, hdl);
 }
 
-/// A request handed to another actor: counts it in flight until answered.
+/// Answers a call once: the first of its reply and its timeout wins.
 struct async_reply {
   ingress_broker* self;
-  caf::io::connection_handle hdl;
-  uint64_t sequence;
-  bool keep_alive;
+  uint64_t id;
 
   void operator()(int status, std::string body,
                   std::string_view extra_headers = {}) const {
     auto& st = self->state;
-    --st.inflight;
-    st.context->figures->http_inflight = st.inflight;
-    bool keep = keep_alive && !st.draining;
-    complete(self, hdl, sequence, status,
+    auto found = st.calls.find(id);
+    if (found == st.calls.end())
+      return;  // timed out and answered already
+    call answered = found->second;
+    st.calls.erase(found);
+    st.context->figures->http_inflight = static_cast<int64_t>(st.calls.size());
+    bool keep = answered.keep_alive && !st.draining;
+    complete(self, answered.hdl, answered.sequence, status,
              http_response(status, json_type, body, keep, extra_headers), !keep);
   }
 };
+
+async_reply start_call(ingress_broker* self, caf::io::connection_handle hdl,
+                       uint64_t sequence, bool keep_alive) {
+  auto& st = self->state;
+  auto id = st.next_call_id++;
+  st.calls.emplace(id, call{hdl, sequence, keep_alive});
+  st.call_deadlines.emplace_back(
+    monotonic_now_ms() + st.context->request_timeout.count(), id);
+  st.context->figures->http_inflight = static_cast<int64_t>(st.calls.size());
+  return async_reply{self, id};
+}
+
+void expire_calls(ingress_broker* self) {
+  auto& st = self->state;
+  auto now = monotonic_now_ms();
+  while (!st.call_deadlines.empty() && st.call_deadlines.front().first <= now) {
+    async_reply reply{self, st.call_deadlines.front().second};
+    st.call_deadlines.pop_front();
+    reply(503, error_json("store_unavailable",
+                          "the local store did not answer in time; retry with "
+                          "the same merchant_order_no"));
+  }
+}
 
 void answer_store_error(const async_reply& reply, const caf::error& error) {
   if (error == errc::overloaded) {
     reply(429, error_json("overloaded", "the bus is at capacity, retry later"),
           "Retry-After: 1\r\n");
-  } else if (error == caf::sec::request_timeout) {
-    reply(503, error_json("store_unavailable",
-                          "the local store did not answer in time; retry with "
-                          "the same merchant_order_no"));
   } else {
     reply(503, error_json("store_unavailable",
                           "the local store cannot write; retry with the same "
@@ -290,26 +322,21 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
   }
   st.nonces->remember(merchant->id, request.nonce, now_ms);
 
-  if (st.inflight >= ctx.max_inflight)
+  if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
     return ready(429, error_json("overloaded", "the bus is at capacity, retry later"),
                  "Retry-After: 1\r\n");
   conn.responses.back().close_after = !keep_alive;
-  async_reply reply{self, hdl, sequence, keep_alive};
-  ++st.inflight;
-  ctx.figures->http_inflight = st.inflight;
 
   if (post) {
     payment_order order;
     if (auto error = parse_payment_order(request.body, merchant->id, ctx.channels,
-                                         ctx.orders, order)) {
-      --st.inflight;
-      ctx.figures->http_inflight = st.inflight;
+                                         ctx.orders, order))
       return ready(error->status, error_json(error->code, error->message));
-    }
+    auto reply = start_call(self, hdl, sequence, keep_alive);
     auto key = idempotency_key(order.merchant_id, order.merchant_order_no);
     const auto& shard = ctx.shards[std::hash<std::string>{}(key) % ctx.shards.size()];
     nonce_accepted nonce{merchant->id, request.nonce, now_ms};
-    self->request(shard, ctx.request_timeout, std::move(order))
+    self->request(shard, caf::infinite, std::move(order))
       .then(
         [=](order_admitted& admitted) {
           auto& figures = *self->state.context->figures;
@@ -336,6 +363,21 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
     return;
   }
 
+  std::string pay_id;
+  std::optional<std::string> order_no;
+  if (item) {
+    pay_id = std::string{path.substr(13)};
+    if (!valid_pay_id_text(pay_id))
+      return ready(404, error_json("not_found", "no such payment"));
+  } else {
+    order_no = query_parameter(query, "merchant_order_no");
+    if (!order_no)
+      return ready(400, error_json("missing_field", "merchant_order_no is required"));
+    if (!valid_merchant_order_no(*order_no))
+      return ready(400, error_json("invalid_field",
+                                   "merchant_order_no must be 1 to 64 of [A-Za-z0-9_.-]"));
+  }
+  auto reply = start_call(self, hdl, sequence, keep_alive);
   auto merchant_id = merchant->id;
   nonce_accepted nonce{merchant->id, request.nonce, now_ms};
   auto on_found = [=](payment_lookup& found) {
@@ -347,34 +389,12 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
     reply(200, render_payment(found.record));
   };
   auto on_error = [=](caf::error& error) { answer_store_error(reply, error); };
-  if (item) {
-    auto pay_id = std::string{path.substr(13)};
-    if (!valid_pay_id_text(pay_id)) {
-      --st.inflight;
-      ctx.figures->http_inflight = st.inflight;
-      return ready(404, error_json("not_found", "no such payment"));
-    }
-    self->request(ctx.reader, ctx.request_timeout, get_atom::value, pay_id)
+  if (item)
+    self->request(ctx.reader, caf::infinite, get_atom::value, pay_id)
       .then(on_found, on_error);
-    return;
-  }
-  auto order_no = query_parameter(query, "merchant_order_no");
-  std::string problem;
-  if (!order_no)
-    problem = "missing";
-  else if (!valid_merchant_order_no(*order_no))
-    problem = "invalid";
-  if (!problem.empty()) {
-    --st.inflight;
-    ctx.figures->http_inflight = st.inflight;
-    if (problem == "missing")
-      return ready(400, error_json("missing_field", "merchant_order_no is required"));
-    return ready(400, error_json("invalid_field",
-                                 "merchant_order_no must be 1 to 64 of [A-Za-z0-9_.-]"));
-  }
-  self->request(ctx.reader, ctx.request_timeout, find_atom::value, merchant_id,
-                *order_no)
-    .then(on_found, on_error);
+  else
+    self->request(ctx.reader, caf::infinite, find_atom::value, merchant_id, *order_no)
+      .then(on_found, on_error);
 }
 
 void on_data(ingress_broker* self, caf::io::new_data_msg& msg) {
@@ -427,6 +447,7 @@ void on_tick(ingress_broker* self) {
   const auto& ctx = *st.context;
   auto now = monotonic_now_ms();
   st.nonces->expire(unix_now_ms());
+  expire_calls(self);
   std::vector<caf::io::connection_handle> to_close;
   std::vector<caf::io::connection_handle> timed_out;
   for (auto& [hdl, conn] : st.connections) {
@@ -501,7 +522,7 @@ caf::behavior ingress_behavior(ingress_broker* self,
       st.draining = true;
       self->close(st.listener);
       spdlog::info("ingress draining: {} requests in flight, {} connections",
-                   st.inflight, st.connections.size());
+                   st.calls.size(), st.connections.size());
     },
   };
 }

@@ -98,8 +98,8 @@ int main(int argc, char** argv) {
   std::string error;
   if (!load_settings(config_path, overrides, config, error))
     return bad_config(error);
-  auto context = std::make_shared<ingress_context>();
-  if (!load_keys(config, context->merchants, error))
+  std::unordered_map<std::string, merchant_credentials> merchants;
+  if (!load_keys(config, merchants, error))
     return bad_config(error);
 
   spdlog::set_level(spdlog::level::from_str(config.log_level));
@@ -112,6 +112,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+
+  int listen_fd = open_listener(config.http_host, config.http_port, error);
+  if (listen_fd < 0)
+    return fatal("cannot listen on " + config.http_host + ":"
+                 + std::to_string(config.http_port) + ": " + error);
 
   std::error_code fs_error;
   std::filesystem::create_directories(config.data_dir, fs_error);
@@ -160,10 +165,13 @@ int main(int argc, char** argv) {
     shard_settings.instance_id = *instance_id;
     shard_settings.shard = shard;
     shard_settings.pay_id_floor_ms = floor_ms;
-    shard_settings.store_timeout = std::chrono::milliseconds{config.request_timeout_ms};
     shards.push_back(spawn_order_shard(system, writer, shard_settings));
   }
 
+  // Declared after the actor system: the actor handles it holds must be gone
+  // before the system's destructor waits for detached actors.
+  auto context = std::make_shared<ingress_context>();
+  context->merchants = std::move(merchants);
   context->http.max_header_bytes = static_cast<size_t>(config.max_header_bytes);
   context->http.max_body_bytes = static_cast<size_t>(config.max_body_bytes);
   context->max_connections = static_cast<size_t>(config.max_connections);
@@ -183,20 +191,8 @@ int main(int argc, char** argv) {
   context->remembered_nonces
     = store->load_nonces(unix_now_ms() - 2 * config.timestamp_window_seconds * 1000);
 
-  auto listener = system.middleman().backend().new_tcp_doorman(
-    config.http_port, config.http_host.c_str(), true);
-  if (!listener) {
-    int code = fatal("cannot listen on " + config.http_host + ":"
-                     + std::to_string(config.http_port) + ": "
-                     + system.render(listener.error()));
-    for (auto& shard : shards)
-      caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
-    return code;
-  }
-  auto ingress = spawn_ingress(system, std::move(*listener), context);
+  auto listener = system.middleman().backend().new_doorman(listen_fd);
+  auto ingress = spawn_ingress(system, std::move(listener), context);
   spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "
                "database {}, {} merchants, {} order shards, {} remembered nonces",
                *instance_id, config.http_host, config.http_port, config.public_url,

@@ -1,6 +1,10 @@
 #include "programs/startup.hpp"
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <cstdlib>
 #include <unistd.h>
 
@@ -79,6 +83,42 @@ std::string redact_url(const std::string& url) {
   if (colon == std::string::npos || colon > at)
     return url;
   return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+} // namespace paybus
+
+namespace paybus {
+
+int open_listener(const std::string& host, uint16_t port, std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  auto service = std::to_string(port);
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
+  if (rc != 0) {
+    error = std::string{"cannot resolve "} + host + ": " + gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  for (auto* address = found; address != nullptr; address = address->ai_next) {
+    fd = socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                address->ai_protocol);
+    if (fd < 0)
+      continue;
+    int one = 1;
+    // SO_REUSEADDR only: a restart binds past TIME_WAIT, but a second bus
+    // on the same port is refused (no SO_REUSEPORT).
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, address->ai_addr, address->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+      break;
+    error = std::strerror(errno);
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(found);
+  return fd;
 }
 
 } // namespace paybus

@@ -21,6 +21,10 @@ std::optional<int32_t> resolve_instance_id(local_store& store,
                                            const settings& config,
                                            std::string& error);
 
+/// A listening TCP socket (non-blocking, SO_REUSEADDR, backlog 4096), or -1
+/// with `error` set.
+int open_listener(const std::string& host, uint16_t port, std::string& error);
+
 /// The database URL with any password masked, for logs.
 std::string redact_url(const std::string& url);
 

@@ -64,8 +64,8 @@ public:
   /// Up to `limit` outbox entries with sequence >= `from_sequence`, in order.
   rocksdb::Status read_outbox(uint64_t from_sequence, size_t limit,
                               std::vector<outbox_entry>& entries);
-  /// Removes delivered entries [first, last] (inclusive), `count` of them.
-  rocksdb::Status remove_outbox(uint64_t first, uint64_t last, int64_t count);
+  /// Removes delivered entries.
+  rocksdb::Status remove_outbox(const std::vector<outbox_entry>& entries);
   int64_t outbox_size() const {
     return outbox_size_.load(std::memory_order_relaxed);
   }

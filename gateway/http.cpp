@@ -21,9 +21,10 @@ struct http_callbacks {
     return *static_cast<http_request_parser*>(parser->data);
   }
 
+  // -1, not 1: from on_headers_complete a 1 means "no body", not an error.
   static int fail(http_request_parser& p, int status) {
     p.error_status_ = status;
-    return 1;
+    return -1;
   }
 
   static bool count_header_bytes(http_request_parser& p, size_t length) {
@@ -104,7 +105,7 @@ struct http_callbacks {
     finish_header(p);
     p.current_.method = http_method_str(static_cast<http_method>(parser->method));
     bool chunked = (parser->flags & F_CHUNKED) != 0;
-    bool has_length = parser->content_length != ULLONG_MAX;
+    bool has_length = (parser->flags & F_CONTENTLENGTH) != 0;
     if (parser->method == HTTP_POST && !chunked && !has_length)
       return fail(p, 411);
     if (has_length && parser->content_length > p.limits_.max_body_bytes)

@@ -1,0 +1,217 @@
+"""Starts real processes for end-to-end tests: a throwaway PostgreSQL cluster and paybusd."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("PAYBUS_BUILD", os.path.join(ROOT, "build"))
+PAYBUSD = os.path.join(BUILD, "programs", "paybusd")
+PG_CLUSTER = os.path.join(ROOT, "scripts", "pg-cluster")
+MAKE_KEYS = os.path.join(ROOT, "scripts", "make-keys")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_temp_dir(name):
+    path = tempfile.mkdtemp(prefix="paybus-" + name + "-")
+    os.chmod(path, 0o755)
+    return path
+
+
+class PgCluster:
+    """A throwaway PostgreSQL listening on a unix socket in a temp dir."""
+
+    def __init__(self):
+        self.dir = make_temp_dir("pg")
+        self.url = None
+
+    def start(self):
+        out = subprocess.run([PG_CLUSTER, "start", self.dir], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError("pg-cluster start failed: " + out.stderr)
+        self.url = out.stdout.strip()
+        return self.url
+
+    def stop(self):
+        subprocess.run([PG_CLUSTER, "stop", self.dir], capture_output=True)
+
+    def query(self, sql):
+        out = subprocess.run(["psql", self.url or self.url_only(), "-XtA", "-F", "|", "-c", sql],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError("psql failed: " + out.stderr)
+        return [line.split("|") for line in out.stdout.splitlines() if line]
+
+    def scalar(self, sql):
+        rows = self.query(sql)
+        return rows[0][0] if rows else None
+
+    def url_only(self):
+        return subprocess.run([PG_CLUSTER, "url", self.dir], capture_output=True, text=True).stdout.strip()
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+KEYS_DIR = None
+
+
+def keys_dir():
+    """An RSA key pair for the bus and for an rsa-sha256 merchant, made once per run."""
+    global KEYS_DIR
+    if KEYS_DIR is None:
+        KEYS_DIR = make_temp_dir("keys")
+        subprocess.run([MAKE_KEYS, KEYS_DIR, "paybus", "merchant-rsa"], check=True)
+    return KEYS_DIR
+
+
+class Bus:
+    """One paybusd process with its own data dir and config."""
+
+    def __init__(self, database_url, data_dir=None, extra_config="", sets=None):
+        self.dir = data_dir or make_temp_dir("bus")
+        self.port = free_port()
+        self.database_url = database_url
+        self.sets = list(sets or [])
+        keys = keys_dir()
+        self.config_path = os.path.join(self.dir, "paybus.toml")
+        with open(self.config_path, "w") as f:
+            f.write(f"""
+[node]
+data_dir = "{self.dir}/data"
+[http]
+listen = "127.0.0.1:{self.port}"
+public_url = "http://127.0.0.1:{self.port}"
+[database]
+url = "{database_url}"
+connect_timeout_ms = 1000
+statement_timeout_ms = 3000
+[signing]
+private_key = "{keys}/paybus.key.pem"
+
+[[merchants]]
+id = "demo"
+auth = "hmac-sha256"
+secret = "demo-secret"
+
+[[merchants]]
+id = "other"
+auth = "hmac-sha256"
+secret = "other-secret"
+
+[[merchants]]
+id = "rsa-shop"
+auth = "rsa-sha256"
+public_key = "{keys}/merchant-rsa.pub.pem"
+
+[[channels]]
+id = "sim-a"
+url = "http://127.0.0.1:9"
+weight = 100
+{extra_config}
+""")
+        self.process = None
+        self.log_path = os.path.join(self.dir, "paybusd.log")
+
+    def start(self, wait=True):
+        command = [PAYBUSD, "--config", self.config_path]
+        for item in self.sets:
+            command += ["--set", item]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("paybusd exited with %s:\n%s" % (self.process.returncode, self.log()))
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("paybusd did not become healthy:\n" + self.log())
+
+    def stop(self, timeout=30):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise RuntimeError("paybusd did not stop on SIGTERM:\n" + self.log())
+        return self.process.returncode if self.process else None
+
+    def kill9(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def metric(self, name):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def wait_metric(self, name, predicate, timeout=30):
+        deadline = time.time() + timeout
+        value = None
+        while time.time() < deadline:
+            value = self.metric(name)
+            if value is not None and predicate(value):
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"{name} = {value} did not reach the expected value")
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def destroy(self):
+        self.kill9()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_paybusd(args, timeout=20):
+    """Runs paybusd to completion (for start-up errors); returns (code, output)."""
+    out = subprocess.run([PAYBUSD] + args, capture_output=True, text=True, timeout=timeout)
+    return out.returncode, out.stdout + out.stderr
+
+
+def raw_http(port, data, timeout=5, read_all=True):
+    """Sends raw bytes and returns everything the bus answers until it closes or times out."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if not read_all:
+                    break
+        except socket.timeout:
+            pass
+        return b"".join(chunks)

@@ -1,0 +1,113 @@
+"""End to end: payments keep flowing while PostgreSQL is down or hanging; the backlog drains exactly once."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Bus, PgCluster  # noqa: E402
+from paybus_client import Client  # noqa: E402
+
+
+def postgres_pids(pg):
+    with open(os.path.join(pg.dir, "data", "postmaster.pid")) as f:
+        master = int(f.readline())
+    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+    return [master] + [int(c) for c in children]
+
+
+def pay_many(port, prefix, count, threads=4):
+    """Sends `count` payments from several connections; returns {order_no: (status, pay_id)}."""
+    results = {}
+    lock = threading.Lock()
+
+    def worker(start):
+        client = Client("127.0.0.1", port)
+        for i in range(start, count, threads):
+            order_no = f"{prefix}-{i}"
+            status, body, _ = client.pay(order_no, amount=100 + i)
+            with lock:
+                results[order_no] = (status, body.get("pay_id") if isinstance(body, dict) else None)
+        client.close()
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return results
+
+
+class DatabaseOutage(unittest.TestCase):
+    def setUp(self):
+        self.pg = PgCluster()
+        self.pg.start()
+        self.bus = Bus(self.pg.url).start()
+
+    def tearDown(self):
+        for pid in postgres_pids(self.pg) if os.path.exists(os.path.join(self.pg.dir, "data", "postmaster.pid")) else []:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.bus.destroy()
+        self.pg.destroy()
+
+    def assert_rows_exactly_once(self, results, prefix):
+        self.bus.wait_metric("paybus_db_backlog", lambda v: v == 0, timeout=60)
+        rows = self.pg.query(f"SELECT pay_id, merchant_order_no FROM payment_orders "
+                             f"WHERE merchant_order_no LIKE '{prefix}-%'")
+        self.assertEqual(len(rows), len(results))
+        self.assertEqual({r[1]: r[0] for r in rows}, {no: r[1] for no, r in results.items()})
+
+    def test_database_stopped_payments_accepted_then_drained_exactly_once(self):
+        before = pay_many(self.bus.port, "O1-before", 20)
+        self.bus.wait_metric("paybus_db_backlog", lambda v: v == 0)
+        self.pg.stop()
+        during = pay_many(self.bus.port, "O1-during", 1000)
+        self.assertEqual({s for s, _ in during.values()}, {202})
+        self.bus.wait_metric("paybus_db_up", lambda v: v == 0)
+        self.assertGreaterEqual(self.bus.metric("paybus_db_backlog"), 1)
+        client = Client("127.0.0.1", self.bus.port)
+        self.assertEqual(client.request("GET", "/readyz", sign=False)[0], 200)
+        client.close()
+        self.pg.start()
+        self.bus.wait_metric("paybus_db_up", lambda v: v == 1, timeout=30)
+        self.assert_rows_exactly_once(before, "O1-before")
+        self.assert_rows_exactly_once(during, "O1-during")
+
+    def test_database_hanging_stalls_nothing_but_the_sink(self):
+        pay_many(self.bus.port, "O2-warm", 10)
+        self.bus.wait_metric("paybus_db_backlog", lambda v: v == 0)
+        pids = postgres_pids(self.pg)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.time()
+            during = pay_many(self.bus.port, "O2-hang", 300)
+            elapsed = time.time() - started
+            self.assertEqual({s for s, _ in during.values()}, {202})
+            # Nothing waited on the database's statement timeout (3 s here).
+            self.assertLess(elapsed, 3.0, "payments stalled behind a hanging database")
+            self.bus.wait_metric("paybus_db_up", lambda v: v == 0, timeout=15)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        self.bus.wait_metric("paybus_db_up", lambda v: v == 1, timeout=30)
+        self.assert_rows_exactly_once(during, "O2-hang")
+
+    def test_database_restarted_while_the_bus_is_stopped(self):
+        self.pg.stop()
+        first = pay_many(self.bus.port, "O3-a", 100)
+        self.assertEqual(self.bus.stop(), 0)
+        self.pg.start()
+        self.bus.start()
+        self.assert_rows_exactly_once(first, "O3-a")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

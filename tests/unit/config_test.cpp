@@ -1,0 +1,97 @@
+#include <catch2/catch.hpp>
+
+#include "config/settings.hpp"
+
+using namespace paybus;
+
+namespace {
+
+const std::string good = R"(
+[node]
+data_dir = "var/x"
+[http]
+listen = "127.0.0.1:18080"
+[database]
+url = "postgresql:///paybus"
+[[merchants]]
+id = "demo"
+auth = "hmac-sha256"
+secret = "demo-secret"
+[[merchants]]
+id = "shop"
+auth = "rsa-sha256"
+public_key = "k.pem"
+[[channels]]
+id = "sim-a"
+url = "http://127.0.0.1:9001"
+weight = 30
+)";
+
+std::string error_of(const std::string& text, std::vector<std::string> overrides = {}) {
+  settings out;
+  std::string error;
+  if (parse_settings(text, "test.toml", overrides, out, error))
+    return "ok";
+  return error;
+}
+
+} // namespace
+
+TEST_CASE("a good config and its defaults") {
+  settings out;
+  std::string error;
+  REQUIRE(parse_settings(good, "test.toml", {}, out, error));
+  CHECK(out.data_dir == "var/x");
+  CHECK(out.http_host == "127.0.0.1");
+  CHECK(out.http_port == 18080);
+  CHECK(out.public_url == "http://127.0.0.1:18080");
+  CHECK(out.max_body_bytes == 64 * 1024);
+  CHECK(out.max_header_bytes == 16 * 1024);
+  CHECK(out.store_sync);
+  CHECK_FALSE(out.instance_id);
+  REQUIRE(out.merchants.size() == 2);
+  CHECK(out.merchants[1].public_key_path == "k.pem");
+  REQUIRE(out.channels.size() == 1);
+  CHECK(out.channels[0].weight == 30);
+}
+
+TEST_CASE("overrides given with --set read the key's own type") {
+  settings out;
+  std::string error;
+  REQUIRE(parse_settings(good, "test.toml",
+                         {"http.listen=0.0.0.0:9999", "node.instance_id=12", "store.sync=false",
+                          "merchants.0.secret=12345678", "channels.0.weight=5"},
+                         out, error));
+  CHECK(out.http_port == 9999);
+  CHECK(out.instance_id == std::optional<int32_t>{12});
+  CHECK_FALSE(out.store_sync);
+  CHECK(out.merchants[0].secret == "12345678");
+  CHECK(out.channels[0].weight == 5);
+}
+
+TEST_CASE("every config error names its key in one line") {
+  auto check = [](const std::string& error, const std::string& key) {
+    INFO(error);
+    CHECK(error.rfind(key, 0) == 0);
+    CHECK(error.find('\n') == std::string::npos);
+  };
+  check(error_of(good, {"http.listen=nonsense"}), "http.listen");
+  check(error_of(good, {"http.listen=1.2.3.4:99999"}), "http.listen");
+  check(error_of(good, {"node.order_shards=x"}), "node.order_shards");
+  check(error_of(good, {"node.order_shards=0"}), "node.order_shards");
+  check(error_of(good, {"store.sync=maybe"}), "store.sync");
+  check(error_of(good, {"node.unknown=1"}), "node.unknown");
+  check(error_of(good, {"merchants.0.auth=md5"}), "merchants.0.auth");
+  check(error_of(good, {"merchants.0.secret=short"}), "merchants.0.secret");
+  check(error_of(good, {"merchants.1.id=demo"}), "merchants.1.id");
+  check(error_of(good, {"channels.0.url=ftp://x"}), "channels.0.url");
+  check(error_of(good, {"log.level=loud"}), "log.level");
+  check(error_of(good + "\n[extra]\nkey = 1\n"), "extra");
+  check(error_of(good + "\n[node2]\n"), "node2");
+  check(error_of("[node]\ndata_dir = 5\n"), "node.data_dir");
+  check(error_of("[http]\nmax_body_bytes = \"big\"\n"), "http.max_body_bytes");
+  check(error_of("[[merchants]]\nid = \"a\"\nauth = \"hmac-sha256\"\nsecret = \"12345678\"\ncolour = 1\n"),
+        "merchants.0.colour");
+  CHECK(error_of("[node\n").rfind("test.toml:1:", 0) == 0);
+  CHECK(error_of(good, {"nonsense"}).find("KEY=VALUE") != std::string::npos);
+}

@@ -1,0 +1,145 @@
+// The order shard with CAF's deterministic test coordinator: concurrent
+// duplicates of one order reach the store once, and every caller is answered.
+
+#include <memory>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <catch2/catch.hpp>
+
+#include "actors/admission.hpp"
+#include "actors/spawn.hpp"
+
+using namespace paybus;
+
+namespace {
+
+struct store_double_state {
+  std::vector<payment_record> creates;
+};
+
+store_actor::behavior_type store_double(store_actor::stateful_pointer<store_double_state> self,
+                                        std::shared_ptr<std::vector<payment_record>> creates,
+                                        bool failing) {
+  return {
+    [=](create_atom, payment_record& record) -> caf::result<order_stored> {
+      creates->push_back(record);
+      if (failing)
+        return caf::make_error(errc::store_unavailable);
+      return order_stored{true, record};
+    },
+    [=](nonce_accepted&) {},
+    [=](flush_atom) {},
+    [=](tick_atom) {},
+  };
+}
+
+caf::behavior client(caf::event_based_actor* self, order_actor shard, payment_order order,
+                     std::shared_ptr<std::vector<std::string>> answers) {
+  self->request(shard, caf::infinite, std::move(order))
+    .then(
+      [=](order_admitted& admitted) {
+        static const char* names[] = {"created", "existing", "conflict"};
+        answers->push_back(std::string{names[admitted.disposition]} + ":" + admitted.record.pay_id);
+        self->quit();
+      },
+      [=](caf::error&) {
+        answers->push_back("error");
+        self->quit();
+      });
+  return {[](int) {}};
+}
+
+struct fixture {
+  fixture() : system(configure(config)),
+              coordinator(dynamic_cast<caf::scheduler::test_coordinator&>(system.scheduler())) {
+  }
+
+  static caf::actor_system_config& configure(caf::actor_system_config& cfg) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.add_message_types<caf::id_block::paybus>();
+    return cfg;
+  }
+
+  payment_order order(const std::string& no, int64_t amount) {
+    payment_order o;
+    o.merchant_id = "demo";
+    o.merchant_order_no = no;
+    o.amount_minor = amount;
+    o.currency = "CNY";
+    return o;
+  }
+
+  caf::actor_system_config config;
+  caf::actor_system system;
+  caf::scheduler::test_coordinator& coordinator;
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "concurrent duplicates reach the store once and all get the payment") {
+  auto creates = std::make_shared<std::vector<payment_record>>();
+  auto answers = std::make_shared<std::vector<std::string>>();
+  auto store = system.spawn(store_double, creates, false);
+  auto shard = spawn_order_shard(system, store, order_shard_settings{9, 3, 0});
+  system.spawn(client, shard, order("A-1", 100), answers);
+  system.spawn(client, shard, order("A-1", 100), answers);
+  system.spawn(client, shard, order("A-1", 555), answers);
+  system.spawn(client, shard, order("B-1", 100), answers);
+  coordinator.run();
+  REQUIRE(creates->size() == 2);  // one for A-1, one for B-1
+  auto pay_id_a = (*creates)[0].pay_id;
+  CHECK(pay_id_a.substr(13, 7) == "0000903");  // instance 9, shard 3
+  REQUIRE(answers->size() == 4);
+  CHECK(std::count(answers->begin(), answers->end(), "created:" + pay_id_a) == 1);
+  CHECK(std::count(answers->begin(), answers->end(), "existing:" + pay_id_a) == 1);
+  CHECK(std::count(answers->begin(), answers->end(), "conflict:" + pay_id_a) == 1);
+  CHECK(std::count(answers->begin(), answers->end(), "created:" + (*creates)[1].pay_id) == 1);
+  caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+  coordinator.run();
+}
+
+TEST_CASE_METHOD(fixture, "a store error reaches every waiting caller and nothing is remembered") {
+  auto creates = std::make_shared<std::vector<payment_record>>();
+  auto answers = std::make_shared<std::vector<std::string>>();
+  auto store = system.spawn(store_double, creates, true);
+  auto shard = spawn_order_shard(system, store, order_shard_settings{1, 0, 0});
+  system.spawn(client, shard, order("A-1", 100), answers);
+  system.spawn(client, shard, order("A-1", 100), answers);
+  coordinator.run();
+  CHECK(*answers == std::vector<std::string>{"error", "error"});
+  // A retry goes to the store again.
+  system.spawn(client, shard, order("A-1", 100), answers);
+  coordinator.run();
+  CHECK(creates->size() == 2);
+  caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+  coordinator.run();
+}
+
+TEST_CASE("admission rule: created once, same body existing, any difference conflict") {
+  payment_order stored;
+  stored.merchant_id = "demo";
+  stored.merchant_order_no = "A";
+  stored.amount_minor = 1;
+  stored.currency = "CNY";
+  auto same = stored;
+  CHECK(decide_admission(true, stored, same) == admission::created);
+  CHECK(decide_admission(false, stored, same) == admission::existing);
+  for (int field = 0; field < 5; ++field) {
+    auto other = stored;
+    switch (field) {
+      case 0: other.amount_minor = 2; break;
+      case 1: other.currency = "USD"; break;
+      case 2: other.subject = "x"; break;
+      case 3: other.channel_id = "sim-a"; break;
+      case 4: other.expire_seconds = 60; break;
+    }
+    CHECK(decide_admission(false, stored, other) == admission::conflict);
+  }
+}

@@ -1,0 +1,166 @@
+#include <filesystem>
+
+#include <catch2/catch.hpp>
+
+#include "common/crypto.hpp"
+#include "storage/local_store.hpp"
+#include "storage/record_codec.hpp"
+
+using namespace paybus;
+
+namespace {
+
+struct temp_dir {
+  std::string path = (std::filesystem::temp_directory_path()
+                      / ("paybus-store-test-" + crypto::random_token(8)))
+                       .string();
+  ~temp_dir() {
+    std::filesystem::remove_all(path);
+  }
+};
+
+payment_record record(const std::string& pay_id, const std::string& order_no,
+                      int64_t amount = 100) {
+  payment_record r;
+  r.pay_id = pay_id;
+  r.order.merchant_id = "demo";
+  r.order.merchant_order_no = order_no;
+  r.order.amount_minor = amount;
+  r.order.currency = "CNY";
+  r.order.subject = "coffee";
+  r.instance_id = 1;
+  r.created_at_ms = 1763782200123;
+  return r;
+}
+
+std::unique_ptr<local_store> open_store(const std::string& path) {
+  std::string error;
+  auto store = local_store::open(path, local_store_options{}, error);
+  INFO(error);
+  REQUIRE(store);
+  return store;
+}
+
+} // namespace
+
+TEST_CASE("record codec round-trips and refuses damage") {
+  auto original = record("176378220012300001000000", "A-1", 1999);
+  original.order.notify_url = "http://x/n";
+  original.channel_txn_id = "T-9";
+  original.finished_at_ms = 42;
+  auto bytes = codec::encode_record(original);
+  payment_record decoded;
+  REQUIRE(codec::decode_record(bytes, decoded));
+  CHECK(decoded.pay_id == original.pay_id);
+  CHECK(same_body(decoded.order, original.order));
+  CHECK(decoded.created_at_ms == original.created_at_ms);
+  CHECK(decoded.channel_txn_id == "T-9");
+  CHECK(decoded.finished_at_ms == 42);
+  CHECK_FALSE(codec::decode_record(bytes.substr(0, bytes.size() - 1), decoded));
+  CHECK_FALSE(codec::decode_record(bytes + "x", decoded));
+  CHECK_FALSE(codec::decode_record("", decoded));
+  bytes[0] = 9;
+  CHECK_FALSE(codec::decode_record(bytes, decoded));
+}
+
+TEST_CASE("a commit writes order, idempotency entry and outbox entry together") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> results;
+  REQUIRE(store->commit({record("100", "A-1"), record("101", "A-2")},
+                        {nonce_accepted{"demo", "nonce-aaaaaaaaaaaa", 5000}}, results)
+            .ok());
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].created);
+  CHECK(results[1].created);
+  auto counts = store->count_keys();
+  CHECK(counts["orders"] == 2);
+  CHECK(counts["idem"] == 2);
+  CHECK(counts["outbox"] == 2);
+  CHECK(counts["nonces"] == 1);
+  CHECK(store->outbox_size() == 2);
+  std::optional<payment_record> found;
+  REQUIRE(store->find("demo", "A-2", found).ok());
+  REQUIRE(found);
+  CHECK(found->pay_id == "101");
+  REQUIRE(store->get("100", found).ok());
+  CHECK(found->order.merchant_order_no == "A-1");
+  REQUIRE(store->get("999", found).ok());
+  CHECK_FALSE(found);
+}
+
+TEST_CASE("a repeated order, in the same batch or a later one, is not written again") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> results;
+  REQUIRE(store->commit({record("100", "A-1"), record("101", "A-1", 5)}, {}, results).ok());
+  CHECK(results[0].created);
+  CHECK_FALSE(results[1].created);
+  CHECK(results[1].record.pay_id == "100");
+  CHECK(results[1].record.order.amount_minor == 100);
+  REQUIRE(store->commit({record("102", "A-1")}, {}, results).ok());
+  CHECK_FALSE(results[0].created);
+  CHECK(results[0].record.pay_id == "100");
+  auto counts = store->count_keys();
+  CHECK(counts["orders"] == 1);
+  CHECK(counts["idem"] == 1);
+  CHECK(counts["outbox"] == 1);
+}
+
+TEST_CASE("the outbox is read in commit order, trimmed, and survives a reopen") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    std::vector<order_stored> results;
+    for (int i = 0; i < 5; ++i)
+      REQUIRE(store->commit({record(std::to_string(200 + i), "B-" + std::to_string(i))}, {}, results).ok());
+    std::vector<outbox_entry> entries;
+    REQUIRE(store->read_outbox(0, 3, entries).ok());
+    REQUIRE(entries.size() == 3);
+    CHECK(entries[0].pay_id == "200");
+    CHECK(entries[2].pay_id == "202");
+    CHECK(entries[0].sequence < entries[1].sequence);
+    REQUIRE(store->remove_outbox(entries).ok());
+    CHECK(store->outbox_size() == 2);
+  }
+  auto store = open_store(dir.path);
+  CHECK(store->outbox_size() == 2);
+  std::vector<outbox_entry> entries;
+  REQUIRE(store->read_outbox(0, 10, entries).ok());
+  REQUIRE(entries.size() == 2);
+  CHECK(entries[0].pay_id == "203");
+  // New entries continue after the old ones.
+  std::vector<order_stored> results;
+  REQUIRE(store->commit({record("300", "C-1")}, {}, results).ok());
+  REQUIRE(store->read_outbox(0, 10, entries).ok());
+  REQUIRE(entries.size() == 3);
+  CHECK(entries[2].pay_id == "300");
+  CHECK(entries[2].sequence > entries[1].sequence);
+  CHECK(store->last_pay_id() == "300");
+}
+
+TEST_CASE("nonces load from a time on and purge before it") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> results;
+  REQUIRE(store->commit({}, {{"demo", "old-nonce-aaaaaaaa", 1000}, {"demo", "new-nonce-aaaaaaaa", 9000}}, results).ok());
+  auto nonces = store->load_nonces(5000);
+  REQUIRE(nonces.size() == 1);
+  CHECK(nonces[0].nonce == "new-nonce-aaaaaaaa");
+  CHECK(nonces[0].merchant_id == "demo");
+  CHECK(nonces[0].seen_at_ms == 9000);
+  REQUIRE(store->purge_nonces(5000).ok());
+  CHECK(store->load_nonces(0).size() == 1);
+}
+
+TEST_CASE("meta values persist; a second open of a held store is refused") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  REQUIRE(store->put_meta("instance_id", "7").ok());
+  std::optional<std::string> value;
+  REQUIRE(store->get_meta("instance_id", value).ok());
+  CHECK(value == std::optional<std::string>{"7"});
+  std::string error;
+  CHECK_FALSE(local_store::open(dir.path, local_store_options{}, error));
+  CHECK(error.find("held by another process") != std::string::npos);
+}

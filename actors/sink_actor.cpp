@@ -138,14 +138,15 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
   schedule(self, 0);
   return {
     [=](wake_atom) {
-      // While backing off, a wake does not hammer a dead database; an idle
-      // poll is cut short (its late tick then finds little to do).
+      // While backing off, a wake does not hammer a dead database. An idle
+      // poll is cut short, after a short gathering time so that rows go to
+      // the database in few large statements rather than many small ones.
       auto& st = self->state;
       if (st.backoff_ms != 0)
         return;
       if (st.tick_queued && st.tick_is_idle_poll)
         st.tick_queued = false;
-      schedule(self, 0);
+      schedule(self, st.limits.gather_ms);
     },
     [=](tick_atom) { delivery_round(self); },
   };

@@ -25,6 +25,7 @@ struct store_actor_limits {
 struct sink_actor_limits {
   size_t batch_rows = 500;
   int64_t idle_poll_ms = 1000;
+  int64_t gather_ms = 20;  // wait after new rows appear, to batch them
   int64_t backoff_min_ms = 200;
   int64_t backoff_max_ms = 5000;
 };

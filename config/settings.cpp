@@ -217,6 +217,7 @@ void read_all(key_reader& in, settings& out) {
   if (out.database_url.empty())
     in.fail("database.url", "must not be empty");
   in.integer("database.batch_rows", out.database_batch_rows, 1, 5000);
+  in.integer("database.gather_ms", out.database_gather_ms, 0, 10'000);
   in.integer("database.connect_timeout_ms", out.database_connect_timeout_ms, 100, 600'000);
   in.integer("database.statement_timeout_ms", out.database_statement_timeout_ms, 100, 600'000);
 
@@ -224,6 +225,11 @@ void read_all(key_reader& in, settings& out) {
 
   in.boolean("store.sync", out.store_sync);
   in.integer("store.max_batch_writes", out.store_max_batch_writes, 1, 100'000);
+
+  in.string("actors.scheduler", out.scheduler_policy);
+  if (out.scheduler_policy != "sharing" && out.scheduler_policy != "stealing")
+    in.fail("actors.scheduler", "expected sharing or stealing");
+  in.integer("actors.threads", out.scheduler_threads, 0, 256);
 
   in.string("log.level", out.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};

@@ -48,6 +48,7 @@ struct settings {
   // [database]
   std::string database_url = "postgresql:///paybus?host=/var/run/postgresql";
   int64_t database_batch_rows = 500;
+  int64_t database_gather_ms = 20;
   int64_t database_connect_timeout_ms = 3000;
   int64_t database_statement_timeout_ms = 5000;
   // [signing]
@@ -55,6 +56,9 @@ struct settings {
   // [store]
   bool store_sync = true;
   int64_t store_max_batch_writes = 2048;
+  // [actors]
+  std::string scheduler_policy = "sharing";  // "sharing" or "stealing"
+  int64_t scheduler_threads = 0;             // 0: one per core, at least 2
   // [log]
   std::string log_level = "info";
 

@@ -505,7 +505,7 @@ caf::behavior ingress_behavior(ingress_broker* self,
       conn->last_activity_ms = monotonic_now_ms();
       st.connections.emplace(msg.handle, std::move(conn));
       st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
-      self->configure_read(msg.handle, caf::io::receive_policy::at_most(16 * 1024));
+      self->configure_read(msg.handle, caf::io::receive_policy::at_most(8 * 1024));
     },
     [=](caf::io::new_data_msg& msg) { on_data(self, msg); },
     [=](caf::io::connection_closed_msg& msg) {

@@ -144,8 +144,14 @@ int main(int argc, char** argv) {
   caf::actor_system_config caf_config;
   caf_config.load<caf::io::middleman>();
   caf_config.add_message_types<caf::id_block::paybus>();
-  caf_config.set("scheduler.max-threads",
-                 static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
+  auto threads = config.scheduler_threads > 0
+                   ? static_cast<size_t>(config.scheduler_threads)
+                   : static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency()));
+  caf_config.set("scheduler.max-threads", threads);
+  // "sharing" wakes an idle worker when work arrives; "stealing" polls, and
+  // its idle workers sleep up to relaxed-sleep-duration (10 ms by default).
+  caf_config.set("scheduler.policy", config.scheduler_policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
+  caf_config.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds{500}});
   caf_config.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system system{caf_config};
 
@@ -153,6 +159,7 @@ int main(int argc, char** argv) {
                                config.database_statement_timeout_ms};
   sink_actor_limits sink_limits;
   sink_limits.batch_rows = static_cast<size_t>(config.database_batch_rows);
+  sink_limits.gather_ms = config.database_gather_ms;
   auto sink = spawn_sink(system, *store, figures, database, sink_limits);
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);

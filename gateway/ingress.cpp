@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
+#include "actors/admission.hpp"
 #include "common/metrics.hpp"
 #include "gateway/render.hpp"
 #include "storage/local_store.hpp"
@@ -336,11 +337,13 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
     auto key = idempotency_key(order.merchant_id, order.merchant_order_no);
     const auto& shard = ctx.shards[std::hash<std::string>{}(key) % ctx.shards.size()];
     nonce_accepted nonce{merchant->id, request.nonce, now_ms};
+    auto requested = std::make_shared<payment_order>(order);
     self->request(shard, caf::infinite, std::move(order))
       .then(
-        [=](order_admitted& admitted) {
+        [=](order_stored& stored) {
           auto& figures = *self->state.context->figures;
-          switch (static_cast<admission>(admitted.disposition)) {
+          auto& admitted = stored;
+          switch (decide_admission(stored.created, stored.record.order, *requested)) {
             case admission::created:
               figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
               self->send(self->state.context->store, nonce);

@@ -46,7 +46,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_order))
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_record))
   CAF_ADD_TYPE_ID(paybus, (paybus::order_stored))
-  CAF_ADD_TYPE_ID(paybus, (paybus::order_admitted))
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_lookup))
   CAF_ADD_TYPE_ID(paybus, (paybus::nonce_accepted))
 CAF_END_TYPE_ID_BLOCK(paybus)
@@ -80,11 +79,12 @@ using reader_actor = caf::typed_actor<
   // Looks a payment up by (merchant id, merchant order no).
   caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>>;
 
-/// One shard of order creation: owns idempotency for its share of
-/// (merchant, order no) keys and issues pay_ids from its own counter space.
+/// One shard of order creation: issues pay_ids from its own counter space
+/// (shards never contend) and hands the order to the store, which answers
+/// the requester directly.
 using order_actor = caf::typed_actor<
-  // Admits a create request: created, existing, or conflict.
-  caf::replies_to<payment_order>::with<order_admitted>>;
+  // Creates the order unless (merchant, order no) exists: the durable record.
+  caf::replies_to<payment_order>::with<order_stored>>;
 
 /// Feeds the transaction database from the local store's outbox (detached:
 /// libpq blocks).

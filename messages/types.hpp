@@ -64,12 +64,6 @@ struct order_stored {
 /// How the bus answers a create request.
 enum class admission : uint8_t { created = 0, existing = 1, conflict = 2 };
 
-/// An order shard's answer to a create request (event).
-struct order_admitted {
-  uint8_t disposition = 0;  // an `admission`
-  payment_record record;
-};
-
 /// A payment looked up in the local store.
 struct payment_lookup {
   bool found = false;
@@ -100,11 +94,6 @@ typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_stored& x) {
   return f(caf::meta::type_name("order_stored"), x.created, x.record);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, order_admitted& x) {
-  return f(caf::meta::type_name("order_admitted"), x.disposition, x.record);
 }
 
 template <class Inspector>

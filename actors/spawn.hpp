@@ -18,7 +18,6 @@ class metrics;
 
 struct store_actor_limits {
   size_t max_batch_writes = 2048;          // creates per synced batch
-  int64_t nonce_retention_ms = 600'000;    // twice the timestamp window
   int64_t housekeeping_interval_ms = 1000;
 };
 

@@ -110,9 +110,6 @@ store_actor::behavior_type store_behavior(store_pointer self,
         if (status.ok())
           spdlog::info("local store resumed after an error");
       }
-      auto status = st.store->purge_nonces(unix_now_ms() - st.limits.nonce_retention_ms);
-      if (!status.ok())
-        spdlog::warn("cannot purge expired nonces: {}", status.ToString());
       self->delayed_send(self,
                          std::chrono::milliseconds{st.limits.housekeeping_interval_ms},
                          tick_atom::value);

@@ -101,7 +101,8 @@ auth_failure authenticate(
   const std::unordered_map<std::string, merchant_credentials>& merchants,
   const auth_headers& headers, std::string_view method,
   std::string_view target, std::string_view body, int64_t now_ms,
-  int64_t window_seconds, const nonce_cache& nonces,
+  int64_t window_seconds,
+  const std::function<bool(std::string_view, std::string_view)>& nonce_seen,
   const merchant_credentials** merchant) {
   *merchant = nullptr;
   int64_t timestamp = 0;
@@ -131,7 +132,7 @@ auth_failure authenticate(
                      signature);
   if (!valid)
     return auth_failure::unauthenticated;
-  if (nonces.seen(credentials.id, headers.nonce))
+  if (nonce_seen(credentials.id, headers.nonce))
     return auth_failure::replayed_request;
   *merchant = &credentials;
   return auth_failure::none;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -53,9 +54,8 @@ enum class auth_failure {
 
 const char* to_code(auth_failure failure);
 
-/// Nonces accepted recently, per merchant. A nonce is kept for twice the
-/// timestamp window after it was seen: any replay carrying the same signed
-/// timestamp arrives within that time. Memory: about 48 bytes a nonce.
+/// Nonces accepted recently, per merchant, in memory: the ones the store may
+/// not hold yet. Memory: about 48 bytes a nonce for its retention.
 class nonce_cache {
 public:
   explicit nonce_cache(int64_t retention_ms) : retention_ms_(retention_ms) {
@@ -79,13 +79,14 @@ private:
 
 /// Checks a request's authentication (API.md section 3) in this order:
 /// headers well-formed, merchant known, timestamp within the window,
-/// signature valid, nonce new. Remembers nothing: the caller remembers the
-/// nonce once it accepts the request.
+/// signature valid, nonce new (`nonce_seen(merchant, nonce)`). Remembers
+/// nothing: the caller remembers the nonce once it accepts the request.
 auth_failure authenticate(
   const std::unordered_map<std::string, merchant_credentials>& merchants,
   const auth_headers& headers, std::string_view method,
   std::string_view target, std::string_view body, int64_t now_ms,
-  int64_t window_seconds, const nonce_cache& nonces,
+  int64_t window_seconds,
+  const std::function<bool(std::string_view, std::string_view)>& nonce_seen,
   const merchant_credentials** merchant);
 
 } // namespace paybus

@@ -310,9 +310,19 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
   headers.duplicated = request.auth_duplicated;
   const merchant_credentials* merchant = nullptr;
   auto now_ms = unix_now_ms();
+  bool store_failed = false;
+  auto nonce_seen = [&](std::string_view merchant_id, std::string_view nonce) {
+    if (st.nonces->seen(merchant_id, nonce))
+      return true;
+    auto stored = ctx.store_reads->nonce_seen(merchant_id, nonce, now_ms);
+    store_failed = !stored;
+    return stored.value_or(true);
+  };
   auto failure = authenticate(ctx.merchants, headers, request.method,
                               request.target, request.body, now_ms,
-                              ctx.timestamp_window_seconds, *st.nonces, &merchant);
+                              ctx.timestamp_window_seconds, nonce_seen, &merchant);
+  if (store_failed)
+    return ready(503, error_json("store_unavailable", "the local store cannot be read"));
   if (failure != auth_failure::none) {
     const char* message = failure == auth_failure::stale_timestamp
                             ? "X-Paybus-Timestamp is too far from the bus's clock"
@@ -491,9 +501,7 @@ caf::behavior ingress_behavior(ingress_broker* self,
                                std::shared_ptr<const ingress_context> context) {
   auto& st = self->state;
   st.context = std::move(context);
-  st.nonces = std::make_unique<nonce_cache>(2 * st.context->timestamp_window_seconds * 1000);
-  for (const auto& nonce : st.context->remembered_nonces)
-    st.nonces->remember(nonce.merchant_id, nonce.nonce, nonce.seen_at_ms);
+  st.nonces = std::make_unique<nonce_cache>(st.context->recent_nonce_ms);
   st.listener = listener->hdl();
   self->add_doorman(std::move(listener));
   self->delayed_send(self, std::chrono::milliseconds{tick_interval_ms}, tick_atom::value);

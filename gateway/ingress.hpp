@@ -17,6 +17,7 @@
 
 namespace paybus {
 
+class local_store;
 class metrics;
 
 /// Everything the HTTP ingress needs, fixed at start-up.
@@ -37,7 +38,8 @@ struct ingress_context {
   reader_actor reader;
   store_actor store;
   metrics* figures = nullptr;
-  std::vector<nonce_accepted> remembered_nonces;  // from the store, at start
+  local_store* store_reads = nullptr;  // nonce look-ups (memory and block cache)
+  int64_t recent_nonce_ms = 30'000;    // nonces also kept in memory this long
 };
 
 /// Spawns the HTTP ingress broker on an already bound listening socket.

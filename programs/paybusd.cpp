@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
     return fatal("cannot create node.data_dir " + config.data_dir + ": " + fs_error.message());
   local_store_options store_options;
   store_options.sync = config.store_sync;
+  store_options.nonce_retention_ms = 2 * config.timestamp_window_seconds * 1000;
   auto store = local_store::open(config.data_dir + "/store", store_options, error);
   if (!store)
     return fatal(error);
@@ -163,7 +164,6 @@ int main(int argc, char** argv) {
   auto sink = spawn_sink(system, *store, figures, database, sink_limits);
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
-  store_limits.nonce_retention_ms = 2 * config.timestamp_window_seconds * 1000;
   auto writer = spawn_store(system, *store, figures, sink, store_limits);
   auto reader = spawn_reader(system, *store);
   std::vector<order_actor> shards;
@@ -195,16 +195,15 @@ int main(int argc, char** argv) {
   context->reader = reader;
   context->store = writer;
   context->figures = &figures;
-  context->remembered_nonces
-    = store->load_nonces(unix_now_ms() - 2 * config.timestamp_window_seconds * 1000);
+  context->store_reads = store.get();
 
   auto listener = system.middleman().backend().new_doorman(listen_fd);
   auto ingress = spawn_ingress(system, std::move(listener), context);
   spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "
-               "database {}, {} merchants, {} order shards, {} remembered nonces",
+               "database {}, {} merchants, {} order shards",
                *instance_id, config.http_host, config.http_port, config.public_url,
                config.data_dir, redact_url(config.database_url), config.merchants.size(),
-               config.order_shards, context->remembered_nonces.size());
+               config.order_shards);
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -7,6 +7,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include "common/clock.hpp"
 #include "storage/record_codec.hpp"
 
 namespace paybus {
@@ -16,6 +17,37 @@ namespace {
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
      "meta"};
+
+/// Drops nonces past their retention during compactions.
+class nonce_expiry_filter : public rocksdb::CompactionFilter {
+public:
+  explicit nonce_expiry_filter(int64_t retention_ms) : retention_ms_(retention_ms) {
+  }
+
+  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value,
+              std::string*, bool*) const override {
+    if (value.size() != 8)
+      return true;
+    auto seen_at = static_cast<int64_t>(codec::decode_u64_be(value.ToStringView()));
+    return seen_at + retention_ms_ < unix_now_ms();
+  }
+
+  const char* Name() const override {
+    return "paybus.nonce_expiry";
+  }
+
+private:
+  int64_t retention_ms_;
+};
+
+std::string nonce_key(std::string_view merchant_id, std::string_view nonce) {
+  std::string key;
+  key.reserve(merchant_id.size() + 1 + nonce.size());
+  key.append(merchant_id);
+  key.push_back('\0');
+  key.append(nonce);
+  return key;
+}
 
 } // namespace
 
@@ -45,16 +77,24 @@ std::unique_ptr<local_store> local_store::open(
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   table.cache_index_and_filter_blocks = true;
 
+  std::unique_ptr<local_store> store{new local_store};
+  store->sync_ = options.sync;
+  store->nonce_retention_ms_ = options.nonce_retention_ms;
+  store->nonce_filter_ = std::make_unique<nonce_expiry_filter>(options.nonce_retention_ms);
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   for (const auto& name : family_names) {
     rocksdb::ColumnFamilyOptions family;
     family.write_buffer_size = options.write_buffer_bytes;
     family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    if (name == "nonces") {
+      family.compaction_filter = store->nonce_filter_.get();
+      family.write_buffer_size = options.write_buffer_bytes / 2;
+      // Compact every file at least daily so expired nonces do go.
+      family.periodic_compaction_seconds = 86400;
+    }
     families.emplace_back(name, family);
   }
 
-  std::unique_ptr<local_store> store{new local_store};
-  store->sync_ = options.sync;
   rocksdb::DB* db = nullptr;
   auto status = rocksdb::DB::Open(db_options, dir, families, &store->handles_,
                                   &db);
@@ -144,13 +184,9 @@ rocksdb::Status local_store::commit(const std::vector<payment_record>& orders,
     decided.emplace(std::move(key), i);
     ++created;
   }
-  for (const auto& nonce : nonces) {
-    std::string key = codec::encode_u64_be(static_cast<uint64_t>(nonce.seen_at_ms));
-    key.append(nonce.merchant_id);
-    key.push_back('\0');
-    key.append(nonce.nonce);
-    batch.Put(nonces_, key, rocksdb::Slice{});
-  }
+  for (const auto& nonce : nonces)
+    batch.Put(nonces_, nonce_key(nonce.merchant_id, nonce.nonce),
+              codec::encode_u64_be(static_cast<uint64_t>(nonce.seen_at_ms)));
   if (batch.Count() == 0)
     return rocksdb::Status::OK();
   rocksdb::WriteOptions write_options;
@@ -257,34 +293,26 @@ std::string local_store::last_pay_id() {
   return it->Valid() ? it->key().ToString() : std::string{};
 }
 
-std::vector<nonce_accepted> local_store::load_nonces(int64_t since_ms) {
-  std::vector<nonce_accepted> nonces;
-  std::unique_ptr<rocksdb::Iterator> it{
-    db_->NewIterator(rocksdb::ReadOptions{}, nonces_)};
-  for (it->Seek(codec::encode_u64_be(static_cast<uint64_t>(since_ms)));
-       it->Valid(); it->Next()) {
-    auto key = it->key().ToStringView();
-    if (key.size() < 9)
-      continue;
-    auto rest = key.substr(8);
-    auto separator = rest.find('\0');
-    if (separator == std::string_view::npos)
-      continue;
-    nonce_accepted nonce;
-    nonce.seen_at_ms = static_cast<int64_t>(codec::decode_u64_be(key));
-    nonce.merchant_id.assign(rest.substr(0, separator));
-    nonce.nonce.assign(rest.substr(separator + 1));
-    nonces.push_back(std::move(nonce));
-  }
-  return nonces;
+std::optional<bool> local_store::nonce_seen(std::string_view merchant_id,
+                                            std::string_view nonce,
+                                            int64_t now_ms) {
+  std::string value;
+  auto status = db_->Get(rocksdb::ReadOptions{}, nonces_,
+                         nonce_key(merchant_id, nonce), &value);
+  if (status.IsNotFound())
+    return false;
+  if (!status.ok() || value.size() != 8)
+    return std::nullopt;
+  auto seen_at = static_cast<int64_t>(codec::decode_u64_be(value));
+  return seen_at + nonce_retention_ms_ >= now_ms;
 }
 
-rocksdb::Status local_store::purge_nonces(int64_t before_ms) {
-  if (before_ms <= 0)
-    return rocksdb::Status::OK();
-  return db_->DeleteRange(rocksdb::WriteOptions{}, nonces_,
-                          codec::encode_u64_be(0),
-                          codec::encode_u64_be(static_cast<uint64_t>(before_ms)));
+rocksdb::Status local_store::compact_nonces() {
+  rocksdb::FlushOptions flush;
+  auto status = db_->Flush(flush, nonces_);
+  if (!status.ok())
+    return status;
+  return db_->CompactRange(rocksdb::CompactRangeOptions{}, nonces_, nullptr, nullptr);
 }
 
 std::map<std::string, uint64_t> local_store::count_keys() {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 
 #include "messages/types.hpp"
@@ -18,6 +19,7 @@ struct local_store_options {
   bool sync = true;                 // fsync every batch (never off in production)
   size_t block_cache_bytes = 32u << 20;
   size_t write_buffer_bytes = 16u << 20;
+  int64_t nonce_retention_ms = 600'000;  // compactions drop older nonces
 };
 
 /// One entry of the database outbox: a row the transaction database still
@@ -32,7 +34,8 @@ struct outbox_entry {
 ///   orders   pay_id -> encoded payment_record
 ///   idem     merchant_id \0 merchant_order_no -> pay_id
 ///   outbox   u64 big-endian sequence -> kind byte + pay_id
-///   nonces   u64 big-endian seen_at_ms + merchant_id \0 nonce -> ""
+///   nonces   merchant_id \0 nonce -> u64 big-endian seen_at_ms (expired
+///            ones are dropped by a compaction filter and ignored on read)
 ///   meta     name -> value (instance_id, fingerprint)
 /// Thread-safety: reads from any thread; `commit` only from the single writer.
 class local_store {
@@ -78,10 +81,13 @@ public:
   /// The greatest pay_id in the store, empty if none.
   std::string last_pay_id();
 
-  /// Nonces seen at or after `since_ms`.
-  std::vector<nonce_accepted> load_nonces(int64_t since_ms);
-  /// Forgets nonces seen before `before_ms`.
-  rocksdb::Status purge_nonces(int64_t before_ms);
+  /// Whether `nonce` of `merchant_id` was accepted within the retention
+  /// before `now_ms`; nullopt if the store cannot be read.
+  std::optional<bool> nonce_seen(std::string_view merchant_id,
+                                 std::string_view nonce, int64_t now_ms);
+
+  /// Compacts the nonce family now (expired nonces go); tests and tools.
+  rocksdb::Status compact_nonces();
 
   /// Number of keys per column family (tests and `verify`).
   std::map<std::string, uint64_t> count_keys();
@@ -100,6 +106,8 @@ private:
   rocksdb::ColumnFamilyHandle* nonces_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   bool sync_ = true;
+  int64_t nonce_retention_ms_ = 600'000;
+  std::unique_ptr<rocksdb::CompactionFilter> nonce_filter_;
   uint64_t next_sequence_ = 1;  // writer thread only
   std::atomic<int64_t> outbox_size_{0};
 };

@@ -102,7 +102,8 @@ TEST_CASE("authenticate: order of checks and every outcome") {
   auth_headers headers{"demo", timestamp, nonce, signature, false};
   const merchant_credentials* who = nullptr;
   auto check = [&](const auth_headers& h, int64_t at_ms) {
-    return authenticate(merchants, h, "POST", "/v1/payments", body, at_ms, 300, nonces, &who);
+    auto seen = [&](std::string_view m, std::string_view n) { return nonces.seen(m, n); };
+    return authenticate(merchants, h, "POST", "/v1/payments", body, at_ms, 300, seen, &who);
   };
 
   CHECK(check(headers, now_ms) == auth_failure::none);

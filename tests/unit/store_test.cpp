@@ -139,18 +139,30 @@ TEST_CASE("the outbox is read in commit order, trimmed, and survives a reopen") 
   CHECK(store->last_pay_id() == "300");
 }
 
-TEST_CASE("nonces load from a time on and purge before it") {
+TEST_CASE("nonces are remembered for their retention, across a reopen") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    std::vector<order_stored> results;
+    REQUIRE(store->commit({}, {{"demo", "nonce-aaaaaaaaaaaa", 1'000'000}}, results).ok());
+  }
+  auto store = open_store(dir.path);  // retention 600 s
+  CHECK(store->nonce_seen("demo", "nonce-aaaaaaaaaaaa", 1'000'000) == std::optional<bool>{true});
+  CHECK(store->nonce_seen("demo", "nonce-aaaaaaaaaaaa", 1'600'000) == std::optional<bool>{true});
+  CHECK(store->nonce_seen("demo", "nonce-aaaaaaaaaaaa", 1'600'001) == std::optional<bool>{false});
+  CHECK(store->nonce_seen("other", "nonce-aaaaaaaaaaaa", 1'000'000) == std::optional<bool>{false});
+  CHECK(store->nonce_seen("demo", "nonce-bbbbbbbbbbbb", 1'000'000) == std::optional<bool>{false});
+}
+
+TEST_CASE("compaction drops expired nonces and keeps fresh ones") {
   temp_dir dir;
   auto store = open_store(dir.path);
   std::vector<order_stored> results;
-  REQUIRE(store->commit({}, {{"demo", "old-nonce-aaaaaaaa", 1000}, {"demo", "new-nonce-aaaaaaaa", 9000}}, results).ok());
-  auto nonces = store->load_nonces(5000);
-  REQUIRE(nonces.size() == 1);
-  CHECK(nonces[0].nonce == "new-nonce-aaaaaaaa");
-  CHECK(nonces[0].merchant_id == "demo");
-  CHECK(nonces[0].seen_at_ms == 9000);
-  REQUIRE(store->purge_nonces(5000).ok());
-  CHECK(store->load_nonces(0).size() == 1);
+  int64_t now = 1'800'000'000'000;  // far beyond any test clock: fresh
+  REQUIRE(store->commit({}, {{"demo", "old-nonce-aaaaaaaa", 1000}, {"demo", "new-nonce-aaaaaaaa", now}}, results).ok());
+  REQUIRE(store->compact_nonces().ok());
+  CHECK(store->count_keys()["nonces"] == 1);
+  CHECK(store->nonce_seen("demo", "new-nonce-aaaaaaaa", now) == std::optional<bool>{true});
 }
 
 TEST_CASE("meta values persist; a second open of a held store is refused") {

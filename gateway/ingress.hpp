@@ -39,7 +39,7 @@ struct ingress_context {
   store_actor store;
   metrics* figures = nullptr;
   local_store* store_reads = nullptr;  // nonce look-ups (memory and block cache)
-  int64_t recent_nonce_ms = 30'000;    // nonces also kept in memory this long
+  int64_t recent_nonce_ms = 10'000;    // nonces also kept in memory this long
 };
 
 /// Spawns the HTTP ingress broker on an already bound listening socket.

@@ -58,7 +58,7 @@ struct settings {
   int64_t store_max_batch_writes = 2048;
   // [actors]
   std::string scheduler_policy = "sharing";  // "sharing" or "stealing"
-  int64_t scheduler_threads = 0;             // 0: one per core, at least 2
+  int64_t scheduler_threads = 1;             // 0: one per core
   // [log]
   std::string log_level = "info";
 

@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   caf_config.add_message_types<caf::id_block::paybus>();
   auto threads = config.scheduler_threads > 0
                    ? static_cast<size_t>(config.scheduler_threads)
-                   : static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency()));
+                   : static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
   caf_config.set("scheduler.max-threads", threads);
   // "sharing" wakes an idle worker when work arrives; "stealing" polls, and
   // its idle workers sleep up to relaxed-sleep-duration (10 ms by default).

@@ -28,17 +28,22 @@ order_actor::behavior_type order_shard_behavior(shard_pointer self,
   st.generator = std::make_unique<pay_id_generator>(
     settings.instance_id, settings.shard, settings.pay_id_floor_ms);
   return {
-    [=](payment_order& order) {
+    [=](std::vector<payment_order>& orders) {
       auto& st = self->state;
-      payment_record record;
+      std::vector<payment_record> records;
+      records.reserve(orders.size());
       auto now = unix_now_ms();
-      record.pay_id = st.generator->next(now);
-      record.order = std::move(order);
-      record.instance_id = st.settings.instance_id;
-      record.created_at_ms = now;
+      for (auto& order : orders) {
+        payment_record record;
+        record.pay_id = st.generator->next(now);
+        record.order = std::move(order);
+        record.instance_id = st.settings.instance_id;
+        record.created_at_ms = now;
+        records.push_back(std::move(record));
+      }
       // The store decides idempotency (it is the single writer, so concurrent
       // duplicates are serialized there) and answers the requester directly.
-      return self->delegate(st.store, create_atom::value, std::move(record));
+      return self->delegate(st.store, create_atom::value, std::move(records));
     },
   };
 }

@@ -21,7 +21,13 @@ struct store_state {
   sink_actor sink;
   store_actor_limits limits;
   std::vector<payment_record> orders;
-  std::vector<caf::typed_response_promise<order_stored>> promises;
+  // One promise per create request, answering orders [first, first + count).
+  struct waiting {
+    caf::typed_response_promise<std::vector<order_stored>> promise;
+    size_t first = 0;
+    size_t count = 0;
+  };
+  std::vector<waiting> promises;
   std::vector<nonce_accepted> nonces;
   std::vector<order_stored> results;
   bool flush_queued = false;
@@ -43,8 +49,8 @@ void commit_pending(store_pointer self) {
       spdlog::error("local store write failed: {}", status.ToString());
     st.failing = true;
     st.figures->store_up = 0;
-    for (auto& promise : st.promises)
-      promise.deliver(caf::make_error(errc::store_unavailable));
+    for (auto& waiting : st.promises)
+      waiting.promise.deliver(caf::make_error(errc::store_unavailable));
   } else {
     if (st.failing)
       spdlog::info("local store writes again");
@@ -55,9 +61,14 @@ void commit_pending(store_pointer self) {
                                                      std::memory_order_relaxed);
     st.figures->db_backlog = st.store->outbox_size();
     bool any_created = false;
-    for (size_t i = 0; i < st.promises.size(); ++i) {
-      any_created = any_created || st.results[i].created;
-      st.promises[i].deliver(std::move(st.results[i]));
+    for (const auto& result : st.results)
+      any_created = any_created || result.created;
+    for (auto& waiting : st.promises) {
+      std::vector<order_stored> answer;
+      answer.reserve(waiting.count);
+      for (size_t i = waiting.first; i < waiting.first + waiting.count; ++i)
+        answer.push_back(std::move(st.results[i]));
+      waiting.promise.deliver(std::move(answer));
     }
     if (any_created)
       self->send(st.sink, wake_atom::value);
@@ -90,16 +101,19 @@ store_actor::behavior_type store_behavior(store_pointer self,
   self->delayed_send(self, std::chrono::milliseconds{limits.housekeeping_interval_ms},
                      tick_atom::value);
   return {
-    [=](create_atom, payment_record& record) {
+    [=](create_atom, std::vector<payment_record>& records) {
       auto& st = self->state;
-      st.orders.push_back(std::move(record));
-      auto promise = self->make_response_promise<order_stored>();
-      st.promises.push_back(promise);
+      auto promise = self->make_response_promise<std::vector<order_stored>>();
+      st.promises.push_back({promise, st.orders.size(), records.size()});
+      for (auto& record : records)
+        st.orders.push_back(std::move(record));
       queue_flush(self);
       return promise;
     },
-    [=](nonce_accepted& nonce) {
-      self->state.nonces.push_back(std::move(nonce));
+    [=](std::vector<nonce_accepted>& nonces) {
+      auto& st = self->state;
+      for (auto& nonce : nonces)
+        st.nonces.push_back(std::move(nonce));
       queue_flush(self);
     },
     [=](flush_atom) { commit_pending(self); },

@@ -25,6 +25,7 @@ namespace {
 
 constexpr const char* json_type = "application/json";
 constexpr int64_t tick_interval_ms = 250;
+constexpr size_t max_creates_per_message = 256;
 
 struct pending_response {
   bool ready = false;
@@ -64,6 +65,8 @@ struct ingress_state {
   std::unordered_map<uint64_t, call> calls;
   std::deque<std::pair<int64_t, uint64_t>> call_deadlines;
   uint64_t next_call_id = 1;
+  std::vector<std::vector<struct pending_create>> create_queues;  // per shard
+  bool creates_flush_queued = false;
   bool draining = false;
 };
 
@@ -170,6 +173,85 @@ void expire_calls(ingress_broker* self) {
     reply(503, error_json("store_unavailable",
                           "the local store did not answer in time; retry with "
                           "the same merchant_order_no"));
+  }
+}
+
+/// A create waiting to go to its order shard with the others of this burst.
+struct pending_create {
+  payment_order order;
+  async_reply reply;
+  nonce_accepted nonce;
+};
+
+void answer_store_error(const async_reply& reply, const caf::error& error);
+
+/// Answers each create of a batch from the store's records.
+void answer_creates(ingress_broker* self, std::vector<pending_create>& batch,
+                    std::vector<order_stored>& results) {
+  auto& figures = *self->state.context->figures;
+  std::vector<nonce_accepted> nonces;
+  nonces.reserve(batch.size());
+  for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
+    auto& create = batch[i];
+    auto& stored = results[i];
+    switch (decide_admission(stored.created, stored.record.order, create.order)) {
+      case admission::created:
+        figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
+        nonces.push_back(std::move(create.nonce));
+        create.reply(202, render_payment(stored.record));
+        break;
+      case admission::existing:
+        figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
+        nonces.push_back(std::move(create.nonce));
+        create.reply(200, render_payment(stored.record));
+        break;
+      case admission::conflict:
+        create.reply(409, error_json("idempotency_conflict",
+                                     "merchant_order_no " + stored.record.order.merchant_order_no
+                                       + " was used with a different request body"));
+        break;
+    }
+  }
+  for (size_t i = results.size(); i < batch.size(); ++i)
+    answer_store_error(batch[i].reply, caf::make_error(errc::store_unavailable));
+  if (!nonces.empty())
+    self->send(self->state.context->store, std::move(nonces));
+}
+
+/// Sends each shard's queued creates as one message.
+void flush_creates(ingress_broker* self) {
+  auto& st = self->state;
+  st.creates_flush_queued = false;
+  for (size_t shard = 0; shard < st.create_queues.size(); ++shard) {
+    auto& queue = st.create_queues[shard];
+    if (queue.empty())
+      continue;
+    auto batch = std::make_shared<std::vector<pending_create>>(std::move(queue));
+    queue.clear();
+    std::vector<payment_order> orders;
+    orders.reserve(batch->size());
+    for (const auto& create : *batch)
+      orders.push_back(create.order);
+    self->request(st.context->shards[shard], caf::infinite, std::move(orders))
+      .then(
+        [=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },
+        [=](caf::error& error) {
+          for (auto& create : *batch)
+            answer_store_error(create.reply, error);
+        });
+  }
+}
+
+/// Queues a create; everything queued in this burst of input goes to its
+/// shard in one message (a flush sent to ourselves lands behind the burst).
+void queue_create(ingress_broker* self, size_t shard, pending_create create) {
+  auto& st = self->state;
+  st.create_queues[shard].push_back(std::move(create));
+  if (st.create_queues[shard].size() >= max_creates_per_message) {
+    flush_creates(self);
+  } else if (!st.creates_flush_queued) {
+    st.creates_flush_queued = true;
+    self->send(self, flush_atom::value);
   }
 }
 
@@ -345,34 +427,10 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
       return ready(error->status, error_json(error->code, error->message));
     auto reply = start_call(self, hdl, sequence, keep_alive);
     auto key = idempotency_key(order.merchant_id, order.merchant_order_no);
-    const auto& shard = ctx.shards[std::hash<std::string>{}(key) % ctx.shards.size()];
-    nonce_accepted nonce{merchant->id, request.nonce, now_ms};
-    auto requested = std::make_shared<payment_order>(order);
-    self->request(shard, caf::infinite, std::move(order))
-      .then(
-        [=](order_stored& stored) {
-          auto& figures = *self->state.context->figures;
-          auto& admitted = stored;
-          switch (decide_admission(stored.created, stored.record.order, *requested)) {
-            case admission::created:
-              figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
-              self->send(self->state.context->store, nonce);
-              reply(202, render_payment(admitted.record));
-              break;
-            case admission::existing:
-              figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
-              self->send(self->state.context->store, nonce);
-              reply(200, render_payment(admitted.record));
-              break;
-            case admission::conflict:
-              reply(409, error_json("idempotency_conflict",
-                                    "merchant_order_no "
-                                      + admitted.record.order.merchant_order_no
-                                      + " was used with a different request body"));
-              break;
-          }
-        },
-        [=](caf::error& error) { answer_store_error(reply, error); });
+    auto shard = std::hash<std::string>{}(key) % ctx.shards.size();
+    queue_create(self, shard,
+                 pending_create{std::move(order), reply,
+                                nonce_accepted{merchant->id, request.nonce, now_ms}});
     return;
   }
 
@@ -398,7 +456,7 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
       reply(404, error_json("not_found", "no such payment"));
       return;
     }
-    self->send(self->state.context->store, nonce);
+    self->send(self->state.context->store, std::vector<nonce_accepted>{nonce});
     reply(200, render_payment(found.record));
   };
   auto on_error = [=](caf::error& error) { answer_store_error(reply, error); };
@@ -502,6 +560,7 @@ caf::behavior ingress_behavior(ingress_broker* self,
   auto& st = self->state;
   st.context = std::move(context);
   st.nonces = std::make_unique<nonce_cache>(st.context->recent_nonce_ms);
+  st.create_queues.resize(st.context->shards.size());
   st.listener = listener->hdl();
   self->add_doorman(std::move(listener));
   self->delayed_send(self, std::chrono::milliseconds{tick_interval_ms}, tick_atom::value);
@@ -526,6 +585,7 @@ caf::behavior ingress_behavior(ingress_broker* self,
     },
     [=](caf::io::acceptor_closed_msg&) {},
     [=](tick_atom) { on_tick(self); },
+    [=](flush_atom) { flush_creates(self); },
     [=](drain_atom) {
       auto& st = self->state;
       if (st.draining)

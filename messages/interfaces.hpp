@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
@@ -48,6 +49,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (paybus::order_stored))
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_lookup))
   CAF_ADD_TYPE_ID(paybus, (paybus::nonce_accepted))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::payment_order>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::payment_record>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::order_stored>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::nonce_accepted>))
 CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
@@ -62,11 +67,12 @@ namespace paybus {
 
 /// The single writer of the local store (detached: it blocks on fsync).
 using store_actor = caf::typed_actor<
-  // Makes the order durable unless its (merchant, order no) exists; answers
-  // with the record that is durable now, after its batch is synced.
-  caf::replies_to<create_atom, payment_record>::with<order_stored>,
-  // Remembers an accepted nonce in the next batch (no answer).
-  caf::reacts_to<nonce_accepted>,
+  // Makes each order durable unless its (merchant, order no) exists; answers,
+  // in the same order, with the records that are durable now, after the
+  // batch holding them is synced.
+  caf::replies_to<create_atom, std::vector<payment_record>>::with<std::vector<order_stored>>,
+  // Remembers accepted nonces in the next batch (no answer).
+  caf::reacts_to<std::vector<nonce_accepted>>,
   // Internal: commits everything queued so far as one synced WriteBatch.
   caf::reacts_to<flush_atom>,
   // Internal: housekeeping (forget expired nonces, recover from errors).
@@ -83,8 +89,9 @@ using reader_actor = caf::typed_actor<
 /// (shards never contend) and hands the order to the store, which answers
 /// the requester directly.
 using order_actor = caf::typed_actor<
-  // Creates the order unless (merchant, order no) exists: the durable record.
-  caf::replies_to<payment_order>::with<order_stored>>;
+  // Creates each order unless (merchant, order no) exists: the durable
+  // records, in request order. A batch per call keeps thread wake-ups few.
+  caf::replies_to<std::vector<payment_order>>::with<std::vector<order_stored>>>;
 
 /// Feeds the transaction database from the local store's outbox (detached:
 /// libpq blocks).

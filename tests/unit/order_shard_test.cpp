@@ -26,25 +26,34 @@ store_actor::behavior_type store_double(store_actor::stateful_pointer<store_doub
                                         std::shared_ptr<std::vector<payment_record>> creates,
                                         bool failing) {
   return {
-    [=](create_atom, payment_record& record) -> caf::result<order_stored> {
-      creates->push_back(record);
+    [=](create_atom, std::vector<payment_record>& records)
+      -> caf::result<std::vector<order_stored>> {
+      for (const auto& record : records)
+        creates->push_back(record);
       if (failing)
         return caf::make_error(errc::store_unavailable);
-      return order_stored{true, record};
+      std::vector<order_stored> results;
+      for (const auto& record : records)
+        results.push_back(order_stored{true, record});
+      return results;
     },
-    [=](nonce_accepted&) {},
+    [=](std::vector<nonce_accepted>&) {},
     [=](flush_atom) {},
     [=](tick_atom) {},
   };
 }
 
-caf::behavior client(caf::event_based_actor* self, order_actor shard, payment_order order,
+caf::behavior client(caf::event_based_actor* self, order_actor shard,
+                     std::vector<payment_order> orders,
                      std::shared_ptr<std::vector<std::string>> answers) {
-  self->request(shard, caf::infinite, std::move(order))
+  auto count = orders.size();
+  self->request(shard, caf::infinite, std::move(orders))
     .then(
-      [=](order_stored& stored) {
-        answers->push_back(std::string{stored.created ? "created" : "existing"} + ":"
-                           + stored.record.pay_id);
+      [=](std::vector<order_stored>& results) {
+        CHECK(results.size() == count);
+        for (const auto& stored : results)
+          answers->push_back(std::string{stored.created ? "created" : "existing"} + ":"
+                             + stored.record.pay_id);
         self->quit();
       },
       [=](caf::error&) {
@@ -65,7 +74,11 @@ struct fixture {
     return cfg;
   }
 
-  payment_order order(const std::string& no, int64_t amount) {
+  std::vector<payment_order> order(const std::string& no, int64_t amount) {
+    return {one(no, amount)};
+  }
+
+  payment_order one(const std::string& no, int64_t amount) {
     payment_order o;
     o.merchant_id = "demo";
     o.merchant_order_no = no;
@@ -86,8 +99,7 @@ TEST_CASE_METHOD(fixture, "a shard issues increasing pay_ids of its own space an
   auto answers = std::make_shared<std::vector<std::string>>();
   auto store = system.spawn(store_double, creates, false);
   auto shard = spawn_order_shard(system, store, order_shard_settings{9, 3, 0});
-  system.spawn(client, shard, order("A-1", 100), answers);
-  system.spawn(client, shard, order("B-1", 100), answers);
+  system.spawn(client, shard, std::vector<payment_order>{one("A-1", 100), one("B-1", 100)}, answers);
   system.spawn(client, shard, order("C-1", 100), answers);
   coordinator.run();
   REQUIRE(creates->size() == 3);

@@ -138,4 +138,46 @@ auth_failure authenticate(
   return auth_failure::none;
 }
 
+signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
+                           std::string_view target, std::string_view body,
+                           int64_t now_ms) {
+  signature_headers out;
+  out.timestamp = std::to_string(now_ms / 1000);
+  out.nonce = crypto::random_token(24);
+  out.signature = "rsa-sha256="
+                  + crypto::rsa_sha256_sign_base64(
+                    key, canonical_string(method, target, out.timestamp, out.nonce, body));
+  return out;
+}
+
+signature_headers sign_hmac(std::string_view secret, std::string_view method,
+                            std::string_view target, std::string_view body,
+                            int64_t now_ms) {
+  signature_headers out;
+  out.timestamp = std::to_string(now_ms / 1000);
+  out.nonce = crypto::random_token(24);
+  out.signature = "hmac-sha256="
+                  + crypto::hmac_sha256_hex(
+                    secret, canonical_string(method, target, out.timestamp, out.nonce, body));
+  return out;
+}
+
+bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
+                        std::string_view target, std::string_view timestamp,
+                        std::string_view nonce, std::string_view signature,
+                        std::string_view body, int64_t now_ms,
+                        int64_t window_seconds) {
+  int64_t seconds = 0;
+  std::string_view scheme;
+  std::string_view value;
+  if (!parse_timestamp(timestamp, seconds) || !valid_nonce(nonce)
+      || !parse_signature_header(signature, scheme, value) || scheme != "rsa-sha256")
+    return false;
+  int64_t skew = seconds - now_ms / 1000;
+  if (skew > window_seconds || skew < -window_seconds)
+    return false;
+  return crypto::rsa_sha256_verify_base64(
+    key, canonical_string(method, target, timestamp, nonce, body), value);
+}
+
 } // namespace paybus

@@ -68,22 +68,36 @@ bool deliver_batch(sink_pointer self) {
   }
   if (entries.empty())
     return false;
+  // Order rows first, then result rows: a result's order is always earlier
+  // in the outbox, so it is in this batch or already delivered.
   std::vector<payment_record> records;
+  std::vector<payment_result> results;
   records.reserve(entries.size());
   for (const auto& entry : entries) {
-    std::optional<payment_record> record;
-    status = st.store->get(entry.pay_id, record);
-    if (!status.ok() || !record) {
-      spdlog::error("outbox entry {} names pay_id {} that the store cannot read: {}",
-                    entry.sequence, entry.pay_id,
-                    status.ok() ? "missing" : status.ToString());
-      schedule(self, st.limits.backoff_max_ms);
-      return false;
+    if (entry.kind == 'R') {
+      std::optional<payment_result> result;
+      status = st.store->get_result(entry.pay_id, result);
+      if (status.ok() && result) {
+        results.push_back(std::move(*result));
+        continue;
+      }
+    } else {
+      std::optional<payment_record> record;
+      status = st.store->get(entry.pay_id, record);
+      if (status.ok() && record) {
+        records.push_back(std::move(*record));
+        continue;
+      }
     }
-    records.push_back(std::move(*record));
+    spdlog::error("outbox entry {} ({}) names pay_id {} that the store cannot read: {}",
+                  entry.sequence, entry.kind, entry.pay_id,
+                  status.ok() ? "missing" : status.ToString());
+    schedule(self, st.limits.backoff_max_ms);
+    return false;
   }
   std::string error;
-  if (!st.database->insert_orders(records, error)) {
+  if (!st.database->insert_orders(records, error)
+      || !st.database->insert_results(results, error)) {
     database_down(self, error);
     return false;
   }
@@ -93,7 +107,7 @@ bool deliver_batch(sink_pointer self) {
                  "ignored): {}",
                  status.ToString());
   st.next_sequence = entries.back().sequence + 1;
-  st.figures->db_rows_written_total.fetch_add(records.size(),
+  st.figures->db_rows_written_total.fetch_add(records.size() + results.size(),
                                               std::memory_order_relaxed);
   st.figures->db_backlog = st.store->outbox_size();
   return entries.size() == st.limits.batch_rows;

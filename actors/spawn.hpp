@@ -5,9 +5,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include <caf/fwd.hpp>
 
+#include "common/crypto.hpp"
 #include "messages/interfaces.hpp"
 #include "storage/pg_database.hpp"
 
@@ -48,5 +51,32 @@ struct order_shard_settings {
 
 order_actor spawn_order_shard(caf::actor_system& system, store_actor store,
                               order_shard_settings settings);
+
+struct channel_settings_runtime {
+  std::string id;
+  std::string url;                 // base URL, e.g. http://127.0.0.1:9001
+  std::string notify_url;          // {public_url}/v1/channels/{id}/notify
+  crypto::pkey_ptr bus_key;        // signs requests
+  crypto::pkey_ptr channel_key;    // verifies the channel's answers
+  int64_t timeout_ms = 3000;
+  size_t concurrency = 4;          // requests in flight at once
+  size_t max_queue = 256;          // beyond it: UNAVAILABLE, nothing sent
+  int breaker_failures = 5;        // consecutive UNKNOWNs that open the breaker
+  int64_t breaker_open_ms = 5000;  // then one probe
+  int64_t window_seconds = 300;
+};
+
+channel_actor spawn_channel(caf::actor_system& system, channel_settings_runtime settings,
+                            metrics& figures);
+
+struct coordinator_channel {
+  std::string id;
+  int64_t weight = 0;
+  channel_actor handle;
+};
+
+coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
+                                    std::vector<coordinator_channel> channels,
+                                    metrics& figures);
 
 } // namespace paybus

@@ -20,68 +20,89 @@ struct store_state {
   metrics* figures = nullptr;
   sink_actor sink;
   store_actor_limits limits;
-  std::vector<payment_record> orders;
-  // One promise per create request, answering orders [first, first + count).
-  struct waiting {
+  store_batch batch;
+  // One promise per create request, answering creates [first, first + count).
+  struct waiting_creates {
     caf::typed_response_promise<std::vector<order_stored>> promise;
     size_t first = 0;
     size_t count = 0;
   };
-  std::vector<waiting> promises;
-  std::vector<nonce_accepted> nonces;
-  std::vector<order_stored> results;
+  std::vector<waiting_creates> create_promises;
+  std::vector<caf::typed_response_promise<bool>> route_promises;
+  std::vector<caf::typed_response_promise<result_recorded>> result_promises;
   bool flush_queued = false;
   bool failing = false;
 };
 
 using store_pointer = store_actor::stateful_pointer<store_state>;
 
+size_t pending_writes(const store_state& st) {
+  return st.batch.creates.size() + st.batch.routes.size() + st.batch.results.size();
+}
+
 /// Commits everything queued as one synced batch and answers each requester.
 void commit_pending(store_pointer self) {
   auto& st = self->state;
   st.flush_queued = false;
-  if (st.orders.empty() && st.nonces.empty())
+  if (pending_writes(st) == 0 && st.batch.nonces.empty())
     return;
-  auto status = st.store->commit(st.orders, st.nonces, st.results);
+  store_batch_answers answers;
+  auto status = st.store->commit(st.batch, answers);
   if (!status.ok()) {
     st.figures->store_write_errors_total.fetch_add(1, std::memory_order_relaxed);
     if (!st.failing)
       spdlog::error("local store write failed: {}", status.ToString());
     st.failing = true;
     st.figures->store_up = 0;
-    for (auto& waiting : st.promises)
-      waiting.promise.deliver(caf::make_error(errc::store_unavailable));
+    auto error = caf::make_error(errc::store_unavailable);
+    for (auto& waiting : st.create_promises)
+      waiting.promise.deliver(error);
+    for (auto& promise : st.route_promises)
+      promise.deliver(error);
+    for (auto& promise : st.result_promises)
+      promise.deliver(error);
   } else {
     if (st.failing)
       spdlog::info("local store writes again");
     st.failing = false;
     st.figures->store_up = 1;
     st.figures->store_batches_total.fetch_add(1, std::memory_order_relaxed);
-    st.figures->store_batched_writes_total.fetch_add(st.orders.size(),
+    st.figures->store_batched_writes_total.fetch_add(pending_writes(st),
                                                      std::memory_order_relaxed);
     st.figures->db_backlog = st.store->outbox_size();
-    bool any_created = false;
-    for (const auto& result : st.results)
-      any_created = any_created || result.created;
-    for (auto& waiting : st.promises) {
+    if (answers.flagged > 0) {
+      st.figures->results_flagged_total.fetch_add(answers.flagged, std::memory_order_relaxed);
+      spdlog::warn("{} payment results kept but not joined: their amount differs from the order's",
+                   answers.flagged);
+    }
+    for (const auto& recorded : answers.results)
+      if (recorded.joined && recorded.changed)
+        st.figures->count_result(recorded.result.status);
+    for (const auto& created : answers.creates)
+      if (created.created && created.record.status != payment_status::processing)
+        st.figures->count_result(created.record.status);
+    for (auto& waiting : st.create_promises) {
       std::vector<order_stored> answer;
       answer.reserve(waiting.count);
       for (size_t i = waiting.first; i < waiting.first + waiting.count; ++i)
-        answer.push_back(std::move(st.results[i]));
+        answer.push_back(std::move(answers.creates[i]));
       waiting.promise.deliver(std::move(answer));
     }
-    if (any_created)
-      self->send(st.sink, wake_atom::value);
+    for (size_t i = 0; i < st.route_promises.size(); ++i)
+      st.route_promises[i].deliver(static_cast<bool>(answers.routes[i]));
+    for (size_t i = 0; i < st.result_promises.size(); ++i)
+      st.result_promises[i].deliver(std::move(answers.results[i]));
+    self->send(st.sink, wake_atom::value);
   }
-  st.orders.clear();
-  st.promises.clear();
-  st.nonces.clear();
-  st.results.clear();
+  st.batch = store_batch{};
+  st.create_promises.clear();
+  st.route_promises.clear();
+  st.result_promises.clear();
 }
 
 void queue_flush(store_pointer self) {
   auto& st = self->state;
-  if (st.orders.size() >= st.limits.max_batch_writes) {
+  if (pending_writes(st) >= st.limits.max_batch_writes) {
     commit_pending(self);
   } else if (!st.flush_queued) {
     // Lands behind everything already in the mailbox: those join this batch.
@@ -104,16 +125,32 @@ store_actor::behavior_type store_behavior(store_pointer self,
     [=](create_atom, std::vector<payment_record>& records) {
       auto& st = self->state;
       auto promise = self->make_response_promise<std::vector<order_stored>>();
-      st.promises.push_back({promise, st.orders.size(), records.size()});
+      st.create_promises.push_back({promise, st.batch.creates.size(), records.size()});
       for (auto& record : records)
-        st.orders.push_back(std::move(record));
+        st.batch.creates.push_back(std::move(record));
+      queue_flush(self);
+      return promise;
+    },
+    [=](result_atom, payment_result& result) {
+      auto& st = self->state;
+      auto promise = self->make_response_promise<result_recorded>();
+      st.result_promises.push_back(promise);
+      st.batch.results.push_back(std::move(result));
+      queue_flush(self);
+      return promise;
+    },
+    [=](route_atom, payment_routed& route) {
+      auto& st = self->state;
+      auto promise = self->make_response_promise<bool>();
+      st.route_promises.push_back(promise);
+      st.batch.routes.push_back(std::move(route));
       queue_flush(self);
       return promise;
     },
     [=](std::vector<nonce_accepted>& nonces) {
       auto& st = self->state;
       for (auto& nonce : nonces)
-        st.nonces.push_back(std::move(nonce));
+        st.batch.nonces.push_back(std::move(nonce));
       queue_flush(self);
     },
     [=](flush_atom) { commit_pending(self); },

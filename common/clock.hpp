@@ -14,4 +14,7 @@ int64_t monotonic_now_ms();
 /// RFC 3339 UTC with milliseconds, e.g. "2026-11-22T03:30:00.123Z".
 std::string format_rfc3339_ms(int64_t unix_ms);
 
+/// Parses "YYYY-MM-DDTHH:MM:SS[.mmm]Z"; false if malformed.
+bool parse_rfc3339_ms(const std::string& text, int64_t& unix_ms);
+
 } // namespace paybus

@@ -44,6 +44,20 @@ void metrics::count_response(int status_code, int64_t duration_us) {
                              std::memory_order_relaxed);
 }
 
+void metrics::count_result(const std::string& status) {
+  if (status == "SUCCEEDED")
+    results_succeeded_.fetch_add(1, std::memory_order_relaxed);
+  else if (status == "FAILED")
+    results_failed_.fetch_add(1, std::memory_order_relaxed);
+  else if (status == "CLOSED")
+    results_closed_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void metrics::count_channel_request(const std::string& channel, const std::string& outcome) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  ++channel_requests_[{channel, outcome}];
+}
+
 std::string metrics::render_prometheus() const {
   std::string out;
   out.reserve(4096);
@@ -58,8 +72,18 @@ std::string metrics::render_prometheus() const {
 
   append_metric(out, "paybus_payment_results_total", "counter",
                 "Final payment results joined, by status.");
-  for (const char* status : {"SUCCEEDED", "FAILED", "CLOSED"})
-    append_value(out, std::string{"paybus_payment_results_total{status=\""} + status + "\"}", 0);
+  append_value(out, "paybus_payment_results_total{status=\"SUCCEEDED\"}", load(results_succeeded_));
+  append_value(out, "paybus_payment_results_total{status=\"FAILED\"}", load(results_failed_));
+  append_value(out, "paybus_payment_results_total{status=\"CLOSED\"}", load(results_closed_));
+  append_metric(out, "paybus_results_flagged_total", "counter",
+                "Results kept but not joined because their amount differs from the order's.");
+  append_value(out, "paybus_results_flagged_total", load(results_flagged_total));
+  append_metric(out, "paybus_channel_notifications_total", "counter",
+                "Result notifications received from channels (signature valid).");
+  append_value(out, "paybus_channel_notifications_total", load(notifications_received_total));
+  append_metric(out, "paybus_payments_driving", "gauge",
+                "Payments the coordinator is routing, sending or querying.");
+  append_value(out, "paybus_payments_driving", load(payments_driving));
 
   append_metric(out, "paybus_http_requests_total", "counter",
                 "HTTP requests answered, by status code.");
@@ -100,6 +124,13 @@ std::string metrics::render_prometheus() const {
   append_value(out, "paybus_notify_backlog", load(notify_backlog));
   append_metric(out, "paybus_channel_requests_total", "counter",
                 "Requests sent to payment channels, by channel and outcome.");
+  {
+    std::lock_guard<std::mutex> guard{channel_mutex_};
+    for (const auto& [key, count] : channel_requests_)
+      append_value(out, "paybus_channel_requests_total{channel=\"" + key.first + "\",outcome=\""
+                          + key.second + "\"}",
+                   static_cast<double>(count));
+  }
 
   append_metric(out, "paybus_store_up", "gauge", "1 while the local store accepts writes.");
   append_value(out, "paybus_store_up", load(store_up));

@@ -3,6 +3,8 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 
 namespace paybus {
@@ -27,6 +29,15 @@ public:
   std::atomic<int64_t> notify_backlog{0};
   std::atomic<int64_t> http_connections{0};
   std::atomic<int64_t> http_inflight{0};
+  std::atomic<uint64_t> results_flagged_total{0};
+  std::atomic<uint64_t> notifications_received_total{0};
+  std::atomic<int64_t> payments_driving{0};
+
+  /// Counts a payment that reached a final status.
+  void count_result(const std::string& status);
+
+  /// Counts a request to a channel by its outcome.
+  void count_channel_request(const std::string& channel, const std::string& outcome);
 
   /// Counts one answered HTTP request.
   void count_response(int status_code, int64_t duration_us);
@@ -40,6 +51,11 @@ private:
     duration_buckets_{};
   std::atomic<uint64_t> duration_count_{0};
   std::atomic<uint64_t> duration_sum_us_{0};
+  std::atomic<uint64_t> results_succeeded_{0};
+  std::atomic<uint64_t> results_failed_{0};
+  std::atomic<uint64_t> results_closed_{0};
+  mutable std::mutex channel_mutex_;
+  std::map<std::pair<std::string, std::string>, uint64_t> channel_requests_;
 };
 
 } // namespace paybus

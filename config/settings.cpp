@@ -273,6 +273,10 @@ void read_all(key_reader& in, settings& out) {
     in.string(prefix + "url", channel.url);
     in.string(prefix + "public_key", channel.public_key_path);
     in.integer(prefix + "weight", channel.weight, 0, 1'000'000);
+    in.integer(prefix + "timeout_ms", channel.timeout_ms, 100, 600'000);
+    in.integer(prefix + "concurrency", channel.concurrency, 1, 256);
+    if (channel.public_key_path.empty())
+      in.fail(prefix + "public_key", "a channel needs the public key that verifies its signatures");
     if (!valid_id(channel.id))
       in.fail(prefix + "id", "expected 1-64 of [A-Za-z0-9_.-]");
     else if (!channel_ids.insert(channel.id).second)

@@ -20,6 +20,8 @@ struct channel_settings {
   std::string url;
   std::string public_key_path;
   int64_t weight = 100;
+  int64_t timeout_ms = 3000;
+  int64_t concurrency = 4;
 };
 
 /// Every configuration key of paybusd, with its default. docs/configuration.md

@@ -11,6 +11,7 @@
 #include <caf/io/system_messages.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/sec.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
@@ -214,6 +215,12 @@ void answer_creates(ingress_broker* self, std::vector<pending_create>& batch,
   }
   for (size_t i = results.size(); i < batch.size(); ++i)
     answer_store_error(batch[i].reply, caf::make_error(errc::store_unavailable));
+  std::vector<payment_record> to_pay;
+  for (const auto& stored : results)
+    if (stored.created && stored.record.status == payment_status::processing)
+      to_pay.push_back(stored.record);
+  if (!to_pay.empty())
+    self->send(self->state.context->coordinator, std::move(to_pay));
   if (!nonces.empty())
     self->send(self->state.context->store, std::move(nonces));
 }
@@ -312,6 +319,43 @@ std::optional<std::string> query_parameter(std::string_view query,
   return std::nullopt;
 }
 
+bool valid_pay_id_text(std::string_view text);
+
+/// A channel's result notification (API.md section 4); a problem, or nothing.
+std::optional<std::string> parse_notification(const std::string& body,
+                                              const std::string& channel_id, int64_t now_ms,
+                                              payment_result& result) {
+  auto document = nlohmann::json::parse(body, nullptr, false);
+  if (document.is_discarded() || !document.is_object())
+    return std::string{"the body must be a JSON object"};
+  auto text = [&](const char* name) -> const std::string* {
+    auto it = document.find(name);
+    return it != document.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
+  };
+  const auto* pay_id = text("pay_id");
+  if (pay_id == nullptr || !valid_pay_id_text(*pay_id))
+    return std::string{"pay_id must be up to 32 digits"};
+  const auto* status = text("status");
+  if (status == nullptr || (*status != "SUCCEEDED" && *status != "FAILED"))
+    return std::string{"status must be SUCCEEDED or FAILED"};
+  auto amount = document.find("amount");
+  if (amount == document.end() || !amount->is_number_integer() || amount->get<int64_t>() < 0)
+    return std::string{"amount must be an integer number of minor units"};
+  const auto* txn = text("channel_txn_id");
+  if (txn != nullptr && txn->size() > 128)
+    return std::string{"channel_txn_id must be at most 128 characters"};
+  result.pay_id = *pay_id;
+  result.status = *status;
+  result.channel_id = channel_id;
+  result.channel_txn_id = txn != nullptr ? *txn : std::string{};
+  result.amount_minor = amount->get<int64_t>();
+  result.finished_at_ms = now_ms;
+  if (const auto* paid_at = text("paid_at"); paid_at != nullptr)
+    parse_rfc3339_ms(*paid_at, result.finished_at_ms);
+  result.source = "notify";
+  return std::nullopt;
+}
+
 bool valid_pay_id_text(std::string_view text) {
   if (text.empty() || text.size() > 32)
     return false;
@@ -372,6 +416,44 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
       return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
     return ready(200, ctx.figures->render_prometheus(), {},
                  "text/plain; version=0.0.4");
+  }
+
+  if (path.size() > 20 && path.substr(0, 13) == "/v1/channels/"
+      && path.substr(path.size() - 7) == "/notify") {
+    if (!post)
+      return ready(405, error_json("method_not_allowed", "use POST"), "Allow: POST\r\n");
+    auto channel_id = std::string{path.substr(13, path.size() - 20)};
+    auto key = ctx.channel_keys.find(channel_id);
+    if (key == ctx.channel_keys.end())
+      return ready(404, error_json("not_found", "no such channel"));
+    auto now_ms = unix_now_ms();
+    if (request.channel != channel_id || request.auth_duplicated
+        || !verify_rsa_message(key->second.get(), "POST", request.target, request.timestamp,
+                               request.nonce, request.signature, request.body, now_ms,
+                               ctx.timestamp_window_seconds))
+      return ready(401, error_json("unauthenticated", "missing, malformed or invalid channel signature"));
+    auto principal = "channel:" + channel_id;
+    if (st.nonces->seen(principal, request.nonce))
+      return ready(401, error_json("replayed_request", "this nonce was already used"));
+    st.nonces->remember(principal, request.nonce, now_ms);
+    payment_result result;
+    if (auto problem = parse_notification(request.body, channel_id, now_ms, result))
+      return ready(400, error_json("invalid_field", *problem));
+    if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
+      return ready(429, error_json("overloaded", "the bus is at capacity, retry later"),
+                   "Retry-After: 1\r\n");
+    ctx.figures->notifications_received_total.fetch_add(1, std::memory_order_relaxed);
+    auto reply = start_call(self, hdl, sequence, keep_alive);
+    auto pay_id = result.pay_id;
+    self->request(ctx.store, caf::infinite, result_atom::value, std::move(result))
+      .then(
+        [=](result_recorded& recorded) {
+          if (recorded.joined)
+            self->send(self->state.context->coordinator, settled_atom::value, pay_id);
+          reply(200, "{\"received\":true}");
+        },
+        [=](caf::error& error) { answer_store_error(reply, error); });
+    return;
   }
 
   bool collection = path == "/v1/payments";

@@ -37,6 +37,8 @@ struct ingress_context {
   std::vector<order_actor> shards;
   reader_actor reader;
   store_actor store;
+  coordinator_actor coordinator;
+  std::unordered_map<std::string, crypto::pkey_ptr> channel_keys;  // verify notifications
   metrics* figures = nullptr;
   local_store* store_reads = nullptr;  // nonce look-ups (memory and block cache)
   int64_t recent_nonce_ms = 10'000;    // nonces also kept in memory this long

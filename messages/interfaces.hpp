@@ -53,6 +53,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::payment_record>))
   CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::order_stored>))
   CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::nonce_accepted>))
+  CAF_ADD_TYPE_ID(paybus, (paybus::payment_result))
+  CAF_ADD_TYPE_ID(paybus, (paybus::result_recorded))
+  CAF_ADD_TYPE_ID(paybus, (paybus::payment_routed))
+  CAF_ADD_TYPE_ID(paybus, (paybus::channel_outcome))
 CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
@@ -62,6 +66,11 @@ CAF_ADD_ATOM(paybus, paybus, find_atom, "find")
 CAF_ADD_ATOM(paybus, paybus, wake_atom, "wake")
 CAF_ADD_ATOM(paybus, paybus, tick_atom, "tick")
 CAF_ADD_ATOM(paybus, paybus, drain_atom, "drain")
+CAF_ADD_ATOM(paybus, paybus, pay_atom, "pay")
+CAF_ADD_ATOM(paybus, paybus, query_atom, "query")
+CAF_ADD_ATOM(paybus, paybus, result_atom, "result")
+CAF_ADD_ATOM(paybus, paybus, route_atom, "route")
+CAF_ADD_ATOM(paybus, paybus, settled_atom, "settled")
 
 namespace paybus {
 
@@ -71,6 +80,12 @@ using store_actor = caf::typed_actor<
   // in the same order, with the records that are durable now, after the
   // batch holding them is synced.
   caf::replies_to<create_atom, std::vector<payment_record>>::with<std::vector<order_stored>>,
+  // Records a result and joins it with its order if both exist (kept until
+  // the order arrives otherwise); duplicates change nothing.
+  caf::replies_to<result_atom, payment_result>::with<result_recorded>,
+  // Records the channel a payment is about to be sent to; false if the
+  // payment is final already.
+  caf::replies_to<route_atom, payment_routed>::with<bool>,
   // Remembers accepted nonces in the next batch (no answer).
   caf::reacts_to<std::vector<nonce_accepted>>,
   // Internal: commits everything queued so far as one synced WriteBatch.
@@ -99,6 +114,42 @@ using sink_actor = caf::typed_actor<
   // The store committed new outbox entries.
   caf::reacts_to<wake_atom>,
   // Internal: the next delivery round or retry after backoff.
+  caf::reacts_to<tick_atom>>;
+
+/// One payment channel: signs, sends, verifies, limits concurrency and
+/// breaks the circuit after repeated failures.
+using channel_actor = caf::typed_actor<
+  // Asks the channel to pay.
+  caf::replies_to<pay_atom, payment_record>::with<channel_outcome>,
+  // Asks the channel what became of a pay_id.
+  caf::replies_to<query_atom, std::string>::with<channel_outcome>>;
+
+/// Drives each payment from acceptance to a final result: routes it, sends
+/// it, queries unknown outcomes, reroutes only what a channel never took.
+using coordinator_actor = caf::typed_actor<
+  // Payments to route (new ones, or unfinished ones after a restart).
+  caf::reacts_to<std::vector<payment_record>>,
+  // A payment became final elsewhere (a notification): stop driving it.
+  caf::reacts_to<settled_atom, std::string>,
+  // Internal: the next due actions.
+  caf::reacts_to<tick_atom>>;
+
+/// One payment channel: signs, sends, verifies, limits concurrency and
+/// breaks the circuit after repeated failures.
+using channel_actor = caf::typed_actor<
+  // Asks the channel to pay.
+  caf::replies_to<pay_atom, payment_record>::with<channel_outcome>,
+  // Asks the channel what became of a pay_id.
+  caf::replies_to<query_atom, std::string>::with<channel_outcome>>;
+
+/// Drives each payment from acceptance to a final result: routes it, sends
+/// it, queries unknown outcomes, reroutes only what a channel never took.
+using coordinator_actor = caf::typed_actor<
+  // Payments to route (new ones, or unfinished ones after a restart).
+  caf::reacts_to<std::vector<payment_record>>,
+  // A payment became final elsewhere (a notification): stop driving it.
+  caf::reacts_to<settled_atom, std::string>,
+  // Internal: the next due actions.
   caf::reacts_to<tick_atom>>;
 
 } // namespace paybus

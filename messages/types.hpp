@@ -52,6 +52,46 @@ struct payment_record {
   std::string status = payment_status::processing;
   std::string channel_txn_id;
   int64_t finished_at_ms = 0;  // 0: not final yet
+  std::string routed_channel;  // the channel it was sent to, durable before sending
+};
+
+/// A payment's result as a channel (its answer, notification or query) or
+/// reconciliation established it (event).
+struct payment_result {
+  std::string pay_id;
+  std::string status;  // SUCCEEDED | FAILED | CLOSED
+  std::string channel_id;
+  std::string channel_txn_id;
+  int64_t amount_minor = 0;
+  int64_t finished_at_ms = 0;
+  std::string source;  // channel | notify | query | reconciliation
+  bool flagged = false;  // its amount differs from the order's: kept, not joined
+};
+
+/// The store's answer to a result: whether it changed anything, and whether
+/// the payment is now final (joined with its order).
+struct result_recorded {
+  bool changed = false;
+  bool joined = false;
+  payment_result result;
+};
+
+/// A decision to send a payment to a channel (command).
+struct payment_routed {
+  std::string pay_id;
+  std::string channel_id;
+};
+
+/// What a channel said about a payment (event). status: SUCCEEDED, FAILED,
+/// ACCEPTED, NOT_FOUND, REFUSED (it declined to take it: safe elsewhere),
+/// UNAVAILABLE (not sent: breaker open or concurrency full), UNKNOWN
+/// (timeout, 5xx, broken connection, bad signature: ask before anything else).
+struct channel_outcome {
+  std::string pay_id;
+  std::string channel_id;
+  std::string status;
+  std::string channel_txn_id;
+  std::string reason;
 };
 
 /// The store's answer to a create: the record now durable, and whether this
@@ -88,7 +128,31 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
   return f(caf::meta::type_name("payment_record"), x.pay_id, x.order,
            x.instance_id, x.created_at_ms, x.status, x.channel_txn_id,
-           x.finished_at_ms);
+           x.finished_at_ms, x.routed_channel);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_result& x) {
+  return f(caf::meta::type_name("payment_result"), x.pay_id, x.status,
+           x.channel_id, x.channel_txn_id, x.amount_minor, x.finished_at_ms,
+           x.source, x.flagged);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, result_recorded& x) {
+  return f(caf::meta::type_name("result_recorded"), x.changed, x.joined,
+           x.result);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_routed& x) {
+  return f(caf::meta::type_name("payment_routed"), x.pay_id, x.channel_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, channel_outcome& x) {
+  return f(caf::meta::type_name("channel_outcome"), x.pay_id, x.channel_id,
+           x.status, x.channel_txn_id, x.reason);
 }
 
 template <class Inspector>

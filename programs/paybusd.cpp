@@ -12,6 +12,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/io/network/default_multiplexer.hpp>
 #include <caf/send.hpp>
+#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/spawn.hpp"
@@ -43,12 +44,18 @@ int fatal(const std::string& line) {
 /// config error naming its key.
 bool load_keys(const paybus::settings& config,
                std::unordered_map<std::string, paybus::merchant_credentials>& merchants,
-               std::string& error) {
+               std::unordered_map<std::string, paybus::crypto::pkey_ptr>& channel_keys,
+               paybus::crypto::pkey_ptr& signing_key, std::string& error) {
   using namespace paybus;
   std::string why;
-  if (!config.signing_private_key.empty()
-      && !crypto::load_private_key(config.signing_private_key, why)) {
-    error = "signing.private_key: " + why;
+  if (!config.signing_private_key.empty()) {
+    signing_key = crypto::load_private_key(config.signing_private_key, why);
+    if (!signing_key) {
+      error = "signing.private_key: " + why;
+      return false;
+    }
+  } else if (!config.channels.empty()) {
+    error = "signing.private_key: channels are configured, so the bus needs a key to sign with";
     return false;
   }
   for (size_t i = 0; i < config.merchants.size(); ++i) {
@@ -69,11 +76,12 @@ bool load_keys(const paybus::settings& config,
   }
   for (size_t i = 0; i < config.channels.size(); ++i) {
     const auto& channel = config.channels[i];
-    if (!channel.public_key_path.empty()
-        && !crypto::load_public_key(channel.public_key_path, why)) {
+    auto key = crypto::load_public_key(channel.public_key_path, why);
+    if (!key) {
       error = "channels." + std::to_string(i) + ".public_key: " + why;
       return false;
     }
+    channel_keys.emplace(channel.id, std::move(key));
   }
   return true;
 }
@@ -99,7 +107,9 @@ int main(int argc, char** argv) {
   if (!load_settings(config_path, overrides, config, error))
     return bad_config(error);
   std::unordered_map<std::string, merchant_credentials> merchants;
-  if (!load_keys(config, merchants, error))
+  std::unordered_map<std::string, crypto::pkey_ptr> channel_keys;
+  crypto::pkey_ptr signing_key;
+  if (!load_keys(config, merchants, channel_keys, signing_key, error))
     return bad_config(error);
 
   spdlog::set_level(spdlog::level::from_str(config.log_level));
@@ -112,6 +122,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);  // before any thread exists
 
   int listen_fd = open_listener(config.http_host, config.http_port, error);
   if (listen_fd < 0)
@@ -191,12 +202,39 @@ int main(int argc, char** argv) {
   context->timestamp_window_seconds = config.timestamp_window_seconds;
   for (const auto& channel : config.channels)
     context->channels.insert(channel.id);
+  std::vector<coordinator_channel> channels;
+  for (const auto& channel : config.channels) {
+    channel_settings_runtime runtime;
+    runtime.id = channel.id;
+    runtime.url = channel.url;
+    runtime.notify_url = config.public_url + "/v1/channels/" + channel.id + "/notify";
+    runtime.bus_key = signing_key;
+    runtime.channel_key = channel_keys.at(channel.id);
+    runtime.timeout_ms = channel.timeout_ms;
+    runtime.concurrency = static_cast<size_t>(channel.concurrency);
+    runtime.window_seconds = config.timestamp_window_seconds;
+    channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures)});
+  }
+  auto coordinator = spawn_coordinator(system, writer, channels, figures);
+  context->coordinator = coordinator;
+  context->channel_keys = channel_keys;
   context->shards = shards;
   context->reader = reader;
   context->store = writer;
   context->figures = &figures;
   context->store_reads = store.get();
 
+  // Payments accepted before a stop and not final yet: drive them again.
+  {
+    std::vector<payment_record> pending;
+    auto status = store->pending_dispatch(pending, 1'000'000);
+    if (!status.ok())
+      return fatal("cannot read unfinished payments: " + status.ToString());
+    if (!pending.empty()) {
+      spdlog::info("{} unfinished payments from before the start: resuming them", pending.size());
+      caf::anon_send(coordinator, std::move(pending));
+    }
+  }
   auto listener = system.middleman().backend().new_doorman(listen_fd);
   auto ingress = spawn_ingress(system, std::move(listener), context);
   spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "
@@ -215,6 +253,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   std::this_thread::sleep_for(std::chrono::milliseconds{100});  // last writes flush
   caf::anon_send_exit(ingress, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+  for (auto& channel : channels)
+    caf::anon_send_exit(channel.handle, caf::exit_reason::user_shutdown);
+  channels.clear();
   for (auto& shard : shards)
     caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);

@@ -16,7 +16,12 @@ namespace {
 
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta"};
+     "meta", "results", "dispatch"};
+
+bool is_final(const std::string& status) {
+  return status == payment_status::succeeded || status == payment_status::failed
+         || status == payment_status::closed;
+}
 
 /// Drops nonces past their retention during compactions.
 class nonce_expiry_filter : public rocksdb::CompactionFilter {
@@ -120,6 +125,8 @@ std::unique_ptr<local_store> local_store::open(
   store->outbox_ = store->handles_[3];
   store->nonces_ = store->handles_[4];
   store->meta_ = store->handles_[5];
+  store->results_ = store->handles_[6];
+  store->dispatch_ = store->handles_[7];
 
   // Recover the outbox cursor and size.
   std::unique_ptr<rocksdb::Iterator> it{
@@ -149,50 +156,184 @@ local_store::~local_store() {
 rocksdb::Status local_store::commit(const std::vector<payment_record>& orders,
                                     const std::vector<nonce_accepted>& nonces,
                                     std::vector<order_stored>& results) {
-  results.assign(orders.size(), order_stored{});
+  store_batch batch;
+  batch.creates = orders;
+  batch.nonces = nonces;
+  store_batch_answers answers;
+  auto status = commit(batch, answers);
+  results = std::move(answers.creates);
+  return status;
+}
+
+namespace {
+
+/// The batch being built, with what it has written so far readable first.
+class batch_view {
+public:
+  batch_view(local_store& store, rocksdb::DB* db,
+             rocksdb::ColumnFamilyHandle* results)
+    : store_(store), db_(db), results_cf_(results) {
+  }
+
+  rocksdb::Status order(const std::string& pay_id, std::optional<payment_record>& out) {
+    if (auto hit = orders_.find(pay_id); hit != orders_.end()) {
+      out = hit->second;
+      return rocksdb::Status::OK();
+    }
+    return store_.get(pay_id, out);
+  }
+
+  rocksdb::Status result(const std::string& pay_id, std::optional<payment_result>& out) {
+    if (auto hit = results_.find(pay_id); hit != results_.end()) {
+      out = hit->second;
+      return rocksdb::Status::OK();
+    }
+    return store_.get_result(pay_id, out);
+  }
+
+  void put_order(const payment_record& record) {
+    orders_[record.pay_id] = record;
+  }
+
+  void put_result(const payment_result& result) {
+    results_[result.pay_id] = result;
+  }
+
+private:
+  local_store& store_;
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* results_cf_;
+  std::unordered_map<std::string, payment_record> orders_;
+  std::unordered_map<std::string, payment_result> results_;
+};
+
+void apply_result(payment_record& order, const payment_result& result) {
+  order.status = result.status;
+  order.channel_txn_id = result.channel_txn_id;
+  order.finished_at_ms = result.finished_at_ms;
+}
+
+} // namespace
+
+rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& answers) {
+  answers = store_batch_answers{};
+  answers.creates.assign(in.creates.size(), order_stored{});
+  answers.routes.assign(in.routes.size(), false);
+  answers.results.assign(in.results.size(), result_recorded{});
   rocksdb::WriteBatch batch;
+  batch_view view{*this, db_.get(), results_};
   std::unordered_map<std::string, size_t> decided;
   uint64_t sequence = next_sequence_;
-  int64_t created = 0;
+  int64_t outbox_added = 0;
+  auto outbox = [&](char kind, const std::string& pay_id) {
+    std::string entry;
+    entry.reserve(1 + pay_id.size());
+    entry.push_back(kind);
+    entry.append(pay_id);
+    batch.Put(outbox_, codec::encode_u64_be(sequence++), entry);
+    ++outbox_added;
+  };
+  auto write_order = [&](const payment_record& record) {
+    batch.Put(orders_, record.pay_id, codec::encode_record(record));
+    view.put_order(record);
+  };
+
   std::string existing_pay_id;
-  for (size_t i = 0; i < orders.size(); ++i) {
-    const auto& record = orders[i];
-    auto key = idempotency_key(record.order.merchant_id,
-                               record.order.merchant_order_no);
+  for (size_t i = 0; i < in.creates.size(); ++i) {
+    auto record = in.creates[i];
+    auto key = idempotency_key(record.order.merchant_id, record.order.merchant_order_no);
     if (auto hit = decided.find(key); hit != decided.end()) {
-      results[i].created = false;
-      results[i].record = results[hit->second].record;
+      answers.creates[i].created = false;
+      answers.creates[i].record = answers.creates[hit->second].record;
       continue;
     }
     auto status = db_->Get(rocksdb::ReadOptions{}, idem_, key, &existing_pay_id);
     if (status.ok()) {
       std::optional<payment_record> existing;
-      status = get(existing_pay_id, existing);
+      status = view.order(existing_pay_id, existing);
       if (!status.ok())
         return status;
       if (!existing)
-        return rocksdb::Status::Corruption("idempotency entry without order",
-                                           existing_pay_id);
-      results[i].created = false;
-      results[i].record = std::move(*existing);
+        return rocksdb::Status::Corruption("idempotency entry without order", existing_pay_id);
+      answers.creates[i].created = false;
+      answers.creates[i].record = std::move(*existing);
       decided.emplace(std::move(key), i);
       continue;
     }
     if (!status.IsNotFound())
       return status;
-    batch.Put(orders_, record.pay_id, codec::encode_record(record));
+    // A result that arrived before its order joins now.
+    std::optional<payment_result> early;
+    status = view.result(record.pay_id, early);
+    if (!status.ok())
+      return status;
+    bool joins = early && !early->flagged && early->amount_minor == record.order.amount_minor;
+    if (joins)
+      apply_result(record, *early);
+    write_order(record);
     batch.Put(idem_, key, record.pay_id);
-    std::string entry;
-    entry.reserve(1 + record.pay_id.size());
-    entry.push_back('O');
-    entry.append(record.pay_id);
-    batch.Put(outbox_, codec::encode_u64_be(sequence++), entry);
-    results[i].created = true;
-    results[i].record = record;
+    outbox('O', record.pay_id);
+    if (joins)
+      outbox('R', record.pay_id);
+    else
+      batch.Put(dispatch_, record.pay_id, rocksdb::Slice{});
+    answers.creates[i].created = true;
+    answers.creates[i].record = record;
     decided.emplace(std::move(key), i);
-    ++created;
   }
-  for (const auto& nonce : nonces)
+
+  for (size_t i = 0; i < in.routes.size(); ++i) {
+    const auto& route = in.routes[i];
+    std::optional<payment_record> order;
+    auto status = view.order(route.pay_id, order);
+    if (!status.ok())
+      return status;
+    if (!order || is_final(order->status))
+      continue;
+    order->routed_channel = route.channel_id;
+    write_order(*order);
+    answers.routes[i] = true;
+  }
+
+  for (size_t i = 0; i < in.results.size(); ++i) {
+    auto result = in.results[i];
+    auto& answer = answers.results[i];
+    std::optional<payment_result> known;
+    auto status = view.result(result.pay_id, known);
+    if (!status.ok())
+      return status;
+    std::optional<payment_record> order;
+    status = view.order(result.pay_id, order);
+    if (!status.ok())
+      return status;
+    if (order && is_final(order->status)) {  // a duplicate, or too late
+      answer.changed = false;
+      answer.joined = true;
+      answer.result = known ? *known : result;
+      continue;
+    }
+    if (known && !known->flagged && !order) {  // already waiting for its order
+      answer.result = *known;
+      continue;
+    }
+    if (order && order->order.amount_minor != result.amount_minor) {
+      result.flagged = true;
+      ++answers.flagged;
+    }
+    batch.Put(results_, result.pay_id, codec::encode_result(result));
+    view.put_result(result);
+    answer.changed = true;
+    answer.result = result;
+    if (order && !result.flagged) {
+      apply_result(*order, result);
+      write_order(*order);
+      outbox('R', result.pay_id);
+      batch.Delete(dispatch_, result.pay_id);
+      answer.joined = true;
+    }
+  }
+
+  for (const auto& nonce : in.nonces)
     batch.Put(nonces_, nonce_key(nonce.merchant_id, nonce.nonce),
               codec::encode_u64_be(static_cast<uint64_t>(nonce.seen_at_ms)));
   if (batch.Count() == 0)
@@ -203,8 +344,41 @@ rocksdb::Status local_store::commit(const std::vector<payment_record>& orders,
   if (!status.ok())
     return status;
   next_sequence_ = sequence;
-  outbox_size_.fetch_add(created, std::memory_order_relaxed);
+  outbox_size_.fetch_add(outbox_added, std::memory_order_relaxed);
   return status;
+}
+
+rocksdb::Status local_store::get_result(const std::string& pay_id,
+                                        std::optional<payment_result>& result) {
+  std::string bytes;
+  auto status = db_->Get(rocksdb::ReadOptions{}, results_, pay_id, &bytes);
+  if (status.IsNotFound()) {
+    result.reset();
+    return rocksdb::Status::OK();
+  }
+  if (!status.ok())
+    return status;
+  result.emplace();
+  if (!codec::decode_result(bytes, *result)) {
+    result.reset();
+    return rocksdb::Status::Corruption("undecodable result", pay_id);
+  }
+  return status;
+}
+
+rocksdb::Status local_store::pending_dispatch(std::vector<payment_record>& records,
+                                              size_t limit) {
+  records.clear();
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, dispatch_)};
+  for (it->SeekToFirst(); it->Valid() && records.size() < limit; it->Next()) {
+    std::optional<payment_record> record;
+    auto status = get(it->key().ToString(), record);
+    if (!status.ok())
+      return status;
+    if (record && !is_final(record->status))
+      records.push_back(std::move(*record));
+  }
+  return it->status();
 }
 
 rocksdb::Status local_store::get(const std::string& pay_id,

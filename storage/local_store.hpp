@@ -26,8 +26,24 @@ struct local_store_options {
 /// has to receive. Entries are numbered in commit order.
 struct outbox_entry {
   uint64_t sequence = 0;
-  char kind = 'O';  // 'O': a payment_orders row
+  char kind = 'O';  // 'O': a payment_orders row, 'R': a payment_results row
   std::string pay_id;
+};
+
+/// Everything the single writer commits in one synced batch.
+struct store_batch {
+  std::vector<payment_record> creates;
+  std::vector<payment_routed> routes;
+  std::vector<payment_result> results;
+  std::vector<nonce_accepted> nonces;
+};
+
+/// The answers, one per operation, in order.
+struct store_batch_answers {
+  std::vector<order_stored> creates;
+  std::vector<bool> routes;
+  std::vector<result_recorded> results;
+  size_t flagged = 0;  // results kept but not joined: amount mismatch
 };
 
 /// The RocksDB local store. Column families:
@@ -37,6 +53,8 @@ struct outbox_entry {
 ///   nonces   merchant_id \0 nonce -> u64 big-endian seen_at_ms (expired
 ///            ones are dropped by a compaction filter and ignored on read)
 ///   meta     name -> value (instance_id, fingerprint)
+///   results  pay_id -> encoded payment_result
+///   dispatch pay_id -> "" for each payment not final yet
 /// Thread-safety: reads from any thread; `commit` only from the single writer.
 class local_store {
 public:
@@ -57,6 +75,20 @@ public:
   rocksdb::Status commit(const std::vector<payment_record>& orders,
                          const std::vector<nonce_accepted>& nonces,
                          std::vector<order_stored>& results);
+
+  /// The general form: creates, then routes, then results, one synced batch.
+  /// A result joins its order (status, outbox 'R' row, dispatch entry gone)
+  /// when both exist and the amounts agree; a result whose order is not here
+  /// yet waits in `results` and joins when the order is created.
+  rocksdb::Status commit(const store_batch& batch, store_batch_answers& answers);
+
+  /// A stored result, if any.
+  rocksdb::Status get_result(const std::string& pay_id,
+                             std::optional<payment_result>& result);
+
+  /// Payments accepted but not final yet (to drive after a restart).
+  rocksdb::Status pending_dispatch(std::vector<payment_record>& records,
+                                   size_t limit);
 
   rocksdb::Status get(const std::string& pay_id,
                       std::optional<payment_record>& record);
@@ -105,6 +137,8 @@ private:
   rocksdb::ColumnFamilyHandle* outbox_ = nullptr;
   rocksdb::ColumnFamilyHandle* nonces_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* results_ = nullptr;
+  rocksdb::ColumnFamilyHandle* dispatch_ = nullptr;
   bool sync_ = true;
   int64_t nonce_retention_ms_ = 600'000;
   std::unique_ptr<rocksdb::CompactionFilter> nonce_filter_;

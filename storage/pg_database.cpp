@@ -232,6 +232,45 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
   return execute(sql, params, error);
 }
 
+bool pg_database::insert_results(const std::vector<payment_result>& results,
+                                 std::string& error) {
+  if (results.empty())
+    return true;
+  constexpr int columns = 7;
+  std::string sql = "INSERT INTO payment_results (pay_id, status, channel_id, channel_txn_id, "
+                    "amount, finished_at, source) VALUES ";
+  std::vector<std::string> texts;
+  texts.reserve(results.size() * 2);  // never reallocates: params point into it
+  std::vector<const char*> params;
+  params.reserve(results.size() * columns);
+  for (size_t row = 0; row < results.size(); ++row) {
+    const auto& result = results[row];
+    if (row > 0)
+      sql += ',';
+    sql += '(';
+    for (int column = 0; column < columns; ++column) {
+      if (column > 0)
+        sql += ',';
+      sql += '$';
+      sql += std::to_string(row * columns + column + 1);
+    }
+    sql += ')';
+    texts.push_back(std::to_string(result.amount_minor));
+    const char* amount = texts.back().c_str();
+    texts.push_back(format_rfc3339_ms(result.finished_at_ms));
+    const char* finished = texts.back().c_str();
+    params.push_back(result.pay_id.c_str());
+    params.push_back(result.status.c_str());
+    params.push_back(result.channel_id.empty() ? nullptr : result.channel_id.c_str());
+    params.push_back(result.channel_txn_id.empty() ? nullptr : result.channel_txn_id.c_str());
+    params.push_back(amount);
+    params.push_back(finished);
+    params.push_back(result.source.c_str());
+  }
+  sql += " ON CONFLICT DO NOTHING";
+  return execute(sql, params, error);
+}
+
 std::optional<int32_t> pg_database::register_instance(
   const std::string& fingerprint, const std::string& uri, std::string& error) {
   if (!ensure_ready(error))

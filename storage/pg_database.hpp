@@ -42,6 +42,9 @@ public:
   bool insert_orders(const std::vector<payment_record>& records,
                      std::string& error);
 
+  /// Inserts payment_results rows the same way (their orders must be there).
+  bool insert_results(const std::vector<payment_result>& results, std::string& error);
+
   /// Registers this instance (or finds its earlier registration) and returns
   /// its instance number.
   std::optional<int32_t> register_instance(const std::string& fingerprint,

@@ -6,7 +6,8 @@ namespace paybus::codec {
 
 namespace {
 
-constexpr uint8_t record_version = 1;
+constexpr uint8_t record_version = 2;  // 2 added routed_channel
+constexpr uint8_t result_version = 1;
 constexpr uint32_t max_field_bytes = 1u << 20;
 
 void put_string(std::string& out, const std::string& value) {
@@ -92,14 +93,44 @@ std::string encode_record(const payment_record& record) {
   put_string(out, record.status);
   put_string(out, record.channel_txn_id);
   put_i64(out, record.finished_at_ms);
+  put_string(out, record.routed_channel);
   return out;
+}
+
+std::string encode_result(const payment_result& result) {
+  std::string out;
+  out.reserve(120);
+  out.push_back(static_cast<char>(result_version));
+  put_string(out, result.pay_id);
+  put_string(out, result.status);
+  put_string(out, result.channel_id);
+  put_string(out, result.channel_txn_id);
+  put_i64(out, result.amount_minor);
+  put_i64(out, result.finished_at_ms);
+  put_string(out, result.source);
+  out.push_back(result.flagged ? 1 : 0);
+  return out;
+}
+
+bool decode_result(std::string_view bytes, payment_result& result) {
+  reader in{bytes};
+  uint8_t version = 0;
+  uint8_t flagged = 0;
+  bool ok = in.u8(version) && version == result_version && in.string(result.pay_id)
+            && in.string(result.status) && in.string(result.channel_id)
+            && in.string(result.channel_txn_id) && in.i64(result.amount_minor)
+            && in.i64(result.finished_at_ms) && in.string(result.source)
+            && in.u8(flagged) && flagged <= 1 && in.at_end();
+  result.flagged = flagged == 1;
+  return ok;
 }
 
 bool decode_record(std::string_view bytes, payment_record& record) {
   reader in{bytes};
   uint8_t version = 0;
   int64_t instance_id = 0;
-  bool ok = in.u8(version) && version == record_version
+  record.routed_channel.clear();
+  bool ok = in.u8(version) && (version == 1 || version == record_version)
             && in.string(record.pay_id) && in.string(record.order.merchant_id)
             && in.string(record.order.merchant_order_no)
             && in.i64(record.order.amount_minor)
@@ -110,7 +141,8 @@ bool decode_record(std::string_view bytes, payment_record& record) {
             && in.i64(record.order.expire_seconds) && in.i64(instance_id)
             && in.i64(record.created_at_ms) && in.string(record.status)
             && in.string(record.channel_txn_id)
-            && in.i64(record.finished_at_ms) && in.at_end();
+            && in.i64(record.finished_at_ms)
+            && (version == 1 || in.string(record.routed_channel)) && in.at_end();
   record.instance_id = static_cast<int32_t>(instance_id);
   return ok;
 }

@@ -14,8 +14,12 @@ namespace paybus::codec {
 std::string encode_record(const payment_record& record);
 
 /// Returns false (and leaves `record` unspecified) on any damage: wrong
-/// version, truncation, trailing bytes.
+/// version, truncation, trailing bytes. Reads versions 1 and 2.
 bool decode_record(std::string_view bytes, payment_record& record);
+
+/// A payment result as stored in the `results` column family.
+std::string encode_result(const payment_result& result);
+bool decode_result(std::string_view bytes, payment_result& result);
 
 /// 8-byte big-endian, so that byte order is numeric order.
 std::string encode_u64_be(uint64_t value);

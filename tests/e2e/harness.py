@@ -73,19 +73,25 @@ def keys_dir():
     global KEYS_DIR
     if KEYS_DIR is None:
         KEYS_DIR = make_temp_dir("keys")
-        subprocess.run([MAKE_KEYS, KEYS_DIR, "paybus", "merchant-rsa"], check=True)
+        subprocess.run([MAKE_KEYS, KEYS_DIR, "paybus", "merchant-rsa", "sim-a", "sim-b"], check=True)
     return KEYS_DIR
 
 
 class Bus:
     """One paybusd process with its own data dir and config."""
 
-    def __init__(self, database_url, data_dir=None, extra_config="", sets=None):
+    def __init__(self, database_url, data_dir=None, extra_config="", sets=None, channels=None):
         self.dir = data_dir or make_temp_dir("bus")
         self.port = free_port()
         self.database_url = database_url
         self.sets = list(sets or [])
         keys = keys_dir()
+        # channels: {id: (url, weight)}; by default one channel nobody listens on.
+        channels = channels if channels is not None else {"sim-a": ("http://127.0.0.1:9", 100)}
+        channels_config = "".join(
+            f'\n[[channels]]\nid = "{cid}"\nurl = "{url}"\npublic_key = "{keys}/{cid}.pub.pem"\n'
+            f'weight = {weight}\ntimeout_ms = 1000\n'
+            for cid, (url, weight) in channels.items())
         self.config_path = os.path.join(self.dir, "paybus.toml")
         with open(self.config_path, "w") as f:
             f.write(f"""
@@ -116,10 +122,7 @@ id = "rsa-shop"
 auth = "rsa-sha256"
 public_key = "{keys}/merchant-rsa.pub.pem"
 
-[[channels]]
-id = "sim-a"
-url = "http://127.0.0.1:9"
-weight = 100
+{channels_config}
 {extra_config}
 """)
         self.process = None

@@ -24,6 +24,7 @@ public_key = "k.pem"
 [[channels]]
 id = "sim-a"
 url = "http://127.0.0.1:9001"
+public_key = "sim-a.pub.pem"
 weight = 30
 )";
 
@@ -88,6 +89,8 @@ TEST_CASE("every config error names its key in one line") {
   check(error_of(good, {"log.level=loud"}), "log.level");
   check(error_of(good + "\n[extra]\nkey = 1\n"), "extra");
   check(error_of(good + "\n[node2]\n"), "node2");
+  check(error_of(good, {"channels.0.public_key="}), "channels.0.public_key");
+  check(error_of(good, {"channels.0.timeout_ms=5"}), "channels.0.timeout_ms");
   check(error_of("[node]\ndata_dir = 5\n"), "node.data_dir");
   check(error_of("[http]\nmax_body_bytes = \"big\"\n"), "http.max_body_bytes");
   check(error_of("[[merchants]]\nid = \"a\"\nauth = \"hmac-sha256\"\nsecret = \"12345678\"\ncolour = 1\n"),

@@ -37,6 +37,10 @@ store_actor::behavior_type store_double(store_actor::stateful_pointer<store_doub
         results.push_back(order_stored{true, record});
       return results;
     },
+    [=](result_atom, payment_result&) -> caf::result<result_recorded> {
+      return result_recorded{};
+    },
+    [=](route_atom, payment_routed&) { return false; },
     [=](std::vector<nonce_accepted>&) {},
     [=](flush_atom) {},
     [=](tick_atom) {},

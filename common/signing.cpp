@@ -1,0 +1,101 @@
+#include "common/signing.hpp"
+
+#include "common/crypto.hpp"
+
+namespace paybus {
+
+std::string canonical_string(std::string_view method, std::string_view target,
+                             std::string_view timestamp, std::string_view nonce,
+                             std::string_view body) {
+  std::string text;
+  text.reserve(method.size() + target.size() + timestamp.size() + nonce.size()
+               + 68);
+  text.append(method);
+  text.push_back('\n');
+  text.append(target);
+  text.push_back('\n');
+  text.append(timestamp);
+  text.push_back('\n');
+  text.append(nonce);
+  text.push_back('\n');
+  text.append(crypto::sha256_hex(body));
+  return text;
+}
+
+bool valid_nonce(std::string_view nonce) {
+  if (nonce.size() < 16 || nonce.size() > 64)
+    return false;
+  for (char c : nonce)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+          || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
+bool parse_timestamp(std::string_view text, int64_t& seconds) {
+  if (text.empty() || text.size() > 12)
+    return false;
+  int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9')
+      return false;
+    value = value * 10 + (c - '0');
+  }
+  seconds = value;
+  return true;
+}
+
+bool parse_signature_header(std::string_view header, std::string_view& scheme,
+                            std::string_view& value) {
+  auto equals = header.find('=');
+  if (equals == std::string_view::npos || equals == 0
+      || equals + 1 >= header.size())
+    return false;
+  scheme = header.substr(0, equals);
+  value = header.substr(equals + 1);
+  return scheme == "hmac-sha256" || scheme == "rsa-sha256";
+}
+
+signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
+                           std::string_view target, std::string_view body,
+                           int64_t now_ms) {
+  signature_headers out;
+  out.timestamp = std::to_string(now_ms / 1000);
+  out.nonce = crypto::random_token(24);
+  out.signature = "rsa-sha256="
+                  + crypto::rsa_sha256_sign_base64(
+                    key, canonical_string(method, target, out.timestamp, out.nonce, body));
+  return out;
+}
+
+signature_headers sign_hmac(std::string_view secret, std::string_view method,
+                            std::string_view target, std::string_view body,
+                            int64_t now_ms) {
+  signature_headers out;
+  out.timestamp = std::to_string(now_ms / 1000);
+  out.nonce = crypto::random_token(24);
+  out.signature = "hmac-sha256="
+                  + crypto::hmac_sha256_hex(
+                    secret, canonical_string(method, target, out.timestamp, out.nonce, body));
+  return out;
+}
+
+bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
+                        std::string_view target, std::string_view timestamp,
+                        std::string_view nonce, std::string_view signature,
+                        std::string_view body, int64_t now_ms,
+                        int64_t window_seconds) {
+  int64_t seconds = 0;
+  std::string_view scheme;
+  std::string_view value;
+  if (!parse_timestamp(timestamp, seconds) || !valid_nonce(nonce)
+      || !parse_signature_header(signature, scheme, value) || scheme != "rsa-sha256")
+    return false;
+  int64_t skew = seconds - now_ms / 1000;
+  if (skew > window_seconds || skew < -window_seconds)
+    return false;
+  return crypto::rsa_sha256_verify_base64(
+    key, canonical_string(method, target, timestamp, nonce, body), value);
+}
+
+} // namespace paybus

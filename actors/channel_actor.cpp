@@ -30,6 +30,7 @@ struct http_exchange {
   std::string signature;
   std::string channel;
   bool transport_ok = false;
+  bool never_sent = false;  // the connection was refused: nothing left the bus
   std::string error;
 };
 
@@ -124,6 +125,7 @@ http_exchange perform(worker_state& st, const char* method, const std::string& t
   curl_slist_free_all(headers);
   if (code != CURLE_OK) {
     exchange.error = curl_easy_strerror(code);
+    exchange.never_sent = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST;
     return exchange;
   }
   curl_easy_getinfo(st.curl, CURLINFO_RESPONSE_CODE, &exchange.status);
@@ -142,6 +144,8 @@ channel_outcome interpret(const worker_state& st, const http_exchange& exchange,
   outcome.status = "UNKNOWN";
   if (!exchange.transport_ok) {
     outcome.reason = exchange.error;
+    if (exchange.never_sent)
+      outcome.status = "UNAVAILABLE";
     return outcome;
   }
   if (exchange.status >= 500) {
@@ -235,7 +239,7 @@ void observe(front_pointer self, const channel_outcome& outcome) {
   auto& st = self->state;
   --st.in_flight;
   st.figures->count_channel_request(st.settings.id, outcome.status);
-  if (outcome.status == "UNKNOWN") {
+  if (outcome.status == "UNKNOWN" || outcome.status == "UNAVAILABLE") {
     ++st.consecutive_failures;
     if (st.probing || st.consecutive_failures >= st.settings.breaker_failures) {
       if (st.open_until_ms == 0 || st.probing)

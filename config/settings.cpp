@@ -275,6 +275,8 @@ void read_all(key_reader& in, settings& out) {
     in.integer(prefix + "weight", channel.weight, 0, 1'000'000);
     in.integer(prefix + "timeout_ms", channel.timeout_ms, 100, 600'000);
     in.integer(prefix + "concurrency", channel.concurrency, 1, 256);
+    in.integer(prefix + "breaker_failures", channel.breaker_failures, 1, 1000);
+    in.integer(prefix + "breaker_open_ms", channel.breaker_open_ms, 10, 3'600'000);
     if (channel.public_key_path.empty())
       in.fail(prefix + "public_key", "a channel needs the public key that verifies its signatures");
     if (!valid_id(channel.id))

@@ -22,6 +22,8 @@ struct channel_settings {
   int64_t weight = 100;
   int64_t timeout_ms = 3000;
   int64_t concurrency = 4;
+  int64_t breaker_failures = 5;
+  int64_t breaker_open_ms = 5000;
 };
 
 /// Every configuration key of paybusd, with its default. docs/configuration.md

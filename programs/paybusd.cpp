@@ -212,6 +212,8 @@ int main(int argc, char** argv) {
     runtime.channel_key = channel_keys.at(channel.id);
     runtime.timeout_ms = channel.timeout_ms;
     runtime.concurrency = static_cast<size_t>(channel.concurrency);
+    runtime.breaker_failures = static_cast<int>(channel.breaker_failures);
+    runtime.breaker_open_ms = channel.breaker_open_ms;
     runtime.window_seconds = config.timestamp_window_seconds;
     channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures)});
   }

@@ -208,9 +208,10 @@ private:
 };
 
 struct connection {
-  explicit connection(int fd) : fd(fd), parser(paybus::http_limits{}) {
+  connection(int fd, bool admin) : fd(fd), admin(admin), parser(paybus::http_limits{}) {
   }
   int fd;
+  bool admin;
   paybus::http_request_parser parser;
   std::string out;
 };
@@ -228,9 +229,9 @@ struct delayed_response {
 
 class simulator {
 public:
-  simulator(std::string host, uint16_t port, std::string channel_id,
+  simulator(std::string host, uint16_t port, uint16_t admin_port, std::string channel_id,
             paybus::crypto::pkey_ptr key, paybus::crypto::pkey_ptr bus_key, sim_mode mode)
-    : host_(std::move(host)), port_(port), channel_id_(std::move(channel_id)), key_(key),
+    : host_(std::move(host)), port_(port), admin_port_(admin_port), channel_id_(std::move(channel_id)), key_(key),
       bus_key_(std::move(bus_key)), mode_(mode), notifier_(channel_id_, key) {
   }
 
@@ -238,6 +239,11 @@ public:
     epoll_ = epoll_create1(0);
     if (!mode_.down && !open_listener())
       return 1;
+    if (admin_port_ != 0) {
+      admin_listener_ = listen_on(admin_port_);
+      if (admin_listener_ < 0)
+        return 1;
+    }
     std::fprintf(stderr, "paybus-channel-sim %s listening on %s:%u\n", channel_id_.c_str(),
                  host_.c_str(), port_);
     std::vector<epoll_event> events(256);
@@ -248,8 +254,8 @@ public:
       int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), timeout);
       for (int i = 0; i < n; ++i) {
         int fd = events[i].data.fd;
-        if (fd == listener_)
-          accept_all();
+        if (fd == listener_ || fd == admin_listener_)
+          accept_all(fd);
         else
           serve(fd, events[i].events);
       }
@@ -261,27 +267,31 @@ public:
   static volatile std::sig_atomic_t stop_requested;
 
 private:
-  bool open_listener() {
-    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int listen_on(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int one = 1;
-    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     sockaddr_in address{};
     address.sin_family = AF_INET;
-    address.sin_port = htons(port_);
+    address.sin_port = htons(port);
     inet_pton(AF_INET, host_ == "localhost" ? "127.0.0.1" : host_.c_str(), &address.sin_addr);
-    if (bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0
-        || listen(listener_, 1024) != 0) {
-      std::fprintf(stderr, "paybus-channel-sim: cannot listen on %s:%u: %s\n", host_.c_str(), port_,
+    if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0
+        || listen(fd, 1024) != 0) {
+      std::fprintf(stderr, "paybus-channel-sim: cannot listen on %s:%u: %s\n", host_.c_str(), port,
                    std::strerror(errno));
-      ::close(listener_);
-      listener_ = -1;
-      return false;
+      ::close(fd);
+      return -1;
     }
     epoll_event event{};
     event.events = EPOLLIN;
-    event.data.fd = listener_;
-    epoll_ctl(epoll_, EPOLL_CTL_ADD, listener_, &event);
-    return true;
+    event.data.fd = fd;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event);
+    return fd;
+  }
+
+  bool open_listener() {
+    listener_ = listen_on(port_);
+    return listener_ >= 0;
   }
 
   void close_listener() {
@@ -292,14 +302,14 @@ private:
     }
   }
 
-  void accept_all() {
+  void accept_all(int listener) {
     while (true) {
-      int fd = accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK);
+      int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK);
       if (fd < 0)
         return;
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      connections_[fd] = std::make_unique<connection>(fd);
+      connections_[fd] = std::make_unique<connection>(fd, listener == admin_listener_);
       connection_ids_[fd] = ++next_connection_id_;
       epoll_event event{};
       event.events = EPOLLIN;
@@ -427,8 +437,16 @@ private:
         return;
       }
       write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(), request.keep_alive));
-      if (mode_.down)
+      if (mode_.down) {
         close_listener();
+        // Down means down: open connections break too.
+        std::vector<int> open;
+        for (const auto& [other, conn] : connections_)
+          if (!conn->admin && other != fd)
+            open.push_back(other);
+        for (int other : open)
+          drop(other);
+      }
       else if (listener_ < 0)
         open_listener();
       return;
@@ -520,6 +538,8 @@ private:
 
   std::string host_;
   uint16_t port_;
+  uint16_t admin_port_;
+  int admin_listener_ = -1;
   std::string channel_id_;
   paybus::crypto::pkey_ptr key_;
   paybus::crypto::pkey_ptr bus_key_;
@@ -544,10 +564,11 @@ volatile std::sig_atomic_t simulator::stop_requested = 0;
 
 int main(int argc, char** argv) {
   CLI::App app{"paybus-channel-sim: a payment channel stand-in speaking API.md section 4"};
-  std::string listen, key_path, bus_key_path, channel_id = "sim";
+  std::string listen, admin_listen, key_path, bus_key_path, channel_id = "sim";
   std::string mode_json;
   sim_mode mode;
   app.add_option("--listen", listen, "HOST:PORT")->required();
+  app.add_option("--admin", admin_listen, "HOST:PORT serving /sim/* even while down");
   app.add_option("--key", key_path, "the channel's RSA private key (PEM)")->required();
   app.add_option("--bus-public-key", bus_key_path, "the bus's RSA public key (PEM)")->required();
   app.add_option("--channel-id", channel_id, "the id the bus knows this channel by");
@@ -567,6 +588,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "paybus-channel-sim: --listen must be HOST:PORT\n");
     return 2;
   }
+  std::string admin_host;
+  uint16_t admin_port = 0;
+  if (!admin_listen.empty() && !paybus::split_host_port(admin_listen, admin_host, admin_port)) {
+    std::fprintf(stderr, "paybus-channel-sim: --admin must be HOST:PORT\n");
+    return 2;
+  }
   std::string error;
   auto key = paybus::crypto::load_private_key(key_path, error);
   auto bus_key = key ? paybus::crypto::load_public_key(bus_key_path, error) : nullptr;
@@ -582,7 +609,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, [](int) { simulator::stop_requested = 1; });
   std::signal(SIGINT, [](int) { simulator::stop_requested = 1; });
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  int code = simulator{host, port, channel_id, key, bus_key, mode}.run();
+  int code = simulator{host, port, admin_port, channel_id, key, bus_key, mode}.run();
   curl_global_cleanup();
   return code;
 }

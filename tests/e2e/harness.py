@@ -90,7 +90,7 @@ class Bus:
         channels = channels if channels is not None else {"sim-a": ("http://127.0.0.1:9", 100)}
         channels_config = "".join(
             f'\n[[channels]]\nid = "{cid}"\nurl = "{url}"\npublic_key = "{keys}/{cid}.pub.pem"\n'
-            f'weight = {weight}\ntimeout_ms = 1000\n'
+            f'weight = {weight}\ntimeout_ms = 1000\nbreaker_open_ms = 300\n'
             for cid, (url, weight) in channels.items())
         self.config_path = os.path.join(self.dir, "paybus.toml")
         with open(self.config_path, "w") as f:
@@ -218,3 +218,66 @@ def raw_http(port, data, timeout=5, read_all=True):
         except socket.timeout:
             pass
         return b"".join(chunks)
+
+
+CHANNEL_SIM = os.path.join(BUILD, "tools", "paybus-channel-sim")
+
+
+class ChannelSim:
+    """One paybus-channel-sim process."""
+
+    def __init__(self, channel_id, args=()):
+        self.channel_id = channel_id
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.args = list(args)
+        self.process = None
+        self.dir = make_temp_dir("sim")
+        self.log_path = os.path.join(self.dir, "sim.log")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        keys = keys_dir()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [CHANNEL_SIM, "--listen", f"127.0.0.1:{self.port}", "--channel-id", self.channel_id,
+                 "--admin", f"127.0.0.1:{self.admin_port}",
+                 "--key", f"{keys}/{self.channel_id}.key.pem",
+                 "--bus-public-key", f"{keys}/paybus.pub.pem"] + self.args,
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                self.mode({})
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("channel sim did not start")
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}" + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return json.loads(r.read())
+
+    def mode(self, changes):
+        return self._call("POST", "/sim/mode", changes)
+
+    def set_down(self, down):
+        self.mode({"down": down})
+
+    def payments(self):
+        return {p["pay_id"]: p for p in self._call("GET", "/sim/payments")}
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,199 @@
+"""End to end: payments paid through two real channel simulators (RSA both ways), results
+joined and written to PostgreSQL, notifications, queries, outages (API.md 4 and 6)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Bus, ChannelSim, PgCluster, keys_dir, raw_http  # noqa: E402
+from paybus_client import Client  # noqa: E402
+
+
+class ThroughChannels(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.pg.start()
+        cls.sim_a = ChannelSim("sim-a").start()
+        cls.sim_b = ChannelSim("sim-b").start()
+        cls.bus = Bus(cls.pg.url, channels={"sim-a": (cls.sim_a.url, 50), "sim-b": (cls.sim_b.url, 50)}).start()
+        cls.client = Client("127.0.0.1", cls.bus.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.bus.destroy()
+        cls.sim_a.destroy()
+        cls.sim_b.destroy()
+        cls.pg.destroy()
+
+    def setUp(self):
+        normal = {"failed_ratio": 0, "accepted_ratio": 0, "timeout_ratio": 0, "notify_delay_ms": 0,
+                  "notify_loss_ratio": 0, "notify_duplicate_ratio": 0, "down": False,
+                  "latency_min_ms": 0, "latency_max_ms": 0}
+        self.sim_a.mode(normal)
+        self.sim_b.mode(normal)
+
+    def wait_status(self, pay_id, statuses=("SUCCEEDED", "FAILED", "CLOSED"), timeout=30):
+        deadline = time.time() + timeout
+        body = None
+        while time.time() < deadline:
+            status, body, _ = self.client.request("GET", f"/v1/payments/{pay_id}")
+            if status == 200 and body["status"] in statuses:
+                return body
+            time.sleep(0.1)
+        self.fail(f"payment {pay_id} stayed {body}")
+
+    def db_result(self, pay_id, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            rows = self.pg.query("SELECT status, channel_id, channel_txn_id, amount, source "
+                                 f"FROM payment_results WHERE pay_id = '{pay_id}'")
+            if rows:
+                return rows
+            time.sleep(0.1)
+        self.fail(f"no payment_results row for {pay_id}")
+
+    def pay(self, order_no, **fields):
+        status, body, _ = self.client.pay(order_no, **fields)
+        self.assertEqual(status, 202, body)
+        return body["pay_id"]
+
+    def test_a_payment_succeeds_through_the_named_channel(self):
+        pay_id = self.pay("C-1", amount=1234, channel="sim-a")
+        final = self.wait_status(pay_id)
+        self.assertEqual(final["status"], "SUCCEEDED")
+        self.assertEqual(final["channel"], "sim-a")
+        self.assertTrue(final["channel_txn_id"].startswith("sim-a-"))
+        self.assertIn("finished_at", final)
+        rows = self.db_result(pay_id)
+        self.assertEqual(rows, [["SUCCEEDED", "sim-a", final["channel_txn_id"], "1234", "channel"]])
+        self.assertEqual(self.pg.scalar(f"SELECT count(*) FROM payment_orders WHERE pay_id = '{pay_id}'"), "1")
+        self.assertEqual(self.sim_a.payments()[pay_id]["pay_requests"], 1)
+        self.assertNotIn(pay_id, self.sim_b.payments())
+
+    def test_a_declined_payment_is_failed(self):
+        self.sim_b.mode({"failed_ratio": 1})
+        pay_id = self.pay("C-2", channel="sim-b")
+        self.assertEqual(self.wait_status(pay_id)["status"], "FAILED")
+        self.assertEqual(self.db_result(pay_id)[0][0], "FAILED")
+
+    def test_accepted_then_notified(self):
+        self.sim_a.mode({"accepted_ratio": 1, "notify_delay_ms": 200})
+        pay_id = self.pay("C-3", channel="sim-a")
+        self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        self.assertEqual(self.db_result(pay_id)[0][4], "notify")
+
+    def test_a_lost_notification_is_resolved_by_query(self):
+        self.sim_a.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+        pay_id = self.pay("C-4", channel="sim-a")
+        self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        self.assertEqual(self.db_result(pay_id)[0][4], "query")
+
+    def test_duplicate_notifications_change_nothing(self):
+        self.sim_b.mode({"accepted_ratio": 1, "notify_duplicate_ratio": 1})
+        pay_id = self.pay("C-5", channel="sim-b")
+        self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        time.sleep(0.5)
+        self.assertEqual(len(self.db_result(pay_id)), 1)
+        self.assertGreaterEqual(self.bus.metric("paybus_channel_notifications_total"), 2)
+
+    def test_a_timeout_is_queried_and_never_sent_elsewhere(self):
+        self.sim_a.mode({"timeout_ratio": 1})
+        pay_id = self.pay("C-6", channel="sim-a")
+        final = self.wait_status(pay_id)
+        self.assertEqual(final["status"], "SUCCEEDED")
+        self.assertEqual(self.db_result(pay_id)[0][4], "query")
+        self.assertEqual(self.sim_a.payments()[pay_id]["pay_requests"], 1)
+        self.assertNotIn(pay_id, self.sim_b.payments())
+
+    def test_one_channel_down_traffic_moves_and_no_pay_id_reaches_both(self):
+        self.sim_a.set_down(True)
+        pay_ids = [self.pay(f"C-7-{i}") for i in range(20)]
+        for pay_id in pay_ids:
+            self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        self.sim_a.set_down(False)
+        a, b = self.sim_a.payments(), self.sim_b.payments()
+        for pay_id in pay_ids:
+            self.assertTrue((pay_id in a) != (pay_id in b), pay_id)
+            self.assertIn(pay_id, b)
+        self.assertGreaterEqual(self.bus.metric('paybus_channel_requests_total'), 1)
+
+    def test_routing_spreads_by_weight(self):
+        time.sleep(0.5)  # a breaker opened by an earlier test half-opens
+        pay_ids = [self.pay(f"C-8-{i}") for i in range(60)]
+        for pay_id in pay_ids:
+            self.wait_status(pay_id)
+        a, b = self.sim_a.payments(), self.sim_b.payments()
+        on_a = sum(1 for p in pay_ids if p in a)
+        on_b = sum(1 for p in pay_ids if p in b)
+        self.assertEqual(on_a + on_b, 60)
+        self.assertGreater(on_a, 10)   # 50/50 weights: 10..50 holds with overwhelming probability
+        self.assertGreater(on_b, 10)
+
+    def test_a_forged_notification_is_refused_and_changes_nothing(self):
+        self.sim_a.mode({"accepted_ratio": 1, "notify_loss_ratio": 1, "notify_delay_ms": 0})
+        self.sim_a.mode({"accepted_ratio": 0})
+        pay_id = self.pay("C-9", channel="sim-b")
+        self.wait_status(pay_id)
+        body = json.dumps({"pay_id": pay_id, "channel_txn_id": "forged", "status": "FAILED",
+                           "amount": 1999, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+        target = "/v1/channels/sim-b/notify"
+        # Signed with the wrong key (sim-a's), as sim-b.
+        canonical = "\n".join(["POST", target, str(int(time.time())), "n" * 20,
+                               __import__("hashlib").sha256(body).hexdigest()])
+        raw = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{keys_dir()}/sim-a.key.pem"],
+                             input=canonical.encode(), capture_output=True, check=True).stdout
+        signature = "rsa-sha256=" + __import__("base64").b64encode(raw).decode()
+        request = (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"X-Paybus-Channel: sim-b\r\nX-Paybus-Timestamp: {int(time.time())}\r\n"
+                   f"X-Paybus-Nonce: {'n' * 20}\r\nX-Paybus-Signature: {signature}\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+        answer = raw_http(self.bus.port, request)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401"), answer[:80])
+        self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        self.assertEqual(self.db_result(pay_id)[0][0], "SUCCEEDED")
+        unsigned = raw_http(self.bus.port, (f"POST {target} HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+                                            "Connection: close\r\n\r\n").encode() + body)
+        self.assertTrue(unsigned.startswith(b"HTTP/1.1 401"))
+
+
+class ResumeAfterRestart(unittest.TestCase):
+    def test_payments_in_flight_at_a_stop_are_finished_after_the_restart(self):
+        pg = PgCluster()
+        pg.start()
+        sim = ChannelSim("sim-a").start()
+        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}).start()
+        try:
+            sim.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+            client = Client("127.0.0.1", bus.port)
+            pay_ids = [client.pay(f"R-{i}")[1]["pay_id"] for i in range(5)]
+            client.close()
+            time.sleep(0.5)  # sent and ACCEPTED; the notifications are lost
+            bus.kill9()
+            sim.mode({"accepted_ratio": 0})
+            bus.start()
+            client = Client("127.0.0.1", bus.port)
+            deadline = time.time() + 30
+            pending = set(pay_ids)
+            while pending and time.time() < deadline:
+                for pay_id in list(pending):
+                    if client.request("GET", f"/v1/payments/{pay_id}")[1]["status"] == "SUCCEEDED":
+                        pending.discard(pay_id)
+                time.sleep(0.2)
+            self.assertEqual(pending, set())
+            for pay_id in pay_ids:
+                self.assertEqual(sim.payments()[pay_id]["pay_requests"], 1)
+            client.close()
+        finally:
+            bus.destroy()
+            sim.destroy()
+            pg.destroy()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -176,3 +176,127 @@ TEST_CASE("meta values persist; a second open of a held store is refused") {
   CHECK_FALSE(local_store::open(dir.path, local_store_options{}, error));
   CHECK(error.find("held by another process") != std::string::npos);
 }
+
+namespace {
+
+payment_result result_for(const std::string& pay_id, int64_t amount,
+                          const std::string& status = "SUCCEEDED") {
+  payment_result r;
+  r.pay_id = pay_id;
+  r.status = status;
+  r.channel_id = "sim-a";
+  r.channel_txn_id = "T-" + pay_id;
+  r.amount_minor = amount;
+  r.finished_at_ms = 1763782201000;
+  r.source = "channel";
+  return r;
+}
+
+store_batch_answers commit_results(local_store& store, std::vector<payment_result> results) {
+  store_batch batch;
+  batch.results = std::move(results);
+  store_batch_answers answers;
+  REQUIRE(store.commit(batch, answers).ok());
+  return answers;
+}
+
+std::vector<char> outbox_kinds(local_store& store) {
+  std::vector<outbox_entry> entries;
+  REQUIRE(store.read_outbox(0, 100, entries).ok());
+  std::vector<char> kinds;
+  for (const auto& entry : entries)
+    kinds.push_back(entry.kind);
+  return kinds;
+}
+
+} // namespace
+
+TEST_CASE("join: order first, then its result, in one batch with the results row") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  std::vector<payment_record> pending;
+  REQUIRE(store->pending_dispatch(pending, 10).ok());
+  CHECK(pending.size() == 1);
+  auto answers = commit_results(*store, {result_for("100", 500)});
+  CHECK(answers.results[0].changed);
+  CHECK(answers.results[0].joined);
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "SUCCEEDED");
+  CHECK(order->channel_txn_id == "T-100");
+  CHECK(order->finished_at_ms == 1763782201000);
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
+  REQUIRE(store->pending_dispatch(pending, 10).ok());
+  CHECK(pending.empty());
+}
+
+TEST_CASE("join: a result before its order waits and joins when the order arrives") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  auto answers = commit_results(*store, {result_for("100", 500)});
+  CHECK(answers.results[0].changed);
+  CHECK_FALSE(answers.results[0].joined);
+  CHECK(outbox_kinds(*store).empty());
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  CHECK(created[0].record.status == "SUCCEEDED");
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
+  std::vector<payment_record> pending;
+  REQUIRE(store->pending_dispatch(pending, 10).ok());
+  CHECK(pending.empty());
+}
+
+TEST_CASE("join: duplicates and later contradictions change nothing") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  commit_results(*store, {result_for("100", 500)});
+  auto again = commit_results(*store, {result_for("100", 500), result_for("100", 500, "FAILED")});
+  CHECK_FALSE(again.results[0].changed);
+  CHECK_FALSE(again.results[1].changed);
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "SUCCEEDED");
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
+}
+
+TEST_CASE("join: a result whose amount differs is kept, flagged, never joined") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  auto answers = commit_results(*store, {result_for("100", 499)});
+  CHECK(answers.flagged == 1);
+  CHECK(answers.results[0].result.flagged);
+  CHECK_FALSE(answers.results[0].joined);
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "PROCESSING");
+  std::optional<payment_result> kept;
+  REQUIRE(store->get_result("100", kept).ok());
+  REQUIRE(kept);
+  CHECK(kept->flagged);
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O'});
+}
+
+TEST_CASE("route: recorded while processing, refused once final") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  store_batch batch;
+  batch.routes.push_back({"100", "sim-b"});
+  batch.routes.push_back({"999", "sim-b"});
+  store_batch_answers answers;
+  REQUIRE(store->commit(batch, answers).ok());
+  CHECK(answers.routes == std::vector<bool>{true, false});
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->routed_channel == "sim-b");
+  commit_results(*store, {result_for("100", 500)});
+  REQUIRE(store->commit(batch, answers).ok());
+  CHECK(answers.routes == std::vector<bool>{false, false});
+}

@@ -1,0 +1,77 @@
+#include <map>
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "actors/payment_rules.hpp"
+
+using namespace paybus;
+
+namespace {
+
+channel_outcome said(const std::string& status) {
+  return channel_outcome{"1", "sim-a", status, "T", ""};
+}
+
+} // namespace
+
+TEST_CASE("router: weights decide the share, within tolerance") {
+  std::vector<route_candidate> channels{{"a", 70, true}, {"b", 30, true}};
+  std::mt19937_64 rng{42};
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 100000; ++i)
+    ++counts[*choose_channel(channels, "", {}, std::uniform_real_distribution<double>{0, 1}(rng))];
+  CHECK(counts["a"] == Approx(70000).epsilon(0.02));
+  CHECK(counts["b"] == Approx(30000).epsilon(0.03));
+}
+
+TEST_CASE("router: unhealthy, excluded and zero-weight channels get nothing") {
+  std::vector<route_candidate> channels{{"a", 50, false}, {"b", 50, true}, {"c", 0, true}};
+  for (double draw : {0.0, 0.3, 0.7, 0.999})
+    CHECK(choose_channel(channels, "", {}, draw) == std::optional<std::string>{"b"});
+  CHECK_FALSE(choose_channel(channels, "", {"b"}, 0.5));
+  CHECK_FALSE(choose_channel({}, "", {}, 0.5));
+}
+
+TEST_CASE("router: a channel the client named is used, or none, never another") {
+  std::vector<route_candidate> channels{{"a", 50, true}, {"b", 50, true}};
+  CHECK(choose_channel(channels, "b", {}, 0.0) == std::optional<std::string>{"b"});
+  CHECK_FALSE(choose_channel(channels, "b", {"b"}, 0.0));
+  channels[1].healthy = false;
+  CHECK_FALSE(choose_channel(channels, "b", {}, 0.0));
+  CHECK_FALSE(choose_channel(channels, "nowhere", {}, 0.0));
+}
+
+TEST_CASE("after pay: every outcome's transition") {
+  rule_timing timing;
+  CHECK(after_pay(said("SUCCEEDED"), timing).step == next_step::record_result);
+  CHECK(after_pay(said("SUCCEEDED"), timing).result_status == "SUCCEEDED");
+  CHECK(after_pay(said("FAILED"), timing).result_status == "FAILED");
+  auto accepted = after_pay(said("ACCEPTED"), timing);
+  CHECK(accepted.step == next_step::query_later);
+  CHECK(accepted.delay_ms == timing.accepted_query_ms);
+  // Only what the channel never took may go elsewhere.
+  CHECK(after_pay(said("REFUSED"), timing).step == next_step::reroute);
+  CHECK(after_pay(said("UNAVAILABLE"), timing).step == next_step::reroute);
+  // Unknown: ask the same channel, never send elsewhere first.
+  auto unknown = after_pay(said("UNKNOWN"), timing);
+  CHECK(unknown.step == next_step::query_later);
+  CHECK(unknown.delay_ms == timing.unknown_query_ms);
+  CHECK(after_pay(said("NOT_FOUND"), timing).step == next_step::query_later);
+  CHECK(after_pay(said("garbage"), timing).step == next_step::query_later);
+}
+
+TEST_CASE("after query: every outcome's transition, expiry and backoff") {
+  rule_timing timing;
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing).result_status == "SUCCEEDED");
+  CHECK(after_query(said("FAILED"), 1, true, timing).result_status == "FAILED");
+  CHECK(after_query(said("NOT_FOUND"), 1, false, timing).step == next_step::reroute);
+  auto closed = after_query(said("NOT_FOUND"), 1, true, timing);
+  CHECK(closed.step == next_step::record_result);
+  CHECK(closed.result_status == "CLOSED");
+  // ACCEPTED keeps waiting even past expiry: the channel has the money.
+  CHECK(after_query(said("ACCEPTED"), 1, true, timing).step == next_step::query_later);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing).delay_ms == timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 3, false, timing).delay_ms == 4 * timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 50, false, timing).delay_ms == timing.max_query_ms);
+}

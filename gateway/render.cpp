@@ -23,10 +23,12 @@ std::string render_payment(const payment_record& record) {
   out.append(",\"subject\":");
   append_json_string(out, record.order.subject);
   out.append(",\"channel\":");
-  if (record.order.channel_id.empty())
+  const auto& channel = record.order.channel_id.empty() ? record.routed_channel
+                                                       : record.order.channel_id;
+  if (channel.empty())
     out.append("null");
   else
-    append_json_string(out, record.order.channel_id);
+    append_json_string(out, channel);
   if (!record.channel_txn_id.empty()) {
     out.append(",\"channel_txn_id\":");
     append_json_string(out, record.channel_txn_id);

@@ -75,6 +75,27 @@ struct coordinator_channel {
   channel_actor handle;
 };
 
+struct notify_merchant {
+  std::string id;
+  bool rsa = false;
+  std::string secret;       // hmac merchants
+  std::string default_url;  // the merchant's notify_url, if any
+};
+
+struct notifier_settings {
+  std::vector<notify_merchant> merchants;
+  crypto::pkey_ptr bus_key;        // signs for rsa merchants
+  size_t workers = 4;              // deliveries in flight at once
+  int64_t timeout_ms = 5000;       // per attempt
+  int64_t retry_base_ms = 1000;    // first retry; doubles each time
+  int64_t retry_max_ms = 3'600'000;
+  int64_t give_up_after_ms = 25 * 3'600'000;  // then logged and dropped
+  int64_t poll_ms = 200;
+};
+
+notifier_actor spawn_notifier(caf::actor_system& system, local_store& store,
+                              notifier_settings settings, metrics& figures);
+
 coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
                                     std::vector<coordinator_channel> channels,
                                     metrics& figures);

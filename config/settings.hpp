@@ -60,6 +60,12 @@ struct settings {
   // [store]
   bool store_sync = true;
   int64_t store_max_batch_writes = 2048;
+  // [notify]
+  int64_t notify_workers = 4;
+  int64_t notify_timeout_ms = 5000;
+  int64_t notify_retry_base_ms = 1000;
+  int64_t notify_retry_max_ms = 3'600'000;
+  int64_t notify_give_up_after_ms = 25 * 3'600'000LL;
   // [actors]
   std::string scheduler_policy = "sharing";  // "sharing" or "stealing"
   int64_t scheduler_threads = 1;             // 0: one per core

@@ -57,6 +57,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (paybus::result_recorded))
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_routed))
   CAF_ADD_TYPE_ID(paybus, (paybus::channel_outcome))
+  CAF_ADD_TYPE_ID(paybus, (paybus::webhook_delivery))
 CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
@@ -71,6 +72,7 @@ CAF_ADD_ATOM(paybus, paybus, query_atom, "query")
 CAF_ADD_ATOM(paybus, paybus, result_atom, "result")
 CAF_ADD_ATOM(paybus, paybus, route_atom, "route")
 CAF_ADD_ATOM(paybus, paybus, settled_atom, "settled")
+CAF_ADD_ATOM(paybus, paybus, deliver_atom, "deliver")
 
 namespace paybus {
 
@@ -151,5 +153,18 @@ using coordinator_actor = caf::typed_actor<
   caf::reacts_to<settled_atom, std::string>,
   // Internal: the next due actions.
   caf::reacts_to<tick_atom>>;
+
+/// Delivers merchant notifications from the store's webhook outbox, retrying
+/// on a growing schedule.
+using notifier_actor = caf::typed_actor<
+  // The store queued notifications.
+  caf::reacts_to<wake_atom>,
+  // Internal: the next delivery round.
+  caf::reacts_to<tick_atom>>;
+
+/// Sends one notification (detached: blocking HTTP); answers the HTTP status,
+/// 0 if nothing came back.
+using webhook_worker_actor = caf::typed_actor<
+  caf::replies_to<deliver_atom, webhook_delivery>::with<int32_t>>;
 
 } // namespace paybus

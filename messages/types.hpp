@@ -117,6 +117,19 @@ struct nonce_accepted {
   int64_t seen_at_ms = 0;
 };
 
+/// One attempt to deliver a merchant notification (command).
+struct webhook_delivery {
+  std::string event_id;
+  std::string merchant_id;
+  std::string url;
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, webhook_delivery& x) {
+  return f(caf::meta::type_name("webhook_delivery"), x.event_id, x.merchant_id, x.url, x.body);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_order& x) {
   return f(caf::meta::type_name("payment_order"), x.merchant_id,

@@ -60,6 +60,10 @@ bool load_keys(const paybus::settings& config,
   }
   for (size_t i = 0; i < config.merchants.size(); ++i) {
     const auto& merchant = config.merchants[i];
+    if (merchant.auth == "rsa-sha256" && !signing_key) {
+      error = "signing.private_key: rsa-sha256 merchants get notifications signed with it";
+      return false;
+    }
     merchant_credentials credentials;
     credentials.id = merchant.id;
     credentials.rsa = merchant.auth == "rsa-sha256";
@@ -218,6 +222,17 @@ int main(int argc, char** argv) {
     channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures)});
   }
   auto coordinator = spawn_coordinator(system, writer, channels, figures);
+  notifier_settings notify;
+  for (const auto& merchant : config.merchants)
+    notify.merchants.push_back({merchant.id, merchant.auth == "rsa-sha256", merchant.secret,
+                                merchant.notify_url});
+  notify.bus_key = signing_key;
+  notify.workers = static_cast<size_t>(config.notify_workers);
+  notify.timeout_ms = config.notify_timeout_ms;
+  notify.retry_base_ms = config.notify_retry_base_ms;
+  notify.retry_max_ms = config.notify_retry_max_ms;
+  notify.give_up_after_ms = config.notify_give_up_after_ms;
+  auto notifier = spawn_notifier(system, *store, notify, figures);
   context->coordinator = coordinator;
   context->channel_keys = channel_keys;
   context->shards = shards;
@@ -256,6 +271,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds{100});  // last writes flush
   caf::anon_send_exit(ingress, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(notifier, caf::exit_reason::user_shutdown);
   for (auto& channel : channels)
     caf::anon_send_exit(channel.handle, caf::exit_reason::user_shutdown);
   channels.clear();

@@ -16,7 +16,13 @@ namespace {
 
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta", "results", "dispatch"};
+     "meta", "results", "dispatch", "webhooks"};
+
+std::string webhook_key(int64_t due_ms, const std::string& event_id) {
+  auto key = codec::encode_u64_be(static_cast<uint64_t>(due_ms));
+  key.append(event_id);
+  return key;
+}
 
 bool is_final(const std::string& status) {
   return status == payment_status::succeeded || status == payment_status::failed
@@ -127,6 +133,14 @@ std::unique_ptr<local_store> local_store::open(
   store->meta_ = store->handles_[5];
   store->results_ = store->handles_[6];
   store->dispatch_ = store->handles_[7];
+  store->webhooks_ = store->handles_[8];
+  {
+    std::unique_ptr<rocksdb::Iterator> hooks{db->NewIterator(rocksdb::ReadOptions{}, store->webhooks_)};
+    int64_t count = 0;
+    for (hooks->SeekToFirst(); hooks->Valid(); hooks->Next())
+      ++count;
+    store->webhook_backlog_ = count;
+  }
 
   // Recover the outbox cursor and size.
   std::unique_ptr<rocksdb::Iterator> it{
@@ -237,6 +251,15 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     batch.Put(orders_, record.pay_id, codec::encode_record(record));
     view.put_order(record);
   };
+  int64_t webhooks_added = 0;
+  auto webhook = [&](const std::string& pay_id) {
+    webhook_entry entry;
+    entry.event_id = "evt_" + pay_id;  // one final event per payment: stable
+    entry.pay_id = pay_id;
+    entry.first_due_ms = unix_now_ms();
+    batch.Put(webhooks_, webhook_key(entry.first_due_ms, entry.event_id), codec::encode_webhook(entry));
+    ++webhooks_added;
+  };
 
   std::string existing_pay_id;
   for (size_t i = 0; i < in.creates.size(); ++i) {
@@ -273,9 +296,10 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     write_order(record);
     batch.Put(idem_, key, record.pay_id);
     outbox('O', record.pay_id);
-    if (joins)
+    if (joins) {
       outbox('R', record.pay_id);
-    else
+      webhook(record.pay_id);
+    } else
       batch.Put(dispatch_, record.pay_id, rocksdb::Slice{});
     answers.creates[i].created = true;
     answers.creates[i].record = record;
@@ -328,6 +352,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       apply_result(*order, result);
       write_order(*order);
       outbox('R', result.pay_id);
+      webhook(result.pay_id);
       batch.Delete(dispatch_, result.pay_id);
       answer.joined = true;
     }
@@ -345,7 +370,53 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     return status;
   next_sequence_ = sequence;
   outbox_size_.fetch_add(outbox_added, std::memory_order_relaxed);
+  webhook_backlog_.fetch_add(webhooks_added, std::memory_order_relaxed);
   return status;
+}
+
+rocksdb::Status local_store::due_webhooks(int64_t now_ms, size_t limit,
+                                          std::vector<webhook_entry>& entries) {
+  entries.clear();
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
+  for (it->SeekToFirst(); it->Valid() && entries.size() < limit; it->Next()) {
+    auto key = it->key().ToStringView();
+    if (key.size() < 8)
+      continue;
+    auto due = static_cast<int64_t>(codec::decode_u64_be(key));
+    if (due > now_ms)
+      break;
+    webhook_entry entry;
+    if (!codec::decode_webhook(it->value().ToStringView(), entry))
+      return rocksdb::Status::Corruption("undecodable webhook entry");
+    entry.due_ms = due;
+    entries.push_back(std::move(entry));
+  }
+  return it->status();
+}
+
+std::optional<int64_t> local_store::next_webhook_due() {
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
+  it->SeekToFirst();
+  if (!it->Valid() || it->key().size() < 8)
+    return std::nullopt;
+  return static_cast<int64_t>(codec::decode_u64_be(it->key().ToStringView()));
+}
+
+rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
+  // Unsynced: lost on a crash, the event is delivered again (at least once).
+  auto status = db_->Delete(rocksdb::WriteOptions{}, webhooks_, webhook_key(entry.due_ms, entry.event_id));
+  if (status.ok())
+    webhook_backlog_.fetch_sub(1, std::memory_order_relaxed);
+  return status;
+}
+
+rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int64_t due_ms) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(webhooks_, webhook_key(entry.due_ms, entry.event_id));
+  auto next = entry;
+  next.attempt += 1;
+  batch.Put(webhooks_, webhook_key(due_ms, entry.event_id), codec::encode_webhook(next));
+  return db_->Write(rocksdb::WriteOptions{}, &batch);
 }
 
 rocksdb::Status local_store::get_result(const std::string& pay_id,

@@ -12,6 +12,11 @@
 #include <rocksdb/db.h>
 
 #include "messages/types.hpp"
+#include "storage/record_codec.hpp"
+
+namespace paybus {
+using codec::webhook_entry;
+}
 
 namespace paybus {
 
@@ -55,6 +60,7 @@ struct store_batch_answers {
 ///   meta     name -> value (instance_id, fingerprint)
 ///   results  pay_id -> encoded payment_result
 ///   dispatch pay_id -> "" for each payment not final yet
+///   webhooks u64 big-endian due_ms + event_id -> encoded webhook_entry
 /// Thread-safety: reads from any thread; `commit` only from the single writer.
 class local_store {
 public:
@@ -85,6 +91,18 @@ public:
   /// A stored result, if any.
   rocksdb::Status get_result(const std::string& pay_id,
                              std::optional<payment_result>& result);
+
+  /// Merchant notifications due at or before `now_ms`, oldest first.
+  rocksdb::Status due_webhooks(int64_t now_ms, size_t limit, std::vector<webhook_entry>& entries);
+  /// The next due time of any notification, if there is one.
+  std::optional<int64_t> next_webhook_due();
+  /// Delivered (or given up): gone.
+  rocksdb::Status finish_webhook(const webhook_entry& entry);
+  /// Not delivered: tried again at `due_ms`.
+  rocksdb::Status reschedule_webhook(const webhook_entry& entry, int64_t due_ms);
+  int64_t webhook_backlog() const {
+    return webhook_backlog_.load(std::memory_order_relaxed);
+  }
 
   /// Payments accepted but not final yet (to drive after a restart).
   rocksdb::Status pending_dispatch(std::vector<payment_record>& records,
@@ -139,6 +157,8 @@ private:
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* results_ = nullptr;
   rocksdb::ColumnFamilyHandle* dispatch_ = nullptr;
+  rocksdb::ColumnFamilyHandle* webhooks_ = nullptr;
+  std::atomic<int64_t> webhook_backlog_{0};
   bool sync_ = true;
   int64_t nonce_retention_ms_ = 600'000;
   std::unique_ptr<rocksdb::CompactionFilter> nonce_filter_;

@@ -147,6 +147,23 @@ bool decode_record(std::string_view bytes, payment_record& record) {
   return ok;
 }
 
+std::string encode_webhook(const webhook_entry& entry) {
+  std::string out;
+  out.push_back(1);
+  put_string(out, entry.event_id);
+  put_string(out, entry.pay_id);
+  put_i64(out, entry.attempt);
+  put_i64(out, entry.first_due_ms);
+  return out;
+}
+
+bool decode_webhook(std::string_view bytes, webhook_entry& entry) {
+  reader in{bytes};
+  uint8_t version = 0;
+  return in.u8(version) && version == 1 && in.string(entry.event_id) && in.string(entry.pay_id)
+         && in.i64(entry.attempt) && in.i64(entry.first_due_ms) && in.at_end();
+}
+
 std::string encode_u64_be(uint64_t value) {
   std::string out(8, '\0');
   for (int i = 7; i >= 0; --i) {

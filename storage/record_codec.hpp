@@ -21,6 +21,18 @@ bool decode_record(std::string_view bytes, payment_record& record);
 std::string encode_result(const payment_result& result);
 bool decode_result(std::string_view bytes, payment_result& result);
 
+/// A merchant notification waiting for delivery.
+struct webhook_entry {
+  std::string event_id;
+  std::string pay_id;
+  int64_t attempt = 0;         // deliveries tried so far
+  int64_t first_due_ms = 0;    // when the first delivery was due
+  int64_t due_ms = 0;          // from the key
+};
+
+std::string encode_webhook(const webhook_entry& entry);
+bool decode_webhook(std::string_view bytes, webhook_entry& entry);
+
 /// 8-byte big-endian, so that byte order is numeric order.
 std::string encode_u64_be(uint64_t value);
 uint64_t decode_u64_be(std::string_view bytes);

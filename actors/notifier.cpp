@@ -1,0 +1,224 @@
+// Merchant notifications (API.md section 5): read due entries of the store's
+// webhook outbox, deliver each through a worker chosen by merchant (so one
+// slow merchant holds up only its own worker), drop on any 2xx, otherwise
+// retry later on a doubling schedule, for at least 24 hours, across restarts.
+
+#include <map>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/spawn.hpp"
+#include "common/clock.hpp"
+#include "common/metrics.hpp"
+#include "common/signing.hpp"
+#include "storage/local_store.hpp"
+
+namespace paybus {
+
+namespace {
+
+std::string target_of(const std::string& url) {
+  auto scheme = url.find("://");
+  auto slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  return slash == std::string::npos ? "/" : url.substr(slash);
+}
+
+struct worker_state {
+  std::map<std::string, notify_merchant> merchants;
+  crypto::pkey_ptr bus_key;
+  int64_t timeout_ms = 5000;
+  CURL* curl = nullptr;
+  ~worker_state() {
+    if (curl != nullptr)
+      curl_easy_cleanup(curl);
+  }
+};
+
+webhook_worker_actor::behavior_type worker_behavior(
+  webhook_worker_actor::stateful_pointer<worker_state> self, notifier_settings settings) {
+  auto& st = self->state;
+  for (const auto& merchant : settings.merchants)
+    st.merchants[merchant.id] = merchant;
+  st.bus_key = settings.bus_key;
+  st.timeout_ms = settings.timeout_ms;
+  st.curl = curl_easy_init();
+  return {
+    [=](deliver_atom, const webhook_delivery& delivery) -> int32_t {
+      auto& st = self->state;
+      auto merchant = st.merchants.find(delivery.merchant_id);
+      if (merchant == st.merchants.end())
+        return 0;
+      auto target = target_of(delivery.url);
+      auto now = unix_now_ms();  // a fresh timestamp and nonce every attempt
+      auto signature = merchant->second.rsa
+                         ? sign_rsa(st.bus_key.get(), "POST", target, delivery.body, now)
+                         : sign_hmac(merchant->second.secret, "POST", target, delivery.body, now);
+      curl_slist* headers = nullptr;
+      headers = curl_slist_append(headers, "Content-Type: application/json");
+      headers = curl_slist_append(headers, "Expect:");
+      headers = curl_slist_append(headers, ("X-Paybus-Merchant: " + delivery.merchant_id).c_str());
+      headers = curl_slist_append(headers, ("X-Paybus-Timestamp: " + signature.timestamp).c_str());
+      headers = curl_slist_append(headers, ("X-Paybus-Nonce: " + signature.nonce).c_str());
+      headers = curl_slist_append(headers, ("X-Paybus-Signature: " + signature.signature).c_str());
+      headers = curl_slist_append(headers, ("X-Paybus-Event: " + delivery.event_id).c_str());
+      curl_easy_reset(st.curl);
+      curl_easy_setopt(st.curl, CURLOPT_URL, delivery.url.c_str());
+      curl_easy_setopt(st.curl, CURLOPT_HTTPHEADER, headers);
+      curl_easy_setopt(st.curl, CURLOPT_POSTFIELDS, delivery.body.c_str());
+      curl_easy_setopt(st.curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(delivery.body.size()));
+      curl_easy_setopt(st.curl, CURLOPT_TIMEOUT_MS, static_cast<long>(st.timeout_ms));
+      curl_easy_setopt(st.curl, CURLOPT_NOSIGNAL, 1L);
+      curl_easy_setopt(st.curl, CURLOPT_PROTOCOLS_STR, "http,https");
+      curl_easy_setopt(st.curl, CURLOPT_WRITEFUNCTION,
+                       +[](char*, size_t size, size_t count, void*) { return size * count; });
+      auto code = curl_easy_perform(st.curl);
+      curl_slist_free_all(headers);
+      long status = 0;
+      if (code == CURLE_OK)
+        curl_easy_getinfo(st.curl, CURLINFO_RESPONSE_CODE, &status);
+      return static_cast<int32_t>(status);
+    },
+  };
+}
+
+struct notifier_state {
+  local_store* store = nullptr;
+  metrics* figures = nullptr;
+  notifier_settings settings;
+  std::map<std::string, notify_merchant> merchants;
+  std::vector<webhook_worker_actor> workers;
+  std::set<std::string> in_flight;  // event ids
+  bool tick_queued = false;
+};
+
+using notifier_pointer = notifier_actor::stateful_pointer<notifier_state>;
+
+int64_t retry_delay(const notifier_settings& settings, int64_t attempt) {
+  int64_t delay = settings.retry_base_ms;
+  for (int64_t i = 0; i < attempt && delay < settings.retry_max_ms; ++i)
+    delay *= 2;
+  return std::min(delay, settings.retry_max_ms);
+}
+
+void schedule(notifier_pointer self, int64_t delay_ms) {
+  auto& st = self->state;
+  if (st.tick_queued)
+    return;
+  st.tick_queued = true;
+  self->delayed_send(self, std::chrono::milliseconds{std::max<int64_t>(delay_ms, 1)},
+                     tick_atom::value);
+}
+
+/// The notification body, from the payment as the store holds it now.
+std::optional<webhook_delivery> build(notifier_state& st, const webhook_entry& entry) {
+  std::optional<payment_record> record;
+  auto status = st.store->get(entry.pay_id, record);
+  if (!status.ok() || !record)
+    return std::nullopt;
+  auto merchant = st.merchants.find(record->order.merchant_id);
+  webhook_delivery delivery;
+  delivery.event_id = entry.event_id;
+  delivery.merchant_id = record->order.merchant_id;
+  delivery.url = !record->order.notify_url.empty() ? record->order.notify_url
+                 : merchant != st.merchants.end() ? merchant->second.default_url
+                                                  : std::string{};
+  std::string type = record->status == payment_status::succeeded ? "payment.succeeded"
+                     : record->status == payment_status::failed  ? "payment.failed"
+                                                                 : "payment.closed";
+  nlohmann::json body{{"event_id", entry.event_id},
+                      {"type", type},
+                      {"pay_id", record->pay_id},
+                      {"merchant_order_no", record->order.merchant_order_no},
+                      {"amount", record->order.amount_minor},
+                      {"currency", record->order.currency},
+                      {"status", record->status},
+                      {"finished_at", format_rfc3339_ms(record->finished_at_ms)}};
+  delivery.body = body.dump();
+  return delivery;
+}
+
+void round(notifier_pointer self) {
+  auto& st = self->state;
+  st.tick_queued = false;
+  auto now = unix_now_ms();
+  std::vector<webhook_entry> due;
+  auto status = st.store->due_webhooks(now, 256 + st.in_flight.size(), due);
+  if (!status.ok())
+    spdlog::error("cannot read the webhook outbox: {}", status.ToString());
+  for (auto& entry : due) {
+    if (st.in_flight.count(entry.event_id))
+      continue;
+    auto delivery = build(st, entry);
+    if (!delivery || delivery->url.empty()) {
+      // No payment (cannot happen) or no target configured: nothing to send.
+      st.store->finish_webhook(entry);
+      continue;
+    }
+    st.in_flight.insert(entry.event_id);
+    auto& worker = st.workers[std::hash<std::string>{}(delivery->merchant_id) % st.workers.size()];
+    self->request(worker, caf::infinite, deliver_atom::value, *delivery)
+      .then(
+        [=](int32_t http_status) {
+          auto& st = self->state;
+          st.in_flight.erase(entry.event_id);
+          if (http_status >= 200 && http_status < 300) {
+            st.store->finish_webhook(entry);
+          } else if (unix_now_ms() - entry.first_due_ms > st.settings.give_up_after_ms) {
+            spdlog::error("webhook {} for payment {}: giving up after {} attempts",
+                          entry.event_id, entry.pay_id, entry.attempt + 1);
+            st.store->finish_webhook(entry);
+          } else {
+            st.store->reschedule_webhook(entry, unix_now_ms() + retry_delay(st.settings, entry.attempt));
+          }
+          st.figures->notify_backlog = st.store->webhook_backlog();
+          schedule(self, 0);
+        },
+        [=](caf::error&) {
+          self->state.in_flight.erase(entry.event_id);
+          schedule(self, self->state.settings.poll_ms);
+        });
+  }
+  st.figures->notify_backlog = st.store->webhook_backlog();
+  int64_t next = st.settings.poll_ms * 5;
+  if (auto due_at = st.store->next_webhook_due())
+    next = std::clamp<int64_t>(*due_at - unix_now_ms(), st.settings.poll_ms, next);
+  schedule(self, next);
+}
+
+notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_store* store,
+                                                notifier_settings settings, metrics* figures) {
+  auto& st = self->state;
+  st.store = store;
+  st.figures = figures;
+  st.settings = settings;
+  for (const auto& merchant : settings.merchants)
+    st.merchants[merchant.id] = merchant;
+  for (size_t i = 0; i < std::max<size_t>(1, settings.workers); ++i) {
+    st.workers.push_back(self->system().spawn<caf::detached>(worker_behavior, settings));
+    self->link_to(st.workers.back());
+  }
+  schedule(self, 0);
+  return {
+    [=](wake_atom) {
+      auto& st = self->state;
+      if (st.tick_queued)
+        return;  // a round is coming anyway
+      schedule(self, 0);
+    },
+    [=](tick_atom) { round(self); },
+  };
+}
+
+} // namespace
+
+notifier_actor spawn_notifier(caf::actor_system& system, local_store& store,
+                              notifier_settings settings, metrics& figures) {
+  return system.spawn(notifier_behavior, &store, std::move(settings), &figures);
+}
+
+} // namespace paybus

@@ -1,0 +1,140 @@
+"""End to end: merchant notifications (API.md section 5) from real payments through a real
+channel simulator to a real HTTP receiver: signed, retried while the merchant is down,
+surviving a kill -9, at least once with a stable event_id."""
+
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Bus, ChannelSim, PgCluster, free_port  # noqa: E402
+from paybus_client import Client, canonical  # noqa: E402
+
+
+class Receiver:
+    """A merchant's webhook endpoint: records what arrives, can be made to fail."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.events = []
+        self.failing = False
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.events.append((dict(self.headers), body, self.path))
+                code = 500 if receiver.failing else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/notify"
+
+    def delivered(self, pay_id):
+        return [(h, json.loads(b)) for h, b, _ in self.events if json.loads(b)["pay_id"] == pay_id]
+
+    def close(self):
+        self.server.shutdown()
+
+
+def verify(headers, body, path, secret="demo-secret"):
+    text = canonical("POST", path, headers["X-Paybus-Timestamp"], headers["X-Paybus-Nonce"], body)
+    expected = "hmac-sha256=" + hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers["X-Paybus-Signature"])
+
+
+class Webhooks(unittest.TestCase):
+    def setUp(self):
+        self.pg = PgCluster()
+        self.pg.start()
+        self.sim = ChannelSim("sim-a").start()
+        self.receiver = Receiver()
+        self.bus = Bus(self.pg.url, channels={"sim-a": (self.sim.url, 100)},
+                       sets=["notify.retry_base_ms=100", "notify.retry_max_ms=400"]).start()
+        self.client = Client("127.0.0.1", self.bus.port)
+
+    def tearDown(self):
+        self.client.close()
+        self.bus.destroy()
+        self.sim.destroy()
+        self.receiver.close()
+        self.pg.destroy()
+
+    def wait_delivered(self, pay_id, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = [e for e in self.receiver.events
+                   if json.loads(e[1])["pay_id"] == pay_id and not self.receiver.failing]
+            if got:
+                return got
+            time.sleep(0.1)
+        self.fail(f"no webhook for {pay_id}")
+
+    def test_a_final_payment_sends_one_signed_webhook(self):
+        status, created, _ = self.client.pay("W-1", amount=321, notify_url=self.receiver.url)
+        self.assertEqual(status, 202)
+        pay_id = created["pay_id"]
+        headers, body, path = self.wait_delivered(pay_id)[0]
+        self.assertTrue(verify(headers, body, path))
+        event = json.loads(body)
+        self.assertEqual(event["type"], "payment.succeeded")
+        self.assertEqual(event["status"], "SUCCEEDED")
+        self.assertEqual(event["merchant_order_no"], "W-1")
+        self.assertEqual((event["amount"], event["currency"]), (321, "CNY"))
+        self.assertEqual(headers["X-Paybus-Event"], event["event_id"])
+        self.assertEqual(headers["X-Paybus-Merchant"], "demo")
+        self.assertIn("finished_at", event)
+        self.bus.wait_metric("paybus_notify_backlog", lambda v: v == 0)
+        time.sleep(0.5)
+        self.assertEqual(len(self.receiver.delivered(pay_id)), 1)
+
+    def test_failed_payments_are_notified_too(self):
+        self.sim.mode({"failed_ratio": 1})
+        _, created, _ = self.client.pay("W-2", notify_url=self.receiver.url)
+        headers, body, path = self.wait_delivered(created["pay_id"])[0]
+        self.assertEqual(json.loads(body)["type"], "payment.failed")
+
+    def test_merchant_down_then_up_every_webhook_arrives_with_a_stable_event_id(self):
+        self.receiver.failing = True
+        pay_ids = [self.client.pay(f"W-3-{i}", notify_url=self.receiver.url)[1]["pay_id"] for i in range(10)]
+        time.sleep(1.5)
+        self.assertGreaterEqual(self.bus.metric("paybus_notify_backlog"), 1)
+        self.receiver.failing = False
+        for pay_id in pay_ids:
+            self.wait_delivered(pay_id)
+        for pay_id in pay_ids:
+            attempts = self.receiver.delivered(pay_id)
+            self.assertGreaterEqual(len(attempts), 2)  # failed at least once, then delivered
+            self.assertEqual(len({a[0]["X-Paybus-Event"] for a in attempts}), 1)
+            self.assertEqual(len({a[0]["X-Paybus-Nonce"] for a in attempts}), len(attempts))
+
+    def test_webhooks_survive_a_kill_9(self):
+        self.receiver.failing = True
+        pay_ids = [self.client.pay(f"W-4-{i}", notify_url=self.receiver.url)[1]["pay_id"] for i in range(5)]
+        deadline = time.time() + 20
+        while time.time() < deadline and self.bus.metric("paybus_notify_backlog") < 5:
+            time.sleep(0.1)
+        self.bus.kill9()
+        self.receiver.failing = False
+        self.bus.start()
+        for pay_id in pay_ids:
+            self.wait_delivered(pay_id)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

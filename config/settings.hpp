@@ -60,6 +60,8 @@ struct settings {
   // [store]
   bool store_sync = true;
   int64_t store_max_batch_writes = 2048;
+  // [payments]
+  int64_t min_expire_seconds = 60;
   // [notify]
   int64_t notify_workers = 4;
   int64_t notify_timeout_ms = 5000;

@@ -204,6 +204,7 @@ int main(int argc, char** argv) {
   context->idle_timeout_ms = config.idle_timeout_ms;
   context->request_timeout = std::chrono::milliseconds{config.request_timeout_ms};
   context->timestamp_window_seconds = config.timestamp_window_seconds;
+  context->orders.min_expire_seconds = config.min_expire_seconds;
   for (const auto& channel : config.channels)
     context->channels.insert(channel.id);
   std::vector<coordinator_channel> channels;

@@ -162,6 +162,42 @@ class ThroughChannels(unittest.TestCase):
         self.assertTrue(unsigned.startswith(b"HTTP/1.1 401"))
 
 
+class OrderRepair(unittest.TestCase):
+    def test_a_payment_no_channel_took_is_closed_when_it_expires(self):
+        pg = PgCluster()
+        pg.start()
+        sim = ChannelSim("sim-a").start()
+        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}, sets=["payments.min_expire_seconds=1"]).start()
+        try:
+            sim.set_down(True)
+            client = Client("127.0.0.1", bus.port)
+            status, created, _ = client.pay("X-1", channel="sim-a", expire_seconds=2)
+            self.assertEqual(status, 202)
+            pay_id = created["pay_id"]
+            self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+            deadline = time.time() + 20
+            final = None
+            while time.time() < deadline:
+                final = client.request("GET", f"/v1/payments/{pay_id}")[1]
+                if final["status"] != "PROCESSING":
+                    break
+                time.sleep(0.2)
+            self.assertEqual(final["status"], "CLOSED")
+            sim.set_down(False)
+            self.assertNotIn(pay_id, sim.payments())
+            deadline = time.time() + 20
+            rows = []
+            while time.time() < deadline and not rows:
+                rows = pg.query(f"SELECT status, source FROM payment_results WHERE pay_id = '{pay_id}'")
+                time.sleep(0.1)
+            self.assertEqual(rows, [["CLOSED", "query"]])
+            client.close()
+        finally:
+            bus.destroy()
+            sim.destroy()
+            pg.destroy()
+
+
 class ResumeAfterRestart(unittest.TestCase):
     def test_payments_in_flight_at_a_stop_are_finished_after_the_restart(self):
         pg = PgCluster()

@@ -1,7 +1,10 @@
 // Drives each accepted payment to a final result: route (durably recorded
 // before sending), pay, and on anything but a final answer, query the same
-// channel; reroute only what a channel says it never took.
+// channel; reroute only what a channel says it never took. Payments wait in
+// a queue until a channel has a free slot, so a busy channel is never
+// flooded with requests it would refuse.
 
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -19,36 +22,47 @@ namespace paybus {
 
 namespace {
 
-constexpr int64_t tick_ms = 100;
+constexpr int64_t tick_ms = 50;
 constexpr int64_t route_retry_ms = 1000;
+constexpr int64_t slot_retry_ms = 20;
 
-enum class stage { route, query, busy, waiting_result };
+enum class stage { route, query, busy };
 
 struct driven_payment {
   payment_record record;
   std::set<std::string> excluded;  // channels that said they never took it
   std::string channel;             // where it was sent (durably recorded)
   stage next = stage::route;
-  int64_t due_ms = 0;
   int queries = 0;
+};
+
+struct channel_slots {
+  coordinator_channel channel;
+  size_t in_flight = 0;
 };
 
 struct coordinator_state {
   store_actor store;
-  std::vector<coordinator_channel> channels;
+  std::vector<channel_slots> channels;
   metrics* figures = nullptr;
   rule_timing timing;
   std::map<std::string, driven_payment> payments;
+  std::deque<std::string> route_queue;             // waiting for a channel slot
+  std::multimap<int64_t, std::string> timers;      // due (monotonic ms) -> pay_id
   std::mt19937_64 rng{std::random_device{}()};
 };
 
 using coordinator_pointer = coordinator_actor::stateful_pointer<coordinator_state>;
 
-channel_actor* find_channel(coordinator_state& st, const std::string& id) {
-  for (auto& channel : st.channels)
-    if (channel.id == id)
-      return &channel.handle;
+channel_slots* find_channel(coordinator_state& st, const std::string& id) {
+  for (auto& slots : st.channels)
+    if (slots.channel.id == id)
+      return &slots;
   return nullptr;
+}
+
+bool has_slot(const channel_slots& slots) {
+  return slots.in_flight < slots.channel.max_in_flight;
 }
 
 bool expired(const payment_record& record) {
@@ -58,6 +72,22 @@ bool expired(const payment_record& record) {
 void forget(coordinator_pointer self, const std::string& pay_id) {
   self->state.payments.erase(pay_id);
   self->state.figures->payments_driving = static_cast<int64_t>(self->state.payments.size());
+}
+
+void later(coordinator_pointer self, const std::string& pay_id, stage next, int64_t delay_ms) {
+  auto& st = self->state;
+  auto found = st.payments.find(pay_id);
+  if (found == st.payments.end())
+    return;
+  found->second.next = next;
+  st.timers.emplace(monotonic_now_ms() + delay_ms, pay_id);
+}
+
+void pump(coordinator_pointer self);
+
+void release(coordinator_pointer self, const std::string& channel_id) {
+  if (auto* slots = find_channel(self->state, channel_id); slots && slots->in_flight > 0)
+    --slots->in_flight;
 }
 
 void record_result(coordinator_pointer self, const std::string& pay_id,
@@ -85,12 +115,8 @@ void record_result(coordinator_pointer self, const std::string& pay_id,
         forget(self, pay_id);
       },
       [=](caf::error&) {
-        // The store cannot write: try again later; the outcome is known.
-        auto found = self->state.payments.find(pay_id);
-        if (found != self->state.payments.end()) {
-          found->second.next = stage::query;
-          found->second.due_ms = monotonic_now_ms() + route_retry_ms;
-        }
+        // The store cannot write: ask again later; the channel will say the same.
+        later(self, pay_id, stage::query, route_retry_ms);
       });
 }
 
@@ -100,139 +126,165 @@ void apply(coordinator_pointer self, const std::string& pay_id, const decision& 
   auto found = st.payments.find(pay_id);
   if (found == st.payments.end())
     return;
-  auto& payment = found->second;
   switch (next.step) {
     case next_step::record_result:
       record_result(self, pay_id, next.result_status, outcome, source);
       break;
     case next_step::query_later:
-      payment.next = stage::query;
-      payment.due_ms = monotonic_now_ms() + next.delay_ms;
+      later(self, pay_id, stage::query, next.delay_ms);
       break;
     case next_step::reroute:
-      payment.excluded.insert(outcome.channel_id);
-      payment.next = stage::route;
-      payment.due_ms = monotonic_now_ms();
+      found->second.excluded.insert(outcome.channel_id);
+      found->second.next = stage::route;
+      st.route_queue.push_back(pay_id);
       break;
     case next_step::route_later:
-      payment.next = stage::route;
-      payment.due_ms = monotonic_now_ms() + next.delay_ms;
+      later(self, pay_id, stage::route, next.delay_ms);
       break;
   }
 }
 
-void send_pay(coordinator_pointer self, const std::string& pay_id) {
+void send_pay(coordinator_pointer self, const std::string& pay_id, const std::string& channel_id) {
   auto& st = self->state;
+  auto* slots = find_channel(st, channel_id);
   auto& payment = st.payments.at(pay_id);
-  auto* channel = find_channel(st, payment.channel);
-  if (channel == nullptr) {
-    payment.next = stage::route;
-    payment.due_ms = monotonic_now_ms() + route_retry_ms;
-    return;
-  }
-  self->request(*channel, caf::infinite, pay_atom::value, payment.record)
+  self->request(slots->channel.handle, caf::infinite, pay_atom::value, payment.record)
     .then(
       [=](channel_outcome& outcome) {
+        release(self, channel_id);
         apply(self, pay_id, after_pay(outcome, self->state.timing), outcome, "channel");
+        pump(self);
       },
       [=](caf::error&) {
-        channel_outcome unknown{pay_id, "", "UNKNOWN", "", "channel actor failed"};
+        release(self, channel_id);
+        channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "channel actor failed"};
         apply(self, pay_id, after_pay(unknown, self->state.timing), unknown, "channel");
+        pump(self);
       });
 }
 
-void route(coordinator_pointer self, driven_payment& payment) {
+/// Sends `pay_id` to `channel_id`, recording the route first unless the store
+/// already holds it (a payment the same channel refused earlier: not sent).
+void start_payment(coordinator_pointer self, driven_payment& payment, const std::string& channel_id) {
   auto& st = self->state;
-  std::vector<route_candidate> candidates;
-  for (const auto& channel : st.channels)
-    candidates.push_back({channel.id, channel.weight, true});
-  double draw = std::uniform_real_distribution<double>{0, 1}(st.rng);
-  auto chosen = choose_channel(candidates, payment.record.order.channel_id, payment.excluded, draw);
-  if (!chosen) {
-    if (expired(payment.record)) {
-      channel_outcome none{payment.record.pay_id, "", "NOT_FOUND", "", "never taken"};
-      record_result(self, payment.record.pay_id, payment_status::closed, none, "query");
-      return;
-    }
-    // Everything refused or unavailable: start over after a while.
-    payment.excluded.clear();
-    payment.next = stage::route;
-    payment.due_ms = monotonic_now_ms() + route_retry_ms;
+  payment.next = stage::busy;
+  ++find_channel(st, channel_id)->in_flight;
+  auto pay_id = payment.record.pay_id;
+  if (payment.channel == channel_id) {
+    send_pay(self, pay_id, channel_id);
     return;
   }
-  payment.next = stage::busy;
-  auto pay_id = payment.record.pay_id;
-  auto channel_id = *chosen;
   // Durable before the channel hears of it: after a crash we ask this channel first.
   self->request(st.store, caf::infinite, route_atom::value, payment_routed{pay_id, channel_id})
     .then(
       [=](bool recorded) {
         auto found = self->state.payments.find(pay_id);
-        if (found == self->state.payments.end())
-          return;
-        if (!recorded) {  // final already
+        if (found == self->state.payments.end() || !recorded) {  // final already
+          release(self, channel_id);
           forget(self, pay_id);
+          pump(self);
           return;
         }
         found->second.channel = channel_id;
         found->second.record.routed_channel = channel_id;
         found->second.queries = 0;
-        send_pay(self, pay_id);
+        send_pay(self, pay_id, channel_id);
       },
       [=](caf::error&) {
-        auto found = self->state.payments.find(pay_id);
-        if (found != self->state.payments.end()) {
-          found->second.next = stage::route;
-          found->second.due_ms = monotonic_now_ms() + route_retry_ms;
-        }
+        release(self, channel_id);
+        later(self, pay_id, stage::route, route_retry_ms);
       });
+}
+
+/// Routes queued payments while channels have free slots.
+void pump(coordinator_pointer self) {
+  auto& st = self->state;
+  while (!st.route_queue.empty()) {
+    bool any_slot = false;
+    std::vector<route_candidate> candidates;
+    for (const auto& slots : st.channels) {
+      candidates.push_back({slots.channel.id, slots.channel.weight, has_slot(slots)});
+      any_slot = any_slot || has_slot(slots);
+    }
+    if (!any_slot)
+      return;  // a finishing request pumps again
+    auto pay_id = st.route_queue.front();
+    st.route_queue.pop_front();
+    auto found = st.payments.find(pay_id);
+    if (found == st.payments.end() || found->second.next != stage::route)
+      continue;
+    auto& payment = found->second;
+    double draw = std::uniform_real_distribution<double>{0, 1}(st.rng);
+    auto chosen = choose_channel(candidates, payment.record.order.channel_id, payment.excluded, draw);
+    if (chosen) {
+      start_payment(self, payment, *chosen);
+      continue;
+    }
+    if (expired(payment.record)) {
+      channel_outcome none{pay_id, "", "NOT_FOUND", "", "never taken"};
+      record_result(self, pay_id, payment_status::closed, none, "query");
+      continue;
+    }
+    // Its channels are busy, or all refused: try again shortly / after a while.
+    bool refused_everywhere = !payment.excluded.empty();
+    payment.excluded.clear();
+    later(self, pay_id, stage::route, refused_everywhere ? route_retry_ms : slot_retry_ms);
+  }
 }
 
 void query(coordinator_pointer self, driven_payment& payment) {
   auto& st = self->state;
-  auto* channel = find_channel(st, payment.channel);
-  if (channel == nullptr) {
-    spdlog::error("payment {} was sent to channel {}, which is no longer configured",
-                  payment.record.pay_id, payment.channel);
-    payment.due_ms = monotonic_now_ms() + st.timing.max_query_ms;
+  auto pay_id = payment.record.pay_id;
+  auto* slots = find_channel(st, payment.channel);
+  if (slots == nullptr) {
+    spdlog::error("payment {} was sent to channel {}, which is no longer configured", pay_id,
+                  payment.channel);
+    later(self, pay_id, stage::query, st.timing.max_query_ms);
+    return;
+  }
+  if (!has_slot(*slots)) {
+    later(self, pay_id, stage::query, slot_retry_ms);
     return;
   }
   payment.next = stage::busy;
   ++payment.queries;
-  auto pay_id = payment.record.pay_id;
-  self->request(*channel, caf::infinite, query_atom::value, pay_id)
+  ++slots->in_flight;
+  auto channel_id = payment.channel;
+  self->request(slots->channel.handle, caf::infinite, query_atom::value, pay_id)
     .then(
       [=](channel_outcome& outcome) {
+        release(self, channel_id);
         auto found = self->state.payments.find(pay_id);
-        if (found == self->state.payments.end())
-          return;
-        apply(self, pay_id,
-              after_query(outcome, found->second.queries, expired(found->second.record),
-                          self->state.timing),
-              outcome, "query");
+        if (found != self->state.payments.end())
+          apply(self, pay_id,
+                after_query(outcome, found->second.queries, expired(found->second.record),
+                            self->state.timing),
+                outcome, "query");
+        pump(self);
       },
       [=](caf::error&) {
-        channel_outcome unknown{pay_id, "", "UNKNOWN", "", "channel actor failed"};
+        release(self, channel_id);
+        channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "channel actor failed"};
         apply(self, pay_id, after_query(unknown, 1, false, self->state.timing), unknown, "query");
+        pump(self);
       });
 }
 
 void on_tick(coordinator_pointer self) {
   auto& st = self->state;
   auto now = monotonic_now_ms();
-  std::vector<std::string> due;
-  for (auto& [pay_id, payment] : st.payments)
-    if (payment.next != stage::busy && payment.due_ms <= now)
-      due.push_back(pay_id);
-  for (const auto& pay_id : due) {
+  while (!st.timers.empty() && st.timers.begin()->first <= now) {
+    auto pay_id = st.timers.begin()->second;
+    st.timers.erase(st.timers.begin());
     auto found = st.payments.find(pay_id);
     if (found == st.payments.end())
       continue;
     if (found->second.next == stage::route)
-      route(self, found->second);
+      st.route_queue.push_back(pay_id);
     else if (found->second.next == stage::query)
       query(self, found->second);
   }
+  pump(self);
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
 }
 
@@ -242,7 +294,8 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
                                                       metrics* figures) {
   auto& st = self->state;
   st.store = std::move(store);
-  st.channels = std::move(channels);
+  for (auto& channel : channels)
+    st.channels.push_back({std::move(channel), 0});
   st.figures = figures;
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
   return {
@@ -253,24 +306,27 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
           continue;
         driven_payment payment;
         payment.channel = record.routed_channel;
-        // Sent somewhere before a restart: ask there before anything else.
-        payment.next = payment.channel.empty() ? stage::route : stage::query;
         auto pay_id = record.pay_id;
         payment.record = std::move(record);
+        bool sent_before = !payment.channel.empty();
         auto& placed = st.payments.emplace(pay_id, std::move(payment)).first->second;
-        if (placed.next == stage::route)
-          route(self, placed);
-        else
+        if (sent_before) {
+          // Sent somewhere before a restart: ask there before anything else.
+          placed.next = stage::query;
           query(self, placed);
+        } else {
+          placed.next = stage::route;
+          st.route_queue.push_back(pay_id);
+        }
       }
       st.figures->payments_driving = static_cast<int64_t>(st.payments.size());
+      pump(self);
     },
     [=](settled_atom, const std::string& pay_id) {
       auto found = self->state.payments.find(pay_id);
       if (found != self->state.payments.end() && found->second.next != stage::busy)
         forget(self, pay_id);
-      else if (found != self->state.payments.end())
-        found->second.due_ms = 0;  // its in-flight answer will find it final
+      // If busy, its in-flight answer finds the payment final in the store.
     },
     [=](tick_atom) { on_tick(self); },
   };

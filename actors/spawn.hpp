@@ -73,6 +73,7 @@ struct coordinator_channel {
   std::string id;
   int64_t weight = 0;
   channel_actor handle;
+  size_t max_in_flight = 16;  // requests the coordinator keeps outstanding
 };
 
 struct notify_merchant {

@@ -220,7 +220,8 @@ int main(int argc, char** argv) {
     runtime.breaker_failures = static_cast<int>(channel.breaker_failures);
     runtime.breaker_open_ms = channel.breaker_open_ms;
     runtime.window_seconds = config.timestamp_window_seconds;
-    channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures)});
+    channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures),
+                        2 * runtime.concurrency});
   }
   auto coordinator = spawn_coordinator(system, writer, channels, figures);
   notifier_settings notify;

@@ -232,6 +232,7 @@ bool admit(front_pointer self) {
   if (now < st.open_until_ms || st.probing)
     return false;
   st.probing = true;  // half-open
+  st.figures->set_breaker_state(st.settings.id, 2);
   return true;
 }
 
@@ -242,6 +243,7 @@ void observe(front_pointer self, const channel_outcome& outcome) {
   if (outcome.status == "UNKNOWN" || outcome.status == "UNAVAILABLE") {
     ++st.consecutive_failures;
     if (st.probing || st.consecutive_failures >= st.settings.breaker_failures) {
+      st.figures->set_breaker_state(st.settings.id, 1);
       if (st.open_until_ms == 0 || st.probing)
         spdlog::warn("channel {}: circuit open after {} failures ({})", st.settings.id,
                      st.consecutive_failures, outcome.reason);
@@ -250,6 +252,7 @@ void observe(front_pointer self, const channel_outcome& outcome) {
   } else {
     if (st.open_until_ms != 0)
       spdlog::info("channel {}: circuit closed", st.settings.id);
+    st.figures->set_breaker_state(st.settings.id, 0);
     st.consecutive_failures = 0;
     st.open_until_ms = 0;
   }
@@ -262,6 +265,7 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   auto& st = self->state;
   st.settings = settings;
   st.figures = figures;
+  figures->set_breaker_state(settings.id, 0);
   for (size_t i = 0; i < std::max<size_t>(1, settings.concurrency); ++i)
     st.workers.push_back(self->system().spawn<caf::detached>(worker_behavior, settings));
   for (auto& worker : st.workers)

@@ -75,6 +75,8 @@ void commit_pending(store_pointer self) {
       spdlog::warn("{} payment results kept but not joined: their amount differs from the order's",
                    answers.flagged);
     }
+    for (auto latency : answers.join_latencies_ms)
+      st.figures->observe_join_latency(latency);
     for (const auto& recorded : answers.results)
       if (recorded.joined && recorded.changed)
         st.figures->count_result(recorded.result.status);

@@ -53,6 +53,21 @@ void metrics::count_result(const std::string& status) {
     results_closed_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void metrics::set_breaker_state(const std::string& channel, int state) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  breaker_states_[channel] = state;
+}
+
+void metrics::observe_join_latency(int64_t latency_ms) {
+  double seconds = static_cast<double>(latency_ms < 0 ? 0 : latency_ms) / 1000.0;
+  size_t bucket = 0;
+  while (bucket < duration_bounds_seconds.size() && seconds > duration_bounds_seconds[bucket])
+    ++bucket;
+  join_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+  join_count_.fetch_add(1, std::memory_order_relaxed);
+  join_sum_ms_.fetch_add(static_cast<uint64_t>(latency_ms < 0 ? 0 : latency_ms), std::memory_order_relaxed);
+}
+
 void metrics::count_channel_request(const std::string& channel, const std::string& outcome) {
   std::lock_guard<std::mutex> guard{channel_mutex_};
   ++channel_requests_[{channel, outcome}];
@@ -111,6 +126,21 @@ std::string metrics::render_prometheus() const {
                load(duration_sum_us_) / 1e6);
   append_value(out, "paybus_request_duration_seconds_count", load(duration_count_));
 
+  append_metric(out, "paybus_join_latency_seconds", "histogram",
+                "Time from an order's creation to its final result joining it.");
+  uint64_t joined = 0;
+  for (size_t i = 0; i < duration_bounds_seconds.size(); ++i) {
+    joined += join_buckets_[i].load(std::memory_order_relaxed);
+    char bound[32];
+    std::snprintf(bound, sizeof(bound), "%g", duration_bounds_seconds[i]);
+    append_value(out, std::string{"paybus_join_latency_seconds_bucket{le=\""} + bound + "\"}",
+                 static_cast<double>(joined));
+  }
+  joined += join_buckets_.back().load(std::memory_order_relaxed);
+  append_value(out, "paybus_join_latency_seconds_bucket{le=\"+Inf\"}", static_cast<double>(joined));
+  append_value(out, "paybus_join_latency_seconds_sum", load(join_sum_ms_) / 1000.0);
+  append_value(out, "paybus_join_latency_seconds_count", load(join_count_));
+
   append_metric(out, "paybus_db_up", "gauge", "1 while the transaction database answers.");
   append_value(out, "paybus_db_up", load(db_up));
   append_metric(out, "paybus_db_backlog", "gauge",
@@ -126,6 +156,10 @@ std::string metrics::render_prometheus() const {
                 "Requests sent to payment channels, by channel and outcome.");
   {
     std::lock_guard<std::mutex> guard{channel_mutex_};
+    append_metric(out, "paybus_channel_breaker_state", "gauge",
+                  "Circuit breaker per channel: 0 closed, 1 open, 2 half-open.");
+    for (const auto& [channel, state] : breaker_states_)
+      append_value(out, "paybus_channel_breaker_state{channel=\"" + channel + "\"}", state);
     for (const auto& [key, count] : channel_requests_)
       append_value(out, "paybus_channel_requests_total{channel=\"" + key.first + "\",outcome=\""
                           + key.second + "\"}",

@@ -36,6 +36,12 @@ public:
   /// Counts a payment that reached a final status.
   void count_result(const std::string& status);
 
+  /// Records a channel's circuit state: 0 closed, 1 open, 2 half-open.
+  void set_breaker_state(const std::string& channel, int state);
+
+  /// Records the time from an order's creation to its result joining it.
+  void observe_join_latency(int64_t latency_ms);
+
   /// Counts a request to a channel by its outcome.
   void count_channel_request(const std::string& channel, const std::string& outcome);
 
@@ -56,6 +62,10 @@ private:
   std::atomic<uint64_t> results_closed_{0};
   mutable std::mutex channel_mutex_;
   std::map<std::pair<std::string, std::string>, uint64_t> channel_requests_;
+  std::map<std::string, int> breaker_states_;
+  std::array<std::atomic<uint64_t>, duration_bounds_seconds.size() + 1> join_buckets_{};
+  std::atomic<uint64_t> join_count_{0};
+  std::atomic<uint64_t> join_sum_ms_{0};
 };
 
 } // namespace paybus

@@ -355,6 +355,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       webhook(result.pay_id);
       batch.Delete(dispatch_, result.pay_id);
       answer.joined = true;
+      answers.join_latencies_ms.push_back(unix_now_ms() - order->created_at_ms);
     }
   }
 

@@ -49,6 +49,7 @@ struct store_batch_answers {
   std::vector<bool> routes;
   std::vector<result_recorded> results;
   size_t flagged = 0;  // results kept but not joined: amount mismatch
+  std::vector<int64_t> join_latencies_ms;  // order created -> result joined
 };
 
 /// The RocksDB local store. Column families:

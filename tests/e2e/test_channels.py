@@ -122,6 +122,8 @@ class ThroughChannels(unittest.TestCase):
             self.assertTrue((pay_id in a) != (pay_id in b), pay_id)
             self.assertIn(pay_id, b)
         self.assertGreaterEqual(self.bus.metric('paybus_channel_requests_total'), 1)
+        self.assertIsNotNone(self.bus.metric('paybus_channel_breaker_state'))
+        self.assertGreaterEqual(self.bus.metric('paybus_join_latency_seconds_count'), 20)
 
     def test_routing_spreads_by_weight(self):
         time.sleep(0.5)  # a breaker opened by an earlier test half-opens

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/payment_rules.hpp"
 #include "actors/spawn.hpp"
 #include "common/clock.hpp"
 #include "common/metrics.hpp"
@@ -214,49 +215,37 @@ struct front_state {
   std::vector<worker_actor> workers;
   size_t next_worker = 0;
   size_t in_flight = 0;
-  int consecutive_failures = 0;
-  int64_t open_until_ms = 0;  // breaker open while now < this
-  bool probing = false;       // half-open: one request is testing the channel
+  std::unique_ptr<circuit_breaker> breaker;
 };
 
 using front_pointer = channel_actor::stateful_pointer<front_state>;
 
-/// Whether a request may go out now (and marks a half-open probe).
+/// Whether a request may go out now (a half-open breaker lets one probe).
 bool admit(front_pointer self) {
   auto& st = self->state;
   if (st.in_flight >= st.settings.max_queue)
     return false;
   auto now = monotonic_now_ms();
-  if (st.open_until_ms == 0)
-    return true;
-  if (now < st.open_until_ms || st.probing)
-    return false;
-  st.probing = true;  // half-open
-  st.figures->set_breaker_state(st.settings.id, 2);
-  return true;
+  bool allowed = st.breaker->allow(now);
+  st.figures->set_breaker_state(st.settings.id, static_cast<int>(st.breaker->current(now)));
+  return allowed;
 }
 
 void observe(front_pointer self, const channel_outcome& outcome) {
   auto& st = self->state;
   --st.in_flight;
   st.figures->count_channel_request(st.settings.id, outcome.status);
-  if (outcome.status == "UNKNOWN" || outcome.status == "UNAVAILABLE") {
-    ++st.consecutive_failures;
-    if (st.probing || st.consecutive_failures >= st.settings.breaker_failures) {
-      st.figures->set_breaker_state(st.settings.id, 1);
-      if (st.open_until_ms == 0 || st.probing)
-        spdlog::warn("channel {}: circuit open after {} failures ({})", st.settings.id,
-                     st.consecutive_failures, outcome.reason);
-      st.open_until_ms = monotonic_now_ms() + st.settings.breaker_open_ms;
-    }
-  } else {
-    if (st.open_until_ms != 0)
-      spdlog::info("channel {}: circuit closed", st.settings.id);
-    st.figures->set_breaker_state(st.settings.id, 0);
-    st.consecutive_failures = 0;
-    st.open_until_ms = 0;
-  }
-  st.probing = false;
+  auto now = monotonic_now_ms();
+  auto before = st.breaker->current(now);
+  bool failed = outcome.status == "UNKNOWN" || outcome.status == "UNAVAILABLE";
+  st.breaker->record(!failed, now);
+  auto after = st.breaker->current(now);
+  if (after == circuit_breaker::state::open && before != circuit_breaker::state::open)
+    spdlog::warn("channel {}: circuit open after {} failures ({})", st.settings.id,
+                 st.breaker->consecutive_failures(), outcome.reason);
+  else if (after == circuit_breaker::state::closed && before != circuit_breaker::state::closed)
+    spdlog::info("channel {}: circuit closed", st.settings.id);
+  st.figures->set_breaker_state(st.settings.id, static_cast<int>(after));
 }
 
 channel_actor::behavior_type front_behavior(front_pointer self,
@@ -265,6 +254,7 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   auto& st = self->state;
   st.settings = settings;
   st.figures = figures;
+  st.breaker = std::make_unique<circuit_breaker>(settings.breaker_failures, settings.breaker_open_ms);
   figures->set_breaker_state(settings.id, 0);
   for (size_t i = 0; i < std::max<size_t>(1, settings.concurrency); ++i)
     st.workers.push_back(self->system().spawn<caf::detached>(worker_behavior, settings));

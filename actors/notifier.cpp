@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/payment_rules.hpp"
 #include "actors/spawn.hpp"
 #include "common/clock.hpp"
 #include "common/metrics.hpp"
@@ -99,10 +100,7 @@ struct notifier_state {
 using notifier_pointer = notifier_actor::stateful_pointer<notifier_state>;
 
 int64_t retry_delay(const notifier_settings& settings, int64_t attempt) {
-  int64_t delay = settings.retry_base_ms;
-  for (int64_t i = 0; i < attempt && delay < settings.retry_max_ms; ++i)
-    delay *= 2;
-  return std::min(delay, settings.retry_max_ms);
+  return webhook_retry_delay(attempt, settings.retry_base_ms, settings.retry_max_ms);
 }
 
 void schedule(notifier_pointer self, int64_t delay_ms) {

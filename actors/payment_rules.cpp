@@ -32,6 +32,42 @@ std::optional<std::string> choose_channel(const std::vector<route_candidate>& ch
   return std::nullopt;
 }
 
+bool circuit_breaker::allow(int64_t now_ms) {
+  if (open_until_ms_ == 0)
+    return true;
+  if (now_ms < open_until_ms_ || probing_)
+    return false;
+  probing_ = true;
+  return true;
+}
+
+void circuit_breaker::record(bool success, int64_t now_ms) {
+  if (success) {
+    failures_ = 0;
+    open_until_ms_ = 0;
+  } else {
+    ++failures_;
+    if (probing_ || failures_ >= failures_to_open_)
+      open_until_ms_ = now_ms + open_ms_;
+  }
+  probing_ = false;
+}
+
+circuit_breaker::state circuit_breaker::current(int64_t now_ms) const {
+  if (open_until_ms_ == 0)
+    return state::closed;
+  if (probing_ || now_ms >= open_until_ms_)
+    return state::half_open;  // probing, or the next request will probe
+  return state::open;
+}
+
+int64_t webhook_retry_delay(int64_t attempt, int64_t base_ms, int64_t max_ms) {
+  int64_t delay = base_ms;
+  for (int64_t i = 0; i < attempt && delay < max_ms; ++i)
+    delay *= 2;
+  return std::min(delay, max_ms);
+}
+
 bool is_final_status(const std::string& status) {
   return status == payment_status::succeeded || status == payment_status::failed
          || status == payment_status::closed;

@@ -55,6 +55,37 @@ decision after_pay(const channel_outcome& outcome, const rule_timing& timing);
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
                      const rule_timing& timing);
 
+/// A circuit breaker: closed until `failures_to_open` consecutive failures,
+/// then open for `open_ms`, then half-open: one probe decides.
+class circuit_breaker {
+public:
+  enum class state { closed = 0, open = 1, half_open = 2 };
+
+  circuit_breaker(int failures_to_open, int64_t open_ms)
+    : failures_to_open_(failures_to_open), open_ms_(open_ms) {
+  }
+
+  /// Whether a request may go out at `now_ms` (taking the probe if half-open).
+  bool allow(int64_t now_ms);
+  /// The answer to an allowed request.
+  void record(bool success, int64_t now_ms);
+  state current(int64_t now_ms) const;
+  int consecutive_failures() const {
+    return failures_;
+  }
+
+private:
+  int failures_to_open_;
+  int64_t open_ms_;
+  int failures_ = 0;
+  int64_t open_until_ms_ = 0;  // 0: closed
+  bool probing_ = false;
+};
+
+/// Delay before retry number `attempt + 1` of a webhook: doubling from
+/// `base_ms`, capped at `max_ms`.
+int64_t webhook_retry_delay(int64_t attempt, int64_t base_ms, int64_t max_ms);
+
 /// True for SUCCEEDED, FAILED and CLOSED.
 bool is_final_status(const std::string& status);
 

@@ -75,3 +75,53 @@ TEST_CASE("after query: every outcome's transition, expiry and backoff") {
   CHECK(after_query(said("UNKNOWN"), 3, false, timing).delay_ms == 4 * timing.unknown_query_ms);
   CHECK(after_query(said("UNKNOWN"), 50, false, timing).delay_ms == timing.max_query_ms);
 }
+
+TEST_CASE("breaker: closed, opens after consecutive failures, one probe when half-open") {
+  circuit_breaker breaker{3, 1000};
+  CHECK(breaker.current(0) == circuit_breaker::state::closed);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(breaker.allow(0));
+    breaker.record(false, 0);
+  }
+  CHECK(breaker.current(0) == circuit_breaker::state::closed);
+  REQUIRE(breaker.allow(0));
+  breaker.record(true, 0);  // a success resets the count
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(breaker.allow(10));
+    breaker.record(false, 10);
+  }
+  CHECK(breaker.current(10) == circuit_breaker::state::open);
+  CHECK_FALSE(breaker.allow(500));
+  CHECK_FALSE(breaker.allow(1009));
+  // Half-open: exactly one probe.
+  CHECK(breaker.current(1010) == circuit_breaker::state::half_open);
+  CHECK(breaker.allow(1010));
+  CHECK_FALSE(breaker.allow(1011));
+  // A failed probe opens it again for the full time.
+  breaker.record(false, 1020);
+  CHECK(breaker.current(1500) == circuit_breaker::state::open);
+  CHECK_FALSE(breaker.allow(2019));
+  CHECK(breaker.allow(2020));
+  // A successful probe closes it.
+  breaker.record(true, 2030);
+  CHECK(breaker.current(2030) == circuit_breaker::state::closed);
+  CHECK(breaker.allow(2031));
+  CHECK(breaker.allow(2032));
+}
+
+TEST_CASE("webhook retry schedule doubles, is capped, and spans at least 24 hours") {
+  CHECK(webhook_retry_delay(0, 1000, 3'600'000) == 1000);
+  CHECK(webhook_retry_delay(1, 1000, 3'600'000) == 2000);
+  CHECK(webhook_retry_delay(5, 1000, 3'600'000) == 32000);
+  CHECK(webhook_retry_delay(12, 1000, 3'600'000) == 3'600'000);
+  CHECK(webhook_retry_delay(1000, 1000, 3'600'000) == 3'600'000);
+  // With the defaults, the attempts within 25 hours: delivery keeps being
+  // tried for at least 24 hours (give_up_after_ms = 25 h).
+  int64_t elapsed = 0;
+  int attempts = 0;
+  while (elapsed < 24 * 3'600'000LL) {
+    elapsed += webhook_retry_delay(attempts, 1000, 3'600'000);
+    ++attempts;
+  }
+  CHECK(attempts > 24);
+}

@@ -214,8 +214,14 @@ void pump(coordinator_pointer self) {
     if (found == st.payments.end() || found->second.next != stage::route)
       continue;
     auto& payment = found->second;
-    double draw = std::uniform_real_distribution<double>{0, 1}(st.rng);
-    auto chosen = choose_channel(candidates, payment.record.order.channel_id, payment.excluded, draw);
+    std::optional<std::string> chosen;
+    auto* recorded = payment.channel.empty() ? nullptr : find_channel(st, payment.channel);
+    if (recorded != nullptr && has_slot(*recorded) && !payment.excluded.count(payment.channel)) {
+      chosen = payment.channel;  // where the store already says it goes
+    } else {
+      double draw = std::uniform_real_distribution<double>{0, 1}(st.rng);
+      chosen = choose_channel(candidates, payment.record.order.channel_id, payment.excluded, draw);
+    }
     if (chosen) {
       start_payment(self, payment, *chosen);
       continue;
@@ -288,6 +294,30 @@ void on_tick(coordinator_pointer self) {
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
 }
 
+/// Takes payments to drive. New ones go to the channel chosen at acceptance
+/// (recorded there, never sent); resumed ones with a channel are asked first.
+void admit(coordinator_pointer self, std::vector<payment_record>& records, bool resumed) {
+  auto& st = self->state;
+  for (auto& record : records) {
+    if (is_final_status(record.status) || st.payments.count(record.pay_id))
+      continue;
+    driven_payment payment;
+    payment.channel = record.routed_channel;
+    auto pay_id = record.pay_id;
+    payment.record = std::move(record);
+    auto& placed = st.payments.emplace(pay_id, std::move(payment)).first->second;
+    if (resumed && !placed.channel.empty()) {
+      placed.next = stage::query;
+      query(self, placed);
+    } else {
+      placed.next = stage::route;
+      st.route_queue.push_back(pay_id);
+    }
+  }
+  st.figures->payments_driving = static_cast<int64_t>(st.payments.size());
+  pump(self);
+}
+
 coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
                                                       store_actor store,
                                                       std::vector<coordinator_channel> channels,
@@ -299,29 +329,8 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
   st.figures = figures;
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
   return {
-    [=](std::vector<payment_record>& records) {
-      auto& st = self->state;
-      for (auto& record : records) {
-        if (is_final_status(record.status) || st.payments.count(record.pay_id))
-          continue;
-        driven_payment payment;
-        payment.channel = record.routed_channel;
-        auto pay_id = record.pay_id;
-        payment.record = std::move(record);
-        bool sent_before = !payment.channel.empty();
-        auto& placed = st.payments.emplace(pay_id, std::move(payment)).first->second;
-        if (sent_before) {
-          // Sent somewhere before a restart: ask there before anything else.
-          placed.next = stage::query;
-          query(self, placed);
-        } else {
-          placed.next = stage::route;
-          st.route_queue.push_back(pay_id);
-        }
-      }
-      st.figures->payments_driving = static_cast<int64_t>(st.payments.size());
-      pump(self);
-    },
+    [=](std::vector<payment_record>& records) { admit(self, records, false); },
+    [=](resume_atom, std::vector<payment_record>& records) { admit(self, records, true); },
     [=](settled_atom, const std::string& pay_id) {
       auto found = self->state.payments.find(pay_id);
       if (found != self->state.payments.end() && found->second.next != stage::busy)

@@ -47,6 +47,9 @@ struct order_shard_settings {
   int32_t instance_id = 0;
   int32_t shard = 0;
   int64_t pay_id_floor_ms = 0;
+  // Channels and weights: each order is routed here, in its acceptance batch
+  // (the coordinator may still move it if that channel is busy or refuses).
+  std::vector<std::pair<std::string, int64_t>> channels;
 };
 
 order_actor spawn_order_shard(caf::actor_system& system, store_actor store,

@@ -73,6 +73,7 @@ CAF_ADD_ATOM(paybus, paybus, result_atom, "result")
 CAF_ADD_ATOM(paybus, paybus, route_atom, "route")
 CAF_ADD_ATOM(paybus, paybus, settled_atom, "settled")
 CAF_ADD_ATOM(paybus, paybus, deliver_atom, "deliver")
+CAF_ADD_ATOM(paybus, paybus, resume_atom, "resume")
 
 namespace paybus {
 
@@ -129,8 +130,11 @@ using channel_actor = caf::typed_actor<
 /// Drives each payment from acceptance to a final result: routes it, sends
 /// it, queries unknown outcomes, reroutes only what a channel never took.
 using coordinator_actor = caf::typed_actor<
-  // Payments to route (new ones, or unfinished ones after a restart).
+  // New payments, just made durable (routed_channel preset, never sent).
   caf::reacts_to<std::vector<payment_record>>,
+  // Payments unfinished at a stop: one with a routed channel may have been
+  // sent there, so that channel is asked first.
+  caf::reacts_to<resume_atom, std::vector<payment_record>>,
   // A payment became final elsewhere (a notification): stop driving it.
   caf::reacts_to<settled_atom, std::string>,
   // Internal: the next due actions.
@@ -147,8 +151,11 @@ using channel_actor = caf::typed_actor<
 /// Drives each payment from acceptance to a final result: routes it, sends
 /// it, queries unknown outcomes, reroutes only what a channel never took.
 using coordinator_actor = caf::typed_actor<
-  // Payments to route (new ones, or unfinished ones after a restart).
+  // New payments, just made durable (routed_channel preset, never sent).
   caf::reacts_to<std::vector<payment_record>>,
+  // Payments unfinished at a stop: one with a routed channel may have been
+  // sent there, so that channel is asked first.
+  caf::reacts_to<resume_atom, std::vector<payment_record>>,
   // A payment became final elsewhere (a notification): stop driving it.
   caf::reacts_to<settled_atom, std::string>,
   // Internal: the next due actions.

@@ -187,6 +187,8 @@ int main(int argc, char** argv) {
     shard_settings.instance_id = *instance_id;
     shard_settings.shard = shard;
     shard_settings.pay_id_floor_ms = floor_ms;
+    for (const auto& channel : config.channels)
+      shard_settings.channels.emplace_back(channel.id, channel.weight);
     shards.push_back(spawn_order_shard(system, writer, shard_settings));
   }
 
@@ -251,7 +253,7 @@ int main(int argc, char** argv) {
       return fatal("cannot read unfinished payments: " + status.ToString());
     if (!pending.empty()) {
       spdlog::info("{} unfinished payments from before the start: resuming them", pending.size());
-      caf::anon_send(coordinator, std::move(pending));
+      caf::anon_send(coordinator, resume_atom::value, std::move(pending));
     }
   }
   auto listener = system.middleman().backend().new_doorman(listen_fd);

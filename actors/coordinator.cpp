@@ -43,6 +43,13 @@ struct channel_slots {
 
 struct coordinator_state {
   store_actor store;
+  reader_actor reader;
+  size_t max_in_memory = 50'000;
+  // Unfinished payments not in memory may exist in the store from this
+  // pay_id on (left at a stop, or turned away while memory was full).
+  bool more_in_store = true;
+  std::string in_store_from;
+  bool loading = false;
   std::vector<channel_slots> channels;
   metrics* figures = nullptr;
   rule_timing timing;
@@ -276,8 +283,39 @@ void query(coordinator_pointer self, driven_payment& payment) {
       });
 }
 
+void admit(coordinator_pointer self, std::vector<payment_record>& records, bool resumed);
+
+/// Reads unfinished payments from the store while there is room.
+void load_from_store(coordinator_pointer self) {
+  auto& st = self->state;
+  if (!st.more_in_store || st.loading || st.channels.empty()
+      || st.payments.size() > st.max_in_memory / 2)
+    return;
+  st.loading = true;
+  auto limit = static_cast<uint32_t>(st.max_in_memory / 2);
+  auto from = st.in_store_from;
+  self->request(st.reader, caf::infinite, resume_atom::value, from, limit)
+    .then(
+      [=](std::vector<payment_record>& records) {
+        auto& st = self->state;
+        st.loading = false;
+        if (records.size() < limit) {
+          st.more_in_store = false;
+        } else {
+          st.in_store_from = records.back().pay_id;
+          st.in_store_from.push_back('\0');  // the next key after it
+        }
+        if (!records.empty())
+          spdlog::info("driving {} unfinished payments read from the store", records.size());
+        // Some may have been sent before a stop: those with a channel are asked first.
+        admit(self, records, true);
+      },
+      [=](caf::error&) { self->state.loading = false; });
+}
+
 void on_tick(coordinator_pointer self) {
   auto& st = self->state;
+  load_from_store(self);
   auto now = monotonic_now_ms();
   while (!st.timers.empty() && st.timers.begin()->first <= now) {
     auto pay_id = st.timers.begin()->second;
@@ -298,9 +336,18 @@ void on_tick(coordinator_pointer self) {
 /// (recorded there, never sent); resumed ones with a channel are asked first.
 void admit(coordinator_pointer self, std::vector<payment_record>& records, bool resumed) {
   auto& st = self->state;
+  if (st.channels.empty())
+    return;  // nothing to pay through: payments wait in the store
   for (auto& record : records) {
     if (is_final_status(record.status) || st.payments.count(record.pay_id))
       continue;
+    if (st.payments.size() >= st.max_in_memory) {
+      // Memory is full: it waits in the store's dispatch family.
+      if (!st.more_in_store || record.pay_id < st.in_store_from)
+        st.in_store_from = record.pay_id;
+      st.more_in_store = true;
+      continue;
+    }
     driven_payment payment;
     payment.channel = record.routed_channel;
     auto pay_id = record.pay_id;
@@ -319,11 +366,13 @@ void admit(coordinator_pointer self, std::vector<payment_record>& records, bool 
 }
 
 coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
-                                                      store_actor store,
+                                                      store_actor store, reader_actor reader,
                                                       std::vector<coordinator_channel> channels,
-                                                      metrics* figures) {
+                                                      size_t max_in_memory, metrics* figures) {
   auto& st = self->state;
   st.store = std::move(store);
+  st.reader = std::move(reader);
+  st.max_in_memory = std::max<size_t>(2, max_in_memory);
   for (auto& channel : channels)
     st.channels.push_back({std::move(channel), 0});
   st.figures = figures;
@@ -344,9 +393,11 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
 } // namespace
 
 coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
+                                    reader_actor reader,
                                     std::vector<coordinator_channel> channels,
-                                    metrics& figures) {
-  return system.spawn(coordinator_behavior, std::move(store), std::move(channels), &figures);
+                                    size_t max_in_memory, metrics& figures) {
+  return system.spawn(coordinator_behavior, std::move(store), std::move(reader),
+                      std::move(channels), max_in_memory, &figures);
 }
 
 } // namespace paybus

@@ -30,6 +30,16 @@ reader_actor::behavior_type reader_behavior(reader_actor::pointer self,
       auto status = store->get(pay_id, record);
       return answer(status, record);
     },
+    [=](resume_atom, const std::string& from_pay_id,
+        uint32_t limit) -> caf::result<std::vector<payment_record>> {
+      std::vector<payment_record> records;
+      auto status = store->pending_dispatch(records, limit, from_pay_id);
+      if (!status.ok()) {
+        spdlog::error("cannot read unfinished payments: {}", status.ToString());
+        return caf::make_error(errc::store_unavailable);
+      }
+      return records;
+    },
     [=](find_atom, const std::string& merchant_id,
         const std::string& merchant_order_no) -> caf::result<payment_lookup> {
       std::optional<payment_record> record;

@@ -100,8 +100,13 @@ struct notifier_settings {
 notifier_actor spawn_notifier(caf::actor_system& system, local_store& store,
                               notifier_settings settings, metrics& figures);
 
+/// The coordinator keeps at most `max_in_memory` payments in memory; the
+/// others wait in the store's dispatch family and are read in (through the
+/// reader, oldest first) as room frees up. It starts by reading the
+/// payments left unfinished before the start.
 coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
+                                    reader_actor reader,
                                     std::vector<coordinator_channel> channels,
-                                    metrics& figures);
+                                    size_t max_in_memory, metrics& figures);
 
 } // namespace paybus

@@ -227,6 +227,7 @@ void read_all(key_reader& in, settings& out) {
   in.integer("store.max_batch_writes", out.store_max_batch_writes, 1, 100'000);
 
   in.integer("payments.min_expire_seconds", out.min_expire_seconds, 1, 86'400);
+  in.integer("payments.max_driving_in_memory", out.max_driving_in_memory, 2, 10'000'000);
   in.integer("notify.workers", out.notify_workers, 1, 256);
   in.integer("notify.timeout_ms", out.notify_timeout_ms, 100, 600'000);
   in.integer("notify.retry_base_ms", out.notify_retry_base_ms, 10, 3'600'000);

@@ -62,6 +62,7 @@ struct settings {
   int64_t store_max_batch_writes = 2048;
   // [payments]
   int64_t min_expire_seconds = 60;
+  int64_t max_driving_in_memory = 50'000;
   // [notify]
   int64_t notify_workers = 4;
   int64_t notify_timeout_ms = 5000;

@@ -101,7 +101,9 @@ using reader_actor = caf::typed_actor<
   // Looks a payment up by pay_id.
   caf::replies_to<get_atom, std::string>::with<payment_lookup>,
   // Looks a payment up by (merchant id, merchant order no).
-  caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>>;
+  caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>,
+  // Unfinished payments from a pay_id on, at most the given number.
+  caf::replies_to<resume_atom, std::string, uint32_t>::with<std::vector<payment_record>>>;
 
 /// One shard of order creation: issues pay_ids from its own counter space
 /// (shards never contend) and hands the order to the store, which answers

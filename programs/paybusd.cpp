@@ -225,7 +225,8 @@ int main(int argc, char** argv) {
     channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures),
                         2 * runtime.concurrency});
   }
-  auto coordinator = spawn_coordinator(system, writer, channels, figures);
+  auto coordinator = spawn_coordinator(system, writer, reader, channels,
+                                       static_cast<size_t>(config.max_driving_in_memory), figures);
   notifier_settings notify;
   for (const auto& merchant : config.merchants)
     notify.merchants.push_back({merchant.id, merchant.auth == "rsa-sha256", merchant.secret,
@@ -245,17 +246,8 @@ int main(int argc, char** argv) {
   context->figures = &figures;
   context->store_reads = store.get();
 
-  // Payments accepted before a stop and not final yet: drive them again.
-  {
-    std::vector<payment_record> pending;
-    auto status = store->pending_dispatch(pending, 1'000'000);
-    if (!status.ok())
-      return fatal("cannot read unfinished payments: " + status.ToString());
-    if (!pending.empty()) {
-      spdlog::info("{} unfinished payments from before the start: resuming them", pending.size());
-      caf::anon_send(coordinator, resume_atom::value, std::move(pending));
-    }
-  }
+  // Payments accepted before a stop and not final yet: the coordinator
+  // reads them from the store on its first tick.
   auto listener = system.middleman().backend().new_doorman(listen_fd);
   auto ingress = spawn_ingress(system, std::move(listener), context);
   spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "

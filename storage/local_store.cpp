@@ -439,10 +439,10 @@ rocksdb::Status local_store::get_result(const std::string& pay_id,
 }
 
 rocksdb::Status local_store::pending_dispatch(std::vector<payment_record>& records,
-                                              size_t limit) {
+                                              size_t limit, const std::string& from_pay_id) {
   records.clear();
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, dispatch_)};
-  for (it->SeekToFirst(); it->Valid() && records.size() < limit; it->Next()) {
+  for (it->Seek(from_pay_id); it->Valid() && records.size() < limit; it->Next()) {
     std::optional<payment_record> record;
     auto status = get(it->key().ToString(), record);
     if (!status.ok())

@@ -105,9 +105,10 @@ public:
     return webhook_backlog_.load(std::memory_order_relaxed);
   }
 
-  /// Payments accepted but not final yet (to drive after a restart).
+  /// Payments accepted but not final yet, in pay_id order from `from_pay_id`
+  /// (to drive after a restart, or when the coordinator has room again).
   rocksdb::Status pending_dispatch(std::vector<payment_record>& records,
-                                   size_t limit);
+                                   size_t limit, const std::string& from_pay_id = {});
 
   rocksdb::Status get(const std::string& pay_id,
                       std::optional<payment_record>& record);

@@ -200,6 +200,35 @@ class OrderRepair(unittest.TestCase):
             pg.destroy()
 
 
+class BoundedMemory(unittest.TestCase):
+    def test_payments_beyond_the_memory_cap_wait_in_the_store_and_all_finish(self):
+        pg = PgCluster()
+        pg.start()
+        sim = ChannelSim("sim-a").start()
+        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)},
+                  sets=["payments.max_driving_in_memory=4"]).start()
+        try:
+            sim.mode({"latency_min_ms": 20})
+            client = Client("127.0.0.1", bus.port)
+            pay_ids = [client.pay(f"M-{i}")[1]["pay_id"] for i in range(30)]
+            self.assertLessEqual(bus.metric("paybus_payments_driving"), 4)
+            deadline = time.time() + 40
+            pending = set(pay_ids)
+            while pending and time.time() < deadline:
+                for pay_id in list(pending):
+                    if client.request("GET", f"/v1/payments/{pay_id}")[1]["status"] == "SUCCEEDED":
+                        pending.discard(pay_id)
+                self.assertLessEqual(bus.metric("paybus_payments_driving"), 4)
+                time.sleep(0.2)
+            self.assertEqual(pending, set())
+            self.assertEqual({p: sim.payments()[p]["pay_requests"] for p in pay_ids}, {p: 1 for p in pay_ids})
+            client.close()
+        finally:
+            bus.destroy()
+            sim.destroy()
+            pg.destroy()
+
+
 class ResumeAfterRestart(unittest.TestCase):
     def test_payments_in_flight_at_a_stop_are_finished_after_the_restart(self):
         pg = PgCluster()

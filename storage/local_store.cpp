@@ -79,7 +79,7 @@ std::unique_ptr<local_store> local_store::open(
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
-  db_options.db_write_buffer_size = 4 * options.write_buffer_bytes;
+  db_options.db_write_buffer_size = 3 * options.write_buffer_bytes;  // all memtables together
   db_options.keep_log_file_num = 4;
   db_options.max_manifest_file_size = 64u << 20;
 

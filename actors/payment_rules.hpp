@@ -56,9 +56,13 @@ decision after_query(const channel_outcome& outcome, int queries, bool expired,
                      const rule_timing& timing);
 
 /// A circuit breaker: closed until `failures_to_open` consecutive failures,
-/// then open for `open_ms`, then half-open: one probe decides.
+/// or until at least half of the last `window` requests failed (with at least
+/// `failures_to_open` of them), then open for `open_ms`, then half-open: one
+/// probe decides.
 class circuit_breaker {
 public:
+  static constexpr int window = 20;
+
   enum class state { closed = 0, open = 1, half_open = 2 };
 
   circuit_breaker(int failures_to_open, int64_t open_ms)
@@ -78,6 +82,8 @@ private:
   int failures_to_open_;
   int64_t open_ms_;
   int failures_ = 0;
+  uint32_t recent_ = 0;        // last `window` outcomes, 1 bits = failures
+  int recent_count_ = 0;
   int64_t open_until_ms_ = 0;  // 0: closed
   bool probing_ = false;
 };

@@ -125,3 +125,23 @@ TEST_CASE("webhook retry schedule doubles, is capped, and spans at least 24 hour
   }
   CHECK(attempts > 24);
 }
+
+TEST_CASE("breaker: an error rate of half the last 20 opens it without a streak") {
+  circuit_breaker breaker{5, 1000};
+  // Alternating success and failure: never 5 in a row, but half fail.
+  for (int i = 0; i < 19; ++i) {
+    REQUIRE(breaker.allow(0));
+    breaker.record(i % 2 == 0, 0);
+    CHECK(breaker.current(0) == circuit_breaker::state::closed);
+  }
+  REQUIRE(breaker.allow(0));
+  breaker.record(false, 0);  // the 20th: 10 of 20 failed
+  CHECK(breaker.current(0) == circuit_breaker::state::open);
+  // A quarter failing keeps it closed.
+  circuit_breaker steady{5, 1000};
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(steady.allow(0));
+    steady.record(i % 4 != 0, 0);
+  }
+  CHECK(steady.current(0) == circuit_breaker::state::closed);
+}

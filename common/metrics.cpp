@@ -28,6 +28,23 @@ void append_value(std::string& out, const std::string& series, double value) {
   out += '\n';
 }
 
+/// A histogram's buckets, sum and count over `duration_bounds_seconds`.
+template <class Buckets, class Counter>
+void append_histogram(std::string& out, const std::string& name, const Buckets& buckets,
+                      double sum_seconds, const Counter& count) {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < metrics::duration_bounds_seconds.size(); ++i) {
+    cumulative += buckets[i].load(std::memory_order_relaxed);
+    char bound[32];
+    std::snprintf(bound, sizeof(bound), "%g", metrics::duration_bounds_seconds[i]);
+    append_value(out, name + "_bucket{le=\"" + bound + "\"}", static_cast<double>(cumulative));
+  }
+  cumulative += buckets.back().load(std::memory_order_relaxed);
+  append_value(out, name + "_bucket{le=\"+Inf\"}", static_cast<double>(cumulative));
+  append_value(out, name + "_sum", sum_seconds);
+  append_value(out, name + "_count", static_cast<double>(count.load(std::memory_order_relaxed)));
+}
+
 } // namespace
 
 void metrics::count_response(int status_code, int64_t duration_us) {
@@ -111,35 +128,13 @@ std::string metrics::render_prometheus() const {
 
   append_metric(out, "paybus_request_duration_seconds", "histogram",
                 "Time from a request's last byte to its response being queued.");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < duration_bounds_seconds.size(); ++i) {
-    cumulative += duration_buckets_[i].load(std::memory_order_relaxed);
-    char bound[32];
-    std::snprintf(bound, sizeof(bound), "%g", duration_bounds_seconds[i]);
-    append_value(out, std::string{"paybus_request_duration_seconds_bucket{le=\""} + bound + "\"}",
-                 static_cast<double>(cumulative));
-  }
-  cumulative += duration_buckets_.back().load(std::memory_order_relaxed);
-  append_value(out, "paybus_request_duration_seconds_bucket{le=\"+Inf\"}",
-               static_cast<double>(cumulative));
-  append_value(out, "paybus_request_duration_seconds_sum",
-               load(duration_sum_us_) / 1e6);
-  append_value(out, "paybus_request_duration_seconds_count", load(duration_count_));
+  append_histogram(out, "paybus_request_duration_seconds", duration_buckets_,
+                   load(duration_sum_us_) / 1e6, duration_count_);
 
   append_metric(out, "paybus_join_latency_seconds", "histogram",
                 "Time from an order's creation to its final result joining it.");
-  uint64_t joined = 0;
-  for (size_t i = 0; i < duration_bounds_seconds.size(); ++i) {
-    joined += join_buckets_[i].load(std::memory_order_relaxed);
-    char bound[32];
-    std::snprintf(bound, sizeof(bound), "%g", duration_bounds_seconds[i]);
-    append_value(out, std::string{"paybus_join_latency_seconds_bucket{le=\""} + bound + "\"}",
-                 static_cast<double>(joined));
-  }
-  joined += join_buckets_.back().load(std::memory_order_relaxed);
-  append_value(out, "paybus_join_latency_seconds_bucket{le=\"+Inf\"}", static_cast<double>(joined));
-  append_value(out, "paybus_join_latency_seconds_sum", load(join_sum_ms_) / 1000.0);
-  append_value(out, "paybus_join_latency_seconds_count", load(join_count_));
+  append_histogram(out, "paybus_join_latency_seconds", join_buckets_, load(join_sum_ms_) / 1000.0,
+                   join_count_);
 
   append_metric(out, "paybus_db_up", "gauge", "1 while the transaction database answers.");
   append_value(out, "paybus_db_up", load(db_up));

@@ -142,27 +142,6 @@ using coordinator_actor = caf::typed_actor<
   // Internal: the next due actions.
   caf::reacts_to<tick_atom>>;
 
-/// One payment channel: signs, sends, verifies, limits concurrency and
-/// breaks the circuit after repeated failures.
-using channel_actor = caf::typed_actor<
-  // Asks the channel to pay.
-  caf::replies_to<pay_atom, payment_record>::with<channel_outcome>,
-  // Asks the channel what became of a pay_id.
-  caf::replies_to<query_atom, std::string>::with<channel_outcome>>;
-
-/// Drives each payment from acceptance to a final result: routes it, sends
-/// it, queries unknown outcomes, reroutes only what a channel never took.
-using coordinator_actor = caf::typed_actor<
-  // New payments, just made durable (routed_channel preset, never sent).
-  caf::reacts_to<std::vector<payment_record>>,
-  // Payments unfinished at a stop: one with a routed channel may have been
-  // sent there, so that channel is asked first.
-  caf::reacts_to<resume_atom, std::vector<payment_record>>,
-  // A payment became final elsewhere (a notification): stop driving it.
-  caf::reacts_to<settled_atom, std::string>,
-  // Internal: the next due actions.
-  caf::reacts_to<tick_atom>>;
-
 /// Delivers merchant notifications from the store's webhook outbox, retrying
 /// on a growing schedule.
 using notifier_actor = caf::typed_actor<

@@ -45,6 +45,22 @@ std::string one_line(const char* text) {
   return line;
 }
 
+/// Appends "($1,...,$n),(...)" for `rows` rows of `columns` parameters.
+void append_placeholders(std::string& sql, size_t rows, int columns) {
+  for (size_t row = 0; row < rows; ++row) {
+    if (row > 0)
+      sql += ',';
+    sql += '(';
+    for (int column = 0; column < columns; ++column) {
+      if (column > 0)
+        sql += ',';
+      sql += '$';
+      sql += std::to_string(row * static_cast<size_t>(columns) + static_cast<size_t>(column) + 1);
+    }
+    sql += ')';
+  }
+}
+
 } // namespace
 
 pg_database::pg_database(pg_database_options options)
@@ -197,18 +213,9 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
   texts.reserve(records.size() * 4);
   std::vector<const char*> params;
   params.reserve(records.size() * columns);
+  append_placeholders(sql, records.size(), columns);
   for (size_t row = 0; row < records.size(); ++row) {
     const auto& record = records[row];
-    if (row > 0)
-      sql += ',';
-    sql += '(';
-    for (int column = 0; column < columns; ++column) {
-      if (column > 0)
-        sql += ',';
-      sql += '$';
-      sql += std::to_string(row * columns + column + 1);
-    }
-    sql += ')';
     texts.push_back(std::to_string(record.order.amount_minor));
     const char* amount = texts.back().c_str();
     texts.push_back(std::to_string(record.instance_id));
@@ -243,18 +250,9 @@ bool pg_database::insert_results(const std::vector<payment_result>& results,
   texts.reserve(results.size() * 2);  // never reallocates: params point into it
   std::vector<const char*> params;
   params.reserve(results.size() * columns);
+  append_placeholders(sql, results.size(), columns);
   for (size_t row = 0; row < results.size(); ++row) {
     const auto& result = results[row];
-    if (row > 0)
-      sql += ',';
-    sql += '(';
-    for (int column = 0; column < columns; ++column) {
-      if (column > 0)
-        sql += ',';
-      sql += '$';
-      sql += std::to_string(row * columns + column + 1);
-    }
-    sql += ')';
     texts.push_back(std::to_string(result.amount_minor));
     const char* amount = texts.back().c_str();
     texts.push_back(format_rfc3339_ms(result.finished_at_ms));

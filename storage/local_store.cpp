@@ -569,6 +569,21 @@ rocksdb::Status local_store::compact_nonces() {
   return db_->CompactRange(rocksdb::CompactRangeOptions{}, nonces_, nullptr, nullptr);
 }
 
+rocksdb::Status local_store::scan(
+  const std::string& family, const std::string& from,
+  const std::function<bool(std::string_view, std::string_view)>& visit) {
+  for (size_t i = 0; i < family_names.size(); ++i) {
+    if (family_names[i] != family)
+      continue;
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, handles_[i])};
+    for (it->Seek(from); it->Valid(); it->Next())
+      if (!visit(it->key().ToStringView(), it->value().ToStringView()))
+        break;
+    return it->status();
+  }
+  return rocksdb::Status::InvalidArgument("no such column family", family);
+}
+
 std::map<std::string, uint64_t> local_store::count_keys() {
   std::map<std::string, uint64_t> counts;
   for (size_t i = 0; i < handles_.size(); ++i) {

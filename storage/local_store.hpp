@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -140,6 +141,11 @@ public:
 
   /// Compacts the nonce family now (expired nonces go); tests and tools.
   rocksdb::Status compact_nonces();
+
+  /// Calls `visit(key, value)` for each entry of column family `family` in
+  /// key order from `from`, until it returns false. Offline tools only.
+  rocksdb::Status scan(const std::string& family, const std::string& from,
+                       const std::function<bool(std::string_view, std::string_view)>& visit);
 
   /// Number of keys per column family (tests and `verify`).
   std::map<std::string, uint64_t> count_keys();

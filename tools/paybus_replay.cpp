@@ -1,0 +1,280 @@
+// paybus-replay: an offline tool over the local store of a stopped bus
+// (API.md section 1): stats, list, show, export, verify, replay.
+
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/clock.hpp"
+#include "common/pay_id.hpp"
+#include "storage/local_store.hpp"
+#include "storage/pg_database.hpp"
+#include "storage/record_codec.hpp"
+
+namespace {
+
+using nlohmann::json;
+using namespace paybus;
+
+json to_json(const payment_record& record, const std::optional<payment_result>& result) {
+  json out{{"pay_id", record.pay_id},
+           {"merchant_id", record.order.merchant_id},
+           {"merchant_order_no", record.order.merchant_order_no},
+           {"amount", record.order.amount_minor},
+           {"currency", record.order.currency},
+           {"subject", record.order.subject},
+           {"channel", record.order.channel_id.empty() ? record.routed_channel : record.order.channel_id},
+           {"notify_url", record.order.notify_url},
+           {"expire_seconds", record.order.expire_seconds},
+           {"instance_id", record.instance_id},
+           {"status", record.status},
+           {"created_at", format_rfc3339_ms(record.created_at_ms)}};
+  if (!record.channel_txn_id.empty())
+    out["channel_txn_id"] = record.channel_txn_id;
+  if (record.finished_at_ms > 0)
+    out["finished_at"] = format_rfc3339_ms(record.finished_at_ms);
+  if (result)
+    out["result"] = json{{"status", result->status},     {"channel_id", result->channel_id},
+                         {"source", result->source},     {"amount", result->amount_minor},
+                         {"flagged", result->flagged},
+                         {"finished_at", format_rfc3339_ms(result->finished_at_ms)}};
+  return out;
+}
+
+int fail(const std::string& line) {
+  std::cerr << "paybus-replay: " << line << std::endl;
+  return 1;
+}
+
+int stats(local_store& store) {
+  json out;
+  for (const auto& [family, count] : store.count_keys())
+    out["keys"][family] = count;
+  out["database_backlog"] = store.outbox_size();
+  out["webhook_backlog"] = store.webhook_backlog();
+  std::optional<std::string> instance;
+  store.get_meta("instance_id", instance);
+  out["instance_id"] = instance.value_or("");
+  out["last_pay_id"] = store.last_pay_id();
+  std::cout << out.dump(2) << std::endl;
+  return 0;
+}
+
+int list(local_store& store, bool pending, size_t limit) {
+  size_t shown = 0;
+  auto status = store.scan(pending ? "dispatch" : "orders", "", [&](std::string_view key, std::string_view value) {
+    payment_record record;
+    if (pending) {
+      std::optional<payment_record> found;
+      if (!store.get(std::string{key}, found).ok() || !found)
+        return true;
+      record = *found;
+    } else if (!codec::decode_record(value, record)) {
+      std::cout << std::string{key} << " DAMAGED" << std::endl;
+      return ++shown < limit;
+    }
+    std::cout << record.pay_id << ' ' << record.status << ' ' << record.order.merchant_id << ' '
+              << record.order.merchant_order_no << ' ' << record.order.amount_minor << ' '
+              << record.order.currency << std::endl;
+    return ++shown < limit;
+  });
+  return status.ok() ? 0 : fail(status.ToString());
+}
+
+int show(local_store& store, const std::string& pay_id) {
+  std::optional<payment_record> record;
+  std::optional<payment_result> result;
+  auto status = store.get(pay_id, record);
+  if (status.ok())
+    status = store.get_result(pay_id, result);
+  if (!status.ok())
+    return fail(status.ToString());
+  if (!record && !result)
+    return fail("no payment " + pay_id + " in this store");
+  if (!record) {
+    std::cout << json{{"pay_id", pay_id}, {"order", nullptr}, {"result_waiting_for_order", result->status}}.dump(2)
+              << std::endl;
+    return 0;
+  }
+  std::cout << to_json(*record, result).dump(2) << std::endl;
+  return 0;
+}
+
+int export_jsonl(local_store& store) {
+  bool damaged = false;
+  auto status = store.scan("orders", "", [&](std::string_view key, std::string_view value) {
+    payment_record record;
+    if (!codec::decode_record(value, record)) {
+      damaged = true;
+      std::cerr << "paybus-replay: damaged order " << std::string{key} << " skipped" << std::endl;
+      return true;
+    }
+    std::optional<payment_result> result;
+    store.get_result(record.pay_id, result);
+    std::cout << to_json(record, result).dump() << '\n';
+    return true;
+  });
+  std::cout.flush();
+  if (!status.ok())
+    return fail(status.ToString());
+  return damaged ? 1 : 0;
+}
+
+/// Every cross-reference the bus relies on: returns the number of problems.
+int verify(local_store& store) {
+  size_t problems = 0, orders = 0;
+  auto problem = [&](const std::string& what) {
+    if (++problems <= 20)
+      std::cout << "problem: " << what << std::endl;
+  };
+  auto status = store.scan("orders", "", [&](std::string_view key, std::string_view value) {
+    ++orders;
+    payment_record record;
+    if (!codec::decode_record(value, record) || record.pay_id != key) {
+      problem("order " + std::string{key} + " cannot be decoded");
+      return true;
+    }
+    if (!parse_pay_id(record.pay_id))
+      problem("order " + record.pay_id + " has a malformed pay_id");
+    std::optional<payment_record> by_number;
+    if (!store.find(record.order.merchant_id, record.order.merchant_order_no, by_number).ok() || !by_number
+        || by_number->pay_id != record.pay_id)
+      problem("order " + record.pay_id + " is not what its idempotency entry names");
+    if (record.status != payment_status::processing) {
+      std::optional<payment_result> result;
+      if (!store.get_result(record.pay_id, result).ok() || !result || result->status != record.status)
+        problem("order " + record.pay_id + " is " + record.status + " without that result");
+    }
+    return true;
+  });
+  if (status.ok())
+    status = store.scan("idem", "", [&](std::string_view key, std::string_view value) {
+      std::optional<payment_record> record;
+      if (!store.get(std::string{value}, record).ok() || !record)
+        problem("idempotency entry for pay_id " + std::string{value} + " names no order");
+      return true;
+    });
+  if (status.ok())
+    status = store.scan("outbox", "", [&](std::string_view key, std::string_view value) {
+      if (value.size() < 2 || (value[0] != 'O' && value[0] != 'R')) {
+        problem("damaged outbox entry");
+        return true;
+      }
+      std::string pay_id{value.substr(1)};
+      std::optional<payment_record> record;
+      std::optional<payment_result> result;
+      if (!store.get(pay_id, record).ok() || !record)
+        problem("outbox entry names missing order " + pay_id);
+      if (value[0] == 'R' && (!store.get_result(pay_id, result).ok() || !result))
+        problem("outbox result entry names missing result " + pay_id);
+      return true;
+    });
+  if (status.ok())
+    status = store.scan("results", "", [&](std::string_view key, std::string_view value) {
+      payment_result result;
+      if (!codec::decode_result(value, result) || result.pay_id != key)
+        problem("result " + std::string{key} + " cannot be decoded");
+      return true;
+    });
+  if (!status.ok())
+    problem("cannot read the store: " + status.ToString());
+  std::cout << "verify: " << orders << " orders checked, " << problems << " problems" << std::endl;
+  return problems == 0 ? 0 : 1;
+}
+
+/// Delivers everything still waiting in the outbox to the database, in order.
+int replay(local_store& store, const std::string& url) {
+  pg_database database{{url, 5000, 60'000}};
+  std::string error;
+  if (!database.ensure_ready(error))
+    return fail("cannot reach the database: " + error);
+  size_t orders = 0, results = 0;
+  uint64_t from = 0;
+  while (true) {
+    std::vector<outbox_entry> entries;
+    auto status = store.read_outbox(from, 1000, entries);
+    if (!status.ok())
+      return fail(status.ToString());
+    if (entries.empty())
+      break;
+    std::vector<payment_record> records;
+    std::vector<payment_result> result_rows;
+    for (const auto& entry : entries) {
+      if (entry.kind == 'R') {
+        std::optional<payment_result> result;
+        if (store.get_result(entry.pay_id, result).ok() && result)
+          result_rows.push_back(*result);
+      } else {
+        std::optional<payment_record> record;
+        if (store.get(entry.pay_id, record).ok() && record)
+          records.push_back(*record);
+      }
+    }
+    if (!database.insert_orders(records, error) || !database.insert_results(result_rows, error))
+      return fail("the database refused a batch: " + error);
+    status = store.remove_outbox(entries);
+    if (!status.ok())
+      return fail(status.ToString());
+    orders += records.size();
+    results += result_rows.size();
+    from = entries.back().sequence + 1;
+    std::cerr << "\rpaybus-replay: " << orders << " order rows, " << results << " result rows delivered"
+              << std::flush;
+  }
+  std::cerr << std::endl;
+  std::cout << "replay: " << orders << " order rows and " << results
+            << " result rows delivered (rows the database had already are left as they are)" << std::endl;
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"paybus-replay: inspect and recover the local store of a stopped bus"};
+  app.require_subcommand(1);
+  std::string dir;
+  app.add_option("--store", dir, "the store directory (<node.data_dir>/store)")->required();
+  auto* stats_cmd = app.add_subcommand("stats", "counts of everything in the store");
+  bool pending = false;
+  size_t limit = 1000;
+  auto* list_cmd = app.add_subcommand("list", "one line per payment");
+  list_cmd->add_flag("--pending", pending, "only payments not final yet");
+  list_cmd->add_option("--limit", limit, "at most this many");
+  std::string pay_id;
+  auto* show_cmd = app.add_subcommand("show", "one payment as JSON");
+  show_cmd->add_option("PAY_ID", pay_id)->required();
+  std::string format = "jsonl";
+  auto* export_cmd = app.add_subcommand("export", "every payment to stdout");
+  export_cmd->add_option("--format", format)->check(CLI::IsMember({"jsonl"}));
+  auto* verify_cmd = app.add_subcommand("verify", "integrity check; non-zero exit on damage");
+  std::string url;
+  auto* replay_cmd = app.add_subcommand("replay", "deliver what the database has not received");
+  replay_cmd->add_option("--database", url, "libpq connection URI")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!std::filesystem::exists(std::filesystem::path{dir} / "CURRENT"))
+    return fail("no local store at " + dir);
+  std::string error;
+  local_store_options options;
+  auto store = local_store::open(dir, options, error);
+  if (!store)
+    return fail(error);
+  if (*stats_cmd)
+    return stats(*store);
+  if (*list_cmd)
+    return list(*store, pending, limit);
+  if (*show_cmd)
+    return show(*store, pay_id);
+  if (*export_cmd)
+    return export_jsonl(*store);
+  if (*verify_cmd)
+    return verify(*store);
+  if (*replay_cmd)
+    return replay(*store, url);
+  return 2;
+}

@@ -1,7 +1,8 @@
-"""End to end: kill -9 of paybusd under load, restart, repeat. Every 2xx-acknowledged payment
-survives in the local store and reaches PostgreSQL exactly once.
+"""End to end: kill -9 of paybusd under load (merchants paying, a channel answering), restart,
+repeat. Every 2xx-acknowledged payment survives in the local store, is paid exactly once by the
+channel, and reaches PostgreSQL exactly once with its result joined.
 
-PAYBUS_CRASH_CYCLES (default 5) and PAYBUS_CRASH_SEED (default: random, printed) control the run."""
+PAYBUS_CRASH_CYCLES (default 10) and PAYBUS_CRASH_SEED (default: random, printed) control the run."""
 
 import os
 import random
@@ -11,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, PgCluster  # noqa: E402
+from harness import Bus, ChannelSim, PgCluster  # noqa: E402
 from paybus_client import Client  # noqa: E402
 
 
@@ -38,6 +39,7 @@ class Merchant(threading.Thread):
                     time.sleep(0.02)
                     continue
                 if status in (200, 202):
+                    time.sleep(0.005)  # a merchant's pace: the channel must keep up
                     previous = self.acked.get(order_no)
                     if previous and previous != body["pay_id"]:
                         self.errors.append(f"{order_no} acknowledged as {previous} and {body['pay_id']}")
@@ -54,13 +56,15 @@ class Merchant(threading.Thread):
 
 class CrashConsistency(unittest.TestCase):
     def test_kill_9_under_load_loses_and_duplicates_nothing(self):
-        cycles = int(os.environ.get("PAYBUS_CRASH_CYCLES", "5"))
+        cycles = int(os.environ.get("PAYBUS_CRASH_CYCLES", "10"))
         seed = int(os.environ.get("PAYBUS_CRASH_SEED", str(random.randrange(1 << 30))))
         print(f"crash test: {cycles} cycles, seed {seed} (rerun with PAYBUS_CRASH_SEED={seed})", flush=True)
         rng = random.Random(seed)
         pg = PgCluster()
         pg.start()
-        bus = Bus(pg.url).start()
+        sim = ChannelSim("sim-a", ["--latency-min-ms", "1", "--latency-max-ms", "5",
+                                   "--accepted-ratio", "0.3", "--notify-delay-ms", "200"]).start()
+        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}).start()
         merchants = [Merchant(bus.port, f"K{seed}-m{n}") for n in range(4)]
         try:
             for m in merchants:
@@ -98,12 +102,41 @@ class CrashConsistency(unittest.TestCase):
             # Rows beyond the acknowledged ones can only be orders made durable
             # just before a crash and never acknowledged (at most one per merchant per crash).
             self.assertLessEqual(len(in_db) - len(acked), len(merchants) * (cycles + 1))
+            # Every payment is paid exactly once and its result joined, exactly once.
+            deadline = time.time() + 120
+            results = {}
+            while time.time() < deadline:
+                rows = pg.query("SELECT r.pay_id, r.status FROM payment_results r JOIN payment_orders o "
+                                f"USING (pay_id) WHERE o.merchant_order_no LIKE 'K{seed}-%'")
+                results = dict(rows)
+                if len(results) >= len(in_db):
+                    break
+                time.sleep(0.5)
+            missing = set(in_db.values()) - set(results)
+            if missing:
+                probe = Client("127.0.0.1", bus.port)
+                paid_now = sim.payments()
+                for pay_id in sorted(missing)[:5]:
+                    print("missing", pay_id, probe.request("GET", f"/v1/payments/{pay_id}")[1],
+                          paid_now.get(pay_id), flush=True)
+                print("driving", bus.metric("paybus_payments_driving"), flush=True)
+                probe.close()
+            self.assertEqual(set(results), set(in_db.values()))
+            self.assertEqual(set(results.values()), {"SUCCEEDED"})
+            paid = sim.payments()
+            for pay_id in in_db.values():
+                self.assertEqual(paid[pay_id]["pay_requests"], 1, pay_id)
+            orphans = pg.scalar("SELECT count(*) FROM payment_results r WHERE NOT EXISTS "
+                                "(SELECT 1 FROM payment_orders o WHERE o.pay_id = r.pay_id)")
+            self.assertEqual(orphans, "0")
             print(f"crash test: {cycles} kills, {len(acked)} acknowledged payments checked, "
-                  f"{len(in_db)} rows in the database", flush=True)
+                  f"{len(in_db)} order rows and {len(results)} result rows in the database, "
+                  f"each paid once", flush=True)
         finally:
             for m in merchants:
                 m.stop_flag = True
             bus.destroy()
+            sim.destroy()
             pg.destroy()
 
 

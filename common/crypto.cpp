@@ -206,16 +206,6 @@ bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,
   return ok;
 }
 
-uint64_t stable_hash64(std::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-         digest);
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i)
-    value = (value << 8) | digest[i];
-  return value;
-}
-
 std::string random_token(size_t length) {
   static constexpr char alphabet[]
     = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

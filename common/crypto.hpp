@@ -47,9 +47,6 @@ std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data);
 bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,
                               std::string_view signature_base64);
 
-/// 8 bytes of SHA-256(data) as an integer: a stable, well-mixed hash.
-uint64_t stable_hash64(std::string_view data);
-
 /// Cryptographically random bytes rendered as [A-Za-z0-9], `length` long.
 std::string random_token(size_t length);
 

@@ -56,27 +56,35 @@ bool parse_signature_header(std::string_view header, std::string_view& scheme,
   return scheme == "hmac-sha256" || scheme == "rsa-sha256";
 }
 
-signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
-                           std::string_view target, std::string_view body,
-                           int64_t now_ms) {
+namespace {
+
+/// Fresh timestamp and nonce, and the canonical string they make with the message.
+signature_headers fresh_headers(std::string_view method, std::string_view target,
+                                std::string_view body, int64_t now_ms, std::string& canonical) {
   signature_headers out;
   out.timestamp = std::to_string(now_ms / 1000);
   out.nonce = crypto::random_token(24);
-  out.signature = "rsa-sha256="
-                  + crypto::rsa_sha256_sign_base64(
-                    key, canonical_string(method, target, out.timestamp, out.nonce, body));
+  canonical = canonical_string(method, target, out.timestamp, out.nonce, body);
+  return out;
+}
+
+} // namespace
+
+signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
+                           std::string_view target, std::string_view body,
+                           int64_t now_ms) {
+  std::string canonical;
+  auto out = fresh_headers(method, target, body, now_ms, canonical);
+  out.signature = "rsa-sha256=" + crypto::rsa_sha256_sign_base64(key, canonical);
   return out;
 }
 
 signature_headers sign_hmac(std::string_view secret, std::string_view method,
                             std::string_view target, std::string_view body,
                             int64_t now_ms) {
-  signature_headers out;
-  out.timestamp = std::to_string(now_ms / 1000);
-  out.nonce = crypto::random_token(24);
-  out.signature = "hmac-sha256="
-                  + crypto::hmac_sha256_hex(
-                    secret, canonical_string(method, target, out.timestamp, out.nonce, body));
+  std::string canonical;
+  auto out = fresh_headers(method, target, body, now_ms, canonical);
+  out.signature = "hmac-sha256=" + crypto::hmac_sha256_hex(secret, canonical);
   return out;
 }
 

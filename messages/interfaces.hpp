@@ -21,8 +21,6 @@ namespace paybus {
 enum class errc : uint8_t {
   store_unavailable = 1,  // the local store cannot write
   overloaded,             // a bounded queue is full
-  database_unavailable,   // the transaction database does not answer
-  shutting_down,          // the bus is draining
 };
 
 inline std::string to_string(errc code) {
@@ -31,10 +29,6 @@ inline std::string to_string(errc code) {
       return "store_unavailable";
     case errc::overloaded:
       return "overloaded";
-    case errc::database_unavailable:
-      return "database_unavailable";
-    case errc::shutting_down:
-      return "shutting_down";
   }
   return "unknown";
 }

@@ -184,9 +184,7 @@ namespace {
 /// The batch being built, with what it has written so far readable first.
 class batch_view {
 public:
-  batch_view(local_store& store, rocksdb::DB* db,
-             rocksdb::ColumnFamilyHandle* results)
-    : store_(store), db_(db), results_cf_(results) {
+  explicit batch_view(local_store& store) : store_(store) {
   }
 
   rocksdb::Status order(const std::string& pay_id, std::optional<payment_record>& out) {
@@ -215,8 +213,6 @@ public:
 
 private:
   local_store& store_;
-  rocksdb::DB* db_;
-  rocksdb::ColumnFamilyHandle* results_cf_;
   std::unordered_map<std::string, payment_record> orders_;
   std::unordered_map<std::string, payment_result> results_;
 };
@@ -235,7 +231,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
   answers.routes.assign(in.routes.size(), false);
   answers.results.assign(in.results.size(), result_recorded{});
   rocksdb::WriteBatch batch;
-  batch_view view{*this, db_.get(), results_};
+  batch_view view{*this};
   std::unordered_map<std::string, size_t> decided;
   uint64_t sequence = next_sequence_;
   int64_t outbox_added = 0;

@@ -158,10 +158,12 @@ store_actor::behavior_type store_behavior(store_pointer self,
     [=](flush_atom) { commit_pending(self); },
     [=](tick_atom) {
       auto& st = self->state;
-      if (st.failing) {
-        auto status = st.store->resume();
-        if (status.ok())
-          spdlog::info("local store resumed after an error");
+      if (st.failing && st.store->resume().ok()) {
+        // Ready again without waiting for a payment to try: a load balancer
+        // that follows /readyz sends none until it says so.
+        spdlog::info("local store writable again");
+        st.failing = false;
+        st.figures->store_up = 1;
       }
       self->delayed_send(self,
                          std::chrono::milliseconds{st.limits.housekeeping_interval_ms},

@@ -225,6 +225,7 @@ void read_all(key_reader& in, settings& out) {
 
   in.boolean("store.sync", out.store_sync);
   in.integer("store.max_batch_writes", out.store_max_batch_writes, 1, 100'000);
+  in.integer("store.min_free_bytes", out.store_min_free_bytes, 0, int64_t{1} << 50);
 
   in.integer("payments.min_expire_seconds", out.min_expire_seconds, 1, 86'400);
   in.integer("payments.max_driving_in_memory", out.max_driving_in_memory, 2, 10'000'000);

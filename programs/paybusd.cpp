@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
     return fatal("cannot create node.data_dir " + config.data_dir + ": " + fs_error.message());
   local_store_options store_options;
   store_options.sync = config.store_sync;
+  store_options.min_free_bytes = static_cast<uint64_t>(config.store_min_free_bytes);
   store_options.nonce_retention_ms = 2 * config.timestamp_window_seconds * 1000;
   auto store = local_store::open(config.data_dir + "/store", store_options, error);
   if (!store)

@@ -1,11 +1,19 @@
 #include "storage/local_store.hpp"
 
+#include <sys/statvfs.h>
+
 #include <unordered_map>
 
+#include <cstdarg>
+#include <cstdio>
+
 #include <rocksdb/cache.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+
+#include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
 #include "storage/record_codec.hpp"
@@ -60,6 +68,31 @@ std::string nonce_key(std::string_view merchant_id, std::string_view nonce) {
   return key;
 }
 
+/// RocksDB's own log goes to the process's log, not to a LOG file beside
+/// the data: a LOG file that once hit a full disk makes RocksDB abort on the
+/// next line it writes there (an assertion in WritableFileWriter).
+class rocksdb_to_spdlog : public rocksdb::Logger {
+public:
+  rocksdb_to_spdlog() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list arguments) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, arguments);
+  }
+
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list arguments) override {
+    if (level < GetInfoLogLevel())
+      return;
+    char line[1024];
+    std::vsnprintf(line, sizeof(line), format, arguments);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL)
+      spdlog::error("rocksdb: {}", line);
+    else
+      spdlog::warn("rocksdb: {}", line);
+  }
+};
+
 } // namespace
 
 std::string idempotency_key(const std::string& merchant_id,
@@ -80,7 +113,7 @@ std::unique_ptr<local_store> local_store::open(
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.db_write_buffer_size = 3 * options.write_buffer_bytes;  // all memtables together
-  db_options.keep_log_file_num = 4;
+  db_options.info_log = std::make_shared<rocksdb_to_spdlog>();
   db_options.max_manifest_file_size = 64u << 20;
 
   rocksdb::BlockBasedTableOptions table;
@@ -92,6 +125,8 @@ std::unique_ptr<local_store> local_store::open(
 
   std::unique_ptr<local_store> store{new local_store};
   store->sync_ = options.sync;
+  store->dir_ = dir;
+  store->min_free_bytes_ = options.min_free_bytes;
   store->nonce_retention_ms_ = options.nonce_retention_ms;
   store->nonce_filter_ = std::make_unique<nonce_expiry_filter>(options.nonce_retention_ms);
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
@@ -226,6 +261,8 @@ void apply_result(payment_record& order, const payment_result& result) {
 } // namespace
 
 rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& answers) {
+  if (auto room = room_to_write(); !room.ok())
+    return room;
   answers = store_batch_answers{};
   answers.creates.assign(in.creates.size(), order_stored{});
   answers.routes.assign(in.routes.size(), false);
@@ -400,6 +437,8 @@ std::optional<int64_t> local_store::next_webhook_due() {
 }
 
 rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
+  if (auto room = room_to_write(); !room.ok())
+    return room;
   // Unsynced: lost on a crash, the event is delivered again (at least once).
   auto status = db_->Delete(rocksdb::WriteOptions{}, webhooks_, webhook_key(entry.due_ms, entry.event_id));
   if (status.ok())
@@ -408,6 +447,8 @@ rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
 }
 
 rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int64_t due_ms) {
+  if (auto room = room_to_write(); !room.ok())
+    return room;
   rocksdb::WriteBatch batch;
   batch.Delete(webhooks_, webhook_key(entry.due_ms, entry.event_id));
   auto next = entry;
@@ -503,6 +544,8 @@ rocksdb::Status local_store::read_outbox(uint64_t from_sequence, size_t limit,
 }
 
 rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entries) {
+  if (auto room = room_to_write(); !room.ok())
+    return room;
   // Point deletes: a range tombstone per batch would slow every later
   // iterator over the outbox. Losing these on a crash only re-sends rows the
   // database ignores, so they need no sync.
@@ -531,6 +574,8 @@ rocksdb::Status local_store::get_meta(const std::string& name,
 
 rocksdb::Status local_store::put_meta(const std::string& name,
                                       const std::string& value) {
+  if (auto room = room_to_write(); !room.ok())
+    return room;
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
   return db_->Put(write_options, meta_, name, value);
@@ -593,8 +638,23 @@ std::map<std::string, uint64_t> local_store::count_keys() {
   return counts;
 }
 
+rocksdb::Status local_store::room_to_write() const {
+  if (min_free_bytes_ == 0)
+    return rocksdb::Status::OK();
+  struct statvfs figures {};
+  if (statvfs(dir_.c_str(), &figures) != 0)
+    return rocksdb::Status::OK();  // cannot tell: let RocksDB try
+  uint64_t free_bytes = static_cast<uint64_t>(figures.f_bavail) * figures.f_frsize;
+  if (free_bytes >= min_free_bytes_)
+    return rocksdb::Status::OK();
+  return rocksdb::Status::NoSpace("local store: " + std::to_string(free_bytes)
+                                  + " bytes free, below store.min_free_bytes = "
+                                  + std::to_string(min_free_bytes_));
+}
+
 rocksdb::Status local_store::resume() {
-  return db_->Resume();
+  auto status = db_->Resume();
+  return status.ok() ? room_to_write() : status;
 }
 
 } // namespace paybus

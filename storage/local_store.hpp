@@ -26,6 +26,10 @@ struct local_store_options {
   size_t block_cache_bytes = 32u << 20;
   size_t write_buffer_bytes = 16u << 20;
   int64_t nonce_retention_ms = 600'000;  // compactions drop older nonces
+  // Writes are refused (Status::NoSpace) while the store's file system has
+  // less free space than this, before RocksDB's log can run into ENOSPC:
+  // a write error in the log is one RocksDB does not recover from in place.
+  uint64_t min_free_bytes = 64u << 20;
 };
 
 /// One entry of the database outbox: a row the transaction database still
@@ -151,6 +155,8 @@ public:
   std::map<std::string, uint64_t> count_keys();
 
   /// Clears a background error (e.g. after the disk had no space).
+  /// Clears a RocksDB background error and tells whether writes can go on
+  /// (also: enough free space, see local_store_options::min_free_bytes).
   rocksdb::Status resume();
 
 private:
@@ -172,6 +178,11 @@ private:
   std::unique_ptr<rocksdb::CompactionFilter> nonce_filter_;
   uint64_t next_sequence_ = 1;  // writer thread only
   std::atomic<int64_t> outbox_size_{0};
+  std::string dir_;
+  uint64_t min_free_bytes_ = 0;
+
+  /// NoSpace while the file system holds less than `min_free_bytes_` free.
+  rocksdb::Status room_to_write() const;
 };
 
 /// The idempotency key of an order.

@@ -1,6 +1,7 @@
 #include "config/settings.hpp"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -318,9 +319,48 @@ bool split_host_port(const std::string& text, std::string& host,
   return true;
 }
 
+namespace {
+
+/// An error shows as one line: control characters (a quoted key or value may
+/// hold them, and so may a TOML parser's message) are written as escapes.
+std::string one_line(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '\n')
+      out += "\\n";
+    else if (byte < 0x20 || byte == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\x%02x", byte);
+      out += escaped;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool parse_settings_text(const std::string& text, const std::string& source_name,
+                         const std::vector<std::string>& overrides, settings& out,
+                         std::string& error);
+
+} // namespace
+
 bool parse_settings(const std::string& text, const std::string& source_name,
                     const std::vector<std::string>& overrides, settings& out,
                     std::string& error) {
+  if (parse_settings_text(text, source_name, overrides, out, error))
+    return true;
+  error = one_line(error);
+  return false;
+}
+
+namespace {
+
+bool parse_settings_text(const std::string& text, const std::string& source_name,
+                         const std::vector<std::string>& overrides, settings& out,
+                         std::string& error) {
   std::map<std::string, std::string> override_map;
   for (const auto& entry : overrides) {
     auto equals = entry.find('=');
@@ -349,6 +389,8 @@ bool parse_settings(const std::string& text, const std::string& source_name,
   }
   return true;
 }
+
+} // namespace
 
 bool load_settings(const std::string& path,
                    const std::vector<std::string>& overrides, settings& out,

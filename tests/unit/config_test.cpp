@@ -97,4 +97,17 @@ TEST_CASE("every config error names its key in one line") {
         "merchants.0.colour");
   CHECK(error_of("[node\n").rfind("test.toml:1:", 0) == 0);
   CHECK(error_of(good, {"nonsense"}).find("KEY=VALUE") != std::string::npos);
+  check(error_of(good, {"store.min_free_bytes=-1"}), "store.min_free_bytes");
+}
+
+TEST_CASE("errors that quote the config's own text stay on one line") {
+  // Found by fuzz_config: a parser message quoting a newline, a quoted key with one.
+  auto parse_error = error_of("[node]\norder_shards =[ t\n\n");
+  INFO(parse_error);
+  CHECK(parse_error.rfind("test.toml:2:", 0) == 0);
+  CHECK(parse_error.find('\n') == std::string::npos);
+  auto key_error = error_of("[node]\n\"a\\nb\" = 1\n");
+  INFO(key_error);
+  CHECK(key_error.find('\n') == std::string::npos);
+  CHECK(key_error.find("\\n") != std::string::npos);
 }

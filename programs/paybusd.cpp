@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -91,6 +92,25 @@ bool load_keys(const paybus::settings& config,
   return true;
 }
 
+/// Lets the process hold `http.max_connections` sockets plus its own files
+/// (store, channels, database): the soft limit of open files is raised up to
+/// the hard one, with a warning if even that is too low.
+void raise_file_limit(int64_t max_connections) {
+  constexpr rlim_t own_files = 1024;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+    return;
+  rlim_t wanted = static_cast<rlim_t>(max_connections) + own_files;
+  if (limit.rlim_cur < wanted) {
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < wanted)
+    spdlog::warn("open files are limited to {}, below http.max_connections + {}: raise the hard "
+                 "limit (ulimit -Hn, LimitNOFILE=) or lower http.max_connections",
+                 static_cast<uint64_t>(limit.rlim_cur), static_cast<uint64_t>(own_files));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -131,6 +151,7 @@ int main(int argc, char** argv) {
   // default (8 per core) holds on to freed memory per thread.
   mallopt(M_ARENA_MAX, 2);
   curl_global_init(CURL_GLOBAL_DEFAULT);  // before any thread exists
+  raise_file_limit(config.max_connections);
 
   int listen_fd = open_listener(config.http_host, config.http_port, error);
   if (listen_fd < 0)

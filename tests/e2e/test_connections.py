@@ -22,6 +22,8 @@ from paybus_client import Client  # noqa: E402
 
 IDLE_CONNECTIONS = 10_000
 SLOW_CONNECTIONS = 2_000
+# Under ASan (scripts/test's second pass) memory figures are ASan's, not the bus's.
+SANITIZED = os.environ.get("PAYBUS_SANITIZED") == "1"
 
 
 def rss_mb(pid):
@@ -127,7 +129,8 @@ class ManyConnections(unittest.TestCase):
             loaded_ms = self.pay_some("IDLE", 200)
             self.assertEqual(self.open_connections(), IDLE_CONNECTIONS)
             per_connection_kb = (with_idle - before) * 1024 / IDLE_CONNECTIONS
-            self.assertLess(per_connection_kb, 16, "an idle connection should cost a few KB at most")
+            if not SANITIZED:  # ASan's allocator keeps its own quarantine and redzones
+                self.assertLess(per_connection_kb, 16, "an idle connection should cost a few KB at most")
             # The idle timeout (8 s here) closes every one of them.
             closed = wait_closed(held, timeout=30)
             self.assertEqual(closed, IDLE_CONNECTIONS)
@@ -170,7 +173,8 @@ class ManyConnections(unittest.TestCase):
         elapsed = time.time() - started
         self.assertEqual(closed, SLOW_CONNECTIONS)
         self.assertLess(elapsed, 12, "the header timeout (1.5 s) should close trickling requests")
-        self.assertLess(peak - before, 64)
+        if not SANITIZED:
+            self.assertLess(peak - before, 64)
         time.sleep(1)
         self.assertEqual(self.open_connections(), 0)
         self.assertEqual(self.bus.metric("paybus_payments_accepted_total"), accepted_before)

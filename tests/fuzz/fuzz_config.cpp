@@ -3,19 +3,12 @@
 // line naming what is wrong; it never crashes.
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
 #include "config/settings.hpp"
+#include "tests/fuzz/require.hpp"
 
-namespace {
-
-void require(bool condition) {
-  if (!condition)
-    std::abort();
-}
-
-} // namespace
+using paybus::fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text{reinterpret_cast<const char*>(data), size};

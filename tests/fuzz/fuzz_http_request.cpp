@@ -3,19 +3,12 @@
 // must keep to its limits, and once it refuses it must keep refusing.
 
 #include <cstdint>
-#include <cstdlib>
 #include <vector>
 
 #include "gateway/http.hpp"
+#include "tests/fuzz/require.hpp"
 
-namespace {
-
-void require(bool condition) {
-  if (!condition)
-    std::abort();
-}
-
-} // namespace
+using paybus::fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1)

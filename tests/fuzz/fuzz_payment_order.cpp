@@ -3,20 +3,13 @@
 // 400 with one of the contract's codes.
 
 #include <cstdint>
-#include <cstdlib>
 #include <set>
 #include <string>
 
 #include "gateway/validation.hpp"
+#include "tests/fuzz/require.hpp"
 
-namespace {
-
-void require(bool condition) {
-  if (!condition)
-    std::abort();
-}
-
-} // namespace
+using paybus::fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view body{reinterpret_cast<const char*>(data), size};

@@ -4,7 +4,6 @@
 // forged HMAC or RSA signature is refused (the chance of guessing one is nil).
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -13,17 +12,15 @@
 #include "common/crypto.hpp"
 #include "common/signing.hpp"
 #include "gateway/auth.hpp"
+#include "tests/fuzz/require.hpp"
 
 #ifndef PAYBUS_TEST_DATA
 #error "PAYBUS_TEST_DATA must name tests/data"
 #endif
 
-namespace {
+using paybus::fuzz::require;
 
-void require(bool condition) {
-  if (!condition)
-    std::abort();
-}
+namespace {
 
 const std::unordered_map<std::string, paybus::merchant_credentials>& merchants() {
   static auto* all = [] {

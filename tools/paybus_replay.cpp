@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
 #include "common/pay_id.hpp"
@@ -232,6 +234,8 @@ int replay(local_store& store, const std::string& url) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // stdout carries the output (JSON, JSONL): RocksDB's warnings go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_st("paybus-replay"));
   CLI::App app{"paybus-replay: inspect and recover the local store of a stopped bus"};
   app.require_subcommand(1);
   std::string dir;

@@ -2,10 +2,9 @@
 
 #include <sys/statvfs.h>
 
-#include <unordered_map>
-
 #include <cstdarg>
 #include <cstdio>
+#include <unordered_map>
 
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>

@@ -343,23 +343,6 @@ std::string one_line(const std::string& text) {
 
 bool parse_settings_text(const std::string& text, const std::string& source_name,
                          const std::vector<std::string>& overrides, settings& out,
-                         std::string& error);
-
-} // namespace
-
-bool parse_settings(const std::string& text, const std::string& source_name,
-                    const std::vector<std::string>& overrides, settings& out,
-                    std::string& error) {
-  if (parse_settings_text(text, source_name, overrides, out, error))
-    return true;
-  error = one_line(error);
-  return false;
-}
-
-namespace {
-
-bool parse_settings_text(const std::string& text, const std::string& source_name,
-                         const std::vector<std::string>& overrides, settings& out,
                          std::string& error) {
   std::map<std::string, std::string> override_map;
   for (const auto& entry : overrides) {
@@ -391,6 +374,15 @@ bool parse_settings_text(const std::string& text, const std::string& source_name
 }
 
 } // namespace
+
+bool parse_settings(const std::string& text, const std::string& source_name,
+                    const std::vector<std::string>& overrides, settings& out,
+                    std::string& error) {
+  if (parse_settings_text(text, source_name, overrides, out, error))
+    return true;
+  error = one_line(error);
+  return false;
+}
 
 bool load_settings(const std::string& path,
                    const std::vector<std::string>& overrides, settings& out,

@@ -260,8 +260,6 @@ void apply_result(payment_record& order, const payment_result& result) {
 } // namespace
 
 rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& answers) {
-  if (auto room = room_to_write(); !room.ok())
-    return room;
   answers = store_batch_answers{};
   answers.creates.assign(in.creates.size(), order_stored{});
   answers.routes.assign(in.routes.size(), false);
@@ -396,9 +394,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
               codec::encode_u64_be(static_cast<uint64_t>(nonce.seen_at_ms)));
   if (batch.Count() == 0)
     return rocksdb::Status::OK();
-  rocksdb::WriteOptions write_options;
-  write_options.sync = sync_;
-  auto status = db_->Write(write_options, &batch);
+  auto status = write(sync_, batch);
   if (!status.ok())
     return status;
   next_sequence_ = sequence;
@@ -436,24 +432,22 @@ std::optional<int64_t> local_store::next_webhook_due() {
 }
 
 rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
-  if (auto room = room_to_write(); !room.ok())
-    return room;
   // Unsynced: lost on a crash, the event is delivered again (at least once).
-  auto status = db_->Delete(rocksdb::WriteOptions{}, webhooks_, webhook_key(entry.due_ms, entry.event_id));
+  rocksdb::WriteBatch batch;
+  batch.Delete(webhooks_, webhook_key(entry.due_ms, entry.event_id));
+  auto status = write(false, batch);
   if (status.ok())
     webhook_backlog_.fetch_sub(1, std::memory_order_relaxed);
   return status;
 }
 
 rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int64_t due_ms) {
-  if (auto room = room_to_write(); !room.ok())
-    return room;
   rocksdb::WriteBatch batch;
   batch.Delete(webhooks_, webhook_key(entry.due_ms, entry.event_id));
   auto next = entry;
   next.attempt += 1;
   batch.Put(webhooks_, webhook_key(due_ms, entry.event_id), codec::encode_webhook(next));
-  return db_->Write(rocksdb::WriteOptions{}, &batch);
+  return write(false, batch);
 }
 
 rocksdb::Status local_store::get_result(const std::string& pay_id,
@@ -543,15 +537,13 @@ rocksdb::Status local_store::read_outbox(uint64_t from_sequence, size_t limit,
 }
 
 rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entries) {
-  if (auto room = room_to_write(); !room.ok())
-    return room;
   // Point deletes: a range tombstone per batch would slow every later
   // iterator over the outbox. Losing these on a crash only re-sends rows the
   // database ignores, so they need no sync.
   rocksdb::WriteBatch batch;
   for (const auto& entry : entries)
     batch.Delete(outbox_, codec::encode_u64_be(entry.sequence));
-  auto status = db_->Write(rocksdb::WriteOptions{}, &batch);
+  auto status = write(false, batch);
   if (status.ok())
     outbox_size_.fetch_sub(static_cast<int64_t>(entries.size()),
                            std::memory_order_relaxed);
@@ -573,11 +565,9 @@ rocksdb::Status local_store::get_meta(const std::string& name,
 
 rocksdb::Status local_store::put_meta(const std::string& name,
                                       const std::string& value) {
-  if (auto room = room_to_write(); !room.ok())
-    return room;
-  rocksdb::WriteOptions write_options;
-  write_options.sync = true;
-  return db_->Put(write_options, meta_, name, value);
+  rocksdb::WriteBatch batch;
+  batch.Put(meta_, name, value);
+  return write(true, batch);
 }
 
 std::string local_store::last_pay_id() {
@@ -635,6 +625,14 @@ std::map<std::string, uint64_t> local_store::count_keys() {
     counts[family_names[i]] = count;
   }
   return counts;
+}
+
+rocksdb::Status local_store::write(bool sync, rocksdb::WriteBatch& batch) {
+  if (auto room = room_to_write(); !room.ok())
+    return room;
+  rocksdb::WriteOptions options;
+  options.sync = sync;
+  return db_->Write(options, &batch);
 }
 
 rocksdb::Status local_store::room_to_write() const {

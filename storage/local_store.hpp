@@ -11,6 +11,7 @@
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include "messages/types.hpp"
 #include "storage/record_codec.hpp"
@@ -181,7 +182,9 @@ private:
   std::string dir_;
   uint64_t min_free_bytes_ = 0;
 
-  /// NoSpace while the file system holds less than `min_free_bytes_` free.
+  /// Every write of the store goes through here: refused with NoSpace while
+  /// the file system holds less than `min_free_bytes_` free (one statvfs).
+  rocksdb::Status write(bool sync, rocksdb::WriteBatch& batch);
   rocksdb::Status room_to_write() const;
 };
 

@@ -104,7 +104,7 @@ class ManyConnections(unittest.TestCase):
         cls.bus.destroy()
         cls.pg.destroy()
 
-    def open_connections(self):
+    def held_connections(self):
         """Client connections the bus holds, not counting the one asking."""
         return self.bus.metric("paybus_http_connections") - 1
 
@@ -123,11 +123,11 @@ class ManyConnections(unittest.TestCase):
         held = open_connections(self.bus.port, IDLE_CONNECTIONS)
         try:
             time.sleep(1)
-            self.assertEqual(self.open_connections(), IDLE_CONNECTIONS)
+            self.assertEqual(self.held_connections(), IDLE_CONNECTIONS)
             with_idle = rss_mb(self.pid)
             # Payments go through beside them.
             loaded_ms = self.pay_some("IDLE", 200)
-            self.assertEqual(self.open_connections(), IDLE_CONNECTIONS)
+            self.assertEqual(self.held_connections(), IDLE_CONNECTIONS)
             per_connection_kb = (with_idle - before) * 1024 / IDLE_CONNECTIONS
             if not SANITIZED:  # ASan's allocator keeps its own quarantine and redzones
                 self.assertLess(per_connection_kb, 16, "an idle connection should cost a few KB at most")
@@ -138,7 +138,7 @@ class ManyConnections(unittest.TestCase):
             for s in held:
                 s.close()
         time.sleep(1.5)
-        self.assertEqual(self.open_connections(), 0)
+        self.assertEqual(self.held_connections(), 0)
         after = rss_mb(self.pid)
         print(f"\n10,000 idle connections: bus VmRSS {before:.1f} MB before, {with_idle:.1f} MB holding them "
               f"({per_connection_kb:.1f} KB each), {after:.1f} MB after the idle timeout closed all; "
@@ -176,7 +176,7 @@ class ManyConnections(unittest.TestCase):
         if not SANITIZED:
             self.assertLess(peak - before, 64)
         time.sleep(1)
-        self.assertEqual(self.open_connections(), 0)
+        self.assertEqual(self.held_connections(), 0)
         self.assertEqual(self.bus.metric("paybus_payments_accepted_total"), accepted_before)
         self.assertEqual(self.pg.scalar("SELECT count(*) FROM payment_orders"), keys_before)
         # And the bus pays on.

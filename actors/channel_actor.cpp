@@ -16,6 +16,7 @@
 #include "actors/payment_rules.hpp"
 #include "actors/spawn.hpp"
 #include "common/clock.hpp"
+#include "common/crypto.hpp"
 #include "common/metrics.hpp"
 #include "common/signing.hpp"
 
@@ -187,6 +188,7 @@ channel_outcome interpret(const worker_state& st, const http_exchange& exchange,
 worker_actor::behavior_type worker_behavior(worker_pointer self,
                                             channel_settings_runtime settings) {
   self->state.settings = std::move(settings);
+  self->state.settings.bus_key = crypto::copy_for_thread(self->state.settings.bus_key);
   self->state.curl = curl_easy_init();
   return {
     [=](pay_atom, const payment_record& record) {

@@ -15,6 +15,7 @@
 #include "actors/payment_rules.hpp"
 #include "actors/spawn.hpp"
 #include "common/clock.hpp"
+#include "common/crypto.hpp"
 #include "common/metrics.hpp"
 #include "common/signing.hpp"
 #include "storage/local_store.hpp"
@@ -45,7 +46,7 @@ webhook_worker_actor::behavior_type worker_behavior(
   auto& st = self->state;
   for (const auto& merchant : settings.merchants)
     st.merchants[merchant.id] = merchant;
-  st.bus_key = settings.bus_key;
+  st.bus_key = crypto::copy_for_thread(settings.bus_key);
   st.timeout_ms = settings.timeout_ms;
   st.curl = curl_easy_init();
   return {

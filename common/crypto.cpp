@@ -166,6 +166,11 @@ pkey_ptr load_public_key(const std::string& path, std::string& error) {
   return key;
 }
 
+pkey_ptr copy_for_thread(const pkey_ptr& key) {
+  EVP_PKEY* copy = key ? EVP_PKEY_dup(key.get()) : nullptr;
+  return copy == nullptr ? key : wrap(copy);
+}
+
 std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   std::string signature;

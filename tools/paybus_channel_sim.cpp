@@ -120,7 +120,8 @@ struct payment {
 class notifier {
 public:
   notifier(std::string channel_id, paybus::crypto::pkey_ptr key)
-    : channel_id_(std::move(channel_id)), key_(std::move(key)), thread_([this] { run(); }) {
+    : channel_id_(std::move(channel_id)), key_(paybus::crypto::copy_for_thread(key)),
+      thread_([this] { run(); }) {
   }
 
   ~notifier() {

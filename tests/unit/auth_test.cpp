@@ -60,6 +60,21 @@ TEST_CASE("our rsa signature verifies with the public key; both PKCS#8 and PKCS#
   }
 }
 
+TEST_CASE("a thread's copy of a key signs as the key does") {
+  std::string error;
+  auto key = crypto::load_private_key(std::string{PAYBUS_TEST_DATA} + "/merchant.key.pem", error);
+  REQUIRE(key);
+  auto copy = crypto::copy_for_thread(key);
+  REQUIRE(copy);
+  CHECK(copy.get() != key.get());
+  auto public_key = crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/merchant.pub.pem", error);
+  auto signature = crypto::rsa_sha256_sign_base64(copy.get(), "hello");
+  CHECK(crypto::rsa_sha256_verify_base64(public_key.get(), "hello", signature));
+  // PKCS#1 v1.5 is deterministic: the copy's signature is the key's.
+  CHECK(signature == crypto::rsa_sha256_sign_base64(key.get(), "hello"));
+  CHECK_FALSE(crypto::copy_for_thread(nullptr));
+}
+
 TEST_CASE("RSA keys under 2048 bits are refused") {
   std::string error;
   CHECK_FALSE(crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/short.pub.pem", error));

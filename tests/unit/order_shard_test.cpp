@@ -102,7 +102,7 @@ TEST_CASE_METHOD(fixture, "a shard issues increasing pay_ids of its own space an
   auto creates = std::make_shared<std::vector<payment_record>>();
   auto answers = std::make_shared<std::vector<std::string>>();
   auto store = system.spawn(store_double, creates, false);
-  auto shard = spawn_order_shard(system, store, order_shard_settings{9, 3, 0});
+  auto shard = spawn_order_shard(system, store, order_shard_settings{9, 3, 0, {}});
   system.spawn(client, shard, std::vector<payment_order>{one("A-1", 100), one("B-1", 100)}, answers);
   system.spawn(client, shard, order("C-1", 100), answers);
   coordinator.run();
@@ -126,7 +126,7 @@ TEST_CASE_METHOD(fixture, "a store error reaches every caller and a retry reache
   auto creates = std::make_shared<std::vector<payment_record>>();
   auto answers = std::make_shared<std::vector<std::string>>();
   auto store = system.spawn(store_double, creates, true);
-  auto shard = spawn_order_shard(system, store, order_shard_settings{1, 0, 0});
+  auto shard = spawn_order_shard(system, store, order_shard_settings{1, 0, 0, {}});
   system.spawn(client, shard, order("A-1", 100), answers);
   system.spawn(client, shard, order("A-1", 100), answers);
   coordinator.run();

@@ -1,0 +1,85 @@
+// RSA-2048 signing as the bus and the simulator do it, beside what
+// `openssl speed rsa2048` times (a raw private-key operation on a digest with
+// a reused context), so the cost of the layers between them can be seen.
+//   build/benchmarks/paybus-bench-signing [--benchmark_filter=REGEX]
+
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/crypto.hpp"
+#include "common/signing.hpp"
+
+namespace {
+
+using paybus::crypto::pkey_ptr;
+
+pkey_ptr make_key() {
+  EVP_PKEY* key = EVP_RSA_gen(2048);
+  if (key == nullptr)
+    std::abort();
+  return pkey_ptr{key, paybus::crypto::pkey_deleter{}};
+}
+
+const pkey_ptr& shared_key() {
+  static pkey_ptr key = make_key();
+  return key;
+}
+
+const std::string body =
+  R"({"pay_id":"0191a2b3c4d5e6f70000000000000001","amount":1999,"currency":"CNY",)"
+  R"("subject":"order A-1001","notify_url":"http://127.0.0.1:8080/v1/channels/sim-a/notify"})";
+
+/// The whole of a request's signature: fresh nonce, canonical string, SHA-256,
+/// RSA, base64. One key shared by every thread, as the bus's workers share it.
+void sign_request_shared_key(benchmark::State& state) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(
+      paybus::sign_rsa(shared_key().get(), "POST", "/v1/pay", body, 1'790'000'000'000));
+}
+BENCHMARK(sign_request_shared_key)->Threads(1)->Threads(2)->UseRealTime();
+
+/// The same with a copy of the key per thread (copy_for_thread), as now.
+void sign_request_own_key(benchmark::State& state) {
+  auto key = paybus::crypto::copy_for_thread(shared_key());
+  for (auto _ : state)
+    benchmark::DoNotOptimize(paybus::sign_rsa(key.get(), "POST", "/v1/pay", body, 1'790'000'000'000));
+}
+BENCHMARK(sign_request_own_key)->Threads(1)->Threads(2)->UseRealTime();
+
+/// What `openssl speed rsa2048` times: a private-key operation on a ready
+/// digest with one context reused.
+void raw_private_key_operation(benchmark::State& state) {
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(shared_key().get(), nullptr);
+  EVP_PKEY_sign_init(ctx);
+  EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING);
+  EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256());
+  unsigned char digest[32] = {1, 2, 3};
+  unsigned char signature[256];
+  for (auto _ : state) {
+    size_t size = sizeof(signature);
+    if (EVP_PKEY_sign(ctx, signature, &size, digest, sizeof(digest)) != 1)
+      state.SkipWithError("EVP_PKEY_sign failed");
+    benchmark::DoNotOptimize(signature);
+  }
+  EVP_PKEY_CTX_free(ctx);
+}
+BENCHMARK(raw_private_key_operation)->Threads(1)->Threads(2)->UseRealTime();
+
+/// A channel answer's verification (public key), for scale.
+void verify_answer(benchmark::State& state) {
+  auto headers = paybus::sign_rsa(shared_key().get(), "POST", "/v1/pay", body, 1'790'000'000'000);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(paybus::verify_rsa_message(
+      shared_key().get(), "POST", "/v1/pay", headers.timestamp, headers.nonce, headers.signature,
+      body, 1'790'000'000'000, 300));
+}
+BENCHMARK(verify_answer)->Threads(1)->UseRealTime();
+
+} // namespace
+
+BENCHMARK_MAIN();

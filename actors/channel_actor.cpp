@@ -19,6 +19,7 @@
 #include "common/crypto.hpp"
 #include "common/metrics.hpp"
 #include "common/signing.hpp"
+#include "common/thread_name.hpp"
 
 namespace paybus {
 
@@ -187,6 +188,7 @@ channel_outcome interpret(const worker_state& st, const http_exchange& exchange,
 
 worker_actor::behavior_type worker_behavior(worker_pointer self,
                                             channel_settings_runtime settings) {
+  name_this_thread("pb-ch-" + settings.id);
   self->state.settings = std::move(settings);
   self->state.settings.bus_key = crypto::copy_for_thread(self->state.settings.bus_key);
   self->state.curl = curl_easy_init();

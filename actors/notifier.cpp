@@ -18,6 +18,7 @@
 #include "common/crypto.hpp"
 #include "common/metrics.hpp"
 #include "common/signing.hpp"
+#include "common/thread_name.hpp"
 #include "storage/local_store.hpp"
 
 namespace paybus {
@@ -43,6 +44,7 @@ struct worker_state {
 
 webhook_worker_actor::behavior_type worker_behavior(
   webhook_worker_actor::stateful_pointer<worker_state> self, notifier_settings settings) {
+  name_this_thread("pb-webhook");
   auto& st = self->state;
   for (const auto& merchant : settings.merchants)
     st.merchants[merchant.id] = merchant;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/spawn.hpp"
+#include "common/thread_name.hpp"
 #include "storage/local_store.hpp"
 
 namespace paybus {
@@ -24,6 +25,7 @@ caf::result<payment_lookup> answer(rocksdb::Status status,
 
 reader_actor::behavior_type reader_behavior(reader_actor::pointer self,
                                             local_store* store) {
+  name_this_thread("pb-reader");
   return {
     [=](get_atom, const std::string& pay_id) -> caf::result<payment_lookup> {
       std::optional<payment_record> record;

@@ -8,6 +8,7 @@
 
 #include "actors/spawn.hpp"
 #include "common/metrics.hpp"
+#include "common/thread_name.hpp"
 #include "storage/local_store.hpp"
 
 namespace paybus {
@@ -143,6 +144,7 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
                                         metrics* figures,
                                         pg_database_options database,
                                         sink_actor_limits limits) {
+  name_this_thread("pb-sink");
   auto& st = self->state;
   st.store = store;
   st.figures = figures;

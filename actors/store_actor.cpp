@@ -9,6 +9,7 @@
 #include "actors/spawn.hpp"
 #include "common/clock.hpp"
 #include "common/metrics.hpp"
+#include "common/thread_name.hpp"
 #include "storage/local_store.hpp"
 
 namespace paybus {
@@ -117,6 +118,7 @@ store_actor::behavior_type store_behavior(store_pointer self,
                                           local_store* store, metrics* figures,
                                           sink_actor sink,
                                           store_actor_limits limits) {
+  name_this_thread("pb-store");
   self->state.store = store;
   self->state.figures = figures;
   self->state.sink = std::move(sink);

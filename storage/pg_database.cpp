@@ -45,22 +45,6 @@ std::string one_line(const char* text) {
   return line;
 }
 
-/// Appends "($1,...,$n),(...)" for `rows` rows of `columns` parameters.
-void append_placeholders(std::string& sql, size_t rows, int columns) {
-  for (size_t row = 0; row < rows; ++row) {
-    if (row > 0)
-      sql += ',';
-    sql += '(';
-    for (int column = 0; column < columns; ++column) {
-      if (column > 0)
-        sql += ',';
-      sql += '$';
-      sql += std::to_string(row * static_cast<size_t>(columns) + static_cast<size_t>(column) + 1);
-    }
-    sql += ')';
-  }
-}
-
 } // namespace
 
 pg_database::pg_database(pg_database_options options)
@@ -201,72 +185,100 @@ bool pg_database::execute(const std::string& sql,
   return true;
 }
 
+void pg_array_literal::separate() {
+  if (text_.size() > 1)
+    text_ += ',';
+}
+
+void pg_array_literal::add(std::string_view value) {
+  separate();
+  text_ += '"';
+  for (char c : value) {
+    if (c == '"' || c == '\\')
+      text_ += '\\';
+    text_ += c;
+  }
+  text_ += '"';
+}
+
+void pg_array_literal::add_null() {
+  separate();
+  text_ += "NULL";
+}
+
+const std::string& pg_array_literal::finish() {
+  if (!finished_)
+    text_ += '}';
+  finished_ = true;
+  return text_;
+}
+
+namespace {
+
+void add_or_null(pg_array_literal& column, const std::string& value) {
+  if (value.empty())
+    column.add_null();
+  else
+    column.add(value);
+}
+
+/// Runs `sql` with each column's finished literal as a parameter.
+std::vector<const char*> column_parameters(std::vector<pg_array_literal>& columns) {
+  std::vector<const char*> params;
+  params.reserve(columns.size());
+  for (auto& column : columns)
+    params.push_back(column.finish().c_str());
+  return params;
+}
+
+} // namespace
+
 bool pg_database::insert_orders(const std::vector<payment_record>& records,
                                 std::string& error) {
   if (records.empty())
     return true;
-  constexpr int columns = 9;
-  std::string sql
-    = "INSERT INTO payment_orders (pay_id, merchant_id, merchant_order_no, "
-      "amount, currency, subject, channel_id, instance_id, created_at) VALUES ";
-  std::vector<std::string> texts;
-  texts.reserve(records.size() * 4);
-  std::vector<const char*> params;
-  params.reserve(records.size() * columns);
-  append_placeholders(sql, records.size(), columns);
-  for (size_t row = 0; row < records.size(); ++row) {
-    const auto& record = records[row];
-    texts.push_back(std::to_string(record.order.amount_minor));
-    const char* amount = texts.back().c_str();
-    texts.push_back(std::to_string(record.instance_id));
-    const char* instance = texts.back().c_str();
-    texts.push_back(format_rfc3339_ms(record.created_at_ms));
-    const char* created = texts.back().c_str();
-    params.push_back(record.pay_id.c_str());
-    params.push_back(record.order.merchant_id.c_str());
-    params.push_back(record.order.merchant_order_no.c_str());
-    params.push_back(amount);
-    params.push_back(record.order.currency.c_str());
-    params.push_back(record.order.subject.empty() ? nullptr
-                                                  : record.order.subject.c_str());
-    params.push_back(record.order.channel_id.empty()
-                       ? nullptr
-                       : record.order.channel_id.c_str());
-    params.push_back(instance);
-    params.push_back(created);
+  static const std::string sql
+    = "INSERT INTO payment_orders (pay_id, merchant_id, merchant_order_no, amount, currency, "
+      "subject, channel_id, instance_id, created_at) "
+      "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], "
+      "$6::text[], $7::text[], $8::integer[], $9::timestamptz[]) "
+      "ON CONFLICT DO NOTHING";
+  std::vector<pg_array_literal> columns(9);
+  for (const auto& record : records) {
+    columns[0].add(record.pay_id);
+    columns[1].add(record.order.merchant_id);
+    columns[2].add(record.order.merchant_order_no);
+    columns[3].add(std::to_string(record.order.amount_minor));
+    columns[4].add(record.order.currency);
+    add_or_null(columns[5], record.order.subject);
+    add_or_null(columns[6], record.order.channel_id);
+    columns[7].add(std::to_string(record.instance_id));
+    columns[8].add(format_rfc3339_ms(record.created_at_ms));
   }
-  sql += " ON CONFLICT DO NOTHING";
-  return execute(sql, params, error);
+  return execute(sql, column_parameters(columns), error);
 }
 
 bool pg_database::insert_results(const std::vector<payment_result>& results,
                                  std::string& error) {
   if (results.empty())
     return true;
-  constexpr int columns = 7;
-  std::string sql = "INSERT INTO payment_results (pay_id, status, channel_id, channel_txn_id, "
-                    "amount, finished_at, source) VALUES ";
-  std::vector<std::string> texts;
-  texts.reserve(results.size() * 2);  // never reallocates: params point into it
-  std::vector<const char*> params;
-  params.reserve(results.size() * columns);
-  append_placeholders(sql, results.size(), columns);
-  for (size_t row = 0; row < results.size(); ++row) {
-    const auto& result = results[row];
-    texts.push_back(std::to_string(result.amount_minor));
-    const char* amount = texts.back().c_str();
-    texts.push_back(format_rfc3339_ms(result.finished_at_ms));
-    const char* finished = texts.back().c_str();
-    params.push_back(result.pay_id.c_str());
-    params.push_back(result.status.c_str());
-    params.push_back(result.channel_id.empty() ? nullptr : result.channel_id.c_str());
-    params.push_back(result.channel_txn_id.empty() ? nullptr : result.channel_txn_id.c_str());
-    params.push_back(amount);
-    params.push_back(finished);
-    params.push_back(result.source.c_str());
+  static const std::string sql
+    = "INSERT INTO payment_results (pay_id, status, channel_id, channel_txn_id, amount, "
+      "finished_at, source) "
+      "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], "
+      "$6::timestamptz[], $7::text[]) "
+      "ON CONFLICT DO NOTHING";
+  std::vector<pg_array_literal> columns(7);
+  for (const auto& result : results) {
+    columns[0].add(result.pay_id);
+    columns[1].add(result.status);
+    add_or_null(columns[2], result.channel_id);
+    add_or_null(columns[3], result.channel_txn_id);
+    columns[4].add(std::to_string(result.amount_minor));
+    columns[5].add(format_rfc3339_ms(result.finished_at_ms));
+    columns[6].add(result.source);
   }
-  sql += " ON CONFLICT DO NOTHING";
-  return execute(sql, params, error);
+  return execute(sql, column_parameters(columns), error);
 }
 
 std::optional<int32_t> pg_database::register_instance(

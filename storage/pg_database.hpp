@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "messages/types.hpp"
@@ -62,6 +63,24 @@ private:
 
   pg_database_options options_;
   pg_conn* connection_ = nullptr;
+};
+
+/// Builds a PostgreSQL array literal ({"a","b",NULL}) one element at a time,
+/// for a statement that takes a whole column as one parameter: its text and
+/// parse stay the same size whatever the number of rows.
+class pg_array_literal {
+public:
+  pg_array_literal() : text_{"{"} {}
+  /// A text element, double-quoted with `"` and `\` escaped.
+  void add(std::string_view value);
+  void add_null();
+  /// The literal; add nothing after.
+  const std::string& finish();
+
+private:
+  void separate();
+  std::string text_;
+  bool finished_ = false;
 };
 
 /// The schema of API.md section 6.

@@ -1,5 +1,6 @@
 """End to end: accepting payments durably over real HTTP, with a real PostgreSQL (API.md 1, 2, 3, 6)."""
 
+import hashlib
 import json
 import os
 import re
@@ -56,6 +57,25 @@ class AcceptPayments(unittest.TestCase):
         self.assertEqual(row[:5], ["demo", "T1-A-1001", "1999", "CNY", "coffee"])
         instance = self.pg.scalar("SELECT min(instance_id) FROM paybus_instances")
         self.assertEqual(row[5], instance)
+
+    def test_any_subject_reaches_the_database_exactly(self):
+        # Rows go to PostgreSQL as array literals: quotes, backslashes, braces,
+        # commas and the word NULL must arrive as they were sent.
+        subject = 'say "hi", {x} \\ back\\slash NULL \u00fcn\u00efc\u00f6d\u00e9 \u6f22'
+        status, body, _ = self.client.pay("T1-S-1", amount=7, subject=subject)
+        self.assertEqual(status, 202, body)
+        status, bare, _ = self.client.pay("T1-S-2", amount=8)
+        self.assertEqual(status, 202, bare)
+        for pay_id in (body["pay_id"], bare["pay_id"]):
+            self.wait_rows(f"SELECT count(*) FROM payment_orders WHERE pay_id = '{pay_id}'", 1)
+        digest = self.pg.scalar(f"SELECT md5(subject) FROM payment_orders WHERE pay_id = '{body['pay_id']}'")
+        self.assertEqual(digest, hashlib.md5(subject.encode()).hexdigest())
+        self.assertEqual(self.pg.scalar("SELECT count(*) FROM payment_orders WHERE pay_id = "
+                                        f"'{bare['pay_id']}' AND subject IS NULL"), "1")
+        created = self.pg.scalar("SELECT to_char(created_at AT TIME ZONE 'UTC', "
+                                 "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM payment_orders "
+                                 f"WHERE pay_id = '{body['pay_id']}'")
+        self.assertEqual(created, body["created_at"])
 
     def test_same_order_again_returns_the_same_payment(self):
         status, first, _ = self.client.pay("T1-B-1", amount=500, subject="tea")

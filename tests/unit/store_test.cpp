@@ -4,6 +4,7 @@
 
 #include "common/crypto.hpp"
 #include "storage/local_store.hpp"
+#include "storage/pg_database.hpp"
 #include "storage/record_codec.hpp"
 
 using namespace paybus;
@@ -299,4 +300,15 @@ TEST_CASE("route: recorded while processing, refused once final") {
   commit_results(*store, {result_for("100", 500)});
   REQUIRE(store->commit(batch, answers).ok());
   CHECK(answers.routes == std::vector<bool>{false, false});
+}
+
+TEST_CASE("array literals for the database quote every text element") {
+  pg_array_literal column;
+  column.add("plain");
+  column.add("say \"hi\", {x} \\ NULL");
+  column.add_null();
+  column.add("");
+  CHECK(column.finish() == R"({"plain","say \"hi\", {x} \\ NULL",NULL,""})");
+  CHECK(column.finish() == R"({"plain","say \"hi\", {x} \\ NULL",NULL,""})");
+  CHECK(pg_array_literal{}.finish() == "{}");
 }

@@ -24,6 +24,11 @@ struct sink_state {
   int64_t backoff_ms = 0;
   bool tick_queued = false;
   bool tick_is_idle_poll = false;  // the queued tick only polls an idle outbox
+  // A delayed message cannot be taken back: a tick of an older generation
+  // arrives anyway and is ignored. (Without this every idle poll cut short
+  // by a wake went on as a round a second later, which scheduled another:
+  // the rounds a second grew for as long as the bus ran.)
+  uint64_t tick_generation = 0;
   bool reported_down = false;
 };
 
@@ -35,10 +40,11 @@ void schedule(sink_pointer self, int64_t delay_ms) {
     return;
   st.tick_queued = true;
   st.tick_is_idle_poll = delay_ms == st.limits.idle_poll_ms;
+  auto generation = ++st.tick_generation;
   if (delay_ms <= 0)
-    self->send(self, tick_atom::value);
+    self->send(self, tick_atom::value, generation);
   else
-    self->delayed_send(self, std::chrono::milliseconds{delay_ms}, tick_atom::value);
+    self->delayed_send(self, std::chrono::milliseconds{delay_ms}, tick_atom::value, generation);
 }
 
 void database_down(sink_pointer self, const std::string& error) {
@@ -117,6 +123,7 @@ bool deliver_batch(sink_pointer self) {
 void delivery_round(sink_pointer self) {
   auto& st = self->state;
   st.tick_queued = false;
+  st.figures->db_delivery_rounds_total.fetch_add(1, std::memory_order_relaxed);
   std::string error;
   if (!st.database->ensure_ready(error)) {
     database_down(self, error);
@@ -164,7 +171,10 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
         st.tick_queued = false;
       schedule(self, st.limits.gather_ms);
     },
-    [=](tick_atom) { delivery_round(self); },
+    [=](tick_atom, uint64_t generation) {
+      if (generation == self->state.tick_generation)
+        delivery_round(self);
+    },
   };
 }
 

@@ -144,6 +144,9 @@ std::string metrics::render_prometheus() const {
   append_metric(out, "paybus_db_rows_written_total", "counter",
                 "Rows the database sink has delivered (inserted or already present).");
   append_value(out, "paybus_db_rows_written_total", load(db_rows_written_total));
+  append_metric(out, "paybus_db_delivery_rounds_total", "counter",
+                "Times the database sink has looked at its outbox.");
+  append_value(out, "paybus_db_delivery_rounds_total", load(db_delivery_rounds_total));
   append_metric(out, "paybus_notify_backlog", "gauge",
                 "Merchant notifications waiting for delivery.");
   append_value(out, "paybus_notify_backlog", load(notify_backlog));

@@ -112,8 +112,9 @@ using order_actor = caf::typed_actor<
 using sink_actor = caf::typed_actor<
   // The store committed new outbox entries.
   caf::reacts_to<wake_atom>,
-  // Internal: the next delivery round or retry after backoff.
-  caf::reacts_to<tick_atom>>;
+  // Internal: the next delivery round or retry after backoff. Only the tick
+  // of the latest generation counts: one scheduled later supersedes it.
+  caf::reacts_to<tick_atom, uint64_t>>;
 
 /// One payment channel: signs, sends, verifies, limits concurrency and
 /// breaks the circuit after repeated failures.

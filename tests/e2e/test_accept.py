@@ -77,6 +77,34 @@ class AcceptPayments(unittest.TestCase):
                                  f"WHERE pay_id = '{body['pay_id']}'")
         self.assertEqual(created, body["created_at"])
 
+    def test_database_sink_rounds_stay_bounded_under_a_trickle(self):
+        # A steady trickle wakes the sink after every commit. It may look at
+        # its outbox at most once per gather time (20 ms) plus its idle poll;
+        # a wake that cut an idle poll short once left that poll to run on,
+        # and the rounds a second grew for as long as the bus ran.
+        def trickle(seconds, prefix):
+            end = time.time() + seconds
+            n = 0
+            while time.time() < end:
+                n += 1
+                status, body, _ = self.client.pay(f"{prefix}-{n}", amount=1)
+                self.assertEqual(status, 202, body)
+                time.sleep(0.005)
+            return n
+
+        trickle(4, "T1-R-warm")
+        rates = []
+        for window in range(2):
+            before = self.bus.metric("paybus_db_delivery_rounds_total")
+            started = time.time()
+            sent = trickle(3, f"T1-R-{window}")
+            rates.append((self.bus.metric("paybus_db_delivery_rounds_total") - before)
+                         / (time.time() - started))
+            self.assertGreater(sent, 100)
+        print(f"sink rounds a second under a trickle: {rates[0]:.1f}, then {rates[1]:.1f}", file=sys.stderr)
+        for rate in rates:
+            self.assertLessEqual(rate, 1000 / 20 + 5)
+
     def test_same_order_again_returns_the_same_payment(self):
         status, first, _ = self.client.pay("T1-B-1", amount=500, subject="tea")
         self.assertEqual(status, 202)

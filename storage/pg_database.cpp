@@ -215,6 +215,7 @@ const std::string& pg_array_literal::finish() {
 
 namespace {
 
+/// An absent optional field (empty) is SQL NULL.
 void add_or_null(pg_array_literal& column, const std::string& value) {
   if (value.empty())
     column.add_null();
@@ -222,7 +223,7 @@ void add_or_null(pg_array_literal& column, const std::string& value) {
     column.add(value);
 }
 
-/// Runs `sql` with each column's finished literal as a parameter.
+/// The statement's parameters: each column's finished literal.
 std::vector<const char*> column_parameters(std::vector<pg_array_literal>& columns) {
   std::vector<const char*> params;
   params.reserve(columns.size());

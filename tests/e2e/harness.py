@@ -1,5 +1,6 @@
 """Starts real processes for end-to-end tests: a throwaway PostgreSQL cluster and paybusd."""
 
+import atexit
 import json
 import os
 import shutil
@@ -32,8 +33,8 @@ def make_temp_dir(name):
 class PgCluster:
     """A throwaway PostgreSQL listening on a unix socket in a temp dir."""
 
-    def __init__(self):
-        self.dir = make_temp_dir("pg")
+    def __init__(self, cluster_dir=None):
+        self.dir = cluster_dir or make_temp_dir("pg")
         self.url = None
 
     def start(self):
@@ -73,6 +74,7 @@ def keys_dir():
     global KEYS_DIR
     if KEYS_DIR is None:
         KEYS_DIR = make_temp_dir("keys")
+        atexit.register(shutil.rmtree, KEYS_DIR, True)
         subprocess.run([MAKE_KEYS, KEYS_DIR, "paybus", "merchant-rsa", "sim-a", "sim-b"], check=True)
     return KEYS_DIR
 

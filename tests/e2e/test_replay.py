@@ -57,8 +57,7 @@ class Replay(unittest.TestCase):
             self.assertEqual(code, 0, out)
             self.assertIn("25 orders checked, 0 problems", out)
 
-            pg = PgCluster()
-            pg.dir = down.dir
+            pg = PgCluster(down.dir)
             pg.start()
             code, out, err = replay(store, "replay", "--database", pg.url)
             self.assertEqual(code, 0, err)

@@ -1,10 +1,13 @@
 // Merchant notifications (API.md section 5): read due entries of the store's
-// webhook outbox, deliver each through a worker chosen by merchant (so one
-// slow merchant holds up only its own worker), drop on any 2xx, otherwise
+// webhook outbox, deliver each through an idle worker, one delivery a worker
+// and at most one worker fewer than there are for any merchant (so a merchant
+// whose endpoint hangs never holds up the others), drop on any 2xx, otherwise
 // retry later on a doubling schedule, for at least 24 hours, across restarts.
 
+#include <algorithm>
 #include <map>
 #include <set>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -96,8 +99,13 @@ struct notifier_state {
   notifier_settings settings;
   std::map<std::string, notify_merchant> merchants;
   std::vector<webhook_worker_actor> workers;
+  std::vector<bool> worker_busy;  // a worker takes one delivery at a time
   std::set<std::string> in_flight;  // event ids
+  // Deliveries in flight per merchant, at most one worker fewer than there
+  // are: a merchant whose endpoint hangs never holds every worker.
+  std::map<std::string, size_t> merchant_in_flight;
   bool tick_queued = false;
+  uint64_t tick_generation = 0;  // a superseded delayed tick is dropped
 };
 
 using notifier_pointer = notifier_actor::stateful_pointer<notifier_state>;
@@ -111,8 +119,18 @@ void schedule(notifier_pointer self, int64_t delay_ms) {
   if (st.tick_queued)
     return;
   st.tick_queued = true;
-  self->delayed_send(self, std::chrono::milliseconds{std::max<int64_t>(delay_ms, 1)},
-                     tick_atom::value);
+  auto generation = ++st.tick_generation;
+  if (delay_ms <= 0)
+    self->send(self, tick_atom::value, generation);
+  else
+    self->delayed_send(self, std::chrono::milliseconds{delay_ms}, tick_atom::value, generation);
+}
+
+/// A round now, in place of the one queued: a finished delivery frees a
+/// worker, and the next due webhook should not wait for the poll.
+void kick(notifier_pointer self) {
+  self->state.tick_queued = false;
+  schedule(self, 0);
 }
 
 /// The notification body, from the payment as the store holds it now.
@@ -160,13 +178,29 @@ void round(notifier_pointer self) {
       st.store->finish_webhook(entry);
       continue;
     }
+    auto merchant_id = delivery->merchant_id;
+    size_t per_merchant = std::max<size_t>(1, st.workers.size() - 1);
+    if (st.merchant_in_flight[merchant_id] >= per_merchant)
+      continue;  // stays due: a later round takes it
+    auto idle = std::find(st.worker_busy.begin(), st.worker_busy.end(), false);
+    if (idle == st.worker_busy.end())
+      break;  // every worker busy: a finished delivery starts the next round
+    auto worker = static_cast<size_t>(idle - st.worker_busy.begin());
+    st.worker_busy[worker] = true;
+    ++st.merchant_in_flight[merchant_id];
     st.in_flight.insert(entry.event_id);
-    auto& worker = st.workers[std::hash<std::string>{}(delivery->merchant_id) % st.workers.size()];
-    self->request(worker, caf::infinite, deliver_atom::value, *delivery)
+    auto release = [=] {
+      auto& st = self->state;
+      st.worker_busy[worker] = false;
+      if (--st.merchant_in_flight[merchant_id] == 0)
+        st.merchant_in_flight.erase(merchant_id);
+      st.in_flight.erase(entry.event_id);
+    };
+    self->request(st.workers[worker], caf::infinite, deliver_atom::value, *delivery)
       .then(
         [=](int32_t http_status) {
+          release();
           auto& st = self->state;
-          st.in_flight.erase(entry.event_id);
           if (http_status >= 200 && http_status < 300) {
             st.store->finish_webhook(entry);
           } else if (unix_now_ms() - entry.first_due_ms > st.settings.give_up_after_ms) {
@@ -177,10 +211,11 @@ void round(notifier_pointer self) {
             st.store->reschedule_webhook(entry, unix_now_ms() + retry_delay(st.settings, entry.attempt));
           }
           st.figures->notify_backlog = st.store->webhook_backlog();
-          schedule(self, 0);
+          kick(self);
         },
         [=](caf::error&) {
-          self->state.in_flight.erase(entry.event_id);
+          release();
+          self->state.tick_queued = false;  // not at once: the worker failed
           schedule(self, self->state.settings.poll_ms);
         });
   }
@@ -203,6 +238,7 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
     st.workers.push_back(self->system().spawn<caf::detached>(worker_behavior, settings));
     self->link_to(st.workers.back());
   }
+  st.worker_busy.assign(st.workers.size(), false);
   schedule(self, 0);
   return {
     [=](wake_atom) {
@@ -211,7 +247,10 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
         return;  // a round is coming anyway
       schedule(self, 0);
     },
-    [=](tick_atom) { round(self); },
+    [=](tick_atom, uint64_t generation) {
+      if (generation == self->state.tick_generation)
+        round(self);
+    },
   };
 }
 

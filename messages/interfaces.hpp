@@ -142,8 +142,8 @@ using coordinator_actor = caf::typed_actor<
 using notifier_actor = caf::typed_actor<
   // The store queued notifications.
   caf::reacts_to<wake_atom>,
-  // Internal: the next delivery round.
-  caf::reacts_to<tick_atom>>;
+  // Internal: the next delivery round; only the latest generation counts.
+  caf::reacts_to<tick_atom, uint64_t>>;
 
 /// Sends one notification (detached: blocking HTTP); answers the HTTP status,
 /// 0 if nothing came back.

@@ -7,13 +7,14 @@ import hmac
 import http.server
 import json
 import os
+import socket
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, free_port  # noqa: E402
+from harness import Bus, ChannelSim, PgCluster, free_port, keys_dir  # noqa: E402
 from paybus_client import Client, canonical  # noqa: E402
 
 
@@ -122,6 +123,48 @@ class Webhooks(unittest.TestCase):
             self.assertGreaterEqual(len(attempts), 2)  # failed at least once, then delivered
             self.assertEqual(len({a[0]["X-Paybus-Event"] for a in attempts}), 1)
             self.assertEqual(len({a[0]["X-Paybus-Nonce"] for a in attempts}), len(attempts))
+
+    def test_a_hanging_merchant_endpoint_does_not_hold_up_other_merchants(self):
+        # "demo"'s endpoint accepts connections and never answers, so each of
+        # its deliveries holds a worker for notify.timeout_ms (5 s). With the
+        # default 4 workers, "rsa-shop" once shared "demo"'s worker (chosen by
+        # a hash of the merchant) and waited behind every one of them.
+        hanging = socket.socket()
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen(64)
+        held = []
+
+        def hold():
+            try:
+                while True:
+                    held.append(hanging.accept())
+            except OSError:
+                pass  # closed at the end of the test
+
+        threading.Thread(target=hold, daemon=True).start()
+        hanging_url = f"http://127.0.0.1:{hanging.getsockname()[1]}/notify"
+        try:
+            for i in range(6):
+                status, body, _ = self.client.pay(f"W-5-{i}", notify_url=hanging_url)
+                self.assertEqual(status, 202, body)
+            deadline = time.time() + 10
+            while time.time() < deadline and not held:
+                time.sleep(0.05)
+            self.assertTrue(held)  # demo's deliveries are hanging now
+            shop = Client("127.0.0.1", self.bus.port, merchant="rsa-shop",
+                          rsa_key=os.path.join(keys_dir(), "merchant-rsa.key.pem"))
+            started = time.time()
+            _, created, _ = shop.pay("W-5-shop", notify_url=self.receiver.url)
+            shop.close()
+            self.wait_delivered(created["pay_id"], timeout=10)
+            waited = time.time() - started
+            print(f"rsa-shop's webhook arrived {waited:.2f} s after its payment, "
+                  f"{len(held)} of demo's deliveries hanging", file=sys.stderr)
+            self.assertLess(waited, 3.0)
+        finally:
+            hanging.close()
+            for connection, _ in held:
+                connection.close()
 
     def test_webhooks_survive_a_kill_9(self):
         self.receiver.failing = True

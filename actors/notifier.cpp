@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/payment_rules.hpp"
+#include "actors/round_timer.hpp"
 #include "actors/spawn.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
@@ -104,8 +105,7 @@ struct notifier_state {
   // Deliveries in flight per merchant, at most one worker fewer than there
   // are: a merchant whose endpoint hangs never holds every worker.
   std::map<std::string, size_t> merchant_in_flight;
-  bool tick_queued = false;
-  uint64_t tick_generation = 0;  // a superseded delayed tick is dropped
+  round_timer timer;
 };
 
 using notifier_pointer = notifier_actor::stateful_pointer<notifier_state>;
@@ -115,22 +115,7 @@ int64_t retry_delay(const notifier_settings& settings, int64_t attempt) {
 }
 
 void schedule(notifier_pointer self, int64_t delay_ms) {
-  auto& st = self->state;
-  if (st.tick_queued)
-    return;
-  st.tick_queued = true;
-  auto generation = ++st.tick_generation;
-  if (delay_ms <= 0)
-    self->send(self, tick_atom::value, generation);
-  else
-    self->delayed_send(self, std::chrono::milliseconds{delay_ms}, tick_atom::value, generation);
-}
-
-/// A round now, in place of the one queued: a finished delivery frees a
-/// worker, and the next due webhook should not wait for the poll.
-void kick(notifier_pointer self) {
-  self->state.tick_queued = false;
-  schedule(self, 0);
+  self->state.timer.schedule(self, delay_ms);
 }
 
 /// The notification body, from the payment as the store holds it now.
@@ -163,7 +148,6 @@ std::optional<webhook_delivery> build(notifier_state& st, const webhook_entry& e
 
 void round(notifier_pointer self) {
   auto& st = self->state;
-  st.tick_queued = false;
   auto now = unix_now_ms();
   std::vector<webhook_entry> due;
   auto status = st.store->due_webhooks(now, 256 + st.in_flight.size(), due);
@@ -172,6 +156,9 @@ void round(notifier_pointer self) {
   for (auto& entry : due) {
     if (st.in_flight.count(entry.event_id))
       continue;
+    auto idle = std::find(st.worker_busy.begin(), st.worker_busy.end(), false);
+    if (idle == st.worker_busy.end())
+      break;  // every worker busy: a finished delivery starts the next round
     auto delivery = build(st, entry);
     if (!delivery || delivery->url.empty()) {
       // No payment (cannot happen) or no target configured: nothing to send.
@@ -182,9 +169,6 @@ void round(notifier_pointer self) {
     size_t per_merchant = std::max<size_t>(1, st.workers.size() - 1);
     if (st.merchant_in_flight[merchant_id] >= per_merchant)
       continue;  // stays due: a later round takes it
-    auto idle = std::find(st.worker_busy.begin(), st.worker_busy.end(), false);
-    if (idle == st.worker_busy.end())
-      break;  // every worker busy: a finished delivery starts the next round
     auto worker = static_cast<size_t>(idle - st.worker_busy.begin());
     st.worker_busy[worker] = true;
     ++st.merchant_in_flight[merchant_id];
@@ -211,12 +195,13 @@ void round(notifier_pointer self) {
             st.store->reschedule_webhook(entry, unix_now_ms() + retry_delay(st.settings, entry.attempt));
           }
           st.figures->notify_backlog = st.store->webhook_backlog();
-          kick(self);
+          // A worker is free: the next due webhook need not wait for the poll.
+          self->state.timer.replace(self, 0);
         },
         [=](caf::error&) {
           release();
-          self->state.tick_queued = false;  // not at once: the worker failed
-          schedule(self, self->state.settings.poll_ms);
+          // Not at once: the worker failed.
+          self->state.timer.replace(self, self->state.settings.poll_ms);
         });
   }
   st.figures->notify_backlog = st.store->webhook_backlog();
@@ -241,14 +226,9 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
   st.worker_busy.assign(st.workers.size(), false);
   schedule(self, 0);
   return {
-    [=](wake_atom) {
-      auto& st = self->state;
-      if (st.tick_queued)
-        return;  // a round is coming anyway
-      schedule(self, 0);
-    },
+    [=](wake_atom) { schedule(self, 0); },  // unless a round is coming anyway
     [=](tick_atom, uint64_t generation) {
-      if (generation == self->state.tick_generation)
+      if (self->state.timer.take(generation))
         round(self);
     },
   };

@@ -6,6 +6,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/round_timer.hpp"
 #include "actors/spawn.hpp"
 #include "common/metrics.hpp"
 #include "common/thread_name.hpp"
@@ -22,29 +23,14 @@ struct sink_state {
   sink_actor_limits limits;
   uint64_t next_sequence = 0;  // everything before it is delivered
   int64_t backoff_ms = 0;
-  bool tick_queued = false;
-  bool tick_is_idle_poll = false;  // the queued tick only polls an idle outbox
-  // A delayed message cannot be taken back: a tick of an older generation
-  // arrives anyway and is ignored. (Without this every idle poll cut short
-  // by a wake went on as a round a second later, which scheduled another:
-  // the rounds a second grew for as long as the bus ran.)
-  uint64_t tick_generation = 0;
+  round_timer timer;
   bool reported_down = false;
 };
 
 using sink_pointer = sink_actor::stateful_pointer<sink_state>;
 
 void schedule(sink_pointer self, int64_t delay_ms) {
-  auto& st = self->state;
-  if (st.tick_queued)
-    return;
-  st.tick_queued = true;
-  st.tick_is_idle_poll = delay_ms == st.limits.idle_poll_ms;
-  auto generation = ++st.tick_generation;
-  if (delay_ms <= 0)
-    self->send(self, tick_atom::value, generation);
-  else
-    self->delayed_send(self, std::chrono::milliseconds{delay_ms}, tick_atom::value, generation);
+  self->state.timer.schedule(self, delay_ms);
 }
 
 void database_down(sink_pointer self, const std::string& error) {
@@ -122,7 +108,6 @@ bool deliver_batch(sink_pointer self) {
 
 void delivery_round(sink_pointer self) {
   auto& st = self->state;
-  st.tick_queued = false;
   st.figures->db_delivery_rounds_total.fetch_add(1, std::memory_order_relaxed);
   std::string error;
   if (!st.database->ensure_ready(error)) {
@@ -139,8 +124,7 @@ void delivery_round(sink_pointer self) {
   // shutdown request) served.
   for (int batch = 0; batch < 20; ++batch) {
     if (!deliver_batch(self)) {
-      if (!st.tick_queued)
-        schedule(self, st.limits.idle_poll_ms);
+      schedule(self, st.limits.idle_poll_ms);
       return;
     }
   }
@@ -167,12 +151,13 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
       auto& st = self->state;
       if (st.backoff_ms != 0)
         return;
-      if (st.tick_queued && st.tick_is_idle_poll)
-        st.tick_queued = false;
-      schedule(self, st.limits.gather_ms);
+      if (st.timer.pending() && st.timer.pending_delay_ms() == st.limits.idle_poll_ms)
+        st.timer.replace(self, st.limits.gather_ms);
+      else
+        schedule(self, st.limits.gather_ms);
     },
     [=](tick_atom, uint64_t generation) {
-      if (generation == self->state.tick_generation)
+      if (self->state.timer.take(generation))
         delivery_round(self);
     },
   };

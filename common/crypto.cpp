@@ -1,13 +1,17 @@
 #include "common/crypto.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <vector>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 
 namespace paybus::crypto {
@@ -171,27 +175,90 @@ pkey_ptr copy_for_thread(const pkey_ptr& key) {
   return copy == nullptr ? key : wrap(copy);
 }
 
-std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  std::string signature;
-  size_t size = 0;
-  if (EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1
-      && EVP_DigestSign(ctx, nullptr, &size,
-                        reinterpret_cast<const unsigned char*>(data.data()),
-                        data.size())
-           == 1) {
-    signature.assign(size, '\0');
-    if (EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature.data()),
-                       &size,
-                       reinterpret_cast<const unsigned char*>(data.data()),
-                       data.size())
-        == 1)
-      signature.resize(size);
-    else
-      signature.clear();
+namespace {
+
+/// A thread's ready-made contexts for one key. EVP_DigestSignInit and
+/// EVP_DigestVerifyInit look the algorithms up in OpenSSL's provider tables
+/// on every call, which cost about as much as an RSA verification itself
+/// (build/benchmarks/paybus-bench-signing); an initialised EVP_PKEY_CTX may
+/// sign or verify any number of digests with the same parameters.
+struct key_contexts {
+  EVP_PKEY* key = nullptr;  // the contexts hold a reference: it stays alive
+  EVP_PKEY_CTX* sign = nullptr;
+  EVP_PKEY_CTX* verify = nullptr;
+};
+
+class context_cache {
+public:
+  context_cache() = default;
+  context_cache(const context_cache&) = delete;
+  context_cache& operator=(const context_cache&) = delete;
+  ~context_cache() {
+    for (auto& entry : entries_)
+      release(entry);
   }
-  EVP_MD_CTX_free(ctx);
-  return signature.empty() ? std::string{} : base64_encode(signature);
+
+  /// The context of `key` for signing (`for_signing`) or verifying, set up
+  /// for RSASSA-PKCS1-v1_5 with SHA-256; null if OpenSSL refuses.
+  EVP_PKEY_CTX* get(EVP_PKEY* key, bool for_signing) {
+    auto found = std::find_if(entries_.begin(), entries_.end(),
+                              [&](const key_contexts& entry) { return entry.key == key; });
+    if (found == entries_.end()) {
+      if (entries_.size() >= capacity) {  // a thread that met many keys: forget the oldest
+        release(entries_.front());
+        entries_.erase(entries_.begin());
+      }
+      entries_.push_back(key_contexts{key});
+      found = std::prev(entries_.end());
+    }
+    auto& slot = for_signing ? found->sign : found->verify;
+    if (slot == nullptr)
+      slot = make(key, for_signing);
+    return slot;
+  }
+
+private:
+  static constexpr size_t capacity = 16;
+
+  static EVP_PKEY_CTX* make(EVP_PKEY* key, bool for_signing) {
+    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
+    if (ctx != nullptr
+        && (for_signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
+        && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
+      return ctx;
+    EVP_PKEY_CTX_free(ctx);
+    return nullptr;
+  }
+
+  static void release(key_contexts& entry) {
+    EVP_PKEY_CTX_free(entry.sign);
+    EVP_PKEY_CTX_free(entry.verify);
+  }
+
+  std::vector<key_contexts> entries_;
+};
+
+thread_local context_cache contexts;
+
+void sha256(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+}
+
+} // namespace
+
+std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data) {
+  EVP_PKEY_CTX* ctx = key == nullptr ? nullptr : contexts.get(key, true);
+  if (ctx == nullptr)
+    return {};
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  sha256(data, digest);
+  unsigned char signature[1024];  // up to RSA-8192
+  size_t size = sizeof(signature);
+  if (static_cast<size_t>(EVP_PKEY_get_size(key)) > size
+      || EVP_PKEY_sign(ctx, signature, &size, digest, sizeof(digest)) != 1)
+    return {};
+  return base64_encode({reinterpret_cast<const char*>(signature), size});
 }
 
 bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,
@@ -199,16 +266,14 @@ bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,
   std::string signature;
   if (key == nullptr || !base64_decode(signature_base64, signature))
     return false;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1
-            && EVP_DigestVerify(
-                 ctx, reinterpret_cast<const unsigned char*>(signature.data()),
-                 signature.size(),
-                 reinterpret_cast<const unsigned char*>(data.data()),
-                 data.size())
-                 == 1;
-  EVP_MD_CTX_free(ctx);
-  return ok;
+  EVP_PKEY_CTX* ctx = contexts.get(key, false);
+  if (ctx == nullptr)
+    return false;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  sha256(data, digest);
+  return EVP_PKEY_verify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
+                         signature.size(), digest, sizeof(digest))
+         == 1;
 }
 
 std::string random_token(size_t length) {

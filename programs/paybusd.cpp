@@ -166,6 +166,12 @@ int main(int argc, char** argv) {
   store_options.sync = config.store_sync;
   store_options.min_free_bytes = static_cast<uint64_t>(config.store_min_free_bytes);
   store_options.nonce_retention_ms = 2 * config.timestamp_window_seconds * 1000;
+  // A payment with no webhook target (none of its own, none of its
+  // merchant's) leaves no outbox entry for the notifier to read and drop.
+  store_options.default_webhook_merchants.emplace();
+  for (const auto& merchant : config.merchants)
+    if (!merchant.notify_url.empty())
+      store_options.default_webhook_merchants->insert(merchant.id);
   auto store = local_store::open(config.data_dir + "/store", store_options, error);
   if (!store)
     return fatal(error);

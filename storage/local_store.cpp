@@ -126,6 +126,7 @@ std::unique_ptr<local_store> local_store::open(
   store->sync_ = options.sync;
   store->dir_ = dir;
   store->min_free_bytes_ = options.min_free_bytes;
+  store->default_webhook_merchants_ = options.default_webhook_merchants;
   store->nonce_retention_ms_ = options.nonce_retention_ms;
   store->nonce_filter_ = std::make_unique<nonce_expiry_filter>(options.nonce_retention_ms);
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
@@ -282,10 +283,12 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     view.put_order(record);
   };
   int64_t webhooks_added = 0;
-  auto webhook = [&](const std::string& pay_id) {
+  auto webhook = [&](const payment_record& record) {
+    if (!wants_webhook(record))
+      return;
     webhook_entry entry;
-    entry.event_id = "evt_" + pay_id;  // one final event per payment: stable
-    entry.pay_id = pay_id;
+    entry.event_id = "evt_" + record.pay_id;  // one final event per payment: stable
+    entry.pay_id = record.pay_id;
     entry.first_due_ms = unix_now_ms();
     batch.Put(webhooks_, webhook_key(entry.first_due_ms, entry.event_id), codec::encode_webhook(entry));
     ++webhooks_added;
@@ -328,7 +331,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     outbox('O', record.pay_id);
     if (joins) {
       outbox('R', record.pay_id);
-      webhook(record.pay_id);
+      webhook(record);
     } else
       batch.Put(dispatch_, record.pay_id, rocksdb::Slice{});
     answers.creates[i].created = true;
@@ -382,7 +385,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       apply_result(*order, result);
       write_order(*order);
       outbox('R', result.pay_id);
-      webhook(result.pay_id);
+      webhook(*order);
       batch.Delete(dispatch_, result.pay_id);
       answer.joined = true;
       answers.join_latencies_ms.push_back(unix_now_ms() - order->created_at_ms);
@@ -401,6 +404,11 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
   outbox_size_.fetch_add(outbox_added, std::memory_order_relaxed);
   webhook_backlog_.fetch_add(webhooks_added, std::memory_order_relaxed);
   return status;
+}
+
+bool local_store::wants_webhook(const payment_record& record) const {
+  return !record.order.notify_url.empty() || !default_webhook_merchants_
+         || default_webhook_merchants_->count(record.order.merchant_id) > 0;
 }
 
 rocksdb::Status local_store::due_webhooks(int64_t now_ms, size_t limit,

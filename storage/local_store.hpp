@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct local_store_options {
   // less free space than this, before RocksDB's log can run into ENOSPC:
   // a write error in the log is one RocksDB does not recover from in place.
   uint64_t min_free_bytes = 64u << 20;
+  // Which final payments get a webhook outbox entry: every one that names a
+  // notify_url, and all those of the merchants listed here (the merchants
+  // with a default target). Unset: every final payment gets one.
+  std::optional<std::set<std::string>> default_webhook_merchants;
 };
 
 /// One entry of the database outbox: a row the transaction database still
@@ -181,6 +186,10 @@ private:
   std::atomic<int64_t> outbox_size_{0};
   std::string dir_;
   uint64_t min_free_bytes_ = 0;
+  std::optional<std::set<std::string>> default_webhook_merchants_;
+
+  /// Whether a final payment is to be notified (local_store_options).
+  bool wants_webhook(const payment_record& record) const;
 
   /// Every write of the store goes through here: refused with NoSpace while
   /// the file system holds less than `min_free_bytes_` free (one statvfs).

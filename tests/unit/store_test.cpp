@@ -1,4 +1,6 @@
 #include <filesystem>
+#include <limits>
+#include <set>
 
 #include <catch2/catch.hpp>
 
@@ -281,6 +283,52 @@ TEST_CASE("join: a result whose amount differs is kept, flagged, never joined") 
   REQUIRE(kept);
   CHECK(kept->flagged);
   CHECK(outbox_kinds(*store) == std::vector<char>{'O'});
+}
+
+TEST_CASE("join: a webhook entry only for payments with a target") {
+  temp_dir dir;
+  local_store_options options;
+  options.default_webhook_merchants = std::set<std::string>{"shop"};
+  std::string error;
+  auto store = local_store::open(dir.path, options, error);
+  REQUIRE(store);
+  auto of = [](std::string pay_id, std::string merchant, std::string notify_url) {
+    auto r = record(pay_id, "A-" + pay_id, 500);
+    r.order.merchant_id = std::move(merchant);
+    r.order.notify_url = std::move(notify_url);
+    return r;
+  };
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({of("100", "demo", ""), of("101", "demo", "http://127.0.0.1:1/hook"),
+                         of("102", "shop", "")},
+                        {}, created)
+            .ok());
+  // A result before its order joins in the create's batch: the same rule.
+  commit_results(*store, {result_for("103", 500)});
+  REQUIRE(store->commit({of("103", "demo", "")}, {}, created).ok());
+  CHECK(created[0].record.status == "SUCCEEDED");
+  commit_results(*store, {result_for("100", 500), result_for("101", 500), result_for("102", 500)});
+  std::vector<webhook_entry> due;
+  REQUIRE(store->due_webhooks(std::numeric_limits<int64_t>::max(), 10, due).ok());
+  std::set<std::string> notified;
+  for (const auto& entry : due)
+    notified.insert(entry.pay_id);
+  CHECK(notified == std::set<std::string>{"101", "102"});
+  CHECK(store->webhook_backlog() == 2);
+  // Every payment still joined: results rows for all four.
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'O', 'O', 'O', 'R', 'R', 'R', 'R'});
+}
+
+TEST_CASE("join: without a list of merchants every final payment gets a webhook entry") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  commit_results(*store, {result_for("100", 500)});
+  std::vector<webhook_entry> due;
+  REQUIRE(store->due_webhooks(std::numeric_limits<int64_t>::max(), 10, due).ok());
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].event_id == "evt_100");
 }
 
 TEST_CASE("route: recorded while processing, refused once final") {

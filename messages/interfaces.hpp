@@ -68,6 +68,7 @@ CAF_ADD_ATOM(paybus, paybus, route_atom, "route")
 CAF_ADD_ATOM(paybus, paybus, settled_atom, "settled")
 CAF_ADD_ATOM(paybus, paybus, deliver_atom, "deliver")
 CAF_ADD_ATOM(paybus, paybus, resume_atom, "resume")
+CAF_ADD_ATOM(paybus, paybus, done_atom, "done")
 
 namespace paybus {
 
@@ -122,7 +123,9 @@ using channel_actor = caf::typed_actor<
   // Asks the channel to pay.
   caf::replies_to<pay_atom, payment_record>::with<channel_outcome>,
   // Asks the channel what became of a pay_id.
-  caf::replies_to<query_atom, std::string>::with<channel_outcome>>;
+  caf::replies_to<query_atom, std::string>::with<channel_outcome>,
+  // Internal: the outcome of request N, from the channel's HTTP thread.
+  caf::reacts_to<done_atom, uint64_t, channel_outcome>>;
 
 /// Drives each payment from acceptance to a final result: routes it, sends
 /// it, queries unknown outcomes, reroutes only what a channel never took.

@@ -323,7 +323,15 @@ struct channel_client::core {
         idle.push_back(easy);
         deliver(job->id, interpret(settings, *job));
       }
-      curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+      // Signed requests waiting while a slot is free start at once; with
+      // nothing to start, sleep until a socket, a timeout or a new request.
+      bool startable = false;
+      {
+        std::lock_guard<std::mutex> guard{mutex};
+        startable = !ready.empty() && busy.size() < slots;
+      }
+      if (!startable)
+        curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
     }
     // Stopping: what is in flight is abandoned (never delivered).
     for (CURL* easy : busy) {

@@ -1,6 +1,7 @@
 """End to end: payments paid through two real channel simulators (RSA both ways), results
 joined and written to PostgreSQL, notifications, queries, outages (API.md 4 and 6)."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -200,65 +201,68 @@ class OrderRepair(unittest.TestCase):
             pg.destroy()
 
 
+@contextlib.contextmanager
+def bus_with_one_channel(sets=None):
+    """A throwaway PostgreSQL, one simulator (sim-a) and a bus paying through it."""
+    pg = PgCluster()
+    pg.start()
+    sim = ChannelSim("sim-a").start()
+    bus = None
+    try:
+        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}, sets=sets).start()
+        yield bus, sim
+    finally:
+        if bus is not None:
+            bus.destroy()
+        sim.destroy()
+        pg.destroy()
+
+
+def wait_all_succeeded(client, pay_ids, timeout, each_round=lambda: None, pause=0.2):
+    """The pay_ids still not SUCCEEDED after `timeout` seconds (empty: all did)."""
+    deadline = time.time() + timeout
+    pending = set(pay_ids)
+    while pending and time.time() < deadline:
+        for pay_id in list(pending):
+            if client.request("GET", f"/v1/payments/{pay_id}")[1]["status"] == "SUCCEEDED":
+                pending.discard(pay_id)
+        each_round()
+        time.sleep(pause)
+    return pending
+
+
 class BoundedMemory(unittest.TestCase):
     def test_payments_beyond_the_memory_cap_wait_in_the_store_and_all_finish(self):
-        pg = PgCluster()
-        pg.start()
-        sim = ChannelSim("sim-a").start()
-        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)},
-                  sets=["payments.max_driving_in_memory=4"]).start()
-        try:
+        with bus_with_one_channel(sets=["payments.max_driving_in_memory=4"]) as (bus, sim):
             sim.mode({"latency_min_ms": 20})
             client = Client("127.0.0.1", bus.port)
             pay_ids = [client.pay(f"M-{i}")[1]["pay_id"] for i in range(30)]
             self.assertLessEqual(bus.metric("paybus_payments_driving"), 4)
-            deadline = time.time() + 40
-            pending = set(pay_ids)
-            while pending and time.time() < deadline:
-                for pay_id in list(pending):
-                    if client.request("GET", f"/v1/payments/{pay_id}")[1]["status"] == "SUCCEEDED":
-                        pending.discard(pay_id)
-                self.assertLessEqual(bus.metric("paybus_payments_driving"), 4)
-                time.sleep(0.2)
+            pending = wait_all_succeeded(
+                client, pay_ids, 40,
+                each_round=lambda: self.assertLessEqual(bus.metric("paybus_payments_driving"), 4))
             self.assertEqual(pending, set())
             self.assertEqual({p: sim.payments()[p]["pay_requests"] for p in pay_ids}, {p: 1 for p in pay_ids})
             client.close()
-        finally:
-            bus.destroy()
-            sim.destroy()
-            pg.destroy()
 
 
 class QueuedRequests(unittest.TestCase):
-    def test_requests_waiting_for_a_slot_start_as_soon_as_one_frees(self):
+    def test_requests_beyond_the_slots_wait_signed_and_are_each_sent_once(self):
         # 4 slots (channels.concurrency), 8 requests outstanding: 8 payments
         # at 100 ms each go in two rounds, about 0.2 s (0.26 s measured). The
         # second round waits signed in the channel client and starts as the
         # first frees its slots; each payment is sent once.
-        pg = PgCluster()
-        pg.start()
-        sim = ChannelSim("sim-a").start()
-        bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}).start()
-        try:
+        with bus_with_one_channel() as (bus, sim):
             sim.mode({"latency_min_ms": 100})
             client = Client("127.0.0.1", bus.port)
             started = time.time()
             pay_ids = [client.pay(f"Q-{i}")[1]["pay_id"] for i in range(8)]
-            pending = set(pay_ids)
-            while pending and time.time() - started < 10:
-                for pay_id in list(pending):
-                    if client.request("GET", f"/v1/payments/{pay_id}")[1]["status"] == "SUCCEEDED":
-                        pending.discard(pay_id)
-                time.sleep(0.02)
+            pending = wait_all_succeeded(client, pay_ids, 10, pause=0.02)
             elapsed = time.time() - started
             self.assertEqual(pending, set())
             self.assertLess(elapsed, 2.0, f"8 payments in two rounds of 100 ms took {elapsed:.2f} s")
             self.assertEqual({p: sim.payments()[p]["pay_requests"] for p in pay_ids}, {p: 1 for p in pay_ids})
             client.close()
-        finally:
-            bus.destroy()
-            sim.destroy()
-            pg.destroy()
 
 
 class ResumeAfterRestart(unittest.TestCase):

@@ -144,9 +144,12 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     outcome.reason = "HTTP " + std::to_string(exchange.status);
     return outcome;
   }
+  // Whatever the channel signed is still input: every field's type is checked
+  // before it is read (nlohmann's readers throw on the wrong type).
   auto body = nlohmann::json::parse(exchange.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object() || body.value("pay_id", "") != job.pay_id
-      || !body.contains("status") || !body["status"].is_string()) {
+  auto is_string = [&](const char* key) { return body.contains(key) && body[key].is_string(); };
+  if (body.is_discarded() || !body.is_object() || !is_string("pay_id")
+      || body["pay_id"].get<std::string>() != job.pay_id || !is_string("status")) {
     outcome.reason = "malformed answer";
     return outcome;
   }
@@ -156,9 +159,9 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     return outcome;
   }
   outcome.status = status;
-  if (body.contains("channel_txn_id") && body["channel_txn_id"].is_string())
+  if (is_string("channel_txn_id"))
     outcome.channel_txn_id = body["channel_txn_id"].get<std::string>().substr(0, 128);
-  if (body.contains("message") && body["message"].is_string())
+  if (is_string("message"))
     outcome.reason = body["message"].get<std::string>().substr(0, 200);
   return outcome;
 }
@@ -204,7 +207,9 @@ struct channel_client::core {
                           {"currency", job->record.order.currency},
                           {"subject", job->record.order.subject},
                           {"notify_url", settings.notify_url}};
-      job->body = body.dump();
+      // Subjects are valid UTF-8 once accepted; should one not be, it is
+      // replaced, not thrown on a thread with no one to catch it.
+      job->body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
     auto signature = sign_rsa(key_for_this_thread(settings.bus_key), job->method, job->target,
                               job->body, unix_now_ms());

@@ -480,10 +480,12 @@ private:
 
   void pay(int fd, const paybus::http_request& request) {
     auto body = json::parse(request.body, nullptr, false);
+    auto absent_or_string = [&](const char* key) { return !body.contains(key) || body[key].is_string(); };
     if (body.is_discarded() || !body.is_object() || !body.contains("pay_id") || !body["pay_id"].is_string()
-        || !body.contains("amount") || !body["amount"].is_number_integer())
+        || !body.contains("amount") || !body["amount"].is_number_integer()
+        || !absent_or_string("currency") || !absent_or_string("notify_url"))
       return respond(fd, request, signed_response(request, 400, "application/json",
-                                                  paybus::error_json("invalid_request", "pay_id and amount required")));
+                                                  paybus::error_json("invalid_request", "pay_id and amount required; currency and notify_url strings")));
     auto pay_id = body["pay_id"].get<std::string>();
     auto found = payments_.find(pay_id);
     if (found != payments_.end()) {  // the same pay_id again: the channel dedupes

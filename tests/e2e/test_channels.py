@@ -1,11 +1,15 @@
 """End to end: payments paid through two real channel simulators (RSA both ways), results
 joined and written to PostgreSQL, notifications, queries, outages (API.md 4 and 6)."""
 
+import base64
 import contextlib
+import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -263,6 +267,82 @@ class QueuedRequests(unittest.TestCase):
             self.assertLess(elapsed, 2.0, f"8 payments in two rounds of 100 ms took {elapsed:.2f} s")
             self.assertEqual({p: sim.payments()[p]["pay_requests"] for p in pay_ids}, {p: 1 for p in pay_ids})
             client.close()
+
+
+class MalformedChannel:
+    """A channel on 127.0.0.1 that signs its answers correctly (sim-a's key)
+    but answers every request with the same body of the wrong shape."""
+
+    def __init__(self, body):
+        self.body = body
+        self.requests = []
+        channel = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                channel.requests.append((self.command, self.path))
+                timestamp = str(int(time.time()))
+                nonce = "n" + os.urandom(12).hex()
+                canonical = "\n".join([self.command, self.path, timestamp, nonce,
+                                        hashlib.sha256(channel.body).hexdigest()])
+                signature = subprocess.run(
+                    ["openssl", "dgst", "-sha256", "-sign", os.path.join(keys_dir(), "sim-a.key.pem")],
+                    input=canonical.encode(), capture_output=True, check=True).stdout
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(channel.body)))
+                self.send_header("X-Paybus-Channel", "sim-a")
+                self.send_header("X-Paybus-Timestamp", timestamp)
+                self.send_header("X-Paybus-Nonce", nonce)
+                self.send_header("X-Paybus-Signature", "rsa-sha256=" + base64.b64encode(signature).decode())
+                self.end_headers()
+                self.wfile.write(channel.body)
+
+            do_POST = answer
+            do_GET = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def destroy(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostileChannel(unittest.TestCase):
+    def test_a_signed_answer_of_the_wrong_shape_changes_nothing_and_crashes_nothing(self):
+        # Signed, so it passes verification; pay_id a number, not a string.
+        channel = MalformedChannel(b'{"pay_id": 123, "status": "SUCCEEDED", "channel_txn_id": 7}')
+        pg = PgCluster()
+        pg.start()
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (channel.url, 100)}).start()
+            client = Client("127.0.0.1", bus.port)
+            pay_id = client.pay("H-1")[1]["pay_id"]
+            deadline = time.time() + 15
+            while time.time() < deadline and not any(m == "GET" for m, _ in channel.requests):
+                time.sleep(0.1)
+            # Sent once, then only asked about (the outcome is unknown).
+            self.assertEqual([m for m, _ in channel.requests].count("POST"), 1, channel.requests)
+            self.assertIn(("GET", f"/v1/pay/{pay_id}"), channel.requests)
+            self.assertIsNone(bus.process.poll(), bus.log())
+            status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+            self.assertEqual((status, body["status"]), (200, "PROCESSING"))
+            self.assertGreaterEqual(
+                bus.metric('paybus_channel_requests_total{channel="sim-a",outcome="UNKNOWN"}'), 2)
+            client.close()
+        finally:
+            if bus is not None:
+                bus.destroy()
+            channel.destroy()
+            pg.destroy()
 
 
 class ResumeAfterRestart(unittest.TestCase):

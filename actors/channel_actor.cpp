@@ -25,9 +25,9 @@ namespace {
 struct front_state {
   channel_settings_runtime settings;
   metrics* figures = nullptr;
-  size_t in_flight = 0;
   std::unique_ptr<circuit_breaker> breaker;
   uint64_t next_request = 0;
+  // The requests in flight, by id.
   std::unordered_map<uint64_t, caf::typed_response_promise<channel_outcome>> waiting;
   // Last: it stops its thread before the promises above go.
   std::unique_ptr<channel_client> client;
@@ -38,7 +38,7 @@ using front_pointer = channel_actor::stateful_pointer<front_state>;
 /// Whether a request may go out now (a half-open breaker lets one probe).
 bool admit(front_pointer self) {
   auto& st = self->state;
-  if (st.in_flight >= st.settings.max_queue)
+  if (st.waiting.size() >= st.settings.max_queue)
     return false;
   auto now = monotonic_now_ms();
   bool allowed = st.breaker->allow(now);
@@ -48,7 +48,6 @@ bool admit(front_pointer self) {
 
 void observe(front_pointer self, const channel_outcome& outcome) {
   auto& st = self->state;
-  --st.in_flight;
   st.figures->count_channel_request(st.settings.id, outcome.status);
   auto now = monotonic_now_ms();
   auto before = st.breaker->current(now);
@@ -81,7 +80,6 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   auto admitted = [=](auto send) -> caf::result<channel_outcome> {
     auto& st = self->state;
     auto id = ++st.next_request;
-    ++st.in_flight;
     auto promise = self->make_response_promise<channel_outcome>();
     st.waiting.emplace(id, promise);
     send(*st.client, id);
@@ -95,7 +93,7 @@ channel_actor::behavior_type front_behavior(front_pointer self,
         self->state.figures->count_channel_request(self->state.settings.id, outcome.status);
         return outcome;
       }
-      return admitted([&](channel_client& client, uint64_t id) { client.pay(id, record); });
+      return admitted([&](channel_client& client, uint64_t id) { client.pay(id, std::move(record)); });
     },
     [=](query_atom, std::string& pay_id) -> caf::result<channel_outcome> {
       if (!admit(self)) {

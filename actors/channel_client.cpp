@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -166,16 +165,6 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
   return outcome;
 }
 
-/// This thread's copy of `key` (crypto::copy_for_thread). The original is
-/// kept beside its copy, so its address cannot be reused by another key.
-EVP_PKEY* key_for_this_thread(const crypto::pkey_ptr& key) {
-  thread_local std::map<EVP_PKEY*, std::pair<crypto::pkey_ptr, crypto::pkey_ptr>> copies;
-  auto found = copies.find(key.get());
-  if (found == copies.end())
-    found = copies.emplace(key.get(), std::make_pair(key, crypto::copy_for_thread(key))).first;
-  return found->second.second.get();
-}
-
 class signer_pool;
 
 } // namespace
@@ -211,7 +200,7 @@ struct channel_client::core {
       // replaced, not thrown on a thread with no one to catch it.
       job->body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    auto signature = sign_rsa(key_for_this_thread(settings.bus_key), job->method, job->target,
+    auto signature = sign_rsa(settings.bus_key.get(), job->method, job->target,
                               job->body, unix_now_ms());
     auto add = [&](const std::string& line) {
       job->headers = curl_slist_append(job->headers, line.c_str());
@@ -448,7 +437,7 @@ channel_client::~channel_client() {
   // until they are done; they find it stopping and are dropped.
 }
 
-void channel_client::pay(uint64_t id, const payment_record& record) {
+void channel_client::pay(uint64_t id, payment_record record) {
   auto job = std::make_unique<exchange_job>();
   job->id = id;
   job->pay = true;
@@ -456,7 +445,7 @@ void channel_client::pay(uint64_t id, const payment_record& record) {
   job->target = core_->base_path + "/v1/pay";
   job->url = core_->base_url + "/v1/pay";
   job->pay_id = record.pay_id;
-  job->record = record;
+  job->record = std::move(record);
   core_->signers->post(core_, std::move(job));
 }
 

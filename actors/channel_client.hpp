@@ -33,7 +33,7 @@ public:
   channel_client& operator=(const channel_client&) = delete;
 
   /// POST /v1/pay for `record`; request `id` comes back with the outcome.
-  void pay(uint64_t id, const payment_record& record);
+  void pay(uint64_t id, payment_record record);
   /// GET /v1/pay/{pay_id}.
   void query(uint64_t id, const std::string& pay_id);
 

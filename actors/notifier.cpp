@@ -52,7 +52,7 @@ webhook_worker_actor::behavior_type worker_behavior(
   auto& st = self->state;
   for (const auto& merchant : settings.merchants)
     st.merchants[merchant.id] = merchant;
-  st.bus_key = crypto::copy_for_thread(settings.bus_key);
+  st.bus_key = settings.bus_key;
   st.timeout_ms = settings.timeout_ms;
   st.curl = curl_easy_init();
   return {

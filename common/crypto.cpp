@@ -170,11 +170,6 @@ pkey_ptr load_public_key(const std::string& path, std::string& error) {
   return key;
 }
 
-pkey_ptr copy_for_thread(const pkey_ptr& key) {
-  EVP_PKEY* copy = key ? EVP_PKEY_dup(key.get()) : nullptr;
-  return copy == nullptr ? key : wrap(copy);
-}
-
 namespace {
 
 /// A thread's ready-made contexts for one key. EVP_DigestSignInit and
@@ -183,7 +178,7 @@ namespace {
 /// (build/benchmarks/paybus-bench-signing); an initialised EVP_PKEY_CTX may
 /// sign or verify any number of digests with the same parameters.
 struct key_contexts {
-  EVP_PKEY* key = nullptr;  // the contexts hold a reference: it stays alive
+  EVP_PKEY* key = nullptr;  // a reference held: its address names no other key
   EVP_PKEY_CTX* sign = nullptr;
   EVP_PKEY_CTX* verify = nullptr;
 };
@@ -208,6 +203,7 @@ public:
         release(entries_.front());
         entries_.erase(entries_.begin());
       }
+      EVP_PKEY_up_ref(key);
       entries_.push_back(key_contexts{key});
       found = std::prev(entries_.end());
     }
@@ -220,8 +216,14 @@ public:
 private:
   static constexpr size_t capacity = 16;
 
+  /// A signing context works on this thread's own copy of the key: OpenSSL
+  /// gives an RSA key's blinding to the first thread that signs with it and
+  /// makes every other thread share one under a lock, about a tenth slower
+  /// a signature (build/benchmarks/paybus-bench-signing, sitting 7).
   static EVP_PKEY_CTX* make(EVP_PKEY* key, bool for_signing) {
-    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
+    EVP_PKEY* own = for_signing ? EVP_PKEY_dup(key) : nullptr;
+    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(own != nullptr ? own : key, nullptr);
+    EVP_PKEY_free(own);  // the context holds its own reference
     if (ctx != nullptr
         && (for_signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) == 1
         && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
@@ -234,6 +236,7 @@ private:
   static void release(key_contexts& entry) {
     EVP_PKEY_CTX_free(entry.sign);
     EVP_PKEY_CTX_free(entry.verify);
+    EVP_PKEY_free(entry.key);
   }
 
   std::vector<key_contexts> entries_;

@@ -40,14 +40,9 @@ pkey_ptr load_public_key(const std::string& path, std::string& error);
 pkey_ptr parse_public_key_pem(std::string_view pem, std::string& error);
 pkey_ptr parse_private_key_pem(std::string_view pem, std::string& error);
 
-/// A copy of `key` for one thread to sign with. OpenSSL gives an RSA key's
-/// blinding to the first thread that signs; every other thread goes through
-/// a shared one under a lock, about a tenth slower a signature
-/// (build/benchmarks/paybus-bench-signing). `key` itself if it cannot be
-/// copied.
-pkey_ptr copy_for_thread(const pkey_ptr& key);
-
-/// base64 of RSASSA-PKCS1-v1_5 SHA-256 signature; empty on failure.
+/// base64 of RSASSA-PKCS1-v1_5 SHA-256 signature; empty on failure. Any
+/// thread may sign with the same key: each keeps a ready context per key,
+/// on its own copy of it (crypto.cpp).
 std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data);
 
 /// Verifies a base64 RSASSA-PKCS1-v1_5 SHA-256 signature.

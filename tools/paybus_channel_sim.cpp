@@ -120,7 +120,7 @@ struct payment {
 class notifier {
 public:
   notifier(std::string channel_id, paybus::crypto::pkey_ptr key)
-    : channel_id_(std::move(channel_id)), key_(paybus::crypto::copy_for_thread(key)),
+    : channel_id_(std::move(channel_id)), key_(std::move(key)),
       thread_([this] { run(); }) {
   }
 

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   settings.bus_key = load(true, argv[2]);
   settings.channel_key = load(false, argv[3]);
   settings.concurrency = std::strtoul(argv[4], nullptr, 10);
+  const size_t in_flight_limit = settings.concurrency;
   auto seconds = std::strtod(argv[5], nullptr);
   if (settings.concurrency == 0 || seconds <= 0) {
     std::fprintf(stderr, "CONCURRENCY and SECONDS must be positive\n");
@@ -88,7 +89,7 @@ int main(int argc, char** argv) {
     }
     if (now >= end)
       break;
-    while (counts.in_flight < std::strtoul(argv[4], nullptr, 10)) {
+    while (counts.in_flight < in_flight_limit) {
       paybus::payment_record record;
       record.pay_id = "F" + prefix + "-" + std::to_string(next);
       record.order.amount_minor = 1999;

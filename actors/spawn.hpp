@@ -21,6 +21,7 @@ class metrics;
 
 struct store_actor_limits {
   size_t max_batch_writes = 2048;          // creates per synced batch
+  int64_t gather_us = 0;                   // least time from one commit's start to the next
   int64_t housekeeping_interval_ms = 1000;
 };
 

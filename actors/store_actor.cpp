@@ -1,3 +1,4 @@
+#include <chrono>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -33,6 +34,7 @@ struct store_state {
   std::vector<caf::typed_response_promise<result_recorded>> result_promises;
   bool flush_queued = false;
   bool failing = false;
+  std::chrono::steady_clock::time_point last_commit{};
 };
 
 using store_pointer = store_actor::stateful_pointer<store_state>;
@@ -47,6 +49,7 @@ void commit_pending(store_pointer self) {
   st.flush_queued = false;
   if (pending_writes(st) == 0 && st.batch.nonces.empty())
     return;
+  st.last_commit = std::chrono::steady_clock::now();
   store_batch_answers answers;
   auto status = st.store->commit(st.batch, answers);
   if (!status.ok()) {
@@ -109,8 +112,16 @@ void queue_flush(store_pointer self) {
     commit_pending(self);
   } else if (!st.flush_queued) {
     // Lands behind everything already in the mailbox: those join this batch.
+    // With gather_us, no sooner than that after the last commit began, so
+    // that what arrives meanwhile joins too.
     st.flush_queued = true;
-    self->send(self, flush_atom::value);
+    auto next = st.last_commit + std::chrono::microseconds{st.limits.gather_us};
+    auto now = std::chrono::steady_clock::now();
+    if (next > now)
+      self->delayed_send(self, std::chrono::duration_cast<std::chrono::microseconds>(next - now),
+                         flush_atom::value);
+    else
+      self->send(self, flush_atom::value);
   }
 }
 

@@ -226,6 +226,7 @@ void read_all(key_reader& in, settings& out) {
 
   in.boolean("store.sync", out.store_sync);
   in.integer("store.max_batch_writes", out.store_max_batch_writes, 1, 100'000);
+  in.integer("store.gather_us", out.store_gather_us, 0, 1'000'000);
   in.integer("store.min_free_bytes", out.store_min_free_bytes, 0, int64_t{1} << 50);
 
   in.integer("payments.min_expire_seconds", out.min_expire_seconds, 1, 86'400);

@@ -60,6 +60,7 @@ struct settings {
   // [store]
   bool store_sync = true;
   int64_t store_max_batch_writes = 2048;
+  int64_t store_gather_us = 0;
   int64_t store_min_free_bytes = 64 << 20;
   // [payments]
   int64_t min_expire_seconds = 60;

@@ -211,6 +211,7 @@ int main(int argc, char** argv) {
   auto sink = spawn_sink(system, *store, figures, database, sink_limits);
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
+  store_limits.gather_us = config.store_gather_us;
   auto writer = spawn_store(system, *store, figures, sink, store_limits);
   auto reader = spawn_reader(system, *store);
   std::vector<order_actor> shards;

@@ -346,6 +346,45 @@ class StartAndStop(unittest.TestCase):
         self.assertEqual(bus.stop(), 0)
         bus.destroy()
 
+    def test_gathered_commits_share_a_sync_and_survive_a_kill(self):
+        # store.gather_us: a commit starts no sooner than 300 ms after the
+        # last one began. Twelve payments sent together after a first one
+        # share one synced batch, each is answered only once it is durable,
+        # and a SIGKILL right after the answers loses none of them.
+        bus = Bus(self.pg.url, sets=["store.gather_us=300000"]).start()
+        client = Client("127.0.0.1", bus.port)
+        self.assertEqual(client.pay("T2-G-0", amount=3)[0], 202)
+        first_batches = bus.metric("paybus_store_batches_total")
+        results = []
+
+        def send(n):
+            other = Client("127.0.0.1", bus.port)
+            results.append(other.pay(f"T2-G-{n}", amount=3))
+            other.close()
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(1, 13)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        waited = time.monotonic() - started
+        self.assertEqual(sorted(r[0] for r in results), [202] * 12)
+        # The first payment's nonce and the twelve orders: at most two more
+        # commits (a thread that starts late may miss the first), not twelve.
+        self.assertLessEqual(bus.metric("paybus_store_batches_total") - first_batches, 3)
+        self.assertGreaterEqual(waited, 0.1)
+        client.close()
+        bus.kill9()
+        bus.start()
+        check = Client("127.0.0.1", bus.port)
+        for r in results:
+            status, found, _ = check.request("GET", "/v1/payments/" + r[1]["pay_id"])
+            self.assertEqual((status, found["pay_id"]), (200, r[1]["pay_id"]))
+        check.close()
+        self.assertEqual(bus.stop(), 0)
+        bus.destroy()
+
     def test_nonce_is_refused_again_after_a_restart(self):
         bus = Bus(self.pg.url).start()
         client = Client("127.0.0.1", bus.port)

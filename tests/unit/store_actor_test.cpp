@@ -1,0 +1,111 @@
+// The store writer's group commit over a real local store: what arrives
+// while a commit is not yet due joins it; with `gather_us`, a commit waits
+// that long after the previous one began.
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <catch2/catch.hpp>
+
+#include "actors/spawn.hpp"
+#include "common/crypto.hpp"
+#include "common/metrics.hpp"
+#include "storage/local_store.hpp"
+
+using namespace paybus;
+
+namespace {
+
+sink_actor::behavior_type idle_sink() {
+  return {
+    [](wake_atom) {},
+    [](tick_atom, uint64_t) {},
+  };
+}
+
+struct writer_fixture {
+  std::string dir = (std::filesystem::temp_directory_path()
+                     / ("paybus-writer-test-" + crypto::random_token(8)))
+                      .string();
+  std::unique_ptr<local_store> store;
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  metrics figures;
+
+  writer_fixture() {
+    std::string error;
+    store = local_store::open(dir, local_store_options{}, error);
+    INFO(error);
+    REQUIRE(store);
+    config.add_message_types<caf::id_block::paybus>();
+    system = std::make_unique<caf::actor_system>(config);
+  }
+  ~writer_fixture() {
+    system.reset();  // every actor done before the store closes
+    store.reset();
+    std::filesystem::remove_all(dir);
+  }
+
+  store_actor writer(int64_t gather_us) {
+    store_actor_limits limits;
+    limits.gather_us = gather_us;
+    return spawn_store(*system, *store, figures, system->spawn(idle_sink), limits);
+  }
+};
+
+std::vector<payment_record> order(int n) {
+  payment_record r;
+  r.pay_id = "17637822001230000100000" + std::to_string(n);
+  r.order.merchant_id = "demo";
+  r.order.merchant_order_no = "G-" + std::to_string(n);
+  r.order.amount_minor = 100;
+  r.order.currency = "CNY";
+  return {r};
+}
+
+/// Sends each batch of orders without waiting, then waits for every answer.
+void create_together(caf::scoped_actor& self, const store_actor& writer,
+                     const std::vector<int>& numbers) {
+  std::vector<decltype(self->request(writer, caf::infinite, create_atom::value, order(0)))> handles;
+  for (int n : numbers)
+    handles.push_back(self->request(writer, caf::infinite, create_atom::value, order(n)));
+  for (auto& handle : handles)
+    handle.receive([](std::vector<order_stored>& stored) { CHECK(stored.at(0).created); },
+                   [](caf::error& error) { FAIL(caf::to_string(error)); });
+}
+
+} // namespace
+
+TEST_CASE("the store writer commits at once by default, one synced batch per request that waits") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(0);
+  caf::scoped_actor self{*fixture.system};
+  for (int n = 1; n <= 3; ++n)
+    create_together(self, writer, {n});
+  CHECK(fixture.figures.store_batches_total == 3);
+  CHECK(fixture.figures.store_batched_writes_total == 3);
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("with gather_us, what arrives before the next commit is due joins it") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(300'000);
+  caf::scoped_actor self{*fixture.system};
+  create_together(self, writer, {1});  // nothing committed before: at once
+  CHECK(fixture.figures.store_batches_total == 1);
+  auto sent = std::chrono::steady_clock::now();
+  create_together(self, writer, {2, 3, 4});
+  auto waited = std::chrono::steady_clock::now() - sent;
+  CHECK(fixture.figures.store_batches_total == 2);
+  CHECK(fixture.figures.store_batched_writes_total == 4);
+  // The second commit began no sooner than 300 ms after the first began,
+  // which was before `sent`, less the first commit's own time.
+  CHECK(waited >= std::chrono::milliseconds{200});
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
+}

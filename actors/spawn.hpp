@@ -22,6 +22,7 @@ class metrics;
 struct store_actor_limits {
   size_t max_batch_writes = 2048;          // creates per synced batch
   int64_t gather_us = 0;                   // least time from one commit's start to the next
+  int64_t nonce_delay_ms = 50;             // nonces wait this long for a commit to ride with
   int64_t housekeeping_interval_ms = 1000;
 };
 

@@ -33,6 +33,7 @@ struct store_state {
   std::vector<caf::typed_response_promise<bool>> route_promises;
   std::vector<caf::typed_response_promise<result_recorded>> result_promises;
   bool flush_queued = false;
+  bool nonce_flush_queued = false;  // the nonces' delayed flush is on its way
   bool failing = false;
   std::chrono::steady_clock::time_point last_commit{};
 };
@@ -136,6 +137,12 @@ store_actor::behavior_type store_behavior(store_pointer self,
   self->state.limits = limits;
   self->delayed_send(self, std::chrono::milliseconds{limits.housekeeping_interval_ms},
                      tick_atom::value);
+  // On a stop, what was received and not yet committed (nonces waiting for
+  // a commit to ride with, above all) is committed first.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    commit_pending(self);
+    self->quit(msg.reason);
+  });
   return {
     [=](create_atom, std::vector<payment_record>& records) {
       auto& st = self->state;
@@ -163,12 +170,27 @@ store_actor::behavior_type store_behavior(store_pointer self,
       return promise;
     },
     [=](std::vector<nonce_accepted>& nonces) {
+      // Nonces come after their requests were answered and need no sync of
+      // their own: they ride with the next commit, or go on their own after
+      // nonce_delay_ms when nothing else comes.
       auto& st = self->state;
       for (auto& nonce : nonces)
         st.batch.nonces.push_back(std::move(nonce));
-      queue_flush(self);
+      if (st.batch.nonces.size() >= st.limits.max_batch_writes) {
+        commit_pending(self);
+      } else if (!st.nonce_flush_queued) {
+        st.nonce_flush_queued = true;
+        self->delayed_send(self, std::chrono::milliseconds{st.limits.nonce_delay_ms},
+                           flush_atom::value, true);
+      }
     },
     [=](flush_atom) { commit_pending(self); },
+    [=](flush_atom, bool) {  // the nonces' delayed flush
+      auto& st = self->state;
+      st.nonce_flush_queued = false;
+      if (!st.batch.nonces.empty())
+        queue_flush(self);  // with the commit on its way if there is one
+    },
     [=](tick_atom) {
       auto& st = self->state;
       if (st.failing && st.store->resume().ok()) {

@@ -88,6 +88,8 @@ using store_actor = caf::typed_actor<
   caf::reacts_to<std::vector<nonce_accepted>>,
   // Internal: commits everything queued so far as one synced WriteBatch.
   caf::reacts_to<flush_atom>,
+  // Internal: nonces waited long enough for a commit to ride with.
+  caf::reacts_to<flush_atom, bool>,
   // Internal: housekeeping (forget expired nonces, recover from errors).
   caf::reacts_to<tick_atom>>;
 

@@ -1,10 +1,11 @@
 // The store writer's group commit over a real local store: what arrives
 // while a commit is not yet due joins it; with `gather_us`, a commit waits
-// that long after the previous one began.
+// that long after the previous one began; nonces ride with the next commit.
 
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -52,9 +53,10 @@ struct writer_fixture {
     std::filesystem::remove_all(dir);
   }
 
-  store_actor writer(int64_t gather_us) {
+  store_actor writer(int64_t gather_us, int64_t nonce_delay_ms = 50) {
     store_actor_limits limits;
     limits.gather_us = gather_us;
+    limits.nonce_delay_ms = nonce_delay_ms;
     return spawn_store(*system, *store, figures, system->spawn(idle_sink), limits);
   }
 };
@@ -67,6 +69,14 @@ std::vector<payment_record> order(int n) {
   r.order.amount_minor = 100;
   r.order.currency = "CNY";
   return {r};
+}
+
+bool nonce_stored(local_store& store, const std::string& nonce) {
+  return store.nonce_seen("demo", nonce, 1'763'782'200'000).value_or(false);
+}
+
+std::vector<nonce_accepted> nonces(const std::string& nonce) {
+  return {nonce_accepted{"demo", nonce, 1'763'782'200'000}};
 }
 
 /// Sends each batch of orders without waiting, then waits for every answer.
@@ -108,4 +118,45 @@ TEST_CASE("with gather_us, what arrives before the next commit is due joins it")
   // which was before `sent`, less the first commit's own time.
   CHECK(waited >= std::chrono::milliseconds{200});
   self->send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("nonces alone are committed after nonce_delay_ms, not at once") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(0, 300);
+  caf::scoped_actor self{*fixture.system};
+  self->send(writer, nonces("nonce-alone-000001"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  CHECK(fixture.figures.store_batches_total == 0);
+  CHECK_FALSE(nonce_stored(*fixture.store, "nonce-alone-000001"));
+  for (int i = 0; i < 500 && fixture.figures.store_batches_total == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  CHECK(fixture.figures.store_batches_total == 1);
+  CHECK(nonce_stored(*fixture.store, "nonce-alone-000001"));
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("nonces ride with the next commit") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(0, 60'000);
+  caf::scoped_actor self{*fixture.system};
+  self->send(writer, nonces("nonce-rides-000001"));
+  create_together(self, writer, {1});
+  CHECK(fixture.figures.store_batches_total == 1);
+  CHECK(nonce_stored(*fixture.store, "nonce-rides-000001"));
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a stop commits the nonces still waiting") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(0, 60'000);
+  caf::scoped_actor self{*fixture.system};
+  self->send(writer, nonces("nonce-stop-0000001"));
+  // Time for the writer to take the nonces from its mailbox: an exit
+  // message is urgent and would be seen before them.
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  CHECK(fixture.figures.store_batches_total == 0);
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
+  self->wait_for(writer);
+  CHECK(fixture.figures.store_batches_total == 1);
+  CHECK(nonce_stored(*fixture.store, "nonce-stop-0000001"));
 }

@@ -123,14 +123,22 @@ TEST_CASE("with gather_us, what arrives before the next commit is due joins it")
   self->send_exit(writer, caf::exit_reason::user_shutdown);
 }
 
+/// Sends nonces alone and checks, 100 ms on, that they wait uncommitted.
+/// The 100 ms also let the writer take them from its mailbox before
+/// anything sent next (an exit message is urgent and would be seen first).
+void send_nonce_that_waits(writer_fixture& fixture, caf::scoped_actor& self,
+                           const store_actor& writer, const std::string& nonce) {
+  self->send(writer, nonces(nonce));
+  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  CHECK(fixture.figures.store_batches_total == 0);
+  CHECK_FALSE(nonce_stored(*fixture.store, nonce));
+}
+
 TEST_CASE("nonces alone are committed after nonce_delay_ms, not at once") {
   writer_fixture fixture;
   auto writer = fixture.writer(0, 300);
   caf::scoped_actor self{*fixture.system};
-  self->send(writer, nonces("nonce-alone-000001"));
-  std::this_thread::sleep_for(std::chrono::milliseconds{100});
-  CHECK(fixture.figures.store_batches_total == 0);
-  CHECK_FALSE(nonce_stored(*fixture.store, "nonce-alone-000001"));
+  send_nonce_that_waits(fixture, self, writer, "nonce-alone-000001");
   for (int i = 0; i < 500 && fixture.figures.store_batches_total == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   CHECK(fixture.figures.store_batches_total == 1);
@@ -153,11 +161,7 @@ TEST_CASE("a stop commits the nonces still waiting") {
   writer_fixture fixture;
   auto writer = fixture.writer(0, 60'000);
   caf::scoped_actor self{*fixture.system};
-  self->send(writer, nonces("nonce-stop-0000001"));
-  // Time for the writer to take the nonces from its mailbox: an exit
-  // message is urgent and would be seen before them.
-  std::this_thread::sleep_for(std::chrono::milliseconds{100});
-  CHECK(fixture.figures.store_batches_total == 0);
+  send_nonce_that_waits(fixture, self, writer, "nonce-stop-0000001");
   self->send_exit(writer, caf::exit_reason::user_shutdown);
   self->wait_for(writer);
   CHECK(fixture.figures.store_batches_total == 1);

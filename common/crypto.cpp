@@ -1,6 +1,9 @@
 #include "common/crypto.hpp"
 
+#include <time.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -244,6 +247,17 @@ private:
 
 thread_local context_cache contexts;
 
+std::atomic<uint64_t> private_key_operations{0};
+std::atomic<uint64_t> private_key_cpu_ns{0};
+
+/// CPU time of the calling thread (a system call, about a microsecond
+/// against a signature's few hundred).
+uint64_t thread_cpu_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(now.tv_nsec);
+}
+
 void sha256(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
 }
@@ -258,10 +272,20 @@ std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data) {
   sha256(data, digest);
   unsigned char signature[1024];  // up to RSA-8192
   size_t size = sizeof(signature);
-  if (static_cast<size_t>(EVP_PKEY_get_size(key)) > size
-      || EVP_PKEY_sign(ctx, signature, &size, digest, sizeof(digest)) != 1)
+  if (static_cast<size_t>(EVP_PKEY_get_size(key)) > size)
     return {};
+  auto started = thread_cpu_ns();
+  bool signed_ok = EVP_PKEY_sign(ctx, signature, &size, digest, sizeof(digest)) == 1;
+  private_key_cpu_ns.fetch_add(thread_cpu_ns() - started, std::memory_order_relaxed);
+  if (!signed_ok)
+    return {};
+  private_key_operations.fetch_add(1, std::memory_order_relaxed);
   return base64_encode({reinterpret_cast<const char*>(signature), size});
+}
+
+private_key_usage private_key_usage_so_far() {
+  return {private_key_operations.load(std::memory_order_relaxed),
+          private_key_cpu_ns.load(std::memory_order_relaxed)};
 }
 
 bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,6 +45,17 @@ pkey_ptr parse_private_key_pem(std::string_view pem, std::string& error);
 /// thread may sign with the same key: each keeps a ready context per key,
 /// on its own copy of it (crypto.cpp).
 std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data);
+
+/// The private-key operations (signatures) this process has made so far, and
+/// the CPU time their threads spent inside them. The channel benchmark
+/// (docs/benchmarks.md) sets that time beside the machine's: the share of
+/// the machine that went to private-key operations is how near the RSA bound
+/// a run came, whatever speed the host ran at meanwhile.
+struct private_key_usage {
+  uint64_t operations = 0;
+  uint64_t cpu_ns = 0;
+};
+private_key_usage private_key_usage_so_far();
 
 /// Verifies a base64 RSASSA-PKCS1-v1_5 SHA-256 signature.
 bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,

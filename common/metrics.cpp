@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "common/crypto.hpp"
+
 namespace paybus {
 
 namespace {
@@ -175,6 +177,13 @@ std::string metrics::render_prometheus() const {
   append_metric(out, "paybus_store_write_errors_total", "counter",
                 "Failed local store writes.");
   append_value(out, "paybus_store_write_errors_total", load(store_write_errors_total));
+  auto usage = crypto::private_key_usage_so_far();
+  append_metric(out, "paybus_private_key_operations_total", "counter",
+                "RSA private-key operations (request signatures) made by this process.");
+  append_value(out, "paybus_private_key_operations_total", static_cast<double>(usage.operations));
+  append_metric(out, "paybus_private_key_cpu_seconds_total", "counter",
+                "CPU time spent inside those operations.");
+  append_value(out, "paybus_private_key_cpu_seconds_total", static_cast<double>(usage.cpu_ns) / 1e9);
   append_metric(out, "paybus_http_connections", "gauge", "Open client connections.");
   append_value(out, "paybus_http_connections", load(http_connections));
   append_metric(out, "paybus_http_inflight", "gauge",

@@ -461,6 +461,12 @@ private:
                        {"amount", p.amount}, {"currency", p.currency}, {"pay_requests", p.pay_requests}});
       return write_now(fd, paybus::http_response(200, "application/json", all.dump(), request.keep_alive));
     }
+    if (target == "/sim/usage" && request.method == "GET") {
+      auto usage = paybus::crypto::private_key_usage_so_far();
+      json body{{"private_key_operations", usage.operations},
+                {"private_key_cpu_seconds", static_cast<double>(usage.cpu_ns) / 1e9}};
+      return write_now(fd, paybus::http_response(200, "application/json", body.dump(), request.keep_alive));
+    }
     if (!authenticated(request))
       return respond(fd, request, signed_response(request, 401, "application/json",
                                                   paybus::error_json("unauthenticated", "bad signature")));

@@ -275,6 +275,9 @@ class ChannelSim:
     def payments(self):
         return {p["pay_id"]: p for p in self._call("GET", "/sim/payments")}
 
+    def usage(self):
+        return self._call("GET", "/sim/usage")
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()

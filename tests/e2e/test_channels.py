@@ -81,6 +81,23 @@ class ThroughChannels(unittest.TestCase):
         self.assertEqual(self.sim_a.payments()[pay_id]["pay_requests"], 1)
         self.assertNotIn(pay_id, self.sim_b.payments())
 
+    def test_signatures_are_counted_on_both_sides_with_their_cpu_time(self):
+        bus_before = (self.bus.metric("paybus_private_key_operations_total"),
+                      self.bus.metric("paybus_private_key_cpu_seconds_total"))
+        sim_before = self.sim_a.usage()
+        pay_id = self.pay("C-usage", channel="sim-a")
+        self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        bus_after = (self.bus.metric("paybus_private_key_operations_total"),
+                     self.bus.metric("paybus_private_key_cpu_seconds_total"))
+        sim_after = self.sim_a.usage()
+        # The bus signed the request, the simulator its answer; each took
+        # some CPU, and less than a second.
+        self.assertGreaterEqual(bus_after[0] - bus_before[0], 1)
+        self.assertGreater(bus_after[1] - bus_before[1], 0)
+        self.assertLess(bus_after[1] - bus_before[1], 1)
+        self.assertGreaterEqual(sim_after["private_key_operations"] - sim_before["private_key_operations"], 1)
+        self.assertGreater(sim_after["private_key_cpu_seconds"] - sim_before["private_key_cpu_seconds"], 0)
+
     def test_a_declined_payment_is_failed(self):
         self.sim_b.mode({"failed_ratio": 1})
         pay_id = self.pay("C-2", channel="sim-b")

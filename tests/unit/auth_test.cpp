@@ -88,6 +88,27 @@ TEST_CASE("threads signing with one key each sign as the key does") {
   CHECK(crypto::rsa_sha256_sign_base64(nullptr, "hello").empty());
 }
 
+TEST_CASE("private-key operations are counted with the CPU time they took; verifications are not") {
+  std::string error;
+  auto key = crypto::load_private_key(std::string{PAYBUS_TEST_DATA} + "/merchant.key.pem", error);
+  REQUIRE(key);
+  auto public_key = crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/merchant.pub.pem", error);
+  REQUIRE(public_key);
+  auto signature = crypto::rsa_sha256_sign_base64(key.get(), "warm");  // the thread's context is made
+  auto before = crypto::private_key_usage_so_far();
+  for (int i = 0; i < 3; ++i)
+    REQUIRE_FALSE(crypto::rsa_sha256_sign_base64(key.get(), "hello " + std::to_string(i)).empty());
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(crypto::rsa_sha256_verify_base64(public_key.get(), "warm", signature));
+  CHECK(crypto::rsa_sha256_sign_base64(nullptr, "hello").empty());  // no key: no operation
+  auto after = crypto::private_key_usage_so_far();
+  CHECK(after.operations - before.operations == 3);
+  // An RSA-2048 signature takes hundreds of microseconds of CPU; three take
+  // more than 30 and well under a second, on any machine that runs the tests.
+  CHECK(after.cpu_ns - before.cpu_ns > 30'000u);
+  CHECK(after.cpu_ns - before.cpu_ns < 1'000'000'000u);
+}
+
 TEST_CASE("RSA keys under 2048 bits are refused") {
   std::string error;
   CHECK_FALSE(crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/short.pub.pem", error));

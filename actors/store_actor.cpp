@@ -181,11 +181,11 @@ store_actor::behavior_type store_behavior(store_pointer self,
       } else if (!st.nonce_flush_queued) {
         st.nonce_flush_queued = true;
         self->delayed_send(self, std::chrono::milliseconds{st.limits.nonce_delay_ms},
-                           flush_atom::value, true);
+                           nonce_flush_atom::value);
       }
     },
     [=](flush_atom) { commit_pending(self); },
-    [=](flush_atom, bool) {  // the nonces' delayed flush
+    [=](nonce_flush_atom) {
       auto& st = self->state;
       st.nonce_flush_queued = false;
       if (!st.batch.nonces.empty())

@@ -56,6 +56,7 @@ CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
 CAF_ADD_ATOM(paybus, paybus, flush_atom, "flush")
+CAF_ADD_ATOM(paybus, paybus, nonce_flush_atom, "nflush")
 CAF_ADD_ATOM(paybus, paybus, get_atom, "get")
 CAF_ADD_ATOM(paybus, paybus, find_atom, "find")
 CAF_ADD_ATOM(paybus, paybus, wake_atom, "wake")
@@ -89,7 +90,7 @@ using store_actor = caf::typed_actor<
   // Internal: commits everything queued so far as one synced WriteBatch.
   caf::reacts_to<flush_atom>,
   // Internal: nonces waited long enough for a commit to ride with.
-  caf::reacts_to<flush_atom, bool>,
+  caf::reacts_to<nonce_flush_atom>,
   // Internal: housekeeping (forget expired nonces, recover from errors).
   caf::reacts_to<tick_atom>>;
 

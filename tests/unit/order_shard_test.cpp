@@ -43,7 +43,7 @@ store_actor::behavior_type store_double(store_actor::stateful_pointer<store_doub
     [=](route_atom, payment_routed&) { return false; },
     [=](std::vector<nonce_accepted>&) {},
     [=](flush_atom) {},
-    [=](flush_atom, bool) {},
+    [=](nonce_flush_atom) {},
     [=](tick_atom) {},
   };
 }

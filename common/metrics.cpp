@@ -179,7 +179,7 @@ std::string metrics::render_prometheus() const {
   append_value(out, "paybus_store_write_errors_total", load(store_write_errors_total));
   auto usage = crypto::private_key_usage_so_far();
   append_metric(out, "paybus_private_key_operations_total", "counter",
-                "RSA private-key operations (request signatures) made by this process.");
+                "RSA private-key operations (signed channel requests and RSA merchants' webhooks) made by this process.");
   append_value(out, "paybus_private_key_operations_total", static_cast<double>(usage.operations));
   append_metric(out, "paybus_private_key_cpu_seconds_total", "counter",
                 "CPU time spent inside those operations.");

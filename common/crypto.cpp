@@ -250,8 +250,8 @@ thread_local context_cache contexts;
 std::atomic<uint64_t> private_key_operations{0};
 std::atomic<uint64_t> private_key_cpu_ns{0};
 
-/// CPU time of the calling thread (a system call, about a microsecond
-/// against a signature's few hundred).
+/// CPU time of the calling thread: about 0.23 µs a read against a
+/// signature's 300 or more (paybus-bench-signing's thread_cpu_clock).
 uint64_t thread_cpu_ns() {
   timespec now{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);

@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -53,7 +54,9 @@ struct coordinator_state {
   std::vector<channel_slots> channels;
   metrics* figures = nullptr;
   rule_timing timing;
-  std::map<std::string, driven_payment> payments;
+  // By pay_id, hashed: nothing needs them in order, and a look-up should not
+  // grow with a backlog (up to max_in_memory after an outage).
+  std::unordered_map<std::string, driven_payment> payments;
   std::deque<std::string> route_queue;             // waiting for a channel slot
   std::multimap<int64_t, std::string> timers;      // due (monotonic ms) -> pay_id
   std::mt19937_64 rng{std::random_device{}()};

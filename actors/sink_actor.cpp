@@ -20,6 +20,7 @@ struct sink_state {
   local_store* store = nullptr;
   metrics* figures = nullptr;
   std::unique_ptr<pg_database> database;
+  std::shared_ptr<sink_doorbell> doorbell;
   sink_actor_limits limits;
   uint64_t next_sequence = 0;  // everything before it is delivered
   int64_t backoff_ms = 0;
@@ -109,6 +110,8 @@ bool deliver_batch(sink_pointer self) {
 void delivery_round(sink_pointer self) {
   auto& st = self->state;
   st.figures->db_delivery_rounds_total.fetch_add(1, std::memory_order_relaxed);
+  // Commits from here on ring again: what came before is read below.
+  st.doorbell->answer();
   std::string error;
   if (!st.database->ensure_ready(error)) {
     database_down(self, error);
@@ -134,6 +137,7 @@ void delivery_round(sink_pointer self) {
 sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
                                         metrics* figures,
                                         pg_database_options database,
+                                        std::shared_ptr<sink_doorbell> doorbell,
                                         sink_actor_limits limits) {
   name_this_thread("pb-sink");
   auto& st = self->state;
@@ -141,6 +145,7 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
   st.figures = figures;
   st.database = std::make_unique<pg_database>(std::move(database));
   st.limits = limits;
+  st.doorbell = std::move(doorbell);
   st.figures->db_backlog = store->outbox_size();
   schedule(self, 0);
   return {
@@ -167,9 +172,9 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
 
 sink_actor spawn_sink(caf::actor_system& system, local_store& store,
                       metrics& figures, pg_database_options database,
-                      sink_actor_limits limits) {
+                      std::shared_ptr<sink_doorbell> doorbell, sink_actor_limits limits) {
   return system.spawn<caf::detached>(sink_behavior, &store, &figures,
-                                     std::move(database), limits);
+                                     std::move(database), std::move(doorbell), limits);
 }
 
 } // namespace paybus

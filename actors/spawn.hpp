@@ -3,8 +3,10 @@
 // Spawn functions of the core actors. Each actor's state is private to its
 // .cpp; only these constructors are shared.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,28 +36,36 @@ struct sink_actor_limits {
   int64_t backoff_max_ms = 5000;
 };
 
+/// How the store writer tells the database sink that the outbox grew,
+/// without waking it once a commit: a wake is sent only if none is owed
+/// since the sink last began a round, which reads everything committed
+/// before it began.
+class sink_doorbell {
+public:
+  /// The writer, after a commit: true if the sink must be sent a wake.
+  bool ring() {
+    return !rung_.exchange(true);
+  }
+  /// The sink, as a round begins and before it reads the outbox.
+  void answer() {
+    rung_.exchange(false);
+  }
+
+private:
+  std::atomic<bool> rung_{false};
+};
+
 /// The store's single writer. `store` and `figures` outlive the actor system.
 store_actor spawn_store(caf::actor_system& system, local_store& store,
                         metrics& figures, sink_actor sink,
+                        std::shared_ptr<sink_doorbell> doorbell,
                         store_actor_limits limits);
 
 reader_actor spawn_reader(caf::actor_system& system, local_store& store);
 
 sink_actor spawn_sink(caf::actor_system& system, local_store& store,
                       metrics& figures, pg_database_options database,
-                      sink_actor_limits limits);
-
-struct order_shard_settings {
-  int32_t instance_id = 0;
-  int32_t shard = 0;
-  int64_t pay_id_floor_ms = 0;
-  // Channels and weights: each order is routed here, in its acceptance batch
-  // (the coordinator may still move it if that channel is busy or refuses).
-  std::vector<std::pair<std::string, int64_t>> channels;
-};
-
-order_actor spawn_order_shard(caf::actor_system& system, store_actor store,
-                              order_shard_settings settings);
+                      std::shared_ptr<sink_doorbell> doorbell, sink_actor_limits limits);
 
 struct channel_settings_runtime {
   std::string id;

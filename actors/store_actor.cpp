@@ -21,6 +21,7 @@ struct store_state {
   local_store* store = nullptr;
   metrics* figures = nullptr;
   sink_actor sink;
+  std::shared_ptr<sink_doorbell> doorbell;
   store_actor_limits limits;
   store_batch batch;
   // One promise per create request, answering creates [first, first + count).
@@ -99,7 +100,8 @@ void commit_pending(store_pointer self) {
       st.route_promises[i].deliver(static_cast<bool>(answers.routes[i]));
     for (size_t i = 0; i < st.result_promises.size(); ++i)
       st.result_promises[i].deliver(std::move(answers.results[i]));
-    self->send(st.sink, wake_atom::value);
+    if (st.doorbell->ring())
+      self->send(st.sink, wake_atom::value);
   }
   st.batch = store_batch{};
   st.create_promises.clear();
@@ -129,11 +131,13 @@ void queue_flush(store_pointer self) {
 store_actor::behavior_type store_behavior(store_pointer self,
                                           local_store* store, metrics* figures,
                                           sink_actor sink,
+                                          std::shared_ptr<sink_doorbell> doorbell,
                                           store_actor_limits limits) {
   name_this_thread("pb-store");
   self->state.store = store;
   self->state.figures = figures;
   self->state.sink = std::move(sink);
+  self->state.doorbell = std::move(doorbell);
   self->state.limits = limits;
   self->delayed_send(self, std::chrono::milliseconds{limits.housekeeping_interval_ms},
                      tick_atom::value);
@@ -144,8 +148,10 @@ store_actor::behavior_type store_behavior(store_pointer self,
     self->quit(msg.reason);
   });
   return {
-    [=](create_atom, std::vector<payment_record>& records) {
+    [=](create_atom, std::vector<payment_record>& records, std::vector<nonce_accepted>& nonces) {
       auto& st = self->state;
+      for (auto& nonce : nonces)
+        st.batch.nonces.push_back(std::move(nonce));
       auto promise = self->make_response_promise<std::vector<order_stored>>();
       st.create_promises.push_back({promise, st.batch.creates.size(), records.size()});
       for (auto& record : records)
@@ -211,9 +217,10 @@ store_actor::behavior_type store_behavior(store_pointer self,
 
 store_actor spawn_store(caf::actor_system& system, local_store& store,
                         metrics& figures, sink_actor sink,
+                        std::shared_ptr<sink_doorbell> doorbell,
                         store_actor_limits limits) {
   return system.spawn<caf::detached>(store_behavior, &store, &figures,
-                                     std::move(sink), limits);
+                                     std::move(sink), std::move(doorbell), limits);
 }
 
 } // namespace paybus

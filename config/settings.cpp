@@ -205,6 +205,7 @@ void read_all(key_reader& in, settings& out) {
   in.integer("http.idle_timeout_ms", out.idle_timeout_ms, 100, 86'400'000);
   in.integer("http.max_inflight", out.max_inflight, 1, 1'000'000);
   in.integer("http.max_pipeline", out.max_pipeline, 1, 10'000);
+  in.integer("http.gather_us", out.http_gather_us, 0, 1'000'000);
   in.integer("http.request_timeout_ms", out.request_timeout_ms, 100, 600'000);
   in.integer("http.timestamp_window_seconds", out.timestamp_window_seconds, 1, 3600);
 

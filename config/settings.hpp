@@ -45,6 +45,7 @@ struct settings {
   int64_t idle_timeout_ms = 60'000;
   int64_t max_inflight = 8192;
   int64_t max_pipeline = 64;
+  int64_t http_gather_us = 0;
   int64_t request_timeout_ms = 10'000;
   int64_t timestamp_window_seconds = 300;
   // [admin]

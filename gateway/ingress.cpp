@@ -66,7 +66,11 @@ struct ingress_state {
   std::unordered_map<uint64_t, call> calls;
   std::deque<std::pair<int64_t, uint64_t>> call_deadlines;
   uint64_t next_call_id = 1;
-  std::vector<std::vector<struct pending_create>> create_queues;  // per shard
+  std::vector<order_shard> shards;
+  // Creates of this burst of input, to go to the store in one message.
+  std::vector<struct pending_create> creates;
+  std::vector<payment_record> create_records;
+  std::vector<nonce_accepted> create_nonces;
   bool creates_flush_queued = false;
   bool draining = false;
 };
@@ -177,11 +181,11 @@ void expire_calls(ingress_broker* self) {
   }
 }
 
-/// A create waiting to go to its order shard with the others of this burst.
+/// A create waiting for the store: what the request asked (compared with
+/// what the store holds when the order existed) and where to answer.
 struct pending_create {
   payment_order order;
   async_reply reply;
-  nonce_accepted nonce;
 };
 
 void answer_store_error(const async_reply& reply, const caf::error& error);
@@ -190,20 +194,16 @@ void answer_store_error(const async_reply& reply, const caf::error& error);
 void answer_creates(ingress_broker* self, std::vector<pending_create>& batch,
                     std::vector<order_stored>& results) {
   auto& figures = *self->state.context->figures;
-  std::vector<nonce_accepted> nonces;
-  nonces.reserve(batch.size());
   for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
     auto& create = batch[i];
     auto& stored = results[i];
     switch (decide_admission(stored.created, stored.record.order, create.order)) {
       case admission::created:
         figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
-        nonces.push_back(std::move(create.nonce));
         create.reply(202, render_payment(stored.record));
         break;
       case admission::existing:
         figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
-        nonces.push_back(std::move(create.nonce));
         create.reply(200, render_payment(stored.record));
         break;
       case admission::conflict:
@@ -221,44 +221,50 @@ void answer_creates(ingress_broker* self, std::vector<pending_create>& batch,
       to_pay.push_back(stored.record);
   if (!to_pay.empty())
     self->send(self->state.context->coordinator, std::move(to_pay));
-  if (!nonces.empty())
-    self->send(self->state.context->store, std::move(nonces));
 }
 
-/// Sends each shard's queued creates as one message.
+/// Sends the creates queued in this burst to the store as one message.
+/// Their nonces go with them: remembered in the batch that holds the orders.
 void flush_creates(ingress_broker* self) {
   auto& st = self->state;
   st.creates_flush_queued = false;
-  for (size_t shard = 0; shard < st.create_queues.size(); ++shard) {
-    auto& queue = st.create_queues[shard];
-    if (queue.empty())
-      continue;
-    auto batch = std::make_shared<std::vector<pending_create>>(std::move(queue));
-    queue.clear();
-    std::vector<payment_order> orders;
-    orders.reserve(batch->size());
-    for (const auto& create : *batch)
-      orders.push_back(create.order);
-    self->request(st.context->shards[shard], caf::infinite, std::move(orders))
-      .then(
-        [=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },
-        [=](caf::error& error) {
-          for (auto& create : *batch)
-            answer_store_error(create.reply, error);
-        });
-  }
+  if (st.creates.empty())
+    return;
+  auto batch = std::make_shared<std::vector<pending_create>>(std::move(st.creates));
+  st.creates.clear();
+  auto records = std::move(st.create_records);
+  st.create_records.clear();
+  auto nonces = std::move(st.create_nonces);
+  st.create_nonces.clear();
+  self->request(st.context->store, caf::infinite, create_atom::value, std::move(records),
+                std::move(nonces))
+    .then(
+      [=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },
+      [=](caf::error& error) {
+        for (auto& create : *batch)
+          answer_store_error(create.reply, error);
+      });
 }
 
-/// Queues a create; everything queued in this burst of input goes to its
-/// shard in one message (a flush sent to ourselves lands behind the burst).
-void queue_create(ingress_broker* self, size_t shard, pending_create create) {
+/// Queues a create: its pay_id and route from the order's shard now, and
+/// everything queued in this burst of input goes to the store in one message
+/// (a flush sent to ourselves lands behind the burst).
+void queue_create(ingress_broker* self, payment_order order, async_reply reply,
+                  nonce_accepted nonce) {
   auto& st = self->state;
-  st.create_queues[shard].push_back(std::move(create));
-  if (st.create_queues[shard].size() >= max_creates_per_message) {
+  auto key = idempotency_key(order.merchant_id, order.merchant_order_no);
+  auto& shard = st.shards[std::hash<std::string>{}(key) % st.shards.size()];
+  st.create_records.push_back(shard.issue(order, nonce.seen_at_ms));
+  st.create_nonces.push_back(std::move(nonce));
+  st.creates.push_back(pending_create{std::move(order), std::move(reply)});
+  if (st.creates.size() >= max_creates_per_message) {
     flush_creates(self);
   } else if (!st.creates_flush_queued) {
     st.creates_flush_queued = true;
-    self->send(self, flush_atom::value);
+    if (st.context->gather.count() > 0)
+      self->delayed_send(self, st.context->gather, flush_atom::value);
+    else
+      self->send(self, flush_atom::value);
   }
 }
 
@@ -508,11 +514,8 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
                                          ctx.orders, order))
       return ready(error->status, error_json(error->code, error->message));
     auto reply = start_call(self, hdl, sequence, keep_alive);
-    auto key = idempotency_key(order.merchant_id, order.merchant_order_no);
-    auto shard = std::hash<std::string>{}(key) % ctx.shards.size();
-    queue_create(self, shard,
-                 pending_create{std::move(order), reply,
-                                nonce_accepted{merchant->id, request.nonce, now_ms}});
+    queue_create(self, std::move(order), reply,
+                 nonce_accepted{merchant->id, request.nonce, now_ms});
     return;
   }
 
@@ -642,7 +645,8 @@ caf::behavior ingress_behavior(ingress_broker* self,
   auto& st = self->state;
   st.context = std::move(context);
   st.nonces = std::make_unique<nonce_cache>(st.context->recent_nonce_ms);
-  st.create_queues.resize(st.context->shards.size());
+  for (const auto& settings : st.context->shards)
+    st.shards.emplace_back(settings);
   st.listener = listener->hdl();
   self->add_doorman(std::move(listener));
   self->delayed_send(self, std::chrono::milliseconds{tick_interval_ms}, tick_atom::value);

@@ -10,6 +10,7 @@
 #include <caf/fwd.hpp>
 #include <caf/io/fwd.hpp>
 
+#include "actors/order_shard.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/http.hpp"
 #include "gateway/validation.hpp"
@@ -31,10 +32,11 @@ struct ingress_context {
   int64_t body_timeout_ms = 10'000;
   int64_t idle_timeout_ms = 60'000;
   std::chrono::milliseconds request_timeout{10'000};
+  std::chrono::microseconds gather{0};  // creates wait this long to go out together
   int64_t timestamp_window_seconds = 300;
   std::unordered_map<std::string, merchant_credentials> merchants;
   std::set<std::string> channels;
-  std::vector<order_actor> shards;
+  std::vector<order_shard_settings> shards;  // the ingress issues pay_ids with these
   reader_actor reader;
   store_actor store;
   coordinator_actor coordinator;

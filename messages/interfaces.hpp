@@ -77,8 +77,10 @@ namespace paybus {
 using store_actor = caf::typed_actor<
   // Makes each order durable unless its (merchant, order no) exists; answers,
   // in the same order, with the records that are durable now, after the
-  // batch holding them is synced.
-  caf::replies_to<create_atom, std::vector<payment_record>>::with<std::vector<order_stored>>,
+  // batch holding them is synced. The nonces of the requests that asked are
+  // remembered in the same batch.
+  caf::replies_to<create_atom, std::vector<payment_record>,
+                  std::vector<nonce_accepted>>::with<std::vector<order_stored>>,
   // Records a result and joins it with its order if both exist (kept until
   // the order arrives otherwise); duplicates change nothing.
   caf::replies_to<result_atom, payment_result>::with<result_recorded>,
@@ -102,14 +104,6 @@ using reader_actor = caf::typed_actor<
   caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>,
   // Unfinished payments from a pay_id on, at most the given number.
   caf::replies_to<resume_atom, std::string, uint32_t>::with<std::vector<payment_record>>>;
-
-/// One shard of order creation: issues pay_ids from its own counter space
-/// (shards never contend) and hands the order to the store, which answers
-/// the requester directly.
-using order_actor = caf::typed_actor<
-  // Creates each order unless (merchant, order no) exists: the durable
-  // records, in request order. A batch per call keeps thread wake-ups few.
-  caf::replies_to<std::vector<payment_order>>::with<std::vector<order_stored>>>;
 
 /// Feeds the transaction database from the local store's outbox (detached:
 /// libpq blocks).

@@ -208,13 +208,14 @@ int main(int argc, char** argv) {
   sink_actor_limits sink_limits;
   sink_limits.batch_rows = static_cast<size_t>(config.database_batch_rows);
   sink_limits.gather_ms = config.database_gather_ms;
-  auto sink = spawn_sink(system, *store, figures, database, sink_limits);
+  auto doorbell = std::make_shared<sink_doorbell>();
+  auto sink = spawn_sink(system, *store, figures, database, doorbell, sink_limits);
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
   store_limits.gather_us = config.store_gather_us;
-  auto writer = spawn_store(system, *store, figures, sink, store_limits);
+  auto writer = spawn_store(system, *store, figures, sink, doorbell, store_limits);
   auto reader = spawn_reader(system, *store);
-  std::vector<order_actor> shards;
+  std::vector<order_shard_settings> shards;
   for (int32_t shard = 0; shard < config.order_shards; ++shard) {
     order_shard_settings shard_settings;
     shard_settings.instance_id = *instance_id;
@@ -222,7 +223,7 @@ int main(int argc, char** argv) {
     shard_settings.pay_id_floor_ms = floor_ms;
     for (const auto& channel : config.channels)
       shard_settings.channels.emplace_back(channel.id, channel.weight);
-    shards.push_back(spawn_order_shard(system, writer, shard_settings));
+    shards.push_back(std::move(shard_settings));
   }
 
   // Declared after the actor system: the actor handles it holds must be gone
@@ -234,6 +235,7 @@ int main(int argc, char** argv) {
   context->max_connections = static_cast<size_t>(config.max_connections);
   context->max_inflight = config.max_inflight;
   context->max_pipeline = static_cast<size_t>(config.max_pipeline);
+  context->gather = std::chrono::microseconds{config.http_gather_us};
   context->header_timeout_ms = config.header_timeout_ms;
   context->body_timeout_ms = config.body_timeout_ms;
   context->idle_timeout_ms = config.idle_timeout_ms;
@@ -304,8 +306,6 @@ int main(int argc, char** argv) {
   for (auto& channel : channels)
     caf::anon_send_exit(channel.handle, caf::exit_reason::user_shutdown);
   channels.clear();
-  for (auto& shard : shards)
-    caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);

@@ -400,6 +400,56 @@ class StartAndStop(unittest.TestCase):
         client.close()
         bus.destroy()
 
+    def test_nonce_of_an_acknowledged_create_survives_a_kill(self):
+        # A create's nonce is written in the synced batch that holds its
+        # order, so a SIGKILL right after the 202 cannot forget it.
+        bus = Bus(self.pg.url).start()
+        client = Client("127.0.0.1", bus.port)
+        body = json.dumps({"merchant_order_no": "T2-NK-1", "amount": 1, "currency": "CNY"}).encode()
+        headers = client.headers("POST", "/v1/payments", body)
+        self.assertEqual(client.request("POST", "/v1/payments", body, sign=False, headers=headers)[0], 202)
+        client.close()
+        bus.kill9()
+        bus.start()
+        client = Client("127.0.0.1", bus.port)
+        status, answer, _ = client.request("POST", "/v1/payments", body, sign=False, headers=headers)
+        self.assertEqual((status, answer["error"]["code"]), (401, "replayed_request"))
+        client.close()
+        self.assertEqual(bus.stop(), 0)
+        bus.destroy()
+
+    def test_gathered_creates_go_to_the_store_together(self):
+        # http.gather_us: the ingress holds the creates of 100 ms and sends
+        # them to the store writer in one message, which commits them in one
+        # synced batch; each is still answered only once it is durable.
+        bus = Bus(self.pg.url, sets=["http.gather_us=100000"]).start()
+        client = Client("127.0.0.1", bus.port)
+        self.assertEqual(client.pay("T2-HG-0", amount=3)[0], 202)
+        first_batches = bus.metric("paybus_store_batches_total")
+        results = []
+
+        def send(n):
+            other = Client("127.0.0.1", bus.port)
+            results.append(other.pay(f"T2-HG-{n}", amount=3))
+            other.close()
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(1, 13)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        waited = time.monotonic() - started
+        self.assertEqual(sorted(r[0] for r in results), [202] * 12)
+        # Twelve orders in at most two commits (a thread that starts late
+        # may miss the first gathering), not twelve.
+        self.assertLessEqual(bus.metric("paybus_store_batches_total") - first_batches, 2)
+        self.assertGreaterEqual(waited, 0.1)
+        self.assertEqual(bus.metric("paybus_payments_accepted_total"), 13)
+        client.close()
+        self.assertEqual(bus.stop(), 0)
+        bus.destroy()
+
     def test_second_bus_on_the_same_store_or_port_is_refused(self):
         bus = Bus(self.pg.url).start()
         code, output = run_paybusd(["--config", bus.config_path, "--set", "http.listen=127.0.0.1:0"])

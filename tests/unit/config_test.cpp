@@ -61,13 +61,14 @@ TEST_CASE("overrides given with --set read the key's own type") {
   std::string error;
   REQUIRE(parse_settings(good, "test.toml",
                          {"http.listen=0.0.0.0:9999", "node.instance_id=12", "store.sync=false",
-                          "store.gather_us=2000", "merchants.0.secret=12345678",
+                          "store.gather_us=2000", "http.gather_us=3000", "merchants.0.secret=12345678",
                           "channels.0.weight=5"},
                          out, error));
   CHECK(out.http_port == 9999);
   CHECK(out.instance_id == std::optional<int32_t>{12});
   CHECK_FALSE(out.store_sync);
   CHECK(out.store_gather_us == 2000);
+  CHECK(out.http_gather_us == 3000);
   CHECK(out.merchants[0].secret == "12345678");
   CHECK(out.channels[0].weight == 5);
 }
@@ -101,6 +102,7 @@ TEST_CASE("every config error names its key in one line") {
   CHECK(error_of(good, {"nonsense"}).find("KEY=VALUE") != std::string::npos);
   check(error_of(good, {"store.min_free_bytes=-1"}), "store.min_free_bytes");
   check(error_of(good, {"store.gather_us=1000001"}), "store.gather_us");
+  check(error_of(good, {"http.gather_us=-1"}), "http.gather_us");
 }
 
 TEST_CASE("errors that quote the config's own text stay on one line") {

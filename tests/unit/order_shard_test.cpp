@@ -1,144 +1,67 @@
-// The order shard with CAF's deterministic test coordinator: pay_ids from the
-// shard's own space, the store's answer delegated to the caller, errors too.
+// The order shard: pay_ids from the shard's own space, increasing, and the
+// route chosen as the order is issued.
 
-#include <memory>
-#include <vector>
+#include <map>
+#include <string>
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
-#include <caf/typed_event_based_actor.hpp>
 #include <catch2/catch.hpp>
 
 #include "actors/admission.hpp"
-#include "actors/spawn.hpp"
+#include "actors/order_shard.hpp"
 
 using namespace paybus;
 
 namespace {
 
-struct store_double_state {
-  std::vector<payment_record> creates;
-};
-
-store_actor::behavior_type store_double(store_actor::stateful_pointer<store_double_state> self,
-                                        std::shared_ptr<std::vector<payment_record>> creates,
-                                        bool failing) {
-  return {
-    [=](create_atom, std::vector<payment_record>& records)
-      -> caf::result<std::vector<order_stored>> {
-      for (const auto& record : records)
-        creates->push_back(record);
-      if (failing)
-        return caf::make_error(errc::store_unavailable);
-      std::vector<order_stored> results;
-      for (const auto& record : records)
-        results.push_back(order_stored{true, record});
-      return results;
-    },
-    [=](result_atom, payment_result&) -> caf::result<result_recorded> {
-      return result_recorded{};
-    },
-    [=](route_atom, payment_routed&) { return false; },
-    [=](std::vector<nonce_accepted>&) {},
-    [=](flush_atom) {},
-    [=](nonce_flush_atom) {},
-    [=](tick_atom) {},
-  };
+payment_order one(const std::string& no, int64_t amount, std::string channel = {}) {
+  payment_order o;
+  o.merchant_id = "demo";
+  o.merchant_order_no = no;
+  o.amount_minor = amount;
+  o.currency = "CNY";
+  o.channel_id = std::move(channel);
+  return o;
 }
-
-caf::behavior client(caf::event_based_actor* self, order_actor shard,
-                     std::vector<payment_order> orders,
-                     std::shared_ptr<std::vector<std::string>> answers) {
-  auto count = orders.size();
-  self->request(shard, caf::infinite, std::move(orders))
-    .then(
-      [=](std::vector<order_stored>& results) {
-        CHECK(results.size() == count);
-        for (const auto& stored : results)
-          answers->push_back(std::string{stored.created ? "created" : "existing"} + ":"
-                             + stored.record.pay_id);
-        self->quit();
-      },
-      [=](caf::error&) {
-        answers->push_back("error");
-        self->quit();
-      });
-  return {[](int) {}};
-}
-
-struct fixture {
-  fixture() : system(configure(config)),
-              coordinator(dynamic_cast<caf::scheduler::test_coordinator&>(system.scheduler())) {
-  }
-
-  static caf::actor_system_config& configure(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.add_message_types<caf::id_block::paybus>();
-    return cfg;
-  }
-
-  std::vector<payment_order> order(const std::string& no, int64_t amount) {
-    return {one(no, amount)};
-  }
-
-  payment_order one(const std::string& no, int64_t amount) {
-    payment_order o;
-    o.merchant_id = "demo";
-    o.merchant_order_no = no;
-    o.amount_minor = amount;
-    o.currency = "CNY";
-    return o;
-  }
-
-  caf::actor_system_config config;
-  caf::actor_system system;
-  caf::scheduler::test_coordinator& coordinator;
-};
 
 } // namespace
 
-TEST_CASE_METHOD(fixture, "a shard issues increasing pay_ids of its own space and the store answers the caller") {
-  auto creates = std::make_shared<std::vector<payment_record>>();
-  auto answers = std::make_shared<std::vector<std::string>>();
-  auto store = system.spawn(store_double, creates, false);
-  auto shard = spawn_order_shard(system, store, order_shard_settings{9, 3, 0, {}});
-  system.spawn(client, shard, std::vector<payment_order>{one("A-1", 100), one("B-1", 100)}, answers);
-  system.spawn(client, shard, order("C-1", 100), answers);
-  coordinator.run();
-  REQUIRE(creates->size() == 3);
-  for (const auto& record : *creates) {
+TEST_CASE("a shard issues increasing pay_ids of its own space, with the order as asked") {
+  order_shard shard{order_shard_settings{9, 3, 0, {}}};
+  auto a = shard.issue(one("A-1", 100), 1'763'782'200'123);
+  auto b = shard.issue(one("B-1", 250), 1'763'782'200'123);
+  auto c = shard.issue(one("C-1", 100), 1'763'782'200'100);  // the clock went back
+  for (const auto& record : {a, b, c}) {
+    CHECK(record.pay_id.size() == pay_id_length);
     CHECK(record.pay_id.substr(13, 7) == "0000903");  // instance 9, shard 3
     CHECK(record.instance_id == 9);
-    CHECK(record.created_at_ms > 0);
+    CHECK(record.routed_channel.empty());  // no channels configured
   }
-  CHECK((*creates)[0].pay_id < (*creates)[1].pay_id);
-  CHECK((*creates)[1].pay_id < (*creates)[2].pay_id);
-  CHECK((*creates)[0].order.merchant_order_no == "A-1");
-  REQUIRE(answers->size() == 3);
-  CHECK(std::count(answers->begin(), answers->end(), "created:" + (*creates)[1].pay_id) == 1);
-  caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
-  coordinator.run();
+  CHECK(a.pay_id < b.pay_id);
+  CHECK(b.pay_id < c.pay_id);
+  CHECK(a.created_at_ms == 1'763'782'200'123);
+  CHECK(b.order.merchant_order_no == "B-1");
+  CHECK(b.order.amount_minor == 250);
 }
 
-TEST_CASE_METHOD(fixture, "a store error reaches every caller and a retry reaches the store again") {
-  auto creates = std::make_shared<std::vector<payment_record>>();
-  auto answers = std::make_shared<std::vector<std::string>>();
-  auto store = system.spawn(store_double, creates, true);
-  auto shard = spawn_order_shard(system, store, order_shard_settings{1, 0, 0, {}});
-  system.spawn(client, shard, order("A-1", 100), answers);
-  system.spawn(client, shard, order("A-1", 100), answers);
-  coordinator.run();
-  CHECK(*answers == std::vector<std::string>{"error", "error"});
-  // A retry goes to the store again.
-  system.spawn(client, shard, order("A-1", 100), answers);
-  coordinator.run();
-  CHECK(creates->size() == 3);
-  caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
-  coordinator.run();
+TEST_CASE("a shard never issues in the time step of its floor or before") {
+  order_shard shard{order_shard_settings{1, 0, 1'763'782'200'500, {}}};
+  auto record = shard.issue(one("A-1", 100), 1'763'782'200'123);
+  auto parts = parse_pay_id(record.pay_id);
+  REQUIRE(parts);
+  CHECK(parts->unix_ms > 1'763'782'200'500);
+}
+
+TEST_CASE("a shard routes by weight, or to the channel the order names") {
+  order_shard shard{order_shard_settings{1, 0, 0, {{"sim-a", 3}, {"sim-b", 1}}}};
+  std::map<std::string, int> routed;
+  for (int i = 0; i < 4000; ++i)
+    ++routed[shard.issue(one("W-" + std::to_string(i), 100), 1'763'782'200'000).routed_channel];
+  CHECK(routed.size() == 2);
+  CHECK(routed["sim-a"] > 2850);  // 3000 expected, a standard deviation of 27
+  CHECK(routed["sim-a"] < 3150);
+  for (int i = 0; i < 20; ++i)
+    CHECK(shard.issue(one("N-" + std::to_string(i), 100, "sim-b"), 1'763'782'200'000)
+            .routed_channel == "sim-b");
 }
 
 TEST_CASE("admission rule: created once, same body existing, any difference conflict") {

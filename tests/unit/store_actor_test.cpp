@@ -60,7 +60,8 @@ struct writer_fixture {
     store_actor_limits limits;
     limits.gather_us = gather_us;
     limits.nonce_delay_ms = nonce_delay_ms;
-    return spawn_store(*system, *store, figures, system->spawn(idle_sink, 0), limits);
+    return spawn_store(*system, *store, figures, system->spawn(idle_sink, 0),
+                       std::make_shared<sink_doorbell>(), limits);
   }
 };
 
@@ -85,9 +86,9 @@ std::vector<nonce_accepted> nonces(const std::string& nonce) {
 /// Sends each batch of orders without waiting, then waits for every answer.
 void create_together(caf::scoped_actor& self, const store_actor& writer,
                      const std::vector<int>& numbers) {
-  std::vector<decltype(self->request(writer, caf::infinite, create_atom::value, order(0)))> handles;
+  std::vector<decltype(self->request(writer, caf::infinite, create_atom::value, order(0), std::vector<nonce_accepted>{}))> handles;
   for (int n : numbers)
-    handles.push_back(self->request(writer, caf::infinite, create_atom::value, order(n)));
+    handles.push_back(self->request(writer, caf::infinite, create_atom::value, order(n), std::vector<nonce_accepted>{}));
   for (auto& handle : handles)
     handle.receive([](std::vector<order_stored>& stored) { CHECK(stored.at(0).created); },
                    [](caf::error& error) { FAIL(caf::to_string(error)); });

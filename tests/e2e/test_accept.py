@@ -17,6 +17,25 @@ from paybus_client import Client, canonical  # noqa: E402
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+def pay_together(port, prefix, count):
+    """Pays PREFIX-1 .. PREFIX-count at once, each on its own connection;
+    returns the answers and the seconds until the last one came."""
+    results = []
+
+    def send(n):
+        other = Client("127.0.0.1", port)
+        results.append(other.pay(f"{prefix}-{n}", amount=3))
+        other.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(1, count + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.monotonic() - started
+
+
 class AcceptPayments(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -355,20 +374,7 @@ class StartAndStop(unittest.TestCase):
         client = Client("127.0.0.1", bus.port)
         self.assertEqual(client.pay("T2-G-0", amount=3)[0], 202)
         first_batches = bus.metric("paybus_store_batches_total")
-        results = []
-
-        def send(n):
-            other = Client("127.0.0.1", bus.port)
-            results.append(other.pay(f"T2-G-{n}", amount=3))
-            other.close()
-
-        started = time.monotonic()
-        threads = [threading.Thread(target=send, args=(n,)) for n in range(1, 13)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        waited = time.monotonic() - started
+        results, waited = pay_together(bus.port, "T2-G", 12)
         self.assertEqual(sorted(r[0] for r in results), [202] * 12)
         # The first payment's nonce and the twelve orders: at most two more
         # commits (a thread that starts late may miss the first), not twelve.
@@ -426,20 +432,7 @@ class StartAndStop(unittest.TestCase):
         client = Client("127.0.0.1", bus.port)
         self.assertEqual(client.pay("T2-HG-0", amount=3)[0], 202)
         first_batches = bus.metric("paybus_store_batches_total")
-        results = []
-
-        def send(n):
-            other = Client("127.0.0.1", bus.port)
-            results.append(other.pay(f"T2-HG-{n}", amount=3))
-            other.close()
-
-        started = time.monotonic()
-        threads = [threading.Thread(target=send, args=(n,)) for n in range(1, 13)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        waited = time.monotonic() - started
+        results, waited = pay_together(bus.port, "T2-HG", 12)
         self.assertEqual(sorted(r[0] for r in results), [202] * 12)
         # Twelve orders in at most two commits (a thread that starts late
         # may miss the first gathering), not twelve.

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
+#include "common/thread_name.hpp"
 #include "actors/admission.hpp"
 #include "common/metrics.hpp"
 #include "gateway/render.hpp"
@@ -642,6 +643,8 @@ void on_tick(ingress_broker* self) {
 caf::behavior ingress_behavior(ingress_broker* self,
                                caf::intrusive_ptr<caf::io::doorman> listener,
                                std::shared_ptr<const ingress_context> context) {
+  // A broker runs on the middleman's multiplexer thread, and only there.
+  name_this_thread("pb-ingress");
   auto& st = self->state;
   st.context = std::move(context);
   st.nonces = std::make_unique<nonce_cache>(st.context->recent_nonce_ms);

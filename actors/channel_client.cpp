@@ -82,6 +82,23 @@ std::string url_path(const std::string& url) {
   return path;
 }
 
+/// Whether a failed exchange certainly sent nothing of its request: no
+/// connection was made, or its TLS handshake failed (an untrusted or
+/// mismatched certificate, no common protocol), which comes before any byte
+/// of the request. Only then may the payment go to another channel without
+/// a query.
+bool never_sent(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return true;
+    default:
+      return false;
+  }
+}
+
 /// Whether the environment names a proxy, which libcurl then uses.
 bool proxy_in_environment() {
   for (const char* name : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
@@ -235,6 +252,8 @@ struct channel_client::core {
     if (no_proxy)
       curl_easy_setopt(easy, CURLOPT_PROXY, "");
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    if (!settings.ca_file.empty())
+      curl_easy_setopt(easy, CURLOPT_CAINFO, settings.ca_file.c_str());
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_body);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, collect_header);
     return easy;
@@ -310,8 +329,7 @@ struct channel_client::core {
           job->exchange.transport_ok = true;
         } else {
           job->exchange.error = curl_easy_strerror(code);
-          job->exchange.never_sent =
-            code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST;
+          job->exchange.never_sent = never_sent(code);
         }
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);  // the job's list goes with it
         idle.push_back(easy);

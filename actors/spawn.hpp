@@ -70,6 +70,7 @@ sink_actor spawn_sink(caf::actor_system& system, local_store& store,
 struct channel_settings_runtime {
   std::string id;
   std::string url;                 // base URL, e.g. http://127.0.0.1:9001
+  std::string ca_file;             // https: certificates that verify the channel's; empty: the system's
   std::string notify_url;          // {public_url}/v1/channels/{id}/notify
   crypto::pkey_ptr bus_key;        // signs requests
   crypto::pkey_ptr channel_key;    // verifies the channel's answers

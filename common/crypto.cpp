@@ -7,15 +7,18 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <memory>
 #include <vector>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 namespace paybus::crypto {
 
@@ -171,6 +174,36 @@ pkey_ptr load_public_key(const std::string& path, std::string& error) {
   if (!key)
     error = path + ": " + error;
   return key;
+}
+
+size_t count_certificates(const std::string& path, std::string& error) {
+  auto text = read_file(path, error);
+  if (text.empty()) {
+    if (error.empty())
+      error = path + " is empty";
+    return 0;
+  }
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio{BIO_new_mem_buf(text.data(), static_cast<int>(text.size())),
+                                                 BIO_free};
+  size_t count = 0;
+  ERR_clear_error();
+  while (X509* certificate = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    X509_free(certificate);
+    ++count;
+  }
+  // The loop ends at the end of the text (PEM_R_NO_START_LINE; other PEM
+  // blocks are passed over, as OpenSSL passes them over in a CA file) or at
+  // a certificate that does not parse, which is refused.
+  unsigned long last = ERR_peek_last_error();
+  bool clean_end = ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE;
+  ERR_clear_error();
+  if (!clean_end) {
+    error = path + ": a PEM certificate in it does not parse";
+    return 0;
+  }
+  if (count == 0)
+    error = path + ": no PEM certificate in it";
+  return count;
 }
 
 namespace {

@@ -41,6 +41,10 @@ pkey_ptr load_public_key(const std::string& path, std::string& error);
 pkey_ptr parse_public_key_pem(std::string_view pem, std::string& error);
 pkey_ptr parse_private_key_pem(std::string_view pem, std::string& error);
 
+/// How many PEM certificates the file at `path` holds: 0, with `error` set,
+/// when it cannot be read, holds none, or holds one that does not parse.
+size_t count_certificates(const std::string& path, std::string& error);
+
 /// base64 of RSASSA-PKCS1-v1_5 SHA-256 signature; empty on failure. Any
 /// thread may sign with the same key: each keeps a ready context per key,
 /// on its own copy of it (crypto.cpp).

@@ -283,6 +283,7 @@ void read_all(key_reader& in, settings& out) {
     in.string(prefix + "id", channel.id);
     in.string(prefix + "url", channel.url);
     in.string(prefix + "public_key", channel.public_key_path);
+    in.string(prefix + "ca_file", channel.ca_file);
     in.integer(prefix + "weight", channel.weight, 0, 1'000'000);
     in.integer(prefix + "timeout_ms", channel.timeout_ms, 100, 600'000);
     in.integer(prefix + "concurrency", channel.concurrency, 1, 256);
@@ -296,6 +297,8 @@ void read_all(key_reader& in, settings& out) {
       in.fail(prefix + "id", "duplicate channel id '" + channel.id + "'");
     if (!valid_http_url(channel.url))
       in.fail(prefix + "url", "expected an http:// or https:// URL");
+    else if (!channel.ca_file.empty() && channel.url.rfind("https://", 0) != 0)
+      in.fail(prefix + "ca_file", "applies to an https:// channel URL only");
     out.channels.push_back(std::move(channel));
   }
   in.refuse_unknown();

@@ -19,6 +19,7 @@ struct channel_settings {
   std::string id;
   std::string url;
   std::string public_key_path;
+  std::string ca_file;  // https only: the certificates that verify the channel's (else the system's)
   int64_t weight = 100;
   int64_t timeout_ms = 3000;
   int64_t concurrency = 4;

@@ -88,6 +88,10 @@ bool load_keys(const paybus::settings& config,
       return false;
     }
     channel_keys.emplace(channel.id, std::move(key));
+    if (!channel.ca_file.empty() && crypto::count_certificates(channel.ca_file, why) == 0) {
+      error = "channels." + std::to_string(i) + ".ca_file: " + why;
+      return false;
+    }
   }
   return true;
 }
@@ -249,6 +253,7 @@ int main(int argc, char** argv) {
     channel_settings_runtime runtime;
     runtime.id = channel.id;
     runtime.url = channel.url;
+    runtime.ca_file = channel.ca_file;
     runtime.notify_url = config.public_url + "/v1/channels/" + channel.id + "/notify";
     runtime.bus_key = signing_key;
     runtime.channel_key = channel_keys.at(channel.id);

@@ -88,12 +88,14 @@ class Bus:
         self.database_url = database_url
         self.sets = list(sets or [])
         keys = keys_dir()
-        # channels: {id: (url, weight)}; by default one channel nobody listens on.
+        # channels: {id: (url, weight[, {other key: string value}])}; by default one
+        # channel nobody listens on.
         channels = channels if channels is not None else {"sim-a": ("http://127.0.0.1:9", 100)}
         channels_config = "".join(
             f'\n[[channels]]\nid = "{cid}"\nurl = "{url}"\npublic_key = "{keys}/{cid}.pub.pem"\n'
             f'weight = {weight}\ntimeout_ms = 1000\nbreaker_open_ms = 300\n'
-            for cid, (url, weight) in channels.items())
+            + "".join(f'{key} = "{value}"\n' for key, value in (more[0] if more else {}).items())
+            for cid, (url, weight, *more) in channels.items())
         self.config_path = os.path.join(self.dir, "paybus.toml")
         with open(self.config_path, "w") as f:
             f.write(f"""

@@ -328,7 +328,10 @@ class StartAndStop(unittest.TestCase):
                           (["http.max_body_bytes=5"], "http.max_body_bytes"),
                           (["no.such_key=1"], "no.such_key"),
                           (["signing.private_key=/nonexistent.pem"], "signing.private_key"),
-                          (["merchants.0.auth=md5"], "merchants.0.auth")]:
+                          (["merchants.0.auth=md5"], "merchants.0.auth"),
+                          (["channels.0.ca_file=/etc/hostname"], "channels.0.ca_file"),  # an http:// URL
+                          (["channels.0.url=https://127.0.0.1:9",
+                            f"channels.0.ca_file={keys_dir()}/paybus.pub.pem"], "channels.0.ca_file")]:
             code, output = run_paybusd(["--config", bus.config_path] + sum([["--set", s] for s in sets], []))
             self.assertEqual(code, 2, output)
             self.assertIn(key, output)

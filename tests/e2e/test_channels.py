@@ -1,12 +1,14 @@
 """End to end: payments paid through two real channel simulators (RSA both ways), results
 joined and written to PostgreSQL, notifications, queries, outages (API.md 4 and 6)."""
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import http.server
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -14,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, keys_dir, raw_http  # noqa: E402
+from harness import Bus, ChannelSim, PgCluster, keys_dir, make_temp_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
 
 
@@ -394,6 +396,144 @@ class ResumeAfterRestart(unittest.TestCase):
             sim.destroy()
             pg.destroy()
 
+
+def make_certificates(directory):
+    """A throwaway CA and a certificate it signed for localhost and 127.0.0.1, by openssl's
+    command line: (ca.pem, server.pem, server.key)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-subj", "/CN=paybus-e2e-ca", "-days", "2")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")
+    with open(os.path.join(directory, "san.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.cnf")
+    return tuple(os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key"))
+
+
+class TlsFront:
+    """A channel as a bank shows it: TLS in front (Python's ssl, a real handshake with a real
+    certificate), the simulator's plain HTTP behind. Counts the handshakes that completed."""
+
+    def __init__(self, backend_port, certificate, key):
+        self.backend_port = backend_port
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certificate, key)
+        self.handshakes = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context, ssl_handshake_timeout=5),
+            self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader, writer):
+        self.handshakes += 1  # called only once the TLS handshake is done
+        backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", self.backend_port)
+
+        async def pipe(source, sink):
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, backend_writer), pipe(backend_reader, writer))
+
+    def url(self):
+        return f"https://localhost:{self.port}"
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class ThroughTls(unittest.TestCase):
+    """Channels reached over https: the certificate is verified (with the channel's
+    ca_file, or else the system's trust store), and a handshake that fails sends nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.pg.start()
+        cls.ca, certificate, key = make_certificates(make_temp_dir("tls"))
+        cls.sim_a = ChannelSim("sim-a").start()
+        cls.sim_b = ChannelSim("sim-b").start()
+        cls.front = TlsFront(int(cls.sim_a.url.rsplit(":", 1)[1]), certificate, key)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.front.close()
+        cls.sim_a.destroy()
+        cls.sim_b.destroy()
+        cls.pg.destroy()
+
+    def wait_final(self, client, pay_id, timeout=30):
+        deadline = time.time() + timeout
+        body = None
+        while time.time() < deadline:
+            status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+            if status == 200 and body["status"] in ("SUCCEEDED", "FAILED", "CLOSED"):
+                return body
+            time.sleep(0.1)
+        self.fail(f"payment {pay_id} stayed {body}")
+
+    def pay_all(self, client, prefix, count, **fields):
+        pay_ids = []
+        for i in range(count):
+            status, body, _ = client.pay(f"{prefix}-{i}", **fields)
+            self.assertEqual(status, 202, body)
+            pay_ids.append(body["pay_id"])
+        return pay_ids
+
+    def test_an_https_channel_verified_with_its_ca_file_is_paid_through(self):
+        bus = Bus(self.pg.url, channels={"sim-a": (self.front.url(), 100, {"ca_file": self.ca})}).start()
+        client = Client("127.0.0.1", bus.port)
+        try:
+            handshakes = self.front.handshakes
+            pay_ids = self.pay_all(client, "T-1", 3)
+            for pay_id in pay_ids:
+                final = self.wait_final(client, pay_id)
+                self.assertEqual(final["status"], "SUCCEEDED")
+                self.assertEqual(final["channel"], "sim-a")
+                self.assertEqual(self.sim_a.payments()[pay_id]["pay_requests"], 1)
+            self.assertGreater(self.front.handshakes, handshakes)  # it went through TLS
+        finally:
+            client.close()
+            bus.destroy()
+
+    def test_an_untrusted_certificate_gets_nothing_and_payments_move_on(self):
+        # No ca_file: the system's trust store does not know this CA. Nearly every payment is
+        # routed to sim-a first.
+        bus = Bus(self.pg.url, channels={"sim-a": (self.front.url(), 100),
+                                         "sim-b": (self.sim_b.url, 1)}).start()
+        client = Client("127.0.0.1", bus.port)
+        try:
+            handshakes = self.front.handshakes
+            pay_ids = self.pay_all(client, "T-2", 6)
+            [named] = self.pay_all(client, "T-2-named", 1, channel="sim-a")
+            for pay_id in pay_ids:
+                final = self.wait_final(client, pay_id)
+                self.assertEqual(final["status"], "SUCCEEDED")
+                self.assertEqual(final["channel"], "sim-b")
+                self.assertIn(pay_id, self.sim_b.payments())
+            self.assertFalse((set(pay_ids) | {named}) & set(self.sim_a.payments()))
+            self.assertEqual(self.front.handshakes, handshakes)  # the bus broke every one off
+            self.assertGreaterEqual(
+                bus.metric('paybus_channel_requests_total{channel="sim-a",outcome="UNAVAILABLE"}') or 0, 1)
+            # The client named sim-a: that channel or none, never silently another.
+            self.assertEqual(client.request("GET", f"/v1/payments/{named}")[1]["status"], "PROCESSING")
+            self.assertNotIn(named, self.sim_b.payments())
+        finally:
+            client.close()
+            bus.destroy()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -1,3 +1,4 @@
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -107,6 +108,34 @@ TEST_CASE("private-key operations are counted with the CPU time they took; verif
   // more than 30 and well under a second, on any machine that runs the tests.
   CHECK(after.cpu_ns - before.cpu_ns > 30'000u);
   CHECK(after.cpu_ns - before.cpu_ns < 1'000'000'000u);
+}
+
+TEST_CASE("a channel's CA file holds PEM certificates and nothing else") {
+  auto data = std::string{PAYBUS_TEST_DATA} + "/";
+  std::string error;
+  CHECK(crypto::count_certificates(data + "ca.pem", error) == 1);
+  auto two = std::filesystem::temp_directory_path() / "paybus-two-certificates.pem";
+  {
+    std::ofstream out{two};
+    out << read_text("ca.pem") << read_text("ca.pem");
+  }
+  CHECK(crypto::count_certificates(two.string(), error) == 2);
+  auto damaged = read_text("ca.pem");
+  damaged.replace(damaged.size() / 2, 8, "!!!!!!!!");
+  {
+    std::ofstream out{two};
+    out << read_text("ca.pem") << damaged;
+  }
+  error.clear();
+  CHECK(crypto::count_certificates(two.string(), error) == 0);
+  CHECK(error.find("does not parse") != std::string::npos);
+  std::filesystem::remove(two);
+  error.clear();
+  CHECK(crypto::count_certificates(data + "merchant.pub.pem", error) == 0);
+  CHECK(error.find("no PEM certificate") != std::string::npos);
+  error.clear();
+  CHECK(crypto::count_certificates(data + "no-such-file.pem", error) == 0);
+  CHECK_FALSE(error.empty());
 }
 
 TEST_CASE("RSA keys under 2048 bits are refused") {

@@ -94,6 +94,7 @@ TEST_CASE("every config error names its key in one line") {
   check(error_of(good + "\n[node2]\n"), "node2");
   check(error_of(good, {"channels.0.public_key="}), "channels.0.public_key");
   check(error_of(good, {"channels.0.timeout_ms=5"}), "channels.0.timeout_ms");
+  check(error_of(good, {"channels.0.ca_file=ca.pem"}), "channels.0.ca_file");  // the URL is http://
   check(error_of("[node]\ndata_dir = 5\n"), "node.data_dir");
   check(error_of("[http]\nmax_body_bytes = \"big\"\n"), "http.max_body_bytes");
   check(error_of("[[merchants]]\nid = \"a\"\nauth = \"hmac-sha256\"\nsecret = \"12345678\"\ncolour = 1\n"),

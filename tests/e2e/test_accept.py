@@ -394,38 +394,31 @@ class StartAndStop(unittest.TestCase):
         self.assertEqual(bus.stop(), 0)
         bus.destroy()
 
-    def test_nonce_is_refused_again_after_a_restart(self):
+    def replay_after(self, order_no, stop):
+        """Pays once, stops the bus with `stop`, restarts it and replays the very same signed
+        request: it must be refused as a replay."""
         bus = Bus(self.pg.url).start()
         client = Client("127.0.0.1", bus.port)
-        body = json.dumps({"merchant_order_no": "T2-N-1", "amount": 1, "currency": "CNY"}).encode()
+        body = json.dumps({"merchant_order_no": order_no, "amount": 1, "currency": "CNY"}).encode()
         headers = client.headers("POST", "/v1/payments", body)
         self.assertEqual(client.request("POST", "/v1/payments", body, sign=False, headers=headers)[0], 202)
         client.close()
-        self.assertEqual(bus.stop(), 0)
+        stop(bus)
         bus.start()
         client = Client("127.0.0.1", bus.port)
         status, answer, _ = client.request("POST", "/v1/payments", body, sign=False, headers=headers)
         self.assertEqual((status, answer["error"]["code"]), (401, "replayed_request"))
         client.close()
+        self.assertEqual(bus.stop(), 0)
         bus.destroy()
+
+    def test_nonce_is_refused_again_after_a_restart(self):
+        self.replay_after("T2-N-1", lambda bus: self.assertEqual(bus.stop(), 0))
 
     def test_nonce_of_an_acknowledged_create_survives_a_kill(self):
         # A create's nonce is written in the synced batch that holds its
         # order, so a SIGKILL right after the 202 cannot forget it.
-        bus = Bus(self.pg.url).start()
-        client = Client("127.0.0.1", bus.port)
-        body = json.dumps({"merchant_order_no": "T2-NK-1", "amount": 1, "currency": "CNY"}).encode()
-        headers = client.headers("POST", "/v1/payments", body)
-        self.assertEqual(client.request("POST", "/v1/payments", body, sign=False, headers=headers)[0], 202)
-        client.close()
-        bus.kill9()
-        bus.start()
-        client = Client("127.0.0.1", bus.port)
-        status, answer, _ = client.request("POST", "/v1/payments", body, sign=False, headers=headers)
-        self.assertEqual((status, answer["error"]["code"]), (401, "replayed_request"))
-        client.close()
-        self.assertEqual(bus.stop(), 0)
-        bus.destroy()
+        self.replay_after("T2-NK-1", lambda bus: bus.kill9())
 
     def test_gathered_creates_go_to_the_store_together(self):
         # http.gather_us: the ingress holds the creates of 100 ms and sends

@@ -20,6 +20,21 @@ from harness import Bus, ChannelSim, PgCluster, keys_dir, make_temp_dir, raw_htt
 from paybus_client import Client  # noqa: E402
 
 
+FINAL = ("SUCCEEDED", "FAILED", "CLOSED")
+
+
+def wait_status(test, client, pay_id, statuses=FINAL, timeout=30):
+    """The payment once its status is one of `statuses`; fails `test` after `timeout` s."""
+    deadline = time.time() + timeout
+    body = None
+    while time.time() < deadline:
+        status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+        if status == 200 and body["status"] in statuses:
+            return body
+        time.sleep(0.1)
+    test.fail(f"payment {pay_id} stayed {body}")
+
+
 class ThroughChannels(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -45,15 +60,8 @@ class ThroughChannels(unittest.TestCase):
         self.sim_a.mode(normal)
         self.sim_b.mode(normal)
 
-    def wait_status(self, pay_id, statuses=("SUCCEEDED", "FAILED", "CLOSED"), timeout=30):
-        deadline = time.time() + timeout
-        body = None
-        while time.time() < deadline:
-            status, body, _ = self.client.request("GET", f"/v1/payments/{pay_id}")
-            if status == 200 and body["status"] in statuses:
-                return body
-            time.sleep(0.1)
-        self.fail(f"payment {pay_id} stayed {body}")
+    def wait_status(self, pay_id, statuses=FINAL, timeout=30):
+        return wait_status(self, self.client, pay_id, statuses, timeout)
 
     def db_result(self, pay_id, timeout=20):
         deadline = time.time() + timeout
@@ -475,16 +483,6 @@ class ThroughTls(unittest.TestCase):
         cls.sim_b.destroy()
         cls.pg.destroy()
 
-    def wait_final(self, client, pay_id, timeout=30):
-        deadline = time.time() + timeout
-        body = None
-        while time.time() < deadline:
-            status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
-            if status == 200 and body["status"] in ("SUCCEEDED", "FAILED", "CLOSED"):
-                return body
-            time.sleep(0.1)
-        self.fail(f"payment {pay_id} stayed {body}")
-
     def pay_all(self, client, prefix, count, **fields):
         pay_ids = []
         for i in range(count):
@@ -500,7 +498,7 @@ class ThroughTls(unittest.TestCase):
             handshakes = self.front.handshakes
             pay_ids = self.pay_all(client, "T-1", 3)
             for pay_id in pay_ids:
-                final = self.wait_final(client, pay_id)
+                final = wait_status(self, client, pay_id)
                 self.assertEqual(final["status"], "SUCCEEDED")
                 self.assertEqual(final["channel"], "sim-a")
                 self.assertEqual(self.sim_a.payments()[pay_id]["pay_requests"], 1)
@@ -520,7 +518,7 @@ class ThroughTls(unittest.TestCase):
             pay_ids = self.pay_all(client, "T-2", 6)
             [named] = self.pay_all(client, "T-2-named", 1, channel="sim-a")
             for pay_id in pay_ids:
-                final = self.wait_final(client, pay_id)
+                final = wait_status(self, client, pay_id)
                 self.assertEqual(final["status"], "SUCCEEDED")
                 self.assertEqual(final["channel"], "sim-b")
                 self.assertIn(pay_id, self.sim_b.payments())

@@ -4,6 +4,7 @@
 // a queue until a channel has a free slot, so a busy channel is never
 // flooded with requests it would refuse.
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <random>
@@ -35,6 +36,10 @@ struct driven_payment {
   std::string channel;             // where it was sent (durably recorded)
   stage next = stage::route;
   int queries = 0;
+  // When its last pay request left (monotonic ms); for a payment this run has
+  // not sent, when the coordinator started: an earlier run may have sent it
+  // just before it stopped.
+  int64_t sent_ms = 0;
 };
 
 struct channel_slots {
@@ -54,6 +59,7 @@ struct coordinator_state {
   std::vector<channel_slots> channels;
   metrics* figures = nullptr;
   rule_timing timing;
+  int64_t started_ms = 0;
   // By pay_id, hashed: nothing needs them in order, and a look-up should not
   // grow with a backlog (up to max_in_memory after an outage).
   std::unordered_map<std::string, driven_payment> payments;
@@ -158,6 +164,7 @@ void send_pay(coordinator_pointer self, const std::string& pay_id, const std::st
   auto& st = self->state;
   auto* slots = find_channel(st, channel_id);
   auto& payment = st.payments.at(pay_id);
+  payment.sent_ms = monotonic_now_ms();
   self->request(slots->channel.handle, caf::infinite, pay_atom::value, payment.record)
     .then(
       [=](channel_outcome& outcome) {
@@ -266,22 +273,31 @@ void query(coordinator_pointer self, driven_payment& payment) {
   ++payment.queries;
   ++slots->in_flight;
   auto channel_id = payment.channel;
+  // A NOT_FOUND to a question asked before the channel's settle time may only
+  // mean that the pay request still waits in its queues (docs/architecture.md).
+  auto asked_ms = monotonic_now_ms();
+  auto settled_ms = payment.sent_ms + slots->channel.settle_ms;
   self->request(slots->channel.handle, caf::infinite, query_atom::value, pay_id)
     .then(
       [=](channel_outcome& outcome) {
         release(self, channel_id);
         auto found = self->state.payments.find(pay_id);
-        if (found != self->state.payments.end())
+        if (found != self->state.payments.end()) {
+          int64_t unsettled = 0;
+          if (asked_ms < settled_ms)
+            unsettled = std::max<int64_t>(1, settled_ms - monotonic_now_ms());
           apply(self, pay_id,
                 after_query(outcome, found->second.queries, expired(found->second.record),
-                            self->state.timing),
+                            self->state.timing, unsettled),
                 outcome, "query");
+        }
         pump(self);
       },
       [=](caf::error&) {
         release(self, channel_id);
         channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "channel actor failed"};
-        apply(self, pay_id, after_query(unknown, 1, false, self->state.timing), unknown, "query");
+        apply(self, pay_id, after_query(unknown, 1, false, self->state.timing, 0), unknown,
+              "query");
         pump(self);
       });
 }
@@ -353,6 +369,7 @@ void admit(coordinator_pointer self, std::vector<payment_record>& records, bool 
     }
     driven_payment payment;
     payment.channel = record.routed_channel;
+    payment.sent_ms = st.started_ms;
     auto pay_id = record.pay_id;
     payment.record = std::move(record);
     auto& placed = st.payments.emplace(pay_id, std::move(payment)).first->second;
@@ -379,6 +396,7 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
   for (auto& channel : channels)
     st.channels.push_back({std::move(channel), 0});
   st.figures = figures;
+  st.started_ms = monotonic_now_ms();
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
   return {
     [=](std::vector<payment_record>& records) { admit(self, records, false); },

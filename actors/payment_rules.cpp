@@ -99,11 +99,13 @@ decision after_pay(const channel_outcome& outcome, const rule_timing& timing) {
 }
 
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
-                     const rule_timing& timing) {
+                     const rule_timing& timing, int64_t unsettled_ms) {
   const auto& status = outcome.status;
   if (status == "SUCCEEDED" || status == "FAILED")
     return {next_step::record_result, status, 0};
   if (status == "NOT_FOUND") {
+    if (unsettled_ms > 0)
+      return {next_step::query_later, {}, unsettled_ms};
     if (expired)
       return {next_step::record_result, payment_status::closed, 0};
     return {next_step::reroute, {}, 0};

@@ -51,9 +51,13 @@ struct rule_timing {
 decision after_pay(const channel_outcome& outcome, const rule_timing& timing);
 
 /// After the channel's answer to a query; `queries` asked so far (backoff),
-/// `expired` if the payment is past its expire_seconds.
+/// `expired` if the payment is past its expire_seconds. `unsettled_ms`: how
+/// much sooner than the channel's settle time after the last pay request the
+/// query left (0: not sooner). A NOT_FOUND that soon may only mean the
+/// request still waits in the channel's queues, so it is asked again then,
+/// and neither sent elsewhere nor closed.
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
-                     const rule_timing& timing);
+                     const rule_timing& timing, int64_t unsettled_ms);
 
 /// A circuit breaker: closed until `failures_to_open` consecutive failures,
 /// or until at least half of the last `window` requests failed (with at least

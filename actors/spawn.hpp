@@ -90,6 +90,7 @@ struct coordinator_channel {
   int64_t weight = 0;
   channel_actor handle;
   size_t max_in_flight = 16;  // requests the coordinator keeps outstanding
+  int64_t settle_ms = 10'000;  // a NOT_FOUND is believed this long after a pay request left
 };
 
 struct notify_merchant {

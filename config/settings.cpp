@@ -289,6 +289,7 @@ void read_all(key_reader& in, settings& out) {
     in.integer(prefix + "concurrency", channel.concurrency, 1, 256);
     in.integer(prefix + "breaker_failures", channel.breaker_failures, 1, 1000);
     in.integer(prefix + "breaker_open_ms", channel.breaker_open_ms, 10, 3'600'000);
+    in.integer(prefix + "settle_ms", channel.settle_ms, 0, 3'600'000);
     if (channel.public_key_path.empty())
       in.fail(prefix + "public_key", "a channel needs the public key that verifies its signatures");
     if (!valid_id(channel.id))

@@ -25,6 +25,8 @@ struct channel_settings {
   int64_t concurrency = 4;
   int64_t breaker_failures = 5;
   int64_t breaker_open_ms = 5000;
+  // A query's NOT_FOUND is believed only this long after the last pay request left.
+  int64_t settle_ms = 10'000;
 };
 
 /// Every configuration key of paybusd, with its default. docs/configuration.md

@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
     runtime.breaker_open_ms = channel.breaker_open_ms;
     runtime.window_seconds = config.timestamp_window_seconds;
     channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures),
-                        2 * runtime.concurrency});
+                        2 * runtime.concurrency, channel.settle_ms});
   }
   auto coordinator = spawn_coordinator(system, writer, reader, channels,
                                        static_cast<size_t>(config.max_driving_in_memory), figures);

@@ -46,6 +46,7 @@ struct sim_mode {
   double failed_ratio = 0;    // answered FAILED
   double accepted_ratio = 0;  // answered ACCEPTED, then notified SUCCEEDED
   double timeout_ratio = 0;   // taken (SUCCEEDED) but never answered
+  int64_t pay_delay_ms = 0;   // a pay request waits this long before it is taken (a queue behind)
   int64_t notify_delay_ms = 0;
   double notify_loss_ratio = 0;
   double notify_duplicate_ratio = 0;
@@ -55,7 +56,8 @@ struct sim_mode {
 void to_json(json& j, const sim_mode& m) {
   j = json{{"latency_min_ms", m.latency_min_ms}, {"latency_max_ms", m.latency_max_ms},
            {"failed_ratio", m.failed_ratio}, {"accepted_ratio", m.accepted_ratio},
-           {"timeout_ratio", m.timeout_ratio}, {"notify_delay_ms", m.notify_delay_ms},
+           {"timeout_ratio", m.timeout_ratio}, {"pay_delay_ms", m.pay_delay_ms},
+           {"notify_delay_ms", m.notify_delay_ms},
            {"notify_loss_ratio", m.notify_loss_ratio},
            {"notify_duplicate_ratio", m.notify_duplicate_ratio}, {"down", m.down}};
 }
@@ -85,6 +87,7 @@ bool apply_mode(sim_mode& mode, const json& patch, std::string& error) {
               : key == "failed_ratio"           ? ratio(next.failed_ratio)
               : key == "accepted_ratio"         ? ratio(next.accepted_ratio)
               : key == "timeout_ratio"          ? ratio(next.timeout_ratio)
+              : key == "pay_delay_ms"           ? millis(next.pay_delay_ms)
               : key == "notify_delay_ms"        ? millis(next.notify_delay_ms)
               : key == "notify_loss_ratio"      ? ratio(next.notify_loss_ratio)
               : key == "notify_duplicate_ratio" ? ratio(next.notify_duplicate_ratio)
@@ -217,6 +220,19 @@ struct connection {
   std::string out;
 };
 
+/// A pay request not taken yet: it waits in the channel's queue, unknown to
+/// queries, and is taken when due whether or not its sender still waits.
+struct held_request {
+  int64_t due_ms;
+  uint64_t sequence;
+  int fd;
+  uint64_t connection_id;
+  paybus::http_request request;
+  bool operator>(const held_request& other) const {
+    return std::tie(due_ms, sequence) > std::tie(other.due_ms, other.sequence);
+  }
+};
+
 struct delayed_response {
   int64_t due_ms;
   uint64_t sequence;
@@ -251,7 +267,9 @@ public:
     while (!stop_requested) {
       int timeout = 100;
       if (!delayed_.empty())
-        timeout = static_cast<int>(std::clamp<int64_t>(delayed_.top().due_ms - monotonic_now_ms(), 0, 100));
+        timeout = static_cast<int>(std::clamp<int64_t>(delayed_.top().due_ms - monotonic_now_ms(), 0, timeout));
+      if (!held_.empty())
+        timeout = static_cast<int>(std::clamp<int64_t>(held_.top().due_ms - monotonic_now_ms(), 0, timeout));
       int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), timeout);
       for (int i = 0; i < n; ++i) {
         int fd = events[i].data.fd;
@@ -260,6 +278,7 @@ public:
         else
           serve(fd, events[i].events);
       }
+      release_held();
       release_delayed();
     }
     return 0;
@@ -374,6 +393,8 @@ private:
   }
 
   void respond(int fd, const paybus::http_request& request, std::string bytes) {
+    if (fd < 0)
+      return;  // its sender is gone
     int64_t latency = mode_.latency_min_ms;
     if (mode_.latency_max_ms > mode_.latency_min_ms)
       latency = std::uniform_int_distribution<int64_t>{mode_.latency_min_ms, mode_.latency_max_ms}(rng_);
@@ -384,6 +405,17 @@ private:
       return;
     }
     delayed_.push({monotonic_now_ms() + latency, delayed_sequence_++, fd, connection_ids_[fd], std::move(bytes)});
+  }
+
+  void release_held() {
+    auto now = monotonic_now_ms();
+    while (!held_.empty() && held_.top().due_ms <= now) {
+      auto next = held_.top();
+      held_.pop();
+      auto id = connection_ids_.find(next.fd);
+      bool still_there = id != connection_ids_.end() && id->second == next.connection_id;
+      pay(still_there ? next.fd : -1, next.request);
+    }
   }
 
   void release_delayed() {
@@ -470,8 +502,12 @@ private:
     if (!authenticated(request))
       return respond(fd, request, signed_response(request, 401, "application/json",
                                                   paybus::error_json("unauthenticated", "bad signature")));
-    if (target == "/v1/pay" && request.method == "POST")
+    if (target == "/v1/pay" && request.method == "POST") {
+      if (mode_.pay_delay_ms > 0)
+        return held_.push({monotonic_now_ms() + mode_.pay_delay_ms, held_sequence_++, fd,
+                           connection_ids_[fd], request});
       return pay(fd, request);
+    }
     if (target.rfind("/v1/pay/", 0) == 0 && request.method == "GET") {
       auto found = payments_.find(std::string{target.substr(8)});
       json body = found == payments_.end()
@@ -561,6 +597,8 @@ private:
   uint64_t next_connection_id_ = 0;
   std::priority_queue<delayed_response, std::vector<delayed_response>, std::greater<delayed_response>> delayed_;
   uint64_t delayed_sequence_ = 0;
+  std::priority_queue<held_request, std::vector<held_request>, std::greater<held_request>> held_;
+  uint64_t held_sequence_ = 0;
   std::map<std::string, payment> payments_;
   std::set<std::string> nonces_;
   uint64_t txn_counter_ = 0;
@@ -586,6 +624,8 @@ int main(int argc, char** argv) {
   app.add_option("--failed-ratio", mode.failed_ratio)->check(CLI::Range(0.0, 1.0));
   app.add_option("--accepted-ratio", mode.accepted_ratio)->check(CLI::Range(0.0, 1.0));
   app.add_option("--timeout-ratio", mode.timeout_ratio)->check(CLI::Range(0.0, 1.0));
+  app.add_option("--pay-delay-ms", mode.pay_delay_ms, "pay requests wait this long before they are taken")
+    ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   app.add_option("--notify-delay-ms", mode.notify_delay_ms);
   app.add_option("--notify-loss-ratio", mode.notify_loss_ratio)->check(CLI::Range(0.0, 1.0));
   app.add_option("--notify-duplicate-ratio", mode.notify_duplicate_ratio)->check(CLI::Range(0.0, 1.0));

@@ -232,6 +232,69 @@ class OrderRepair(unittest.TestCase):
             pg.destroy()
 
 
+class LateChannel(unittest.TestCase):
+    """A channel whose queue is behind: a pay request times out at the bus (timeout_ms 1000)
+    and is taken later, while a query meanwhile finds nothing (the simulator's pay_delay_ms)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.pg.start()
+        cls.sim_a = ChannelSim("sim-a").start()
+        cls.sim_b = ChannelSim("sim-b").start()
+        # Routed to sim-a all but once in a thousand; sim-a's NOT_FOUND believed 4 s after a send.
+        cls.bus = Bus(cls.pg.url, channels={"sim-a": (cls.sim_a.url, 1000), "sim-b": (cls.sim_b.url, 1)},
+                      sets=["channels.0.settle_ms=4000"]).start()
+        cls.client = Client("127.0.0.1", cls.bus.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.bus.destroy()
+        cls.sim_a.destroy()
+        cls.sim_b.destroy()
+        cls.pg.destroy()
+
+    def pay_routed(self, prefix, count):
+        pay_ids = []
+        for i in range(count):
+            status, body, _ = self.client.pay(f"{prefix}-{i}")
+            self.assertEqual(status, 202, body)
+            pay_ids.append(body["pay_id"])
+        return pay_ids
+
+    def test_a_not_found_before_the_settle_time_sends_nothing_elsewhere(self):
+        # Taken 2.5 s after it arrives: the bus gave up at 1 s and asked at 1.5 s (NOT_FOUND).
+        self.sim_a.mode({"pay_delay_ms": 2500})
+        sent = time.time()
+        pay_ids = self.pay_routed("L-1", 3)
+        for pay_id in pay_ids:
+            self.assertEqual(wait_status(self, self.client, pay_id)["status"], "SUCCEEDED")
+        time.sleep(max(0.0, sent + 3.5 - time.time()))  # every held request taken by now
+        a, b = self.sim_a.payments(), self.sim_b.payments()
+        for pay_id in pay_ids:
+            self.assertTrue((pay_id in a) != (pay_id in b), f"{pay_id} reached both channels")
+        through_a = [pay_id for pay_id in pay_ids if pay_id in a]
+        self.assertTrue(through_a)
+        for pay_id in through_a:
+            self.assertEqual(a[pay_id]["pay_requests"], 1)
+            final = self.client.request("GET", f"/v1/payments/{pay_id}")[1]
+            self.assertEqual((final["channel"], final["channel_txn_id"]), ("sim-a", a[pay_id]["channel_txn_id"]))
+
+    def test_a_not_found_after_the_settle_time_sends_the_payment_elsewhere(self):
+        # The request is still in sim-a's queue after the settle time: the bus believes the
+        # NOT_FOUND then (what a channel's own timestamp window bounds for real) and pays via sim-b.
+        self.sim_a.mode({"pay_delay_ms": 60000})
+        pay_ids = self.pay_routed("L-2", 2)
+        started = time.time()
+        for pay_id in pay_ids:
+            final = wait_status(self, self.client, pay_id)
+            self.assertEqual((final["status"], final["channel"]), ("SUCCEEDED", "sim-b"))
+        self.assertGreaterEqual(time.time() - started, 3.5)  # not before the settle time
+        self.assertTrue(all(pay_id not in self.sim_a.payments() for pay_id in pay_ids))
+        self.assertTrue(all(pay_id in self.sim_b.payments() for pay_id in pay_ids))
+
+
 @contextlib.contextmanager
 def bus_with_one_channel(sets=None):
     """A throwaway PostgreSQL, one simulator (sim-a) and a bus paying through it."""

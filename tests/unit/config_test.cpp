@@ -54,6 +54,7 @@ TEST_CASE("a good config and its defaults") {
   CHECK(out.merchants[1].public_key_path == "k.pem");
   REQUIRE(out.channels.size() == 1);
   CHECK(out.channels[0].weight == 30);
+  CHECK(out.channels[0].settle_ms == 10'000);
 }
 
 TEST_CASE("overrides given with --set read the key's own type") {
@@ -62,7 +63,7 @@ TEST_CASE("overrides given with --set read the key's own type") {
   REQUIRE(parse_settings(good, "test.toml",
                          {"http.listen=0.0.0.0:9999", "node.instance_id=12", "store.sync=false",
                           "store.gather_us=2000", "http.gather_us=3000", "merchants.0.secret=12345678",
-                          "channels.0.weight=5"},
+                          "channels.0.weight=5", "channels.0.settle_ms=0"},
                          out, error));
   CHECK(out.http_port == 9999);
   CHECK(out.instance_id == std::optional<int32_t>{12});
@@ -71,6 +72,7 @@ TEST_CASE("overrides given with --set read the key's own type") {
   CHECK(out.http_gather_us == 3000);
   CHECK(out.merchants[0].secret == "12345678");
   CHECK(out.channels[0].weight == 5);
+  CHECK(out.channels[0].settle_ms == 0);
 }
 
 TEST_CASE("every config error names its key in one line") {
@@ -94,6 +96,7 @@ TEST_CASE("every config error names its key in one line") {
   check(error_of(good + "\n[node2]\n"), "node2");
   check(error_of(good, {"channels.0.public_key="}), "channels.0.public_key");
   check(error_of(good, {"channels.0.timeout_ms=5"}), "channels.0.timeout_ms");
+  check(error_of(good, {"channels.0.settle_ms=-1"}), "channels.0.settle_ms");
   check(error_of(good, {"channels.0.ca_file=ca.pem"}), "channels.0.ca_file");  // the URL is http://
   check(error_of("[node]\ndata_dir = 5\n"), "node.data_dir");
   check(error_of("[http]\nmax_body_bytes = \"big\"\n"), "http.max_body_bytes");

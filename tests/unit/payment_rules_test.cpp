@@ -63,18 +63,38 @@ TEST_CASE("after pay: every outcome's transition") {
 
 TEST_CASE("after query: every outcome's transition, expiry and backoff") {
   rule_timing timing;
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing).result_status == "SUCCEEDED");
-  CHECK(after_query(said("FAILED"), 1, true, timing).result_status == "FAILED");
-  CHECK(after_query(said("NOT_FOUND"), 1, false, timing).step == next_step::reroute);
-  auto closed = after_query(said("NOT_FOUND"), 1, true, timing);
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0).result_status == "SUCCEEDED");
+  CHECK(after_query(said("FAILED"), 1, true, timing, 0).result_status == "FAILED");
+  CHECK(after_query(said("NOT_FOUND"), 1, false, timing, 0).step == next_step::reroute);
+  auto closed = after_query(said("NOT_FOUND"), 1, true, timing, 0);
   CHECK(closed.step == next_step::record_result);
   CHECK(closed.result_status == "CLOSED");
   // ACCEPTED keeps waiting even past expiry: the channel has the money.
-  CHECK(after_query(said("ACCEPTED"), 1, true, timing).step == next_step::query_later);
-  CHECK(after_query(said("UNKNOWN"), 1, false, timing).delay_ms == timing.unknown_query_ms);
-  CHECK(after_query(said("UNKNOWN"), 3, false, timing).delay_ms == 4 * timing.unknown_query_ms);
-  CHECK(after_query(said("UNKNOWN"), 50, false, timing).delay_ms == timing.max_query_ms);
+  CHECK(after_query(said("ACCEPTED"), 1, true, timing, 0).step == next_step::query_later);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0).delay_ms == timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 3, false, timing, 0).delay_ms == 4 * timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 50, false, timing, 0).delay_ms == timing.max_query_ms);
 }
+
+TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is asked again") {
+  rule_timing timing;
+  // The pay request may still wait in the channel's queues: neither another
+  // channel nor CLOSED, but the same question when the settle time is up.
+  for (bool expired : {false, true}) {
+    auto early = after_query(said("NOT_FOUND"), 1, expired, timing, 2500);
+    CHECK(early.step == next_step::query_later);
+    CHECK(early.delay_ms == 2500);
+    CHECK(early.result_status.empty());
+  }
+  // Settled: believed.
+  CHECK(after_query(said("NOT_FOUND"), 2, false, timing, 0).step == next_step::reroute);
+  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0).result_status == "CLOSED");
+  // Only NOT_FOUND waits: a final answer is final however soon it comes.
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500).result_status == "SUCCEEDED");
+  CHECK(after_query(said("FAILED"), 1, true, timing, 2500).result_status == "FAILED");
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500).delay_ms == timing.unknown_query_ms);
+}
+
 
 TEST_CASE("breaker: closed, opens after consecutive failures, one probe when half-open") {
   circuit_breaker breaker{3, 1000};

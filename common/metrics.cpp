@@ -112,6 +112,10 @@ std::string metrics::render_prometheus() const {
   append_metric(out, "paybus_results_flagged_total", "counter",
                 "Results kept but not joined because their amount differs from the order's.");
   append_value(out, "paybus_results_flagged_total", load(results_flagged_total));
+  append_metric(out, "paybus_results_conflicting_total", "counter",
+                "Results that contradict a payment's final result (another channel, status, "
+                "transaction or amount), kept in the store's conflicts family, never applied.");
+  append_value(out, "paybus_results_conflicting_total", load(results_conflicting_total));
   append_metric(out, "paybus_channel_notifications_total", "counter",
                 "Result notifications received from channels (signature valid).");
   append_value(out, "paybus_channel_notifications_total", load(notifications_received_total));

@@ -31,6 +31,7 @@ public:
   std::atomic<int64_t> http_connections{0};
   std::atomic<int64_t> http_inflight{0};
   std::atomic<uint64_t> results_flagged_total{0};
+  std::atomic<uint64_t> results_conflicting_total{0};
   std::atomic<uint64_t> notifications_received_total{0};
   std::atomic<int64_t> payments_driving{0};
 

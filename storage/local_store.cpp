@@ -23,7 +23,7 @@ namespace {
 
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta", "results", "dispatch", "webhooks"};
+     "meta", "results", "dispatch", "webhooks", "conflicts"};
 
 std::string webhook_key(int64_t due_ms, const std::string& event_id) {
   auto key = codec::encode_u64_be(static_cast<uint64_t>(due_ms));
@@ -34,6 +34,17 @@ std::string webhook_key(int64_t due_ms, const std::string& event_id) {
 bool is_final(const std::string& status) {
   return status == payment_status::succeeded || status == payment_status::failed
          || status == payment_status::closed;
+}
+
+/// Whether `late` says something else than the final result `kept`: another
+/// status or channel, another transaction of the same channel, or another
+/// amount. A repeat of the same answer (a duplicate notification, a query
+/// after the answer) does not.
+bool contradicts(const payment_result& kept, const payment_result& late) {
+  return late.status != kept.status || late.channel_id != kept.channel_id
+         || late.amount_minor != kept.amount_minor
+         || (!late.channel_txn_id.empty() && !kept.channel_txn_id.empty()
+             && late.channel_txn_id != kept.channel_txn_id);
 }
 
 /// Drops nonces past their retention during compactions.
@@ -169,6 +180,7 @@ std::unique_ptr<local_store> local_store::open(
   store->results_ = store->handles_[6];
   store->dispatch_ = store->handles_[7];
   store->webhooks_ = store->handles_[8];
+  store->conflicts_ = store->handles_[9];
   {
     std::unique_ptr<rocksdb::Iterator> hooks{db->NewIterator(rocksdb::ReadOptions{}, store->webhooks_)};
     int64_t count = 0;
@@ -367,6 +379,19 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       answer.changed = false;
       answer.joined = true;
       answer.result = known ? *known : result;
+      if (known && contradicts(*known, result)) {
+        // Never applied (a final status never changes), never lost either.
+        auto key = result.pay_id + '\0' + result.channel_id + '\0' + result.status + '\0'
+                   + result.channel_txn_id;
+        std::string ignored;
+        auto seen = db_->Get(rocksdb::ReadOptions{}, conflicts_, key, &ignored);
+        if (!seen.ok() && !seen.IsNotFound())
+          return seen;
+        if (seen.IsNotFound()) {
+          batch.Put(conflicts_, key, codec::encode_result(result));
+          answers.conflicts.emplace_back(*known, result);
+        }
+      }
       continue;
     }
     if (known && !known->flagged && !order) {  // already waiting for its order

@@ -60,6 +60,10 @@ struct store_batch_answers {
   std::vector<bool> routes;
   std::vector<result_recorded> results;
   size_t flagged = 0;  // results kept but not joined: amount mismatch
+  // Results that contradict the final one kept (another channel, status or
+  // transaction: a payment possibly paid twice, or paid after it was closed),
+  // each new one as (the result kept, the one that contradicts it).
+  std::vector<std::pair<payment_result, payment_result>> conflicts;
   std::vector<int64_t> join_latencies_ms;  // order created -> result joined
 };
 
@@ -73,6 +77,9 @@ struct store_batch_answers {
 ///   results  pay_id -> encoded payment_result
 ///   dispatch pay_id -> "" for each payment not final yet
 ///   webhooks u64 big-endian due_ms + event_id -> encoded webhook_entry
+///   conflicts pay_id \0 channel_id \0 status \0 channel_txn_id -> encoded
+///            payment_result: a result that contradicts the payment's final
+///            one, kept for the people who settle it (never applied)
 /// Thread-safety: reads from any thread; `commit` only from the single writer.
 class local_store {
 public:
@@ -178,6 +185,7 @@ private:
   rocksdb::ColumnFamilyHandle* results_ = nullptr;
   rocksdb::ColumnFamilyHandle* dispatch_ = nullptr;
   rocksdb::ColumnFamilyHandle* webhooks_ = nullptr;
+  rocksdb::ColumnFamilyHandle* conflicts_ = nullptr;
   std::atomic<int64_t> webhook_backlog_{0};
   bool sync_ = true;
   int64_t nonce_retention_ms_ = 600'000;

@@ -100,7 +100,22 @@ int show(local_store& store, const std::string& pay_id) {
               << std::endl;
     return 0;
   }
-  std::cout << to_json(*record, result).dump(2) << std::endl;
+  auto shown = to_json(*record, result);
+  // Results that contradicted the final one (docs/operations.md): kept, never applied.
+  status = store.scan("conflicts", pay_id + '\0', [&](std::string_view key, std::string_view value) {
+    if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
+      return false;
+    payment_result late;
+    if (codec::decode_result(value, late))
+      shown["conflicting_results"].push_back(
+        json{{"status", late.status}, {"channel_id", late.channel_id},
+             {"channel_txn_id", late.channel_txn_id}, {"source", late.source},
+             {"amount", late.amount_minor}, {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
+    return true;
+  });
+  if (!status.ok())
+    return fail(status.ToString());
+  std::cout << shown.dump(2) << std::endl;
   return 0;
 }
 
@@ -178,6 +193,17 @@ int verify(local_store& store) {
       payment_result result;
       if (!codec::decode_result(value, result) || result.pay_id != key)
         problem("result " + std::string{key} + " cannot be decoded");
+      return true;
+    });
+  if (status.ok())
+    status = store.scan("conflicts", "", [&](std::string_view key, std::string_view value) {
+      payment_result late;
+      std::optional<payment_record> record;
+      if (!codec::decode_result(value, late) || key.substr(0, late.pay_id.size() + 1) != late.pay_id + '\0')
+        problem("conflicting result " + std::string{key.substr(0, key.find('\0'))} + " cannot be decoded");
+      else if (!store.get(late.pay_id, record).ok() || !record
+               || record->status == payment_status::processing)
+        problem("conflicting result for " + late.pay_id + " names no final payment");
       return true;
     });
   if (!status.ok())

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, keys_dir, make_temp_dir, raw_http  # noqa: E402
+from harness import BUILD, Bus, ChannelSim, PgCluster, keys_dir, make_temp_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
 
 
@@ -33,6 +33,21 @@ def wait_status(test, client, pay_id, statuses=FINAL, timeout=30):
             return body
         time.sleep(0.1)
     test.fail(f"payment {pay_id} stayed {body}")
+
+
+def notification(channel, key_owner, body):
+    """A raw `POST /v1/channels/{channel}/notify` request for `body`, signed as section 4 says
+    with `key_owner`'s private key (the channel's own, or another's to forge one)."""
+    target = f"/v1/channels/{channel}/notify"
+    timestamp, nonce = str(int(time.time())), base64.urlsafe_b64encode(os.urandom(15)).decode()
+    canonical = "\n".join(["POST", target, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    raw = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{keys_dir()}/{key_owner}.key.pem"],
+                         input=canonical.encode(), capture_output=True, check=True).stdout
+    signature = "rsa-sha256=" + base64.b64encode(raw).decode()
+    return (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"X-Paybus-Channel: {channel}\r\nX-Paybus-Timestamp: {timestamp}\r\n"
+            f"X-Paybus-Nonce: {nonce}\r\nX-Paybus-Signature: {signature}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 class ThroughChannels(unittest.TestCase):
@@ -178,16 +193,7 @@ class ThroughChannels(unittest.TestCase):
                            "amount": 1999, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
         target = "/v1/channels/sim-b/notify"
         # Signed with the wrong key (sim-a's), as sim-b.
-        canonical = "\n".join(["POST", target, str(int(time.time())), "n" * 20,
-                               __import__("hashlib").sha256(body).hexdigest()])
-        raw = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{keys_dir()}/sim-a.key.pem"],
-                             input=canonical.encode(), capture_output=True, check=True).stdout
-        signature = "rsa-sha256=" + __import__("base64").b64encode(raw).decode()
-        request = (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   f"X-Paybus-Channel: sim-b\r\nX-Paybus-Timestamp: {int(time.time())}\r\n"
-                   f"X-Paybus-Nonce: {'n' * 20}\r\nX-Paybus-Signature: {signature}\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-        answer = raw_http(self.bus.port, request)
+        answer = raw_http(self.bus.port, notification("sim-b", "sim-a", body))
         self.assertTrue(answer.startswith(b"HTTP/1.1 401"), answer[:80])
         self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
         self.assertEqual(self.db_result(pay_id)[0][0], "SUCCEEDED")
@@ -225,7 +231,31 @@ class OrderRepair(unittest.TestCase):
                 rows = pg.query(f"SELECT status, source FROM payment_results WHERE pay_id = '{pay_id}'")
                 time.sleep(0.1)
             self.assertEqual(rows, [["CLOSED", "query"]])
+            # The channel says, signed, that it took the money after all: kept apart and
+            # reported, never applied (a final status never changes).
+            late = json.dumps({"pay_id": pay_id, "channel_txn_id": "late-1", "status": "SUCCEEDED",
+                               "amount": 1999, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+            for _ in range(2):  # the second is a duplicate of the first
+                answer = raw_http(bus.port, notification("sim-a", "sim-a", late))
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+                self.assertIn(b'"received":true', answer.replace(b" ", b""))
+            self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "CLOSED")
+            self.assertEqual(bus.metric("paybus_results_conflicting_total"), 1)
+            self.assertIn(f"payment {pay_id}: a SUCCEEDED result from sim-a", bus.log())
+            time.sleep(0.5)
+            self.assertEqual(pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{pay_id}'"),
+                             [["CLOSED"]])
             client.close()
+            # An operator finds it in the stopped bus's store, and the store is sound.
+            self.assertEqual(bus.stop(), 0)
+            replay = [os.path.join(BUILD, "tools", "paybus-replay"), "--store", os.path.join(bus.dir, "data", "store")]
+            shown = json.loads(subprocess.run(replay + ["show", pay_id], capture_output=True, text=True,
+                                              check=True).stdout)
+            self.assertEqual(shown["status"], "CLOSED")
+            self.assertEqual([(c["status"], c["channel_id"], c["channel_txn_id"], c["source"])
+                              for c in shown["conflicting_results"]], [("SUCCEEDED", "sim-a", "late-1", "notify")])
+            verify = subprocess.run(replay + ["verify"], capture_output=True, text=True)
+            self.assertEqual(verify.returncode, 0, verify.stdout)
         finally:
             bus.destroy()
             sim.destroy()

@@ -266,6 +266,43 @@ TEST_CASE("join: duplicates and later contradictions change nothing") {
   CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
 }
 
+TEST_CASE("join: a contradiction of a final result is kept apart, once, and never applied") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  commit_results(*store, {result_for("100", 500)});
+  // Repeats of the answer kept (a duplicate notification, a query) contradict nothing.
+  auto repeat = result_for("100", 500);
+  repeat.source = "notify";
+  CHECK(commit_results(*store, {repeat}).conflicts.empty());
+  // The payment also paid through another channel, and a status the channel changed.
+  auto elsewhere = result_for("100", 500);
+  elsewhere.channel_id = "sim-b";
+  elsewhere.channel_txn_id = "B-1";
+  auto answers = commit_results(*store, {elsewhere, result_for("100", 500, "FAILED")});
+  REQUIRE(answers.conflicts.size() == 2);
+  CHECK(answers.conflicts[0].first.channel_id == "sim-a");
+  CHECK(answers.conflicts[0].second.channel_id == "sim-b");
+  CHECK(answers.conflicts[1].second.status == "FAILED");
+  CHECK_FALSE(answers.results[0].changed);
+  // The same contradiction again is not news; a damaged channel_txn_id or amount is.
+  CHECK(commit_results(*store, {elsewhere}).conflicts.empty());
+  auto other_txn = result_for("100", 500);
+  other_txn.channel_txn_id = "T-other";
+  CHECK(commit_results(*store, {other_txn}).conflicts.size() == 1);
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "SUCCEEDED");
+  CHECK(order->channel_txn_id == "T-100");
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
+  CHECK(store->count_keys()["conflicts"] == 3);
+  // Kept across a reopen.
+  store.reset();
+  store = open_store(dir.path);
+  CHECK(store->count_keys()["conflicts"] == 3);
+}
+
 TEST_CASE("join: a result whose amount differs is kept, flagged, never joined") {
   temp_dir dir;
   auto store = open_store(dir.path);

@@ -4,6 +4,8 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <set>
+#include <string>
 #include <unordered_map>
 
 #include <rocksdb/cache.h>
@@ -338,6 +340,12 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     bool joins = early && !early->flagged && early->amount_minor == record.order.amount_minor;
     if (joins)
       apply_result(record, *early);
+    if (early && !early->flagged && !joins) {  // paid at another amount: never SUCCEEDED silently
+      early->flagged = true;
+      batch.Put(results_, early->pay_id, codec::encode_result(*early));
+      view.put_result(*early);
+      ++answers.flagged;
+    }
     write_order(record);
     batch.Put(idem_, key, record.pay_id);
     outbox('O', record.pay_id);
@@ -364,6 +372,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     answers.routes[i] = true;
   }
 
+  std::set<std::string> conflict_keys;  // this batch's, not readable from the store yet
   for (size_t i = 0; i < in.results.size(); ++i) {
     auto result = in.results[i];
     auto& answer = answers.results[i];
@@ -375,19 +384,22 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     status = view.order(result.pay_id, order);
     if (!status.ok())
       return status;
-    if (order && is_final(order->status)) {  // a duplicate, or too late
+    // A duplicate, or too late: the payment is final, or its result was kept
+    // flagged (another amount than the order's), which only people settle.
+    bool settled = order && is_final(order->status);
+    if (settled || (order && known && known->flagged)) {
       answer.changed = false;
-      answer.joined = true;
+      answer.joined = settled;
       answer.result = known ? *known : result;
       if (known && contradicts(*known, result)) {
         // Never applied (a final status never changes), never lost either.
         auto key = result.pay_id + '\0' + result.channel_id + '\0' + result.status + '\0'
-                   + result.channel_txn_id;
+                   + result.channel_txn_id + '\0' + std::to_string(result.amount_minor);
         std::string ignored;
         auto seen = db_->Get(rocksdb::ReadOptions{}, conflicts_, key, &ignored);
         if (!seen.ok() && !seen.IsNotFound())
           return seen;
-        if (seen.IsNotFound()) {
+        if (seen.IsNotFound() && conflict_keys.insert(key).second) {
           batch.Put(conflicts_, key, codec::encode_result(result));
           answers.conflicts.emplace_back(*known, result);
         }

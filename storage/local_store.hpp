@@ -77,9 +77,10 @@ struct store_batch_answers {
 ///   results  pay_id -> encoded payment_result
 ///   dispatch pay_id -> "" for each payment not final yet
 ///   webhooks u64 big-endian due_ms + event_id -> encoded webhook_entry
-///   conflicts pay_id \0 channel_id \0 status \0 channel_txn_id -> encoded
-///            payment_result: a result that contradicts the payment's final
-///            one, kept for the people who settle it (never applied)
+///   conflicts pay_id \0 channel_id \0 status \0 channel_txn_id \0 amount ->
+///            encoded payment_result: a result that contradicts the payment's
+///            final one (or its flagged one), kept for the people who settle
+///            it (never applied)
 /// Thread-safety: reads from any thread; `commit` only from the single writer.
 class local_store {
 public:

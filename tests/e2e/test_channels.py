@@ -201,6 +201,29 @@ class ThroughChannels(unittest.TestCase):
                                             "Connection: close\r\n\r\n").encode() + body)
         self.assertTrue(unsigned.startswith(b"HTTP/1.1 401"))
 
+    def test_a_notified_amount_other_than_the_order_is_flagged_and_never_succeeds(self):
+        self.sim_a.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+        flagged = self.bus.metric("paybus_results_flagged_total")
+        conflicting = self.bus.metric("paybus_results_conflicting_total")
+        paid = time.time()
+        pay_id = self.pay("C-10", channel="sim-a", amount=1999)
+        deadline = time.time() + 10
+        while pay_id not in self.sim_a.payments() and time.time() < deadline:
+            time.sleep(0.05)
+        txn = self.sim_a.payments()[pay_id]["channel_txn_id"]
+        body = json.dumps({"pay_id": pay_id, "channel_txn_id": txn, "status": "SUCCEEDED",
+                           "amount": 1000, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+        answer = raw_http(self.bus.port, notification("sim-a", "sim-a", body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertEqual(self.client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+        self.assertEqual(self.bus.metric("paybus_results_flagged_total"), flagged + 1)
+        # The bus queries an ACCEPTED payment after 3 s; the channel says SUCCEEDED with no
+        # amount. That must not settle which amount was paid.
+        time.sleep(max(0.0, paid + 4.5 - time.time()))
+        self.assertEqual(self.client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+        self.bus.wait_metric("paybus_results_conflicting_total", lambda v: v == conflicting + 1, timeout=15)
+        self.assertEqual(self.pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{pay_id}'"), [])
+
 
 class OrderRepair(unittest.TestCase):
     def test_a_payment_no_channel_took_is_closed_when_it_expires(self):

@@ -320,6 +320,44 @@ TEST_CASE("join: a result whose amount differs is kept, flagged, never joined") 
   REQUIRE(kept);
   CHECK(kept->flagged);
   CHECK(outbox_kinds(*store) == std::vector<char>{'O'});
+  // A later answer at the order's amount (a query's, which carries none of its
+  // own) does not clear the flag: which amount was paid is for people to settle.
+  auto later = commit_results(*store, {result_for("100", 500)});
+  CHECK_FALSE(later.results[0].changed);
+  CHECK_FALSE(later.results[0].joined);
+  CHECK(later.results[0].result.flagged);
+  REQUIRE(later.conflicts.size() == 1);
+  CHECK(later.conflicts[0].first.amount_minor == 499);
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "PROCESSING");
+  REQUIRE(store->get_result("100", kept).ok());
+  CHECK((kept->flagged && kept->amount_minor == 499));
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O'});
+  // Its repeat is not news.
+  CHECK(commit_results(*store, {result_for("100", 499)}).conflicts.empty());
+}
+
+TEST_CASE("join: a result before its order, at another amount, is flagged when the order comes") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  commit_results(*store, {result_for("100", 499)});
+  std::vector<order_stored> created;
+  store_batch batch;
+  batch.creates = {record("100", "A-1", 500)};
+  store_batch_answers answers;
+  REQUIRE(store->commit(batch, answers).ok());
+  CHECK(answers.creates[0].record.status == "PROCESSING");
+  CHECK(answers.flagged == 1);
+  std::optional<payment_result> kept;
+  REQUIRE(store->get_result("100", kept).ok());
+  CHECK((kept && kept->flagged && kept->amount_minor == 499));
+  // The channel's answer at the order's amount does not overwrite it.
+  auto later = commit_results(*store, {result_for("100", 500)});
+  CHECK_FALSE(later.results[0].joined);
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "PROCESSING");
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O'});
 }
 
 TEST_CASE("join: a webhook entry only for payments with a target") {

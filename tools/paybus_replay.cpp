@@ -199,11 +199,17 @@ int verify(local_store& store) {
     status = store.scan("conflicts", "", [&](std::string_view key, std::string_view value) {
       payment_result late;
       std::optional<payment_record> record;
-      if (!codec::decode_result(value, late) || key.substr(0, late.pay_id.size() + 1) != late.pay_id + '\0')
+      std::optional<payment_result> kept;
+      if (!codec::decode_result(value, late) || key.substr(0, late.pay_id.size() + 1) != late.pay_id + '\0') {
         problem("conflicting result " + std::string{key.substr(0, key.find('\0'))} + " cannot be decoded");
-      else if (!store.get(late.pay_id, record).ok() || !record
-               || record->status == payment_status::processing)
-        problem("conflicting result for " + late.pay_id + " names no final payment");
+        return true;
+      }
+      // It contradicted a final result, or a flagged one (the payment still PROCESSING).
+      bool named = store.get(late.pay_id, record).ok() && record
+                   && store.get_result(late.pay_id, kept).ok() && kept
+                   && (record->status != payment_status::processing || kept->flagged);
+      if (!named)
+        problem("conflicting result for " + late.pay_id + " names no final or flagged payment");
       return true;
     });
   if (!status.ok())

@@ -201,29 +201,6 @@ class ThroughChannels(unittest.TestCase):
                                             "Connection: close\r\n\r\n").encode() + body)
         self.assertTrue(unsigned.startswith(b"HTTP/1.1 401"))
 
-    def test_a_notified_amount_other_than_the_order_is_flagged_and_never_succeeds(self):
-        self.sim_a.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
-        flagged = self.bus.metric("paybus_results_flagged_total")
-        conflicting = self.bus.metric("paybus_results_conflicting_total")
-        paid = time.time()
-        pay_id = self.pay("C-10", channel="sim-a", amount=1999)
-        deadline = time.time() + 10
-        while pay_id not in self.sim_a.payments() and time.time() < deadline:
-            time.sleep(0.05)
-        txn = self.sim_a.payments()[pay_id]["channel_txn_id"]
-        body = json.dumps({"pay_id": pay_id, "channel_txn_id": txn, "status": "SUCCEEDED",
-                           "amount": 1000, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
-        answer = raw_http(self.bus.port, notification("sim-a", "sim-a", body))
-        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
-        self.assertEqual(self.client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
-        self.assertEqual(self.bus.metric("paybus_results_flagged_total"), flagged + 1)
-        # The bus queries an ACCEPTED payment after 3 s; the channel says SUCCEEDED with no
-        # amount. That must not settle which amount was paid.
-        time.sleep(max(0.0, paid + 4.5 - time.time()))
-        self.assertEqual(self.client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
-        self.bus.wait_metric("paybus_results_conflicting_total", lambda v: v == conflicting + 1, timeout=15)
-        self.assertEqual(self.pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{pay_id}'"), [])
-
 
 class OrderRepair(unittest.TestCase):
     def test_a_payment_no_channel_took_is_closed_when_it_expires(self):
@@ -376,6 +353,48 @@ def wait_all_succeeded(client, pay_ids, timeout, each_round=lambda: None, pause=
         each_round()
         time.sleep(pause)
     return pending
+
+
+class AmountMismatch(unittest.TestCase):
+    def test_a_notified_amount_other_than_the_order_is_flagged_and_never_succeeds(self):
+        with bus_with_one_channel() as (bus, sim):
+            pg_url = bus.database_url
+            sim.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+            client = Client("127.0.0.1", bus.port)
+            paid = time.time()
+            status, created, _ = client.pay("M-1", channel="sim-a", amount=1999)
+            self.assertEqual(status, 202, created)
+            pay_id = created["pay_id"]
+            deadline = time.time() + 10
+            while pay_id not in sim.payments() and time.time() < deadline:
+                time.sleep(0.05)
+            txn = sim.payments()[pay_id]["channel_txn_id"]
+            body = json.dumps({"pay_id": pay_id, "channel_txn_id": txn, "status": "SUCCEEDED",
+                               "amount": 1000, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+            answer = raw_http(bus.port, notification("sim-a", "sim-a", body))
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+            self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+            self.assertEqual(bus.metric("paybus_results_flagged_total"), 1)
+            # The bus queries an ACCEPTED payment after 3 s; the channel says SUCCEEDED with no
+            # amount. That must not settle which amount was paid.
+            time.sleep(max(0.0, paid + 4.5 - time.time()))
+            self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+            bus.wait_metric("paybus_results_conflicting_total", lambda v: v == 1, timeout=15)
+            rows = subprocess.run(["psql", pg_url, "-XtA", "-c",
+                                   f"SELECT count(*) FROM payment_results WHERE pay_id = '{pay_id}'"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+            self.assertEqual(rows, "0")
+            client.close()
+            self.assertEqual(bus.stop(), 0)
+            replay = [os.path.join(BUILD, "tools", "paybus-replay"), "--store", os.path.join(bus.dir, "data", "store")]
+            shown = json.loads(subprocess.run(replay + ["show", pay_id], capture_output=True, text=True,
+                                              check=True).stdout)
+            self.assertEqual((shown["status"], shown["result"]["flagged"], shown["result"]["amount"]),
+                             ("PROCESSING", True, 1000))
+            self.assertEqual([(c["status"], c["amount"], c["source"]) for c in shown["conflicting_results"]],
+                             [("SUCCEEDED", 1999, "query")])
+            verify = subprocess.run(replay + ["verify"], capture_output=True, text=True)
+            self.assertEqual(verify.returncode, 0, verify.stdout)
 
 
 class BoundedMemory(unittest.TestCase):

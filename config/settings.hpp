@@ -56,7 +56,7 @@ struct settings {
   // [database]
   std::string database_url = "postgresql:///paybus?host=/var/run/postgresql";
   int64_t database_batch_rows = 500;
-  int64_t database_gather_ms = 20;
+  int64_t database_gather_ms = 100;
   int64_t database_connect_timeout_ms = 3000;
   int64_t database_statement_timeout_ms = 5000;
   // [signing]

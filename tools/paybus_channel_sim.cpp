@@ -220,29 +220,23 @@ struct connection {
   std::string out;
 };
 
-/// A pay request not taken yet: it waits in the channel's queue, unknown to
-/// queries, and is taken when due whether or not its sender still waits.
-struct held_request {
+/// Something due on a connection at a time: a response held back by the
+/// latency mode, or a pay request not taken yet (`pay_delay_ms`: it waits in
+/// the channel's queue, unknown to queries, and is taken when due whether or
+/// not its sender still waits).
+template <typename Payload>
+struct due_on_connection {
   int64_t due_ms;
   uint64_t sequence;
   int fd;
   uint64_t connection_id;
-  paybus::http_request request;
-  bool operator>(const held_request& other) const {
+  Payload payload;
+  bool operator>(const due_on_connection& other) const {
     return std::tie(due_ms, sequence) > std::tie(other.due_ms, other.sequence);
   }
 };
-
-struct delayed_response {
-  int64_t due_ms;
-  uint64_t sequence;
-  int fd;
-  uint64_t connection_id;
-  std::string bytes;
-  bool operator>(const delayed_response& other) const {
-    return std::tie(due_ms, sequence) > std::tie(other.due_ms, other.sequence);
-  }
-};
+using delayed_response = due_on_connection<std::string>;
+using held_request = due_on_connection<paybus::http_request>;
 
 class simulator {
 public:
@@ -407,26 +401,29 @@ private:
     delayed_.push({monotonic_now_ms() + latency, delayed_sequence_++, fd, connection_ids_[fd], std::move(bytes)});
   }
 
-  void release_held() {
+  /// Hands what is due in `queue` to `take`, with its connection's fd, or -1
+  /// when that connection is gone.
+  template <typename Queue, typename Take>
+  void release_due(Queue& queue, Take take) {
     auto now = monotonic_now_ms();
-    while (!held_.empty() && held_.top().due_ms <= now) {
-      auto next = held_.top();
-      held_.pop();
+    while (!queue.empty() && queue.top().due_ms <= now) {
+      auto next = queue.top();
+      queue.pop();
       auto id = connection_ids_.find(next.fd);
       bool still_there = id != connection_ids_.end() && id->second == next.connection_id;
-      pay(still_there ? next.fd : -1, next.request);
+      take(still_there ? next.fd : -1, next.payload);
     }
   }
 
+  void release_held() {
+    release_due(held_, [this](int fd, const paybus::http_request& request) { pay(fd, request); });
+  }
+
   void release_delayed() {
-    auto now = monotonic_now_ms();
-    while (!delayed_.empty() && delayed_.top().due_ms <= now) {
-      auto next = delayed_.top();
-      delayed_.pop();
-      auto id = connection_ids_.find(next.fd);
-      if (id != connection_ids_.end() && id->second == next.connection_id)
-        write_now(next.fd, next.bytes);
-    }
+    release_due(delayed_, [this](int fd, const std::string& bytes) {
+      if (fd >= 0)
+        write_now(fd, bytes);
+    });
   }
 
   bool authenticated(const paybus::http_request& request) {

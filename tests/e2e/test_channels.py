@@ -50,14 +50,21 @@ def notification(channel, key_owner, body):
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-class ThroughChannels(unittest.TestCase):
+class TwoChannels(unittest.TestCase):
+    """A throwaway PostgreSQL, simulators sim-a and sim-b, and a bus paying through both with
+    the class's `weights` and `sets`, for the whole class."""
+    weights = (50, 50)
+    sets = None
+
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster()
         cls.pg.start()
         cls.sim_a = ChannelSim("sim-a").start()
         cls.sim_b = ChannelSim("sim-b").start()
-        cls.bus = Bus(cls.pg.url, channels={"sim-a": (cls.sim_a.url, 50), "sim-b": (cls.sim_b.url, 50)}).start()
+        cls.bus = Bus(cls.pg.url, channels={"sim-a": (cls.sim_a.url, cls.weights[0]),
+                                            "sim-b": (cls.sim_b.url, cls.weights[1])},
+                      sets=cls.sets).start()
         cls.client = Client("127.0.0.1", cls.bus.port)
 
     @classmethod
@@ -67,6 +74,9 @@ class ThroughChannels(unittest.TestCase):
         cls.sim_a.destroy()
         cls.sim_b.destroy()
         cls.pg.destroy()
+
+
+class ThroughChannels(TwoChannels):
 
     def setUp(self):
         normal = {"failed_ratio": 0, "accepted_ratio": 0, "timeout_ratio": 0, "notify_delay_ms": 0,
@@ -262,28 +272,12 @@ class OrderRepair(unittest.TestCase):
             pg.destroy()
 
 
-class LateChannel(unittest.TestCase):
+class LateChannel(TwoChannels):
     """A channel whose queue is behind: a pay request times out at the bus (timeout_ms 1000)
     and is taken later, while a query meanwhile finds nothing (the simulator's pay_delay_ms)."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PgCluster()
-        cls.pg.start()
-        cls.sim_a = ChannelSim("sim-a").start()
-        cls.sim_b = ChannelSim("sim-b").start()
-        # Routed to sim-a all but once in a thousand; sim-a's NOT_FOUND believed 4 s after a send.
-        cls.bus = Bus(cls.pg.url, channels={"sim-a": (cls.sim_a.url, 1000), "sim-b": (cls.sim_b.url, 1)},
-                      sets=["channels.0.settle_ms=4000"]).start()
-        cls.client = Client("127.0.0.1", cls.bus.port)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
-        cls.bus.destroy()
-        cls.sim_a.destroy()
-        cls.sim_b.destroy()
-        cls.pg.destroy()
+    # Routed to sim-a all but once in a thousand; sim-a's NOT_FOUND believed 4 s after a send.
+    weights = (1000, 1)
+    sets = ["channels.0.settle_ms=4000"]
 
     def pay_routed(self, prefix, count):
         pay_ids = []

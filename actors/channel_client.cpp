@@ -155,6 +155,12 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     outcome.reason = "bad or missing signature on the channel's answer";
     return outcome;
   }
+  if (exchange.status == 409) {
+    // Conflict: the channel may already hold this pay_id (a request it took
+    // late, then this one again). Not a refusal: ask, never go elsewhere.
+    outcome.reason = "HTTP 409 (the channel may hold it already)";
+    return outcome;
+  }
   if (exchange.status >= 400) {
     outcome.status = "REFUSED";
     outcome.reason = "HTTP " + std::to_string(exchange.status);

@@ -427,10 +427,12 @@ class QueuedRequests(unittest.TestCase):
 
 class MalformedChannel:
     """A channel on 127.0.0.1 that signs its answers correctly (sim-a's key)
-    but answers every request with the same body of the wrong shape."""
+    but answers every request with the same body (of the wrong shape, or an
+    error) and HTTP status `code`."""
 
-    def __init__(self, body):
+    def __init__(self, body, code=200):
         self.body = body
+        self.code = code
         self.requests = []
         channel = self
 
@@ -446,7 +448,7 @@ class MalformedChannel:
                 signature = subprocess.run(
                     ["openssl", "dgst", "-sha256", "-sign", os.path.join(keys_dir(), "sim-a.key.pem")],
                     input=canonical.encode(), capture_output=True, check=True).stdout
-                self.send_response(200)
+                self.send_response(channel.code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(channel.body)))
                 self.send_header("X-Paybus-Channel", "sim-a")
@@ -499,6 +501,55 @@ class HostileChannel(unittest.TestCase):
                 bus.destroy()
             channel.destroy()
             pg.destroy()
+
+
+class RefusingChannel(unittest.TestCase):
+    """sim-a answers every request with a signed 4xx; sim-b is a real simulator. Payments are
+    routed to sim-a all but once in a thousand."""
+
+    def pay_three(self, code, check):
+        """Pays three routed payments, then `check(client, channel, sim_b, [(pay_id, routed_to)])`."""
+        channel = MalformedChannel(b'{"error": {"code": "refused", "message": "no"}}', code)
+        pg = PgCluster()
+        pg.start()
+        sim_b = ChannelSim("sim-b").start()
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (channel.url, 1000), "sim-b": (sim_b.url, 1)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                created = [client.pay(f"F-{code}-{i}")[1] for i in range(3)]
+                check(client, channel, sim_b, [(body["pay_id"], body["channel"]) for body in created])
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim_b.destroy()
+            channel.destroy()
+            pg.destroy()
+
+    def test_a_signed_refusal_sends_the_payment_to_another_channel(self):
+        def check(client, channel, sim_b, payments):
+            for pay_id, _ in payments:
+                final = wait_status(self, client, pay_id, statuses=("SUCCEEDED",), timeout=10)
+                self.assertEqual(final["channel"], "sim-b")
+                self.assertIn(pay_id, sim_b.payments())
+            self.assertIn(("POST", "/v1/pay"), channel.requests)
+        self.pay_three(400, check)
+
+    def test_a_signed_409_is_asked_about_never_sent_elsewhere(self):
+        # 409: the channel may hold the pay_id already; sending it elsewhere could pay it twice.
+        def check(client, channel, sim_b, payments):
+            to_a = [pay_id for pay_id, routed in payments if routed == "sim-a"]
+            self.assertTrue(to_a)
+            for pay_id in to_a:
+                deadline = time.time() + 15
+                while time.time() < deadline and ("GET", f"/v1/pay/{pay_id}") not in channel.requests:
+                    time.sleep(0.1)
+                self.assertIn(("GET", f"/v1/pay/{pay_id}"), channel.requests)
+            time.sleep(1.0)  # a refusal would have been paid through sim-b well within this
+            for pay_id in to_a:
+                self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+                self.assertNotIn(pay_id, sim_b.payments())
+        self.pay_three(409, check)
 
 
 class ResumeAfterRestart(unittest.TestCase):

@@ -373,6 +373,20 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
   }
 
   std::set<std::string> conflict_keys;  // this batch's, not readable from the store yet
+  // Keeps `late` apart, never applied, once however often it comes.
+  auto keep_conflict = [&](const payment_result& kept, const payment_result& late) {
+    auto key = late.pay_id + '\0' + late.channel_id + '\0' + late.status + '\0'
+               + late.channel_txn_id + '\0' + std::to_string(late.amount_minor);
+    std::string ignored;
+    auto seen = db_->Get(rocksdb::ReadOptions{}, conflicts_, key, &ignored);
+    if (!seen.ok() && !seen.IsNotFound())
+      return seen;
+    if (seen.IsNotFound() && conflict_keys.insert(key).second) {
+      batch.Put(conflicts_, key, codec::encode_result(late));
+      answers.conflicts.emplace_back(kept, late);
+    }
+    return rocksdb::Status::OK();
+  };
   for (size_t i = 0; i < in.results.size(); ++i) {
     auto result = in.results[i];
     auto& answer = answers.results[i];
@@ -391,19 +405,25 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       answer.changed = false;
       answer.joined = settled;
       answer.result = known ? *known : result;
-      if (known && contradicts(*known, result)) {
-        // Never applied (a final status never changes), never lost either.
-        auto key = result.pay_id + '\0' + result.channel_id + '\0' + result.status + '\0'
-                   + result.channel_txn_id + '\0' + std::to_string(result.amount_minor);
-        std::string ignored;
-        auto seen = db_->Get(rocksdb::ReadOptions{}, conflicts_, key, &ignored);
-        if (!seen.ok() && !seen.IsNotFound())
-          return seen;
-        if (seen.IsNotFound() && conflict_keys.insert(key).second) {
-          batch.Put(conflicts_, key, codec::encode_result(result));
-          answers.conflicts.emplace_back(*known, result);
-        }
-      }
+      // Never applied (a final status never changes), never lost either.
+      if (known && contradicts(*known, result))
+        if (auto kept = keep_conflict(*known, result); !kept.ok())
+          return kept;
+      continue;
+    }
+    if (order && !order->routed_channel.empty() && result.channel_id != order->routed_channel) {
+      // A channel the payment is not routed to cannot speak for it, unless it
+      // took the payment late after saying it had not: either way people
+      // must look, and the payment goes on where it is routed.
+      payment_result routed;
+      routed.pay_id = order->pay_id;
+      routed.status = order->status;
+      routed.channel_id = order->routed_channel;
+      routed.amount_minor = order->order.amount_minor;
+      answer.changed = false;
+      answer.result = result;
+      if (auto kept = keep_conflict(routed, result); !kept.ok())
+        return kept;
       continue;
     }
     if (known && !known->flagged && !order) {  // already waiting for its order

@@ -194,6 +194,27 @@ class ThroughChannels(TwoChannels):
         self.assertGreater(on_a, 10)   # 50/50 weights: 10..50 holds with overwhelming probability
         self.assertGreater(on_b, 10)
 
+    def test_a_notification_from_a_channel_the_payment_was_not_sent_to_is_kept_apart(self):
+        self.sim_b.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+        conflicting = self.bus.metric("paybus_results_conflicting_total")
+        pay_id = self.pay("C-11", channel="sim-b")
+        deadline = time.time() + 10
+        while pay_id not in self.sim_b.payments() and time.time() < deadline:
+            time.sleep(0.05)
+        # sim-a, correctly signed, says it paid a payment sent to sim-b.
+        body = json.dumps({"pay_id": pay_id, "channel_txn_id": "sim-a-x", "status": "SUCCEEDED",
+                           "amount": 1999, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+        answer = raw_http(self.bus.port, notification("sim-a", "sim-a", body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertEqual(self.client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+        self.assertEqual(self.bus.metric("paybus_results_conflicting_total"), conflicting + 1)
+        self.assertIn(f"payment {pay_id}: a SUCCEEDED result from sim-a", self.bus.log())
+        # The payment goes on at sim-b: its query (after 3 s) finds it SUCCEEDED there.
+        final = self.wait_status(pay_id)
+        self.assertEqual((final["status"], final["channel"], final["channel_txn_id"]),
+                         ("SUCCEEDED", "sim-b", self.sim_b.payments()[pay_id]["channel_txn_id"]))
+        self.assertEqual(self.db_result(pay_id)[0][:2], ["SUCCEEDED", "sim-b"])
+
     def test_a_forged_notification_is_refused_and_changes_nothing(self):
         self.sim_a.mode({"accepted_ratio": 1, "notify_loss_ratio": 1, "notify_delay_ms": 0})
         self.sim_a.mode({"accepted_ratio": 0})

@@ -420,9 +420,37 @@ TEST_CASE("route: recorded while processing, refused once final") {
   std::optional<payment_record> order;
   REQUIRE(store->get("100", order).ok());
   CHECK(order->routed_channel == "sim-b");
-  commit_results(*store, {result_for("100", 500)});
+  auto paid = result_for("100", 500);
+  paid.channel_id = "sim-b";  // where it is routed now
+  commit_results(*store, {paid});
   REQUIRE(store->commit(batch, answers).ok());
   CHECK(answers.routes == std::vector<bool>{false, false});
+}
+
+TEST_CASE("join: a result from a channel the payment is not routed to is kept apart") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  auto routed = record("100", "A-1", 500);
+  routed.routed_channel = "sim-b";
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({routed}, {}, created).ok());
+  // sim-a speaks for a payment sent to sim-b: not applied, reported once.
+  auto answers = commit_results(*store, {result_for("100", 500), result_for("100", 500)});
+  CHECK_FALSE(answers.results[0].joined);
+  CHECK_FALSE(answers.results[0].changed);
+  REQUIRE(answers.conflicts.size() == 1);
+  CHECK(answers.conflicts[0].first.status == "PROCESSING");
+  CHECK(answers.conflicts[0].first.channel_id == "sim-b");
+  std::optional<payment_record> order;
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "PROCESSING");
+  // The payment goes on where it is routed.
+  auto paid = result_for("100", 500);
+  paid.channel_id = "sim-b";
+  CHECK(commit_results(*store, {paid}).results[0].joined);
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->status == "SUCCEEDED");
+  CHECK(store->count_keys()["conflicts"] == 1);
 }
 
 TEST_CASE("array literals for the database quote every text element") {

@@ -367,6 +367,14 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       return status;
     if (!order || is_final(order->status))
       continue;
+    // A payment whose result is flagged goes nowhere else: which amount its
+    // channel took is for people to settle.
+    std::optional<payment_result> kept;
+    status = view.result(route.pay_id, kept);
+    if (!status.ok())
+      return status;
+    if (kept && kept->flagged)
+      continue;
     order->routed_channel = route.channel_id;
     write_order(*order);
     answers.routes[i] = true;
@@ -542,7 +550,14 @@ rocksdb::Status local_store::pending_dispatch(std::vector<payment_record>& recor
     auto status = get(it->key().ToString(), record);
     if (!status.ok())
       return status;
-    if (record && !is_final(record->status))
+    if (!record || is_final(record->status))
+      continue;
+    // A flagged result (another amount) is for people: the bus asks no more.
+    std::optional<payment_result> result;
+    status = get_result(record->pay_id, result);
+    if (!status.ok())
+      return status;
+    if (!result || !result->flagged)
       records.push_back(std::move(*record));
   }
   return it->status();

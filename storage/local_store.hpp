@@ -125,7 +125,8 @@ public:
   }
 
   /// Payments accepted but not final yet, in pay_id order from `from_pay_id`
-  /// (to drive after a restart, or when the coordinator has room again).
+  /// (to drive after a restart, or when the coordinator has room again);
+  /// not those whose result is flagged, which are for people to settle.
   rocksdb::Status pending_dispatch(std::vector<payment_record>& records,
                                    size_t limit, const std::string& from_pay_id = {});
 

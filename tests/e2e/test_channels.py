@@ -410,6 +410,13 @@ class AmountMismatch(unittest.TestCase):
                              [("SUCCEEDED", 1999, "query")])
             verify = subprocess.run(replay + ["verify"], capture_output=True, text=True)
             self.assertEqual(verify.returncode, 0, verify.stdout)
+            # After a restart the bus no longer drives it: nothing asks the channel again.
+            bus.start()
+            time.sleep(1.5)
+            self.assertFalse(bus.metric('paybus_channel_requests_total{channel="sim-a",outcome="SUCCEEDED"}'))
+            self.assertEqual(bus.metric("paybus_payments_driving"), 0)
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as again:
+                self.assertEqual(again.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
 
 
 class BoundedMemory(unittest.TestCase):

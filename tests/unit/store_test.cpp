@@ -335,6 +335,17 @@ TEST_CASE("join: a result whose amount differs is kept, flagged, never joined") 
   CHECK(outbox_kinds(*store) == std::vector<char>{'O'});
   // Its repeat is not news.
   CHECK(commit_results(*store, {result_for("100", 499)}).conflicts.empty());
+  // The bus drives it no more: not resumed after a restart, not sent elsewhere.
+  std::vector<payment_record> pending;
+  REQUIRE(store->pending_dispatch(pending, 10).ok());
+  CHECK(pending.empty());
+  store_batch route;
+  route.routes.push_back({"100", "sim-b"});
+  store_batch_answers routed;
+  REQUIRE(store->commit(route, routed).ok());
+  CHECK(routed.routes == std::vector<bool>{false});
+  REQUIRE(store->get("100", order).ok());
+  CHECK(order->routed_channel.empty());
 }
 
 TEST_CASE("join: a result before its order, at another amount, is flagged when the order comes") {

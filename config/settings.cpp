@@ -1,11 +1,11 @@
 #include "config/settings.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -168,9 +168,13 @@ private:
   std::string error_;
 };
 
+/// 1-64 of [A-Za-z0-9_.-].
 bool valid_id(const std::string& id) {
-  static const std::regex pattern{"[A-Za-z0-9_.-]{1,64}"};
-  return std::regex_match(id, pattern);
+  auto allowed = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+           || c == '.' || c == '-';
+  };
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), allowed);
 }
 
 bool valid_http_url(const std::string& url) {

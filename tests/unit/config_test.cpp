@@ -57,6 +57,15 @@ TEST_CASE("a good config and its defaults") {
   CHECK(out.channels[0].settle_ms == 10'000);
 }
 
+TEST_CASE("ids: 1 to 64 of [A-Za-z0-9_.-]") {
+  settings out;
+  std::string error;
+  auto id = "Shop_1.a-" + std::string(55, 'z');  // 64
+  REQUIRE(parse_settings(good, "test.toml", {"merchants.0.id=" + id, "channels.0.id=x"}, out, error));
+  CHECK(out.merchants[0].id == id);
+  CHECK(out.channels[0].id == "x");
+}
+
 TEST_CASE("overrides given with --set read the key's own type") {
   settings out;
   std::string error;
@@ -90,6 +99,9 @@ TEST_CASE("every config error names its key in one line") {
   check(error_of(good, {"merchants.0.auth=md5"}), "merchants.0.auth");
   check(error_of(good, {"merchants.0.secret=short"}), "merchants.0.secret");
   check(error_of(good, {"merchants.1.id=demo"}), "merchants.1.id");
+  check(error_of(good, {"merchants.0.id="}), "merchants.0.id");
+  check(error_of(good, {"merchants.0.id=a/b"}), "merchants.0.id");
+  check(error_of(good, {"channels.0.id=" + std::string(65, 'c')}), "channels.0.id");
   check(error_of(good, {"channels.0.url=ftp://x"}), "channels.0.url");
   check(error_of(good, {"log.level=loud"}), "log.level");
   check(error_of(good + "\n[extra]\nkey = 1\n"), "extra");

@@ -27,7 +27,7 @@ std::string format_rfc3339_ms(int64_t unix_ms) {
   }
   struct tm utc {};
   gmtime_r(&seconds, &utc);
-  char text[40];
+  char text[96];  // room for any int in each field, as the compiler counts
   std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
                 utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
                 utc.tm_min, utc.tm_sec, millis);

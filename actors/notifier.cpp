@@ -1,7 +1,8 @@
 // Merchant notifications (API.md section 5): read due entries of the store's
-// webhook outbox, deliver each through an idle worker, one delivery a worker
-// and at most one worker fewer than there are for any merchant (so a merchant
-// whose endpoint hangs never holds up the others), drop on any 2xx, otherwise
+// webhook outbox, a queue a merchant, deliver each through an idle worker,
+// one delivery a worker and at most one worker fewer than there are for any
+// merchant (so a merchant whose endpoint hangs, however many of its webhooks
+// are due, never holds up the others), drop on any 2xx, otherwise
 // retry later on a doubling schedule, for at least 24 hours, across restarts.
 
 #include <algorithm>
@@ -149,8 +150,19 @@ std::optional<webhook_delivery> build(notifier_state& st, const webhook_entry& e
 void round(notifier_pointer self) {
   auto& st = self->state;
   auto now = unix_now_ms();
+  size_t per_merchant = std::max<size_t>(1, st.workers.size() - 1);
+  size_t idle_workers
+    = static_cast<size_t>(std::count(st.worker_busy.begin(), st.worker_busy.end(), false));
+  // Of each merchant's queue, what it may start now besides what it has in
+  // flight, which is still at the head of its queue.
+  auto room = [&](const std::string& merchant_id) -> size_t {
+    auto found = st.merchant_in_flight.find(merchant_id);
+    size_t busy = found == st.merchant_in_flight.end() ? 0 : found->second;
+    return busy + std::min(busy < per_merchant ? per_merchant - busy : 0, idle_workers);
+  };
   std::vector<webhook_entry> due;
-  auto status = st.store->due_webhooks(now, 256 + st.in_flight.size(), due);
+  std::optional<int64_t> next_due;
+  auto status = st.store->due_webhooks(now, room, due, next_due);
   if (!status.ok())
     spdlog::error("cannot read the webhook outbox: {}", status.ToString());
   for (auto& entry : due) {
@@ -159,16 +171,16 @@ void round(notifier_pointer self) {
     auto idle = std::find(st.worker_busy.begin(), st.worker_busy.end(), false);
     if (idle == st.worker_busy.end())
       break;  // every worker busy: a finished delivery starts the next round
+    auto merchant_id = entry.merchant_id;
+    if (auto busy = st.merchant_in_flight.find(merchant_id);
+        busy != st.merchant_in_flight.end() && busy->second >= per_merchant)
+      continue;  // stays due: a later round takes it
     auto delivery = build(st, entry);
     if (!delivery || delivery->url.empty()) {
       // No payment (cannot happen) or no target configured: nothing to send.
       st.store->finish_webhook(entry);
       continue;
     }
-    auto merchant_id = delivery->merchant_id;
-    size_t per_merchant = std::max<size_t>(1, st.workers.size() - 1);
-    if (st.merchant_in_flight[merchant_id] >= per_merchant)
-      continue;  // stays due: a later round takes it
     auto worker = static_cast<size_t>(idle - st.worker_busy.begin());
     st.worker_busy[worker] = true;
     ++st.merchant_in_flight[merchant_id];
@@ -206,8 +218,8 @@ void round(notifier_pointer self) {
   }
   st.figures->notify_backlog = st.store->webhook_backlog();
   int64_t next = st.settings.poll_ms * 5;
-  if (auto due_at = st.store->next_webhook_due())
-    next = std::clamp<int64_t>(*due_at - unix_now_ms(), st.settings.poll_ms, next);
+  if (next_due)
+    next = std::clamp<int64_t>(*next_due - unix_now_ms(), st.settings.poll_ms, next);
   schedule(self, next);
 }
 

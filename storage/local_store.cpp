@@ -27,10 +27,30 @@ const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
      "meta", "results", "dispatch", "webhooks", "conflicts"};
 
-std::string webhook_key(int64_t due_ms, const std::string& event_id) {
-  auto key = codec::encode_u64_be(static_cast<uint64_t>(due_ms));
+/// The webhook outbox, a queue a merchant: merchant id, NUL, due time (8
+/// bytes big-endian), event id. A round reads each merchant's due entries
+/// from the head of its own queue, so one merchant's backlog never hides
+/// another's (docs/architecture.md). Merchant ids are never empty and have
+/// no NUL; keys of the earlier layout (due time first) start with NUL.
+std::string webhook_key(const std::string& merchant_id, int64_t due_ms,
+                        const std::string& event_id) {
+  std::string key;
+  key.reserve(merchant_id.size() + 9 + event_id.size());
+  key.append(merchant_id);
+  key.push_back('\0');
+  key.append(codec::encode_u64_be(static_cast<uint64_t>(due_ms)));
   key.append(event_id);
   return key;
+}
+
+/// Splits a webhook key: false if it is not one of this layout.
+bool split_webhook_key(std::string_view key, std::string_view& merchant_id, int64_t& due_ms) {
+  auto end = key.find('\0');
+  if (end == 0 || end == std::string_view::npos || key.size() < end + 9)
+    return false;
+  merchant_id = key.substr(0, end);
+  due_ms = static_cast<int64_t>(codec::decode_u64_be(key.substr(end + 1, 8)));
+  return true;
 }
 
 bool is_final(const std::string& status) {
@@ -183,6 +203,12 @@ std::unique_ptr<local_store> local_store::open(
   store->dispatch_ = store->handles_[7];
   store->webhooks_ = store->handles_[8];
   store->conflicts_ = store->handles_[9];
+  status = store->queue_webhooks_by_merchant();
+  if (!status.ok()) {
+    error = "cannot move the webhook outbox of " + dir + " to queues by merchant: "
+            + status.ToString();
+    return nullptr;
+  }
   {
     std::unique_ptr<rocksdb::Iterator> hooks{db->NewIterator(rocksdb::ReadOptions{}, store->webhooks_)};
     int64_t count = 0;
@@ -304,7 +330,8 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     entry.event_id = "evt_" + record.pay_id;  // one final event per payment: stable
     entry.pay_id = record.pay_id;
     entry.first_due_ms = unix_now_ms();
-    batch.Put(webhooks_, webhook_key(entry.first_due_ms, entry.event_id), codec::encode_webhook(entry));
+    batch.Put(webhooks_, webhook_key(record.order.merchant_id, entry.first_due_ms, entry.event_id),
+              codec::encode_webhook(entry));
     ++webhooks_added;
   };
 
@@ -476,38 +503,97 @@ bool local_store::wants_webhook(const payment_record& record) const {
          || default_webhook_merchants_->count(record.order.merchant_id) > 0;
 }
 
-rocksdb::Status local_store::due_webhooks(int64_t now_ms, size_t limit,
-                                          std::vector<webhook_entry>& entries) {
-  entries.clear();
+rocksdb::Status local_store::queue_webhooks_by_merchant() {
+  // Entries written before the outbox was kept by merchant: due time first,
+  // so their keys start with NUL and sort before every merchant's. Each is
+  // moved, in synced batches, under the merchant of its payment; a crash
+  // half way leaves the rest to move at the next start.
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
-  for (it->SeekToFirst(); it->Valid() && entries.size() < limit; it->Next()) {
-    auto key = it->key().ToStringView();
-    if (key.size() < 8)
-      continue;
-    auto due = static_cast<int64_t>(codec::decode_u64_be(key));
-    if (due > now_ms)
-      break;
+  rocksdb::WriteBatch batch;
+  rocksdb::WriteOptions synced;
+  synced.sync = sync_;  // not held back by store.min_free_bytes: it frees as much as it takes
+  int64_t moved = 0;
+  for (it->SeekToFirst(); it->Valid() && it->key().starts_with(std::string_view{"\0", 1});
+       it->Next()) {
+    batch.Delete(webhooks_, it->key());
     webhook_entry entry;
-    if (!codec::decode_webhook(it->value().ToStringView(), entry))
-      return rocksdb::Status::Corruption("undecodable webhook entry");
-    entry.due_ms = due;
-    entries.push_back(std::move(entry));
+    std::optional<payment_record> record;
+    if (it->key().size() >= 8 && codec::decode_webhook(it->value().ToStringView(), entry)
+        && get(entry.pay_id, record).ok() && record) {
+      auto due = static_cast<int64_t>(codec::decode_u64_be(it->key().ToStringView()));
+      batch.Put(webhooks_, webhook_key(record->order.merchant_id, due, entry.event_id),
+                it->value());
+      ++moved;
+    } else {
+      // Nothing to deliver: the notifier dropped such an entry too.
+      spdlog::warn("webhook outbox: dropped an entry with no payment to tell of");
+    }
+    if (batch.Count() >= 2000) {
+      auto status = db_->Write(synced, &batch);
+      if (!status.ok())
+        return status;
+      batch.Clear();
+    }
   }
-  return it->status();
+  if (!it->status().ok())
+    return it->status();
+  if (batch.Count() > 0) {
+    auto status = db_->Write(synced, &batch);
+    if (!status.ok())
+      return status;
+  }
+  if (moved > 0)
+    spdlog::info("webhook outbox: {} entries moved to queues by merchant", moved);
+  return rocksdb::Status::OK();
 }
 
-std::optional<int64_t> local_store::next_webhook_due() {
+rocksdb::Status local_store::due_webhooks(int64_t now_ms,
+                                          const std::function<size_t(const std::string&)>& room,
+                                          std::vector<webhook_entry>& entries,
+                                          std::optional<int64_t>& next_due) {
+  entries.clear();
+  next_due.reset();
+  auto later = [&](int64_t due) {
+    if (!next_due || due < *next_due)
+      next_due = due;
+  };
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
   it->SeekToFirst();
-  if (!it->Valid() || it->key().size() < 8)
-    return std::nullopt;
-  return static_cast<int64_t>(codec::decode_u64_be(it->key().ToStringView()));
+  while (it->Valid()) {
+    std::string_view merchant_view;
+    int64_t due = 0;
+    if (!split_webhook_key(it->key().ToStringView(), merchant_view, due))
+      return rocksdb::Status::Corruption("a webhook outbox key of no known layout");
+    std::string merchant{merchant_view};
+    auto prefix = merchant + '\0';
+    size_t wanted = room(merchant);
+    size_t taken = 0;
+    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (!split_webhook_key(it->key().ToStringView(), merchant_view, due))
+        return rocksdb::Status::Corruption("a webhook outbox key of no known layout");
+      if (due > now_ms || taken >= wanted) {
+        later(due);
+        break;
+      }
+      webhook_entry entry;
+      if (!codec::decode_webhook(it->value().ToStringView(), entry))
+        return rocksdb::Status::Corruption("undecodable webhook entry");
+      entry.merchant_id = merchant;
+      entry.due_ms = due;
+      entries.push_back(std::move(entry));
+      ++taken;
+    }
+    if (!it->status().ok())
+      return it->status();
+    it->Seek(merchant + '\1');  // the next merchant's queue
+  }
+  return it->status();
 }
 
 rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
   // Unsynced: lost on a crash, the event is delivered again (at least once).
   rocksdb::WriteBatch batch;
-  batch.Delete(webhooks_, webhook_key(entry.due_ms, entry.event_id));
+  batch.Delete(webhooks_, webhook_key(entry.merchant_id, entry.due_ms, entry.event_id));
   auto status = write(false, batch);
   if (status.ok())
     webhook_backlog_.fetch_sub(1, std::memory_order_relaxed);
@@ -516,10 +602,11 @@ rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
 
 rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int64_t due_ms) {
   rocksdb::WriteBatch batch;
-  batch.Delete(webhooks_, webhook_key(entry.due_ms, entry.event_id));
+  batch.Delete(webhooks_, webhook_key(entry.merchant_id, entry.due_ms, entry.event_id));
   auto next = entry;
   next.attempt += 1;
-  batch.Put(webhooks_, webhook_key(due_ms, entry.event_id), codec::encode_webhook(next));
+  batch.Put(webhooks_, webhook_key(entry.merchant_id, due_ms, entry.event_id),
+            codec::encode_webhook(next));
   return write(false, batch);
 }
 

@@ -112,10 +112,12 @@ public:
   rocksdb::Status get_result(const std::string& pay_id,
                              std::optional<payment_result>& result);
 
-  /// Merchant notifications due at or before `now_ms`, oldest first.
-  rocksdb::Status due_webhooks(int64_t now_ms, size_t limit, std::vector<webhook_entry>& entries);
-  /// The next due time of any notification, if there is one.
-  std::optional<int64_t> next_webhook_due();
+  /// Merchant notifications due at or before `now_ms`: of each merchant's,
+  /// at most `room(merchant_id)`, oldest first. `next_due`: the earliest due
+  /// time among those left (possibly already past), if any.
+  rocksdb::Status due_webhooks(int64_t now_ms, const std::function<size_t(const std::string&)>& room,
+                               std::vector<webhook_entry>& entries,
+                               std::optional<int64_t>& next_due);
   /// Delivered (or given up): gone.
   rocksdb::Status finish_webhook(const webhook_entry& entry);
   /// Not delivered: tried again at `due_ms`.
@@ -204,6 +206,9 @@ private:
   /// Every write of the store goes through here: refused with NoSpace while
   /// the file system holds less than `min_free_bytes_` free (one statvfs).
   rocksdb::Status write(bool sync, rocksdb::WriteBatch& batch);
+  /// At open: moves webhook outbox entries of the earlier layout (one queue
+  /// for all merchants) to their merchant's queue.
+  rocksdb::Status queue_webhooks_by_merchant();
   rocksdb::Status room_to_write() const;
 };
 

@@ -23,6 +23,7 @@ bool decode_result(std::string_view bytes, payment_result& result);
 
 /// A merchant notification waiting for delivery.
 struct webhook_entry {
+  std::string merchant_id;     // from the key
   std::string event_id;
   std::string pay_id;
   int64_t attempt = 0;         // deliveries tried so far

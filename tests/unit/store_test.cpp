@@ -1,9 +1,11 @@
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 #include <set>
 
 #include <catch2/catch.hpp>
 
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "storage/local_store.hpp"
 #include "storage/pg_database.hpp"
@@ -203,6 +205,15 @@ store_batch_answers commit_results(local_store& store, std::vector<payment_resul
   return answers;
 }
 
+/// Every due webhook entry, up to `room` a merchant.
+std::vector<webhook_entry> due_webhooks(local_store& store, size_t room = 10,
+                                        int64_t now_ms = std::numeric_limits<int64_t>::max()) {
+  std::vector<webhook_entry> due;
+  std::optional<int64_t> next_due;
+  REQUIRE(store.due_webhooks(now_ms, [=](const std::string&) { return room; }, due, next_due).ok());
+  return due;
+}
+
 std::vector<char> outbox_kinds(local_store& store) {
   std::vector<outbox_entry> entries;
   REQUIRE(store.read_outbox(0, 100, entries).ok());
@@ -394,8 +405,7 @@ TEST_CASE("join: a webhook entry only for payments with a target") {
   REQUIRE(store->commit({of("103", "demo", "")}, {}, created).ok());
   CHECK(created[0].record.status == "SUCCEEDED");
   commit_results(*store, {result_for("100", 500), result_for("101", 500), result_for("102", 500)});
-  std::vector<webhook_entry> due;
-  REQUIRE(store->due_webhooks(std::numeric_limits<int64_t>::max(), 10, due).ok());
+  auto due = due_webhooks(*store);
   std::set<std::string> notified;
   for (const auto& entry : due)
     notified.insert(entry.pay_id);
@@ -411,10 +421,105 @@ TEST_CASE("join: without a list of merchants every final payment gets a webhook 
   std::vector<order_stored> created;
   REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
   commit_results(*store, {result_for("100", 500)});
-  std::vector<webhook_entry> due;
-  REQUIRE(store->due_webhooks(std::numeric_limits<int64_t>::max(), 10, due).ok());
+  auto due = due_webhooks(*store);
   REQUIRE(due.size() == 1);
   CHECK(due[0].event_id == "evt_100");
+  CHECK(due[0].merchant_id == "demo");
+}
+
+TEST_CASE("webhooks: one merchant's backlog never hides another's due entries") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  std::vector<payment_result> results;
+  for (int i = 0; i < 300; ++i) {  // demo's, all due before shop's
+    auto pay_id = std::to_string(1000 + i);
+    REQUIRE(store->commit({record(pay_id, "A-" + pay_id, 500)}, {}, created).ok());
+    results.push_back(result_for(pay_id, 500));
+  }
+  commit_results(*store, results);
+  auto shop = record("2000", "S-1", 500);
+  shop.order.merchant_id = "shop";
+  REQUIRE(store->commit({shop}, {}, created).ok());
+  commit_results(*store, {result_for("2000", 500)});
+
+  std::vector<webhook_entry> due;
+  std::optional<int64_t> next_due;
+  auto room = [](const std::string& merchant) -> size_t { return merchant == "demo" ? 3 : 1; };
+  REQUIRE(store->due_webhooks(std::numeric_limits<int64_t>::max(), room, due, next_due).ok());
+  REQUIRE(due.size() == 4);
+  CHECK(due[0].merchant_id == "demo");
+  CHECK(due[0].pay_id == "1000");  // oldest first within a merchant
+  CHECK(due[3].merchant_id == "shop");
+  CHECK(due[3].pay_id == "2000");
+  REQUIRE(next_due);  // demo's fourth is due already
+  CHECK(*next_due <= unix_now_ms());
+
+  // Nothing is due before the first entry's time; next_due says when.
+  REQUIRE(store->due_webhooks(due[0].due_ms - 1, room, due, next_due).ok());
+  CHECK(due.empty());
+  REQUIRE(next_due);
+
+  // A retry moves the entry back in its merchant's queue; a delivery removes it.
+  auto first = due_webhooks(*store, 1).front();
+  REQUIRE(store->reschedule_webhook(first, std::numeric_limits<int64_t>::max() - 1).ok());
+  auto heads = due_webhooks(*store, 1, std::numeric_limits<int64_t>::max() - 2);
+  REQUIRE(heads.size() == 2);
+  CHECK(heads[0].pay_id == "1001");
+  CHECK(store->webhook_backlog() == 301);
+  for (const auto& entry : due_webhooks(*store, 1000))
+    REQUIRE(store->finish_webhook(entry).ok());
+  CHECK(due_webhooks(*store, 1000).empty());
+  CHECK(store->webhook_backlog() == 0);
+}
+
+TEST_CASE("webhooks: entries of the one-queue layout move to their merchant's queue at open") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    std::vector<order_stored> created;
+    auto shop = record("100", "S-1", 500);
+    shop.order.merchant_id = "shop";
+    REQUIRE(store->commit({shop}, {}, created).ok());
+  }
+  {
+    // What an earlier build wrote: the due time first, then the event id.
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions{}, dir.path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& name : names)
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions{});
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions{}, dir.path, families, &handles, &raw).ok());
+    auto webhooks = std::find(names.begin(), names.end(), "webhooks") - names.begin();
+    for (const auto& [pay_id, due] : {std::pair{"100", 1763782202000}, {"404", 1763782203000}}) {
+      webhook_entry entry;
+      entry.event_id = std::string{"evt_"} + pay_id;
+      entry.pay_id = pay_id;
+      entry.attempt = 2;
+      entry.first_due_ms = 1763782201000;
+      REQUIRE(raw->Put(rocksdb::WriteOptions{}, handles[static_cast<size_t>(webhooks)],
+                       codec::encode_u64_be(static_cast<uint64_t>(due)) + entry.event_id,
+                       codec::encode_webhook(entry))
+                .ok());
+    }
+    for (auto* handle : handles)
+      REQUIRE(raw->DestroyColumnFamilyHandle(handle).ok());
+    delete raw;
+  }
+  auto store = open_store(dir.path);
+  auto due = due_webhooks(*store);
+  REQUIRE(due.size() == 1);  // "404" has no payment: nothing to tell, dropped
+  CHECK(due[0].merchant_id == "shop");
+  CHECK(due[0].event_id == "evt_100");
+  CHECK(due[0].due_ms == 1763782202000);
+  CHECK(due[0].attempt == 2);
+  CHECK(due[0].first_due_ms == 1763782201000);
+  CHECK(store->webhook_backlog() == 1);
+  REQUIRE(store->finish_webhook(due[0]).ok());
+  store.reset();
+  CHECK(due_webhooks(*open_store(dir.path)).empty());
 }
 
 TEST_CASE("route: recorded while processing, refused once final") {

@@ -19,6 +19,7 @@
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/signing.hpp"
+#include "common/text.hpp"
 #include "common/thread_name.hpp"
 
 namespace paybus {
@@ -180,9 +181,15 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     outcome.reason = "unknown status " + status.substr(0, 32);
     return outcome;
   }
+  if (is_string("channel_txn_id")) {
+    auto txn = body["channel_txn_id"].get<std::string>();
+    if (!valid_channel_txn_id(txn)) {
+      outcome.reason = "malformed answer: channel_txn_id not at most 128 bytes of printable text";
+      return outcome;
+    }
+    outcome.channel_txn_id = std::move(txn);
+  }
   outcome.status = status;
-  if (is_string("channel_txn_id"))
-    outcome.channel_txn_id = body["channel_txn_id"].get<std::string>().substr(0, 128);
   if (is_string("message"))
     outcome.reason = body["message"].get<std::string>().substr(0, 200);
   return outcome;

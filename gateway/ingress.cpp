@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.hpp"
+#include "common/text.hpp"
 #include "common/thread_name.hpp"
 #include "actors/admission.hpp"
 #include "common/metrics.hpp"
@@ -349,8 +350,8 @@ std::optional<std::string> parse_notification(const std::string& body,
   if (amount == document.end() || !amount->is_number_integer() || amount->get<int64_t>() < 0)
     return std::string{"amount must be an integer number of minor units"};
   const auto* txn = text("channel_txn_id");
-  if (txn != nullptr && txn->size() > 128)
-    return std::string{"channel_txn_id must be at most 128 characters"};
+  if (txn != nullptr && !valid_channel_txn_id(*txn))
+    return std::string{"channel_txn_id must be at most 128 bytes, with no control characters"};
   result.pay_id = *pay_id;
   result.status = *status;
   result.channel_id = channel_id;

@@ -2,19 +2,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.hpp"
+
 namespace paybus {
 
 namespace {
 
 api_error invalid(const std::string& field, const std::string& why) {
   return {400, "invalid_field", field + " " + why};
-}
-
-bool printable_utf8(std::string_view text) {
-  for (unsigned char c : text)
-    if (c < 0x20 || c == 0x7f)
-      return false;
-  return true;  // nlohmann::json has already checked UTF-8
 }
 
 } // namespace
@@ -87,7 +82,7 @@ std::optional<api_error> parse_payment_order(std::string_view body,
     if (!it->is_string())
       return invalid("subject", "must be a string");
     const auto& subject = it->get_ref<const std::string&>();
-    if (subject.size() > limits.max_subject_bytes || !printable_utf8(subject))
+    if (subject.size() > limits.max_subject_bytes || !printable_text(subject))
       return invalid("subject", "must be at most " + std::to_string(limits.max_subject_bytes)
                                   + " bytes of printable text");
     order.subject = subject;
@@ -108,7 +103,7 @@ std::optional<api_error> parse_payment_order(std::string_view body,
       return invalid("notify_url", "must be a string");
     const auto& url = it->get_ref<const std::string&>();
     bool scheme_ok = url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
-    if (!scheme_ok || url.size() > limits.max_notify_url_bytes || !printable_utf8(url)
+    if (!scheme_ok || url.size() > limits.max_notify_url_bytes || !printable_text(url)
         || url.find(' ') != std::string::npos)
       return invalid("notify_url", "must be an http:// or https:// URL of at most "
                                      + std::to_string(limits.max_notify_url_bytes)

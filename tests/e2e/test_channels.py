@@ -194,6 +194,36 @@ class ThroughChannels(TwoChannels):
         self.assertGreater(on_a, 10)   # 50/50 weights: 10..50 holds with overwhelming probability
         self.assertGreater(on_b, 10)
 
+    def test_a_notification_with_a_nul_in_its_txn_id_is_refused_and_changes_nothing(self):
+        self.sim_b.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+        pay_id = self.pay("C-12", channel="sim-b")
+        body = json.dumps({"pay_id": pay_id, "channel_txn_id": "T\u0000X", "status": "SUCCEEDED",
+                           "amount": 1999, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+        answer = raw_http(self.bus.port, notification("sim-b", "sim-b", body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer[:200])
+        self.assertIn(b"channel_txn_id", answer)
+        self.assertEqual(self.client.request("GET", f"/v1/payments/{pay_id}")[1]["status"], "PROCESSING")
+        # The sound answer to the bus's query settles it.
+        self.assertEqual(self.wait_status(pay_id)["status"], "SUCCEEDED")
+        self.assertEqual(self.db_result(pay_id)[0][2], self.sim_b.payments()[pay_id]["channel_txn_id"])
+
+    def test_a_notification_paid_in_year_0_is_kept_at_its_arrival_time_and_reaches_the_database(self):
+        # PostgreSQL refuses year 0: kept as sent, the row would have held back every row after it.
+        self.sim_b.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
+        pay_id = self.pay("C-13", channel="sim-b")
+        body = json.dumps({"pay_id": pay_id, "channel_txn_id": "sim-b-13", "status": "SUCCEEDED",
+                           "amount": 1999, "paid_at": "0000-01-01T00:00:00Z"}).encode()
+        sent = time.time()
+        answer = raw_http(self.bus.port, notification("sim-b", "sim-b", body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+        self.assertEqual(self.db_result(pay_id)[0][:3], ["SUCCEEDED", "sim-b", "sim-b-13"])
+        finished = self.pg.query("SELECT extract(epoch FROM finished_at) FROM payment_results "
+                                 f"WHERE pay_id = '{pay_id}'")[0][0]
+        self.assertLess(abs(float(finished) - sent), 60)
+        later = self.pay("C-14", channel="sim-a")
+        self.assertEqual(self.wait_status(later)["status"], "SUCCEEDED")
+        self.assertEqual(self.db_result(later)[0][0], "SUCCEEDED")
+
     def test_a_notification_from_a_channel_the_payment_was_not_sent_to_is_kept_apart(self):
         self.sim_b.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
         conflicting = self.bus.metric("paybus_results_conflicting_total")
@@ -456,7 +486,7 @@ class QueuedRequests(unittest.TestCase):
 class MalformedChannel:
     """A channel on 127.0.0.1 that signs its answers correctly (sim-a's key)
     but answers every request with the same body (of the wrong shape, or an
-    error) and HTTP status `code`."""
+    error), or with `body(pay_id)` if it is a function, and HTTP status `code`."""
 
     def __init__(self, body, code=200):
         self.body = body
@@ -467,24 +497,28 @@ class MalformedChannel:
         class Handler(http.server.BaseHTTPRequestHandler):
             def answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                request = self.rfile.read(length)
                 channel.requests.append((self.command, self.path))
+                body = channel.body
+                if callable(body):
+                    pay_id = json.loads(request)["pay_id"] if request else self.path.rsplit("/", 1)[1]
+                    body = body(pay_id)
                 timestamp = str(int(time.time()))
                 nonce = "n" + os.urandom(12).hex()
                 canonical = "\n".join([self.command, self.path, timestamp, nonce,
-                                        hashlib.sha256(channel.body).hexdigest()])
+                                        hashlib.sha256(body).hexdigest()])
                 signature = subprocess.run(
                     ["openssl", "dgst", "-sha256", "-sign", os.path.join(keys_dir(), "sim-a.key.pem")],
                     input=canonical.encode(), capture_output=True, check=True).stdout
                 self.send_response(channel.code)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(channel.body)))
+                self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Paybus-Channel", "sim-a")
                 self.send_header("X-Paybus-Timestamp", timestamp)
                 self.send_header("X-Paybus-Nonce", nonce)
                 self.send_header("X-Paybus-Signature", "rsa-sha256=" + base64.b64encode(signature).decode())
                 self.end_headers()
-                self.wfile.write(channel.body)
+                self.wfile.write(body)
 
             do_POST = answer
             do_GET = answer
@@ -527,6 +561,46 @@ class HostileChannel(unittest.TestCase):
         finally:
             if bus is not None:
                 bus.destroy()
+            channel.destroy()
+            pg.destroy()
+
+
+    def test_a_signed_answer_with_a_nul_in_its_txn_id_is_not_kept_and_the_database_feed_goes_on(self):
+        # Signed and well formed but for the transaction id, which carries a
+        # NUL: PostgreSQL refuses it in text, so a result kept with it would
+        # stop every later row from reaching the database.
+        channel = MalformedChannel(lambda pay_id: json.dumps(
+            {"pay_id": pay_id, "status": "SUCCEEDED", "channel_txn_id": "T\u0000X"}).encode())
+        pg = PgCluster()
+        pg.start()
+        sim_b = ChannelSim("sim-b").start()
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (channel.url, 100), "sim-b": (sim_b.url, 100)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                hostile = client.pay("H-2", channel="sim-a")[1]["pay_id"]
+                deadline = time.time() + 15
+                while time.time() < deadline and not any(m == "GET" for m, _ in channel.requests):
+                    time.sleep(0.1)
+                self.assertIn(("GET", f"/v1/pay/{hostile}"), channel.requests)
+                status, body, _ = client.request("GET", f"/v1/payments/{hostile}")
+                self.assertEqual((status, body["status"]), (200, "PROCESSING"))
+                # A payment after it, through a sound channel, reaches the database.
+                sound = client.pay("H-3", channel="sim-b")[1]["pay_id"]
+                self.assertEqual(wait_status(self, client, sound)["status"], "SUCCEEDED")
+                deadline = time.time() + 15
+                rows = []
+                while time.time() < deadline and not rows:
+                    rows = pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{sound}'")
+                    time.sleep(0.1)
+                self.assertEqual(rows, [["SUCCEEDED"]], bus.log()[-2000:])
+                self.assertEqual(pg.query(f"SELECT count(*) FROM payment_results WHERE pay_id = '{hostile}'"),
+                                 [["0"]])
+                self.assertIsNone(bus.process.poll(), bus.log())
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim_b.destroy()
             channel.destroy()
             pg.destroy()
 

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "common/text.hpp"
 #include "gateway/validation.hpp"
 
 using namespace paybus;
@@ -96,4 +97,20 @@ TEST_CASE("every field's range and type") {
   CHECK(code_of(with(R"("expire_seconds":60)")) == "ok");
   CHECK(code_of(with(R"("expire_seconds":"900")")) == "invalid_field");
   CHECK(code_of(with(R"("expire_seconds":18446744073709551615)")) == "invalid_field");
+}
+
+TEST_CASE("a channel's transaction id: at most 128 bytes of printable text, never cut") {
+  CHECK(valid_channel_txn_id(""));
+  CHECK(valid_channel_txn_id("sim-a-000042"));
+  CHECK(valid_channel_txn_id("交易-42"));
+  CHECK(valid_channel_txn_id(std::string(128, 'x')));
+  CHECK_FALSE(valid_channel_txn_id(std::string(129, 'x')));
+  // 43 three-byte characters are 129 bytes: refused whole, not cut inside one.
+  std::string wide;
+  for (int i = 0; i < 43; ++i)
+    wide += "交";
+  CHECK_FALSE(valid_channel_txn_id(wide));
+  CHECK_FALSE(valid_channel_txn_id(std::string("T\0X", 3)));  // PostgreSQL refuses NUL in text
+  CHECK_FALSE(valid_channel_txn_id("T\nX"));
+  CHECK_FALSE(valid_channel_txn_id("T\x7fX"));
 }

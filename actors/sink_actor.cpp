@@ -48,6 +48,43 @@ void database_down(sink_pointer self, const std::string& error) {
   schedule(self, st.backoff_ms);
 }
 
+/// Sends a batch's rows one by one (orders first), marking in `refused` the
+/// entries whose row the database refuses for its content: each is logged
+/// and counted, and stays in the outbox, to be sent again at the next start
+/// (after someone has put right what the database holds against it). False
+/// if the database failed otherwise meanwhile (a retry is scheduled).
+bool find_refused_rows(sink_pointer self, const std::vector<outbox_entry>& entries,
+                       const std::vector<payment_record>& records,
+                       const std::vector<size_t>& record_entries,
+                       const std::vector<payment_result>& results,
+                       const std::vector<size_t>& result_entries, std::vector<bool>& refused) {
+  auto& st = self->state;
+  auto one = [&](size_t entry, bool inserted, const std::string& error) {
+    if (inserted)
+      return true;
+    if (!st.database->rows_refused()) {
+      database_down(self, error);
+      return false;
+    }
+    refused[entry] = true;
+    st.figures->db_rows_refused_total.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("the database refused the {} row of payment {} (outbox entry {}); it stays "
+                  "in the local store and is sent again at the next start, the rows after it "
+                  "go on: {}",
+                  entries[entry].kind == 'R' ? "payment_results" : "payment_orders",
+                  entries[entry].pay_id, entries[entry].sequence, error);
+    return true;
+  };
+  std::string error;
+  for (size_t i = 0; i < records.size(); ++i)
+    if (!one(record_entries[i], st.database->insert_orders({records[i]}, error), error))
+      return false;
+  for (size_t i = 0; i < results.size(); ++i)
+    if (!one(result_entries[i], st.database->insert_results({results[i]}, error), error))
+      return false;
+  return true;
+}
+
 /// Delivers one batch of the outbox. Returns false when there is nothing
 /// more to do for now (empty outbox or an error that scheduled a retry).
 bool deliver_batch(sink_pointer self) {
@@ -66,13 +103,16 @@ bool deliver_batch(sink_pointer self) {
   // in the outbox, so it is in this batch or already delivered.
   std::vector<payment_record> records;
   std::vector<payment_result> results;
+  std::vector<size_t> record_entries, result_entries;  // where each row came from
   records.reserve(entries.size());
-  for (const auto& entry : entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& entry = entries[i];
     if (entry.kind == 'R') {
       std::optional<payment_result> result;
       status = st.store->get_result(entry.pay_id, result);
       if (status.ok() && result) {
         results.push_back(std::move(*result));
+        result_entries.push_back(i);
         continue;
       }
     } else {
@@ -80,6 +120,7 @@ bool deliver_batch(sink_pointer self) {
       status = st.store->get(entry.pay_id, record);
       if (status.ok() && record) {
         records.push_back(std::move(*record));
+        record_entries.push_back(i);
         continue;
       }
     }
@@ -90,19 +131,31 @@ bool deliver_batch(sink_pointer self) {
     return false;
   }
   std::string error;
+  std::vector<bool> refused(entries.size(), false);
   if (!st.database->insert_orders(records, error)
       || !st.database->insert_results(results, error)) {
-    database_down(self, error);
-    return false;
+    if (!st.database->rows_refused()) {
+      database_down(self, error);
+      return false;
+    }
+    // The database refused a row for what it holds: sent again, it would be
+    // refused again, and hold back every row after it. Find it, row by row.
+    if (!find_refused_rows(self, entries, records, record_entries, results, result_entries,
+                           refused))
+      return false;
   }
-  status = st.store->remove_outbox(entries);
+  std::vector<outbox_entry> delivered;
+  delivered.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (!refused[i])
+      delivered.push_back(entries[i]);
+  status = st.store->remove_outbox(delivered);
   if (!status.ok())
     spdlog::warn("cannot trim the database outbox (rows will be re-sent and "
                  "ignored): {}",
                  status.ToString());
   st.next_sequence = entries.back().sequence + 1;
-  st.figures->db_rows_written_total.fetch_add(records.size() + results.size(),
-                                              std::memory_order_relaxed);
+  st.figures->db_rows_written_total.fetch_add(delivered.size(), std::memory_order_relaxed);
   st.figures->db_backlog = st.store->outbox_size();
   return entries.size() == st.limits.batch_rows;
 }

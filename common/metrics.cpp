@@ -150,6 +150,11 @@ std::string metrics::render_prometheus() const {
   append_metric(out, "paybus_db_rows_written_total", "counter",
                 "Rows the database sink has delivered (inserted or already present).");
   append_value(out, "paybus_db_rows_written_total", load(db_rows_written_total));
+  append_metric(out, "paybus_db_rows_refused_total", "counter",
+                "Rows the database refused for their content (a data exception or an "
+                "integrity constraint): each is logged as an error, stays in the database "
+                "outbox and is sent again at the next start, while the rows after it go on.");
+  append_value(out, "paybus_db_rows_refused_total", load(db_rows_refused_total));
   append_metric(out, "paybus_db_delivery_rounds_total", "counter",
                 "Times the database sink has looked at its outbox.");
   append_value(out, "paybus_db_delivery_rounds_total", load(db_delivery_rounds_total));

@@ -26,6 +26,7 @@ public:
   std::atomic<int64_t> db_up{0};
   std::atomic<int64_t> db_backlog{0};
   std::atomic<uint64_t> db_rows_written_total{0};
+  std::atomic<uint64_t> db_rows_refused_total{0};
   std::atomic<uint64_t> db_delivery_rounds_total{0};
   std::atomic<int64_t> notify_backlog{0};
   std::atomic<int64_t> http_connections{0};

@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <cstring>
+
 #include <libpq-fe.h>
 
 #include "common/clock.hpp"
@@ -117,6 +119,7 @@ bool pg_database::execute(const std::string& sql,
                           const std::vector<const char*>& params,
                           std::string& error,
                           std::vector<std::string>* rows) {
+  rows_refused_ = false;
   if (connection_ == nullptr) {
     error = "not connected";
     return false;
@@ -167,8 +170,12 @@ bool pg_database::execute(const std::string& sql,
       break;
     auto status = PQresultStatus(result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-      if (ok)
+      if (ok) {
         error = one_line(PQresultErrorMessage(result));
+        const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+        rows_refused_ = state != nullptr && (std::strncmp(state, "22", 2) == 0
+                                             || std::strncmp(state, "23", 2) == 0);
+      }
       ok = false;
     } else if (rows != nullptr) {
       for (int row = 0; row < PQntuples(result); ++row)
@@ -176,6 +183,9 @@ bool pg_database::execute(const std::string& sql,
     }
     PQclear(result);
   }
+  if (!ok && rows_refused_ && PQstatus(connection_) == CONNECTION_OK)
+    return false;  // the connection is sound: only those rows were refused
+  rows_refused_ = false;
   if (!ok || PQstatus(connection_) != CONNECTION_OK) {
     if (ok)
       error = one_line(PQerrorMessage(connection_));

@@ -39,7 +39,7 @@ public:
 
   /// Inserts payment_orders rows in one statement; rows already present are
   /// left as they are (ON CONFLICT DO NOTHING). On failure the connection is
-  /// dropped.
+  /// dropped, unless the database refused the rows themselves.
   bool insert_orders(const std::vector<payment_record>& records,
                      std::string& error);
 
@@ -52,6 +52,14 @@ public:
                                            const std::string& uri,
                                            std::string& error);
 
+  /// Whether the last statement failed because the database refused its
+  /// rows (SQLSTATE class 22, data exception, or 23, integrity constraint
+  /// violation), not because it could not be reached: sending the same
+  /// rows again would fail the same way.
+  bool rows_refused() const {
+    return rows_refused_;
+  }
+
   void disconnect();
 
 private:
@@ -62,6 +70,7 @@ private:
                std::string& error, std::vector<std::string>* rows = nullptr);
 
   pg_database_options options_;
+  bool rows_refused_ = false;
   pg_conn* connection_ = nullptr;
 };
 

@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, PgCluster  # noqa: E402
+from harness import Bus, ChannelSim, PgCluster  # noqa: E402
 from paybus_client import Client  # noqa: E402
 
 
@@ -114,6 +114,71 @@ class DatabaseOutage(unittest.TestCase):
         self.pg.start()
         self.bus.start()
         self.assert_rows_exactly_once(first, "O3-a")
+
+
+def wait_status(test, client, pay_id, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+        if status == 200 and body["status"] != "PROCESSING":
+            return body
+        time.sleep(0.05)
+    test.fail(f"{pay_id} still PROCESSING")
+
+
+class RefusedRows(unittest.TestCase):
+    def wait_rows(self, pg, sql, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            rows = pg.query(sql)
+            if rows:
+                return rows
+            time.sleep(0.1)
+        self.fail(f"no rows for {sql}")
+
+    def test_a_row_the_database_refuses_is_kept_and_the_rows_after_it_go_on(self):
+        pg = PgCluster()
+        pg.start()
+        sim = ChannelSim("sim-a").start()
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}).start()
+            client = Client("127.0.0.1", bus.port)
+            paid = client.pay("RR-1")[1]["pay_id"]
+            self.wait_rows(pg, f"SELECT 1 FROM payment_results WHERE pay_id = '{paid}'")
+            client.close()
+            self.assertEqual(bus.stop(), 0)
+            bus.destroy()
+            # A bus on an empty store against the same database takes RR-1 again, as a new
+            # payment: its payment_orders row gives way to the first (the unique key), so its
+            # payment_results row has no order row, and the database refuses it.
+            bus = Bus(pg.url, channels={"sim-a": (sim.url, 100)}).start()
+            client = Client("127.0.0.1", bus.port)
+            again = client.pay("RR-1")[1]["pay_id"]
+            self.assertNotEqual(again, paid)
+            self.assertEqual(wait_status(self, client, again)["status"], "SUCCEEDED")
+            later = client.pay("RR-2")[1]["pay_id"]
+            self.wait_rows(pg, f"SELECT 1 FROM payment_results WHERE pay_id = '{later}'")
+            self.assertEqual(bus.metric("paybus_db_rows_refused_total"), 1)
+            self.assertEqual(pg.query(f"SELECT count(*) FROM payment_results WHERE pay_id = '{again}'"),
+                             [["0"]])
+            self.assertIn(f"refused the payment_results row of payment {again}", bus.log())
+            self.assertEqual(bus.metric("paybus_db_backlog"), 1)  # kept in the store's outbox
+            self.assertEqual(bus.metric("paybus_db_up"), 1)
+            client.close()
+            # Sent again at the next start: refused again, and nothing after it held back.
+            self.assertEqual(bus.stop(), 0)
+            bus.start()
+            bus.wait_metric("paybus_db_rows_refused_total", lambda v: v == 1)
+            client = Client("127.0.0.1", bus.port)
+            last = client.pay("RR-3")[1]["pay_id"]
+            self.wait_rows(pg, f"SELECT 1 FROM payment_results WHERE pay_id = '{last}'")
+            client.close()
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim.destroy()
+            pg.destroy()
 
 
 if __name__ == "__main__":

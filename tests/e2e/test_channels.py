@@ -535,6 +535,28 @@ class MalformedChannel:
         self.server.server_close()
 
 
+@contextlib.contextmanager
+def beside_a_sound_channel(channel, weights=(100, 100)):
+    """A throwaway PostgreSQL, a real simulator sim-b, and a bus paying through `channel` (as
+    sim-a) and sim-b with `weights`; yields (pg, sim_b, bus, client), then destroys them all,
+    `channel` too."""
+    pg = PgCluster()
+    pg.start()
+    sim_b = ChannelSim("sim-b").start()
+    bus = None
+    try:
+        bus = Bus(pg.url, channels={"sim-a": (channel.url, weights[0]),
+                                    "sim-b": (sim_b.url, weights[1])}).start()
+        with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+            yield pg, sim_b, bus, client
+    finally:
+        if bus is not None:
+            bus.destroy()
+        sim_b.destroy()
+        channel.destroy()
+        pg.destroy()
+
+
 class HostileChannel(unittest.TestCase):
     def test_a_signed_answer_of_the_wrong_shape_changes_nothing_and_crashes_nothing(self):
         # Signed, so it passes verification; pay_id a number, not a string.
@@ -571,38 +593,26 @@ class HostileChannel(unittest.TestCase):
         # stop every later row from reaching the database.
         channel = MalformedChannel(lambda pay_id: json.dumps(
             {"pay_id": pay_id, "status": "SUCCEEDED", "channel_txn_id": "T\u0000X"}).encode())
-        pg = PgCluster()
-        pg.start()
-        sim_b = ChannelSim("sim-b").start()
-        bus = None
-        try:
-            bus = Bus(pg.url, channels={"sim-a": (channel.url, 100), "sim-b": (sim_b.url, 100)}).start()
-            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
-                hostile = client.pay("H-2", channel="sim-a")[1]["pay_id"]
-                deadline = time.time() + 15
-                while time.time() < deadline and not any(m == "GET" for m, _ in channel.requests):
-                    time.sleep(0.1)
-                self.assertIn(("GET", f"/v1/pay/{hostile}"), channel.requests)
-                status, body, _ = client.request("GET", f"/v1/payments/{hostile}")
-                self.assertEqual((status, body["status"]), (200, "PROCESSING"))
-                # A payment after it, through a sound channel, reaches the database.
-                sound = client.pay("H-3", channel="sim-b")[1]["pay_id"]
-                self.assertEqual(wait_status(self, client, sound)["status"], "SUCCEEDED")
-                deadline = time.time() + 15
-                rows = []
-                while time.time() < deadline and not rows:
-                    rows = pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{sound}'")
-                    time.sleep(0.1)
-                self.assertEqual(rows, [["SUCCEEDED"]], bus.log()[-2000:])
-                self.assertEqual(pg.query(f"SELECT count(*) FROM payment_results WHERE pay_id = '{hostile}'"),
-                                 [["0"]])
-                self.assertIsNone(bus.process.poll(), bus.log())
-        finally:
-            if bus is not None:
-                bus.destroy()
-            sim_b.destroy()
-            channel.destroy()
-            pg.destroy()
+        with beside_a_sound_channel(channel) as (pg, _, bus, client):
+            hostile = client.pay("H-2", channel="sim-a")[1]["pay_id"]
+            deadline = time.time() + 15
+            while time.time() < deadline and not any(m == "GET" for m, _ in channel.requests):
+                time.sleep(0.1)
+            self.assertIn(("GET", f"/v1/pay/{hostile}"), channel.requests)
+            status, body, _ = client.request("GET", f"/v1/payments/{hostile}")
+            self.assertEqual((status, body["status"]), (200, "PROCESSING"))
+            # A payment after it, through a sound channel, reaches the database.
+            sound = client.pay("H-3", channel="sim-b")[1]["pay_id"]
+            self.assertEqual(wait_status(self, client, sound)["status"], "SUCCEEDED")
+            deadline = time.time() + 15
+            rows = []
+            while time.time() < deadline and not rows:
+                rows = pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{sound}'")
+                time.sleep(0.1)
+            self.assertEqual(rows, [["SUCCEEDED"]], bus.log()[-2000:])
+            self.assertEqual(pg.query(f"SELECT count(*) FROM payment_results WHERE pay_id = '{hostile}'"),
+                             [["0"]])
+            self.assertIsNone(bus.process.poll(), bus.log())
 
 
 class RefusingChannel(unittest.TestCase):
@@ -612,21 +622,9 @@ class RefusingChannel(unittest.TestCase):
     def pay_three(self, code, check):
         """Pays three routed payments, then `check(client, channel, sim_b, [(pay_id, routed_to)])`."""
         channel = MalformedChannel(b'{"error": {"code": "refused", "message": "no"}}', code)
-        pg = PgCluster()
-        pg.start()
-        sim_b = ChannelSim("sim-b").start()
-        bus = None
-        try:
-            bus = Bus(pg.url, channels={"sim-a": (channel.url, 1000), "sim-b": (sim_b.url, 1)}).start()
-            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
-                created = [client.pay(f"F-{code}-{i}")[1] for i in range(3)]
-                check(client, channel, sim_b, [(body["pay_id"], body["channel"]) for body in created])
-        finally:
-            if bus is not None:
-                bus.destroy()
-            sim_b.destroy()
-            channel.destroy()
-            pg.destroy()
+        with beside_a_sound_channel(channel, weights=(1000, 1)) as (_, sim_b, _, client):
+            created = [client.pay(f"F-{code}-{i}")[1] for i in range(3)]
+            check(client, channel, sim_b, [(body["pay_id"], body["channel"]) for body in created])
 
     def test_a_signed_refusal_sends_the_payment_to_another_channel(self):
         def check(client, channel, sim_b, payments):

@@ -463,6 +463,10 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     }
     if (known && !known->flagged && !order) {  // already waiting for its order
       answer.result = *known;
+      // Another answer for it meanwhile: kept apart, as after a final result.
+      if (contradicts(*known, result))
+        if (auto kept = keep_conflict(*known, result); !kept.ok())
+          return kept;
       continue;
     }
     if (order && order->order.amount_minor != result.amount_minor) {

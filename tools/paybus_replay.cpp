@@ -204,12 +204,18 @@ int verify(local_store& store) {
         problem("conflicting result " + std::string{key.substr(0, key.find('\0'))} + " cannot be decoded");
         return true;
       }
-      // It contradicted a final result, or a flagged one (the payment still PROCESSING).
-      bool named = store.get(late.pay_id, record).ok() && record
-                   && store.get_result(late.pay_id, kept).ok() && kept
-                   && (record->status != payment_status::processing || kept->flagged);
+      // It contradicted what the store held for that payment: a final result,
+      // a flagged one (the payment still PROCESSING), a route to another
+      // channel, or a result still waiting for its order.
+      bool has_order = store.get(late.pay_id, record).ok() && record;
+      bool has_result = store.get_result(late.pay_id, kept).ok() && kept;
+      bool named = has_order ? record->status != payment_status::processing
+                                 || (has_result && kept->flagged)
+                                 || (!record->routed_channel.empty()
+                                     && record->routed_channel != late.channel_id)
+                             : has_result;
       if (!named)
-        problem("conflicting result for " + late.pay_id + " names no final or flagged payment");
+        problem("conflicting result for " + late.pay_id + " names nothing it could contradict");
       return true;
     });
   if (!status.ok())

@@ -194,6 +194,20 @@ class ThroughChannels(TwoChannels):
         self.assertGreater(on_a, 10)   # 50/50 weights: 10..50 holds with overwhelming probability
         self.assertGreater(on_b, 10)
 
+    def test_a_second_different_result_before_its_order_is_kept_apart(self):
+        # A pay_id this store holds no order for (API.md section 4: such a
+        # result is kept and joined when the order comes); then another channel
+        # says it paid the same pay_id. The second was dropped without a word.
+        pay_id = "9" * 24
+        conflicting = self.bus.metric("paybus_results_conflicting_total")
+        for channel in ("sim-a", "sim-b"):
+            body = json.dumps({"pay_id": pay_id, "channel_txn_id": f"{channel}-early", "status": "SUCCEEDED",
+                               "amount": 1999, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+            answer = raw_http(self.bus.port, notification(channel, channel, body))
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+        self.assertEqual(self.bus.metric("paybus_results_conflicting_total"), conflicting + 1)
+        self.assertIn("sim-b-early", self.bus.log())
+
     def test_a_notification_with_a_nul_in_its_txn_id_is_refused_and_changes_nothing(self):
         self.sim_b.mode({"accepted_ratio": 1, "notify_loss_ratio": 1})
         pay_id = self.pay("C-12", channel="sim-b")

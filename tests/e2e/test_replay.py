@@ -7,8 +7,9 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, Bus, PgCluster  # noqa: E402
+from harness import BUILD, Bus, PgCluster, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
+from test_channels import notification  # noqa: E402
 
 REPLAY = os.path.join(BUILD, "tools", "paybus-replay")
 
@@ -27,6 +28,15 @@ class Replay(unittest.TestCase):
             client = Client("127.0.0.1", bus.port)
             pay_ids = [client.pay(f"P-{i}", amount=100 + i)[1]["pay_id"] for i in range(25)]
             client.close()
+            # A result for a pay_id the store holds no order for waits for it;
+            # another for the same pay_id meanwhile is kept apart as a conflict.
+            early = "9" * 24
+            for txn in ("E-1", "E-2"):
+                body = json.dumps({"pay_id": early, "channel_txn_id": txn, "status": "SUCCEEDED",
+                                   "amount": 500, "paid_at": "2026-11-22T00:00:00.000Z"}).encode()
+                answer = raw_http(bus.port, notification("sim-a", "sim-a", body))
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+            self.assertEqual(bus.metric("paybus_results_conflicting_total"), 1)
             code, _, err = replay(store, "stats")
             self.assertEqual(code, 1)
             self.assertIn("held by another process", err)
@@ -48,6 +58,9 @@ class Replay(unittest.TestCase):
             shown = json.loads(out)
             self.assertEqual((shown["merchant_order_no"], shown["amount"], shown["status"]), ("P-3", 103, "PROCESSING"))
             self.assertEqual(replay(store, "show", "12345")[0], 1)
+            code, out, _ = replay(store, "show", early)
+            self.assertEqual((code, json.loads(out)["result_waiting_for_order"]), (0, "SUCCEEDED"))
+            self.assertEqual(json.loads(replay(store, "stats")[1])["keys"]["conflicts"], 1)
 
             code, out, _ = replay(store, "export", "--format", "jsonl")
             lines = [json.loads(line) for line in out.splitlines()]

@@ -262,6 +262,29 @@ TEST_CASE("join: a result before its order waits and joins when the order arrive
   CHECK(pending.empty());
 }
 
+TEST_CASE("join: a second, different result before the order is kept apart, not dropped") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  commit_results(*store, {result_for("100", 500)});
+  auto repeat = commit_results(*store, {result_for("100", 500)});
+  CHECK(repeat.conflicts.empty());  // the same answer again: nothing new
+  auto elsewhere = result_for("100", 500);
+  elsewhere.channel_id = "sim-b";
+  elsewhere.channel_txn_id = "B-1";
+  auto answers = commit_results(*store, {elsewhere});
+  REQUIRE(answers.conflicts.size() == 1);
+  CHECK(answers.conflicts[0].first.channel_id == "sim-a");
+  CHECK(answers.conflicts[0].second.channel_id == "sim-b");
+  CHECK_FALSE(answers.results[0].changed);
+  CHECK(commit_results(*store, {elsewhere}).conflicts.empty());  // once
+  // The order joins the first result; the second stays apart.
+  std::vector<order_stored> created;
+  REQUIRE(store->commit({record("100", "A-1", 500)}, {}, created).ok());
+  CHECK(created[0].record.status == "SUCCEEDED");
+  CHECK(created[0].record.channel_txn_id == "T-100");
+  CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
+}
+
 TEST_CASE("join: duplicates and later contradictions change nothing") {
   temp_dir dir;
   auto store = open_store(dir.path);

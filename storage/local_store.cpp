@@ -522,8 +522,11 @@ rocksdb::Status local_store::queue_webhooks_by_merchant() {
     batch.Delete(webhooks_, it->key());
     webhook_entry entry;
     std::optional<payment_record> record;
-    if (it->key().size() >= 8 && codec::decode_webhook(it->value().ToStringView(), entry)
-        && get(entry.pay_id, record).ok() && record) {
+    if (it->key().size() >= 8 && codec::decode_webhook(it->value().ToStringView(), entry)) {
+      if (auto status = get(entry.pay_id, record); !status.ok())
+        return status;  // not read is not absent: nothing is dropped
+    }
+    if (record) {
       auto due = static_cast<int64_t>(codec::decode_u64_be(it->key().ToStringView()));
       batch.Put(webhooks_, webhook_key(record->order.merchant_id, due, entry.event_id),
                 it->value());

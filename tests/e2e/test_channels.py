@@ -491,7 +491,7 @@ class QueuedRequests(unittest.TestCase):
             pay_ids = [client.pay(f"Q-{i}")[1]["pay_id"] for i in range(8)]
             pending = wait_all_succeeded(client, pay_ids, 10, pause=0.02)
             elapsed = time.time() - started
-            self.assertEqual(pending, set())
+            self.assertEqual(pending, set(), bus.log()[-6000:])
             self.assertLess(elapsed, 2.0, f"8 payments in two rounds of 100 ms took {elapsed:.2f} s")
             self.assertEqual({p: sim.payments()[p]["pay_requests"] for p in pay_ids}, {p: 1 for p in pay_ids})
             client.close()

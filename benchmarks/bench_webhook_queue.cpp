@@ -1,0 +1,92 @@
+// What one notifier round's read of the webhook outbox costs once many of a
+// merchant's webhooks have been delivered (docs/architecture.md, "Known
+// limits"): deliveries leave deletion markers at the head of the merchant's
+// queue, which every read steps over until RocksDB flushes and compacts them.
+//   paybus-bench-webhook-queue [DELIVERED=100000]
+// Prints the read's time with nothing delivered and after DELIVERED were.
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/crypto.hpp"
+#include "storage/local_store.hpp"
+
+using namespace paybus;
+
+namespace {
+
+constexpr int64_t forever = std::numeric_limits<int64_t>::max();
+
+/// Mean time of a round's read (3 webhooks a merchant may start), in ms.
+double round_read_ms(local_store& store) {
+  std::vector<webhook_entry> due;
+  std::optional<int64_t> next_due;
+  constexpr int rounds = 20;
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < rounds; ++i)
+    store.due_webhooks(forever, [](const std::string&) { return size_t{3}; }, due, next_due);
+  std::chrono::duration<double, std::milli> spent = std::chrono::steady_clock::now() - started;
+  return spent.count() / rounds;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int delivered = argc > 1 ? std::atoi(argv[1]) : 100000;
+  auto dir = (std::filesystem::temp_directory_path()
+              / ("paybus-bench-webhooks-" + crypto::random_token(8)))
+               .string();
+  std::string error;
+  auto store = local_store::open(dir, local_store_options{}, error);
+  if (!store) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  // DELIVERED + 3 final payments of one merchant, each with a webhook entry.
+  int payments = delivered + 3;
+  for (int from = 0; from < payments; from += 1000) {
+    std::vector<payment_record> orders;
+    store_batch results;
+    for (int i = from; i < from + 1000 && i < payments; ++i) {
+      payment_record order;
+      order.pay_id = std::to_string(100000000 + i);
+      order.order.merchant_id = "demo";
+      order.order.merchant_order_no = "W-" + order.pay_id;
+      order.order.amount_minor = 100;
+      order.order.currency = "CNY";
+      order.order.notify_url = "http://127.0.0.1:1/notify";
+      order.instance_id = 1;
+      orders.push_back(order);
+      payment_result result;
+      result.pay_id = order.pay_id;
+      result.status = "SUCCEEDED";
+      result.channel_id = "sim-a";
+      result.amount_minor = 100;
+      result.source = "channel";
+      results.results.push_back(result);
+    }
+    std::vector<order_stored> created;
+    store_batch_answers answers;
+    if (!store->commit(orders, {}, created).ok() || !store->commit(results, answers).ok()) {
+      std::fprintf(stderr, "cannot write the store\n");
+      return 1;
+    }
+  }
+  std::printf("a round's read, %d webhooks due: %.3f ms\n", payments, round_read_ms(*store));
+  std::vector<webhook_entry> all;
+  std::optional<int64_t> next_due;
+  store->due_webhooks(forever, [](const std::string&) { return std::numeric_limits<size_t>::max(); },
+                      all, next_due);
+  for (int i = 0; i < delivered; ++i)
+    store->finish_webhook(all[static_cast<size_t>(i)]);
+  std::printf("a round's read after %d of them were delivered (3 left): %.3f ms\n", delivered,
+              round_read_ms(*store));
+  store.reset();
+  std::filesystem::remove_all(dir);
+  return 0;
+}

@@ -54,6 +54,15 @@ class PgCluster:
             raise RuntimeError("psql failed: " + out.stderr)
         return [line.split("|") for line in out.stdout.splitlines() if line]
 
+    def wait_rows(self, sql, timeout=20):
+        """The rows of `sql` once there are any, or [] after `timeout` s."""
+        deadline = time.time() + timeout
+        while True:
+            rows = self.query(sql)
+            if rows or time.time() >= deadline:
+                return rows
+            time.sleep(0.1)
+
     def scalar(self, sql):
         rows = self.query(sql)
         return rows[0][0] if rows else None

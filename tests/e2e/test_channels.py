@@ -89,14 +89,11 @@ class ThroughChannels(TwoChannels):
         return wait_status(self, self.client, pay_id, statuses, timeout)
 
     def db_result(self, pay_id, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            rows = self.pg.query("SELECT status, channel_id, channel_txn_id, amount, source "
-                                 f"FROM payment_results WHERE pay_id = '{pay_id}'")
-            if rows:
-                return rows
-            time.sleep(0.1)
-        self.fail(f"no payment_results row for {pay_id}")
+        rows = self.pg.wait_rows("SELECT status, channel_id, channel_txn_id, amount, source "
+                                 f"FROM payment_results WHERE pay_id = '{pay_id}'", timeout)
+        if not rows:
+            self.fail(f"no payment_results row for {pay_id}")
+        return rows
 
     def pay(self, order_no, **fields):
         status, body, _ = self.client.pay(order_no, **fields)
@@ -618,11 +615,7 @@ class HostileChannel(unittest.TestCase):
             # A payment after it, through a sound channel, reaches the database.
             sound = client.pay("H-3", channel="sim-b")[1]["pay_id"]
             self.assertEqual(wait_status(self, client, sound)["status"], "SUCCEEDED")
-            deadline = time.time() + 15
-            rows = []
-            while time.time() < deadline and not rows:
-                rows = pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{sound}'")
-                time.sleep(0.1)
+            rows = pg.wait_rows(f"SELECT status FROM payment_results WHERE pay_id = '{sound}'", 15)
             self.assertEqual(rows, [["SUCCEEDED"]], bus.log()[-2000:])
             self.assertEqual(pg.query(f"SELECT count(*) FROM payment_results WHERE pay_id = '{hostile}'"),
                              [["0"]])

@@ -11,6 +11,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Bus, ChannelSim, PgCluster  # noqa: E402
 from paybus_client import Client  # noqa: E402
+from test_channels import wait_status  # noqa: E402
 
 
 def postgres_pids(pg):
@@ -116,25 +117,12 @@ class DatabaseOutage(unittest.TestCase):
         self.assert_rows_exactly_once(first, "O3-a")
 
 
-def wait_status(test, client, pay_id, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
-        if status == 200 and body["status"] != "PROCESSING":
-            return body
-        time.sleep(0.05)
-    test.fail(f"{pay_id} still PROCESSING")
-
-
 class RefusedRows(unittest.TestCase):
-    def wait_rows(self, pg, sql, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            rows = pg.query(sql)
-            if rows:
-                return rows
-            time.sleep(0.1)
-        self.fail(f"no rows for {sql}")
+    def wait_rows(self, pg, sql):
+        rows = pg.wait_rows(sql)
+        if not rows:
+            self.fail(f"no rows for {sql}")
+        return rows
 
     def test_a_row_the_database_refuses_is_kept_and_the_rows_after_it_go_on(self):
         pg = PgCluster()

@@ -81,25 +81,34 @@ void commit_pending(store_pointer self) {
       spdlog::warn("{} payment results kept but not joined: their amount differs from the order's",
                    answers.flagged);
     }
-    for (const auto& [kept, late] : answers.conflicts) {
+    for (const auto& [what, kept, late] : answers.conflicts) {
       st.figures->results_conflicting_total.fetch_add(1, std::memory_order_relaxed);
       auto from = [](const std::string& channel) { return channel.empty() ? "-" : channel; };
-      if (kept.status == payment_status::processing)
+      if (what == result_conflict::against::route) {
         spdlog::error("payment {}: a {} result from {} ({}, transaction '{}', amount {}), a channel "
                       "it is not routed to (it is routed to {}); kept in the conflicts family, "
                       "not applied: that channel speaks for a payment it was not sent, or took it "
                       "late after saying it had not",
                       late.pay_id, late.status, from(late.channel_id), late.source,
                       late.channel_txn_id, late.amount_minor, from(kept.channel_id));
-      else
-        spdlog::error("payment {}: a {} result from {} ({}, transaction '{}', amount {}) "
-                      "contradicts the {} {} result kept from {} (transaction '{}', amount {}); "
-                      "kept in the conflicts family, not applied: {}",
-                      late.pay_id, late.status, from(late.channel_id), late.source,
-                      late.channel_txn_id, late.amount_minor, kept.flagged ? "flagged" : "final",
-                      kept.status, from(kept.channel_id), kept.channel_txn_id, kept.amount_minor,
-                      kept.flagged ? "which amount was paid is for people to settle"
-                                   : "it may have been paid twice, or after it was closed");
+        continue;
+      }
+      const char* kind = what == result_conflict::against::final_result     ? "final"
+                         : what == result_conflict::against::flagged_result ? "flagged"
+                                                                            : "waiting";
+      const char* meaning
+        = what == result_conflict::against::final_result
+            ? "it may have been paid twice, or after it was closed"
+          : what == result_conflict::against::flagged_result
+            ? "which amount was paid is for people to settle"
+            : "two answers for one pay_id before its order came: the first joins it when it "
+              "comes, people must look at the second";
+      spdlog::error("payment {}: a {} result from {} ({}, transaction '{}', amount {}) "
+                    "contradicts the {} {} result kept from {} (transaction '{}', amount {}); "
+                    "kept in the conflicts family, not applied: {}",
+                    late.pay_id, late.status, from(late.channel_id), late.source,
+                    late.channel_txn_id, late.amount_minor, kind, kept.status,
+                    from(kept.channel_id), kept.channel_txn_id, kept.amount_minor, meaning);
     }
     for (auto latency : answers.join_latencies_ms)
       st.figures->observe_join_latency(latency);

@@ -409,7 +409,8 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
 
   std::set<std::string> conflict_keys;  // this batch's, not readable from the store yet
   // Keeps `late` apart, never applied, once however often it comes.
-  auto keep_conflict = [&](const payment_result& kept, const payment_result& late) {
+  auto keep_conflict = [&](result_conflict::against what, const payment_result& kept,
+                           const payment_result& late) {
     auto key = late.pay_id + '\0' + late.channel_id + '\0' + late.status + '\0'
                + late.channel_txn_id + '\0' + std::to_string(late.amount_minor);
     std::string ignored;
@@ -418,7 +419,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       return seen;
     if (seen.IsNotFound() && conflict_keys.insert(key).second) {
       batch.Put(conflicts_, key, codec::encode_result(late));
-      answers.conflicts.emplace_back(kept, late);
+      answers.conflicts.push_back({what, kept, late});
     }
     return rocksdb::Status::OK();
   };
@@ -441,8 +442,10 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       answer.joined = settled;
       answer.result = known ? *known : result;
       // Never applied (a final status never changes), never lost either.
+      auto what = settled ? result_conflict::against::final_result
+                          : result_conflict::against::flagged_result;
       if (known && contradicts(*known, result))
-        if (auto kept = keep_conflict(*known, result); !kept.ok())
+        if (auto kept = keep_conflict(what, *known, result); !kept.ok())
           return kept;
       continue;
     }
@@ -457,7 +460,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       routed.amount_minor = order->order.amount_minor;
       answer.changed = false;
       answer.result = result;
-      if (auto kept = keep_conflict(routed, result); !kept.ok())
+      if (auto kept = keep_conflict(result_conflict::against::route, routed, result); !kept.ok())
         return kept;
       continue;
     }
@@ -465,7 +468,8 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
       answer.result = *known;
       // Another answer for it meanwhile: kept apart, as after a final result.
       if (contradicts(*known, result))
-        if (auto kept = keep_conflict(*known, result); !kept.ok())
+        if (auto kept = keep_conflict(result_conflict::against::waiting_result, *known, result);
+            !kept.ok())
           return kept;
       continue;
     }

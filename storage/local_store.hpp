@@ -54,16 +54,27 @@ struct store_batch {
   std::vector<nonce_accepted> nonces;
 };
 
+/// A result kept apart, never applied, and what it stood against.
+struct result_conflict {
+  enum class against {
+    final_result,    // the payment's final result: paid twice, or after it was closed
+    flagged_result,  // a result kept flagged (another amount): for people to settle
+    route,           // the channel the payment is routed to, not the one that spoke
+    waiting_result,  // a result waiting for its order
+  };
+  against what = against::final_result;
+  payment_result kept;  // for `route`: the order's status, routed channel and amount
+  payment_result late;
+};
+
 /// The answers, one per operation, in order.
 struct store_batch_answers {
   std::vector<order_stored> creates;
   std::vector<bool> routes;
   std::vector<result_recorded> results;
   size_t flagged = 0;  // results kept but not joined: amount mismatch
-  // Results that contradict the final one kept (another channel, status or
-  // transaction: a payment possibly paid twice, or paid after it was closed),
-  // each new one as (the result kept, the one that contradicts it).
-  std::vector<std::pair<payment_result, payment_result>> conflicts;
+  // Results kept apart, each new one once (docs/operations.md, "Conflicting results").
+  std::vector<result_conflict> conflicts;
   std::vector<int64_t> join_latencies_ms;  // order created -> result joined
 };
 

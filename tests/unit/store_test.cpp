@@ -273,8 +273,9 @@ TEST_CASE("join: a second, different result before the order is kept apart, not 
   elsewhere.channel_txn_id = "B-1";
   auto answers = commit_results(*store, {elsewhere});
   REQUIRE(answers.conflicts.size() == 1);
-  CHECK(answers.conflicts[0].first.channel_id == "sim-a");
-  CHECK(answers.conflicts[0].second.channel_id == "sim-b");
+  CHECK(answers.conflicts[0].what == result_conflict::against::waiting_result);
+  CHECK(answers.conflicts[0].kept.channel_id == "sim-a");
+  CHECK(answers.conflicts[0].late.channel_id == "sim-b");
   CHECK_FALSE(answers.results[0].changed);
   CHECK(commit_results(*store, {elsewhere}).conflicts.empty());  // once
   // The order joins the first result; the second stays apart.
@@ -316,9 +317,10 @@ TEST_CASE("join: a contradiction of a final result is kept apart, once, and neve
   elsewhere.channel_txn_id = "B-1";
   auto answers = commit_results(*store, {elsewhere, result_for("100", 500, "FAILED")});
   REQUIRE(answers.conflicts.size() == 2);
-  CHECK(answers.conflicts[0].first.channel_id == "sim-a");
-  CHECK(answers.conflicts[0].second.channel_id == "sim-b");
-  CHECK(answers.conflicts[1].second.status == "FAILED");
+  CHECK(answers.conflicts[0].kept.channel_id == "sim-a");
+  CHECK(answers.conflicts[0].late.channel_id == "sim-b");
+  CHECK(answers.conflicts[1].late.status == "FAILED");
+  CHECK(answers.conflicts[0].what == result_conflict::against::final_result);
   CHECK_FALSE(answers.results[0].changed);
   // The same contradiction again is not news; a damaged channel_txn_id or amount is.
   CHECK(commit_results(*store, {elsewhere}).conflicts.empty());
@@ -361,7 +363,8 @@ TEST_CASE("join: a result whose amount differs is kept, flagged, never joined") 
   CHECK_FALSE(later.results[0].joined);
   CHECK(later.results[0].result.flagged);
   REQUIRE(later.conflicts.size() == 1);
-  CHECK(later.conflicts[0].first.amount_minor == 499);
+  CHECK(later.conflicts[0].kept.amount_minor == 499);
+  CHECK(later.conflicts[0].what == result_conflict::against::flagged_result);
   REQUIRE(store->get("100", order).ok());
   CHECK(order->status == "PROCESSING");
   REQUIRE(store->get_result("100", kept).ok());
@@ -578,8 +581,9 @@ TEST_CASE("join: a result from a channel the payment is not routed to is kept ap
   CHECK_FALSE(answers.results[0].joined);
   CHECK_FALSE(answers.results[0].changed);
   REQUIRE(answers.conflicts.size() == 1);
-  CHECK(answers.conflicts[0].first.status == "PROCESSING");
-  CHECK(answers.conflicts[0].first.channel_id == "sim-b");
+  CHECK(answers.conflicts[0].what == result_conflict::against::route);
+  CHECK(answers.conflicts[0].kept.status == "PROCESSING");
+  CHECK(answers.conflicts[0].kept.channel_id == "sim-b");
   std::optional<payment_record> order;
   REQUIRE(store->get("100", order).ok());
   CHECK(order->status == "PROCESSING");

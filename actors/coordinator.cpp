@@ -131,8 +131,11 @@ void record_result(coordinator_pointer self, const std::string& pay_id,
         forget(self, pay_id);
       },
       [=](caf::error&) {
-        // The store cannot write: ask again later; the channel will say the same.
-        later(self, pay_id, stage::query, route_retry_ms);
+        // The store cannot write: try again later. What a channel said, it
+        // will say again when asked; a payment closed without one is routed
+        // again, which closes it again.
+        later(self, pay_id, outcome.channel_id.empty() ? stage::route : stage::query,
+              route_retry_ms);
       });
 }
 
@@ -231,6 +234,13 @@ void pump(coordinator_pointer self) {
     if (found == st.payments.end() || found->second.next != stage::route)
       continue;
     auto& payment = found->second;
+    if (expired(payment.record)) {
+      // No channel holds it (it is being routed): its time is up, so it is
+      // closed, never sent, however free the channels are.
+      channel_outcome none{pay_id, "", "NOT_FOUND", "", "never taken"};
+      record_result(self, pay_id, payment_status::closed, none, "query");
+      continue;
+    }
     std::optional<std::string> chosen;
     auto* recorded = payment.channel.empty() ? nullptr : find_channel(st, payment.channel);
     if (recorded != nullptr && has_slot(*recorded) && !payment.excluded.count(payment.channel)) {
@@ -241,11 +251,6 @@ void pump(coordinator_pointer self) {
     }
     if (chosen) {
       start_payment(self, payment, *chosen);
-      continue;
-    }
-    if (expired(payment.record)) {
-      channel_outcome none{pay_id, "", "NOT_FOUND", "", "never taken"};
-      record_result(self, pay_id, payment_status::closed, none, "query");
       continue;
     }
     // Its channels are busy, or all refused: try again shortly / after a while.

@@ -333,6 +333,34 @@ class OrderRepair(unittest.TestCase):
             sim.destroy()
             pg.destroy()
 
+    def test_a_payment_that_expired_unsent_is_closed_not_paid_when_a_channel_appears(self):
+        pg = PgCluster()
+        pg.start()
+        sim = ChannelSim("sim-a").start()
+        # Accepted while the bus has no channel: it waits in the store, never routed.
+        bus = Bus(pg.url, channels={}, sets=["payments.min_expire_seconds=1"]).start()
+        try:
+            client = Client("127.0.0.1", bus.port)
+            expiring = client.pay("X-2", expire_seconds=1)[1]["pay_id"]
+            lasting = client.pay("X-3", expire_seconds=900)[1]["pay_id"]
+            client.close()
+            self.assertEqual(bus.stop(), 0)
+            time.sleep(1.5)  # X-2's time is up
+            bus = Bus(pg.url, data_dir=bus.dir, channels={"sim-a": (sim.url, 100)}).start()
+            client = Client("127.0.0.1", bus.port)
+            lasting_final = wait_status(self, client, lasting)
+            expiring_final = wait_status(self, client, expiring)
+            client.close()
+            self.assertEqual(lasting_final["status"], "SUCCEEDED")
+            self.assertEqual((expiring_final["status"], expiring_final["channel"]), ("CLOSED", None))
+            self.assertEqual(sorted(sim.payments()), [lasting])  # the expired one never sent
+            self.assertEqual(pg.wait_rows(f"SELECT status, source FROM payment_results WHERE pay_id = '{expiring}'"),
+                             [["CLOSED", "query"]])
+        finally:
+            bus.destroy()
+            sim.destroy()
+            pg.destroy()
+
 
 class LateChannel(TwoChannels):
     """A channel whose queue is behind: a pay request times out at the bus (timeout_ms 1000)

@@ -8,10 +8,13 @@ import http.server
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Bus, ChannelSim, PgCluster, free_port, keys_dir  # noqa: E402
@@ -202,6 +205,37 @@ class Webhooks(unittest.TestCase):
         self.bus.start()
         for pay_id in pay_ids:
             self.wait_delivered(pay_id)
+
+    def test_the_demo_receiver_takes_signed_webhooks_and_refuses_forged_ones(self):
+        # scripts/webhook-receiver, the demo merchant's endpoint.
+        port = free_port()
+        script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "scripts", "webhook-receiver")
+        receiver = subprocess.Popen([script, "--listen", f"127.0.0.1:{port}", "--secret", "demo-secret"],
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertIn("webhook receiver on", receiver.stdout.readline())
+            listed = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/webhooks").read())
+            _, created, _ = self.client.pay("W-D-1", amount=777, notify_url=f"http://127.0.0.1:{port}/notify")
+            pay_id = created["pay_id"]
+            deadline = time.time() + 20
+            while not listed() and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual([(e["pay_id"], e["amount"], e["type"]) for e in listed()],
+                             [(pay_id, 777, "payment.succeeded")])
+            self.assertIn(f"pay_id={pay_id} order=W-D-1 777 CNY", receiver.stdout.readline())
+            # The same event signed with another secret: refused, not listed.
+            body = json.dumps(listed()[0]).encode()
+            forged = Client("127.0.0.1", port, secret="not-the-secret").headers("POST", "/notify", body)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/notify", data=body, method="POST",
+                                             headers=forged)
+            with self.assertRaises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)
+            self.assertEqual(refused.exception.code, 401)
+            self.assertEqual(len(listed()), 1)
+        finally:
+            receiver.terminate()
+            receiver.wait(10)
 
 
 if __name__ == "__main__":

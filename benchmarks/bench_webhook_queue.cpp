@@ -3,7 +3,8 @@
 // limits"): deliveries leave deletion markers at the head of the merchant's
 // queue, which every read steps over until RocksDB flushes and compacts them.
 //   paybus-bench-webhook-queue [DELIVERED=100000]
-// Prints the read's time with nothing delivered and after DELIVERED were.
+// Prints the read's time with nothing delivered, between deliveries, after
+// DELIVERED were, and for the periodic read of every queue from its start.
 
 #include <chrono>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/crypto.hpp"
@@ -22,16 +24,22 @@ namespace {
 
 constexpr int64_t forever = std::numeric_limits<int64_t>::max();
 
-/// Mean time of a round's read (3 webhooks a merchant may start), in ms.
+/// One round's read (3 webhooks a merchant may start), in ms.
 double round_read_ms(local_store& store) {
   std::vector<webhook_entry> due;
   std::optional<int64_t> next_due;
-  constexpr int rounds = 20;
   auto started = std::chrono::steady_clock::now();
-  for (int i = 0; i < rounds; ++i)
-    store.due_webhooks(forever, [](const std::string&) { return size_t{3}; }, due, next_due);
+  store.due_webhooks(forever, [](const std::string&) { return size_t{3}; }, due, next_due);
   std::chrono::duration<double, std::milli> spent = std::chrono::steady_clock::now() - started;
-  return spent.count() / rounds;
+  return spent.count();
+}
+
+/// The mean of `rounds` reads, in ms.
+double mean_read_ms(local_store& store, int rounds) {
+  double total = 0;
+  for (int i = 0; i < rounds; ++i)
+    total += round_read_ms(store);
+  return total / rounds;
 }
 
 } // namespace
@@ -77,15 +85,35 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("a round's read, %d webhooks due: %.3f ms\n", payments, round_read_ms(*store));
+  double first = round_read_ms(*store);
+  double later = mean_read_ms(*store, 20);
+  std::printf("a round's read, %d webhooks due: %.3f ms (the first, every queue from its start), "
+              "then %.3f ms\n",
+              payments, first, later);
   std::vector<webhook_entry> all;
   std::optional<int64_t> next_due;
   store->due_webhooks(forever, [](const std::string&) { return std::numeric_limits<size_t>::max(); },
                       all, next_due);
-  for (int i = 0; i < delivered; ++i)
+  // As the notifier goes: a round, the deliveries it started, the next round.
+  constexpr int per_round = 100;
+  double reading = 0;
+  int rounds = 0;
+  for (int i = 0; i < delivered; ++i) {
     store->finish_webhook(all[static_cast<size_t>(i)]);
-  std::printf("a round's read after %d of them were delivered (3 left): %.3f ms\n", delivered,
-              round_read_ms(*store));
+    if ((i + 1) % per_round == 0) {
+      reading += round_read_ms(*store);
+      ++rounds;
+    }
+  }
+  std::printf("a round's read after each %d of %d deliveries: %.3f ms on average\n", per_round,
+              delivered, rounds > 0 ? reading / rounds : 0.0);
+  std::printf("a round's read after all %d were delivered (3 left): %.3f ms\n", delivered,
+              mean_read_ms(*store, 20));
+  // The read that goes through every queue from its start, as one does every
+  // webhook_walk_interval_ms, steps over every deletion marker still there.
+  std::this_thread::sleep_for(std::chrono::milliseconds{local_store::webhook_walk_interval_ms});
+  std::printf("the read of every queue from its start (once every %lld ms): %.3f ms\n",
+              static_cast<long long>(local_store::webhook_walk_interval_ms), round_read_ms(*store));
   store.reset();
   std::filesystem::remove_all(dir);
   return 0;

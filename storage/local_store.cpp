@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <set>
@@ -322,7 +323,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     batch.Put(orders_, record.pay_id, codec::encode_record(record));
     view.put_order(record);
   };
-  int64_t webhooks_added = 0;
+  std::vector<std::pair<std::string, int64_t>> webhooks_put;  // merchant, due
   auto webhook = [&](const payment_record& record) {
     if (!wants_webhook(record))
       return;
@@ -332,7 +333,7 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     entry.first_due_ms = unix_now_ms();
     batch.Put(webhooks_, webhook_key(record.order.merchant_id, entry.first_due_ms, entry.event_id),
               codec::encode_webhook(entry));
-    ++webhooks_added;
+    webhooks_put.emplace_back(record.order.merchant_id, entry.first_due_ms);
   };
 
   std::string existing_pay_id;
@@ -502,7 +503,9 @@ rocksdb::Status local_store::commit(const store_batch& in, store_batch_answers& 
     return status;
   next_sequence_ = sequence;
   outbox_size_.fetch_add(outbox_added, std::memory_order_relaxed);
-  webhook_backlog_.fetch_add(webhooks_added, std::memory_order_relaxed);
+  webhook_backlog_.fetch_add(static_cast<int64_t>(webhooks_put.size()), std::memory_order_relaxed);
+  for (const auto& [merchant_id, due] : webhooks_put)
+    note_webhook_put(merchant_id, due);
   return status;
 }
 
@@ -558,32 +561,51 @@ rocksdb::Status local_store::queue_webhooks_by_merchant() {
   return rocksdb::Status::OK();
 }
 
+void local_store::note_webhook_put(const std::string& merchant_id, int64_t due_ms) {
+  std::lock_guard<std::mutex> guard{webhook_puts_lock_};
+  auto [at, fresh] = webhook_puts_.emplace(merchant_id, due_ms);
+  if (!fresh)
+    at->second = std::min(at->second, due_ms);
+}
+
 rocksdb::Status local_store::due_webhooks(int64_t now_ms,
                                           const std::function<size_t(const std::string&)>& room,
                                           std::vector<webhook_entry>& entries,
                                           std::optional<int64_t>& next_due) {
   entries.clear();
   next_due.reset();
-  auto later = [&](int64_t due) {
-    if (!next_due || due < *next_due)
-      next_due = due;
-  };
+  // Taken before the iterator is made: a put noted here was written before
+  // it, and one noted after is sought from on the next read.
+  {
+    std::lock_guard<std::mutex> guard{webhook_puts_lock_};
+    for (const auto& [merchant, due] : webhook_puts_) {
+      auto [at, fresh] = webhook_heads_.emplace(merchant, due);
+      if (!fresh)
+        at->second = std::min(at->second, due);
+    }
+    webhook_puts_.clear();
+  }
+  auto now_monotonic = monotonic_now_ms();
+  bool walk = webhook_walked_ms_ == 0 || now_monotonic - webhook_walked_ms_ >= webhook_walk_interval_ms;
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
-  it->SeekToFirst();
-  while (it->Valid()) {
-    std::string_view merchant_view;
-    int64_t due = 0;
-    if (!split_webhook_key(it->key().ToStringView(), merchant_view, due))
-      return rocksdb::Status::Corruption("a webhook outbox key of no known layout");
-    std::string merchant{merchant_view};
+  // Reads the queue of `merchant`, whose first key (from where it was
+  // sought) `it` is at; leaves `it` anywhere.
+  auto read_queue = [&](const std::string& merchant) {
     auto prefix = merchant + '\0';
     size_t wanted = room(merchant);
     size_t taken = 0;
+    bool first = true;
     for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      std::string_view merchant_view;
+      int64_t due = 0;
       if (!split_webhook_key(it->key().ToStringView(), merchant_view, due))
         return rocksdb::Status::Corruption("a webhook outbox key of no known layout");
+      if (first)
+        webhook_heads_[merchant] = due;
+      first = false;
       if (due > now_ms || taken >= wanted) {
-        later(due);
+        if (!next_due || due < *next_due)
+          next_due = due;
         break;
       }
       webhook_entry entry;
@@ -594,11 +616,41 @@ rocksdb::Status local_store::due_webhooks(int64_t now_ms,
       entries.push_back(std::move(entry));
       ++taken;
     }
+    return it->status();
+  };
+  if (walk) {
+    // Every queue from its start: the heads are found again.
+    webhook_heads_.clear();
+    it->SeekToFirst();
+    while (it->Valid()) {
+      std::string_view merchant_view;
+      int64_t due = 0;
+      if (!split_webhook_key(it->key().ToStringView(), merchant_view, due))
+        return rocksdb::Status::Corruption("a webhook outbox key of no known layout");
+      std::string merchant{merchant_view};
+      if (auto status = read_queue(merchant); !status.ok())
+        return status;
+      it->Seek(merchant + '\1');  // the next merchant's queue
+    }
     if (!it->status().ok())
       return it->status();
-    it->Seek(merchant + '\1');  // the next merchant's queue
+    webhook_walked_ms_ = now_monotonic;
+    return rocksdb::Status::OK();
   }
-  return it->status();
+  for (auto at = webhook_heads_.begin(); at != webhook_heads_.end();) {
+    const auto& merchant = at->first;
+    it->Seek(webhook_key(merchant, at->second, ""));
+    if (!it->status().ok())
+      return it->status();
+    if (!it->Valid() || !it->key().starts_with(merchant + '\0')) {
+      at = webhook_heads_.erase(at);  // nothing queued: found again when a put is noted
+      continue;
+    }
+    if (auto status = read_queue(merchant); !status.ok())
+      return status;
+    ++at;
+  }
+  return rocksdb::Status::OK();
 }
 
 rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
@@ -618,7 +670,10 @@ rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int6
   next.attempt += 1;
   batch.Put(webhooks_, webhook_key(entry.merchant_id, due_ms, entry.event_id),
             codec::encode_webhook(next));
-  return write(false, batch);
+  auto status = write(false, batch);
+  if (status.ok())
+    note_webhook_put(entry.merchant_id, due_ms);
+  return status;
 }
 
 rocksdb::Status local_store::get_result(const std::string& pay_id,

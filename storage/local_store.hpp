@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -136,6 +137,7 @@ public:
   int64_t webhook_backlog() const {
     return webhook_backlog_.load(std::memory_order_relaxed);
   }
+  static constexpr int64_t webhook_walk_interval_ms = 10'000;
 
   /// Payments accepted but not final yet, in pay_id order from `from_pay_id`
   /// (to drive after a restart, or when the coordinator has room again);
@@ -210,6 +212,19 @@ private:
   std::string dir_;
   uint64_t min_free_bytes_ = 0;
   std::optional<std::set<std::string>> default_webhook_merchants_;
+  // The notifier's reads of the webhook outbox (due_webhooks, one at a
+  // time): where each merchant's queue began at the last read. The next read
+  // seeks there, past the deletion markers that delivered entries leave at
+  // the head, and every `webhook_walk_interval_ms` reads every queue from its
+  // start (and so finds a merchant new to it).
+  std::map<std::string, int64_t> webhook_heads_;
+  int64_t webhook_walked_ms_ = 0;  // monotonic; 0: never
+  // The least due time of the webhooks put since the notifier's last read,
+  // by merchant, noted after the write that put them: a read that did not
+  // see them seeks from there the next time.
+  std::mutex webhook_puts_lock_;
+  std::map<std::string, int64_t> webhook_puts_;
+  void note_webhook_put(const std::string& merchant_id, int64_t due_ms);
 
   /// Whether a final payment is to be notified (local_store_options).
   bool wants_webhook(const payment_record& record) const;

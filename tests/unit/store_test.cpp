@@ -499,6 +499,47 @@ TEST_CASE("webhooks: one merchant's backlog never hides another's due entries") 
   CHECK(store->webhook_backlog() == 0);
 }
 
+TEST_CASE("webhooks: a read seeks past the delivered head and still finds every entry put since") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  auto final_payment = [&](const std::string& pay_id, const std::string& merchant) {
+    auto r = record(pay_id, "A-" + pay_id, 500);
+    r.order.merchant_id = merchant;
+    REQUIRE(store->commit({r}, {}, created).ok());
+    commit_results(*store, {result_for(pay_id, 500)});
+  };
+  auto pay_ids = [&](int64_t now_ms) {
+    std::vector<std::string> ids;
+    for (const auto& entry : due_webhooks(*store, 10, now_ms))
+      ids.push_back(entry.pay_id);
+    return ids;
+  };
+  final_payment("100", "demo");
+  final_payment("101", "demo");
+  auto due = due_webhooks(*store);  // the first read goes through every queue
+  REQUIRE(due.size() == 2);
+  // demo's head is now a retry due far ahead; the other is delivered.
+  int64_t far = unix_now_ms() + 3'600'000;
+  REQUIRE(store->reschedule_webhook(due[0], far).ok());
+  REQUIRE(store->finish_webhook(due[1]).ok());
+  CHECK(pay_ids(unix_now_ms()).empty());
+  // Put after that read, due before the head it found: found.
+  final_payment("102", "demo");
+  CHECK(pay_ids(unix_now_ms()) == std::vector<std::string>{"102"});
+  // A merchant the reads have not met: found at once, not at the next walk.
+  final_payment("200", "shop");
+  CHECK(pay_ids(unix_now_ms()) == std::vector<std::string>{"102", "200"});
+  // A queue emptied, then put to again.
+  for (const auto& entry : due_webhooks(*store, 10, unix_now_ms()))
+    REQUIRE(store->finish_webhook(entry).ok());
+  CHECK(pay_ids(unix_now_ms()).empty());
+  final_payment("201", "shop");
+  CHECK(pay_ids(unix_now_ms()) == std::vector<std::string>{"201"});
+  CHECK(pay_ids(far) == std::vector<std::string>{"100", "201"});
+  CHECK(store->webhook_backlog() == 2);
+}
+
 TEST_CASE("webhooks: entries of the one-queue layout move to their merchant's queue at open") {
   temp_dir dir;
   {

@@ -179,6 +179,7 @@ void round(notifier_pointer self) {
     if (!delivery || delivery->url.empty()) {
       // No payment (cannot happen) or no target configured: nothing to send.
       st.store->finish_webhook(entry);
+      ++st.figures->webhooks_untargeted_total;
       continue;
     }
     auto worker = static_cast<size_t>(idle - st.worker_busy.begin());
@@ -199,12 +200,15 @@ void round(notifier_pointer self) {
           auto& st = self->state;
           if (http_status >= 200 && http_status < 300) {
             st.store->finish_webhook(entry);
+            ++st.figures->webhooks_delivered_total;
           } else if (unix_now_ms() - entry.first_due_ms > st.settings.give_up_after_ms) {
             spdlog::error("webhook {} for payment {}: giving up after {} attempts",
                           entry.event_id, entry.pay_id, entry.attempt + 1);
             st.store->finish_webhook(entry);
+            ++st.figures->webhooks_given_up_total;
           } else {
             st.store->reschedule_webhook(entry, unix_now_ms() + retry_delay(st.settings, entry.attempt));
+            ++st.figures->webhooks_retried_total;
           }
           st.figures->notify_backlog = st.store->webhook_backlog();
           // A worker is free: the next due webhook need not wait for the poll.

@@ -161,6 +161,14 @@ std::string metrics::render_prometheus() const {
   append_metric(out, "paybus_notify_backlog", "gauge",
                 "Merchant notifications waiting for delivery.");
   append_value(out, "paybus_notify_backlog", load(notify_backlog));
+  append_metric(out, "paybus_webhook_attempts_total", "counter",
+                "Merchant webhook attempts by result: delivered (a 2xx), retried (anything "
+                "else, tried again later), given_up (still failing after "
+                "notify.give_up_after_ms: logged and dropped), untargeted (no URL to send to: dropped).");
+  append_value(out, "paybus_webhook_attempts_total{result=\"delivered\"}", load(webhooks_delivered_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"retried\"}", load(webhooks_retried_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"given_up\"}", load(webhooks_given_up_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"untargeted\"}", load(webhooks_untargeted_total));
   append_metric(out, "paybus_channel_requests_total", "counter",
                 "Requests sent to payment channels, by channel and outcome.");
   {

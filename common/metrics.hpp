@@ -29,6 +29,11 @@ public:
   std::atomic<uint64_t> db_rows_refused_total{0};
   std::atomic<uint64_t> db_delivery_rounds_total{0};
   std::atomic<int64_t> notify_backlog{0};
+  // Merchant webhook attempts by what came of them.
+  std::atomic<uint64_t> webhooks_delivered_total{0};  // a 2xx
+  std::atomic<uint64_t> webhooks_retried_total{0};    // anything else: tried again later
+  std::atomic<uint64_t> webhooks_given_up_total{0};   // failing past notify.give_up_after
+  std::atomic<uint64_t> webhooks_untargeted_total{0}; // no URL to send to: dropped
   std::atomic<int64_t> http_connections{0};
   std::atomic<int64_t> http_inflight{0};
   std::atomic<uint64_t> results_flagged_total{0};

@@ -126,6 +126,12 @@ class Webhooks(unittest.TestCase):
             self.assertGreaterEqual(len(attempts), 2)  # failed at least once, then delivered
             self.assertEqual(len({a[0]["X-Paybus-Event"] for a in attempts}), 1)
             self.assertEqual(len({a[0]["X-Paybus-Nonce"] for a in attempts}), len(attempts))
+        # Each attempt is counted by what came of it.
+        self.bus.wait_metric("paybus_notify_backlog", lambda v: v == 0)
+        attempts = sum(len(self.receiver.delivered(pay_id)) for pay_id in pay_ids)
+        counted = {result: self.bus.metric(f'paybus_webhook_attempts_total{{result="{result}"}}')
+                   for result in ("delivered", "retried", "given_up", "untargeted")}
+        self.assertEqual(counted, {"delivered": 10, "retried": attempts - 10, "given_up": 0, "untargeted": 0})
 
     def hanging_endpoint(self):
         """A merchant endpoint that accepts connections and never answers:

@@ -126,7 +126,8 @@ public:
 
   /// Merchant notifications due at or before `now_ms`: of each merchant's,
   /// at most `room(merchant_id)`, oldest first. `next_due`: the earliest due
-  /// time among those left (possibly already past), if any.
+  /// time among those left (possibly already past), if any. One caller at a
+  /// time (the notifier): it remembers where each queue began for the next.
   rocksdb::Status due_webhooks(int64_t now_ms, const std::function<size_t(const std::string&)>& room,
                                std::vector<webhook_entry>& entries,
                                std::optional<int64_t>& next_due);

@@ -103,7 +103,7 @@ struct notify_merchant {
 struct notifier_settings {
   std::vector<notify_merchant> merchants;
   crypto::pkey_ptr bus_key;        // signs for rsa merchants
-  size_t workers = 4;              // deliveries in flight at once
+  size_t workers = 64;             // deliveries in flight at once
   int64_t timeout_ms = 5000;       // per attempt
   int64_t retry_base_ms = 1000;    // first retry; doubles each time
   int64_t retry_max_ms = 3'600'000;

@@ -70,7 +70,7 @@ struct settings {
   int64_t min_expire_seconds = 60;
   int64_t max_driving_in_memory = 50'000;
   // [notify]
-  int64_t notify_workers = 4;
+  int64_t notify_workers = 64;
   int64_t notify_timeout_ms = 5000;
   int64_t notify_retry_base_ms = 1000;
   int64_t notify_retry_max_ms = 3'600'000;

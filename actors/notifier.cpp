@@ -1,8 +1,9 @@
 // Merchant notifications (API.md section 5): read due entries of the store's
 // webhook outbox, a queue a merchant, deliver each through an idle worker,
 // one delivery a worker and at most one worker fewer than there are for any
-// merchant (so a merchant whose endpoint hangs, however many of its webhooks
-// are due, never holds up the others), drop on any 2xx, otherwise
+// merchant, idle workers first to the merchants with the fewest in flight
+// (so merchants whose endpoints hang, however many of their webhooks are
+// due, never hold up the others), drop on any 2xx, otherwise
 // retry later on a doubling schedule, for at least 24 hours, across restarts.
 
 #include <algorithm>
@@ -165,9 +166,26 @@ void round(notifier_pointer self) {
   auto status = st.store->due_webhooks(now, room, due, next_due);
   if (!status.ok())
     spdlog::error("cannot read the webhook outbox: {}", status.ToString());
+  // Idle workers go first to the merchants with the fewest deliveries in
+  // flight, each merchant's webhooks oldest first. Merchants whose endpoints
+  // hang fill the workers only while no other merchant has one due, and a
+  // worker that frees goes to a merchant that has been waiting: however many
+  // endpoints hang, none holds up the others for longer than an attempt.
+  std::vector<std::pair<size_t, webhook_entry*>> order;
+  std::map<std::string, size_t> level;  // in flight, then each one ordered
   for (auto& entry : due) {
     if (st.in_flight.count(entry.event_id))
       continue;
+    auto [at, fresh] = level.emplace(entry.merchant_id, 0);
+    if (auto busy = st.merchant_in_flight.find(entry.merchant_id);
+        fresh && busy != st.merchant_in_flight.end())
+      at->second = busy->second;
+    order.emplace_back(at->second++, &entry);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [_, next] : order) {
+    auto& entry = *next;
     auto idle = std::find(st.worker_busy.begin(), st.worker_busy.end(), false);
     if (idle == st.worker_busy.end())
       break;  // every worker busy: a finished delivery starts the next round

@@ -32,7 +32,7 @@ public:
   // Merchant webhook attempts by what came of them.
   std::atomic<uint64_t> webhooks_delivered_total{0};  // a 2xx
   std::atomic<uint64_t> webhooks_retried_total{0};    // anything else: tried again later
-  std::atomic<uint64_t> webhooks_given_up_total{0};   // failing past notify.give_up_after
+  std::atomic<uint64_t> webhooks_given_up_total{0};   // failing past notify.give_up_after_ms
   std::atomic<uint64_t> webhooks_untargeted_total{0}; // no URL to send to: dropped
   std::atomic<int64_t> http_connections{0};
   std::atomic<int64_t> http_inflight{0};

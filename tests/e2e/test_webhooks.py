@@ -203,6 +203,29 @@ class Webhooks(unittest.TestCase):
               f"{payments} of demo's due to a hanging endpoint", file=sys.stderr)
         self.assertLess(waited, 3.0)
 
+    def test_two_hanging_merchants_do_not_hold_up_a_third(self):
+        # Each free worker once went to the first merchant in key order with
+        # room: "demo" and "other", both hanging with webhooks due again and
+        # again, took every worker that freed, and "rsa-shop" waited for as
+        # long as theirs were retried (25 hours). Now a freed worker goes to
+        # the merchant with the fewest in flight: rsa-shop waits for one
+        # attempt to time out (notify.timeout_ms, 5 s) at most.
+        hanging_url, held = self.hanging_endpoint()
+        other = Client("127.0.0.1", self.bus.port, merchant="other", secret="other-secret")
+        for i in range(20):
+            for client, prefix in ((self.client, "W-7-d"), (other, "W-7-o")):
+                status, body, _ = client.pay(f"{prefix}-{i}", notify_url=hanging_url)
+                self.assertEqual(status, 202, body)
+        other.close()
+        deadline = time.time() + 10
+        while time.time() < deadline and len(held) < 4:
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(held), 4)  # every worker holds a hanging delivery
+        waited = self.other_merchant_waits("W-7-shop")
+        print(f"rsa-shop's webhook arrived {waited:.2f} s after its payment, every worker "
+              f"held by demo's and other's hanging endpoint", file=sys.stderr)
+        self.assertLess(waited, 8.0)
+
     def test_webhooks_survive_a_kill_9(self):
         self.receiver.failing = True
         pay_ids = [self.client.pay(f"W-4-{i}", notify_url=self.receiver.url)[1]["pay_id"] for i in range(5)]

@@ -66,7 +66,6 @@ CAF_ADD_ATOM(paybus, paybus, query_atom, "query")
 CAF_ADD_ATOM(paybus, paybus, result_atom, "result")
 CAF_ADD_ATOM(paybus, paybus, route_atom, "route")
 CAF_ADD_ATOM(paybus, paybus, settled_atom, "settled")
-CAF_ADD_ATOM(paybus, paybus, deliver_atom, "deliver")
 CAF_ADD_ATOM(paybus, paybus, resume_atom, "resume")
 CAF_ADD_ATOM(paybus, paybus, done_atom, "done")
 
@@ -142,11 +141,8 @@ using notifier_actor = caf::typed_actor<
   // The store queued notifications.
   caf::reacts_to<wake_atom>,
   // Internal: the next delivery round; only the latest generation counts.
-  caf::reacts_to<tick_atom, uint64_t>>;
-
-/// Sends one notification (detached: blocking HTTP); answers the HTTP status,
-/// 0 if nothing came back.
-using webhook_worker_actor = caf::typed_actor<
-  caf::replies_to<deliver_atom, webhook_delivery>::with<int32_t>>;
+  caf::reacts_to<tick_atom, uint64_t>,
+  // Internal: delivery N's HTTP status (0: no answer), from the sender's thread.
+  caf::reacts_to<done_atom, uint64_t, int32_t>>;
 
 } // namespace paybus

@@ -616,8 +616,10 @@ class HostileChannel(unittest.TestCase):
             self.assertIsNone(bus.process.poll(), bus.log())
             status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
             self.assertEqual((status, body["status"]), (200, "PROCESSING"))
-            self.assertGreaterEqual(
-                bus.metric('paybus_channel_requests_total{channel="sim-a",outcome="UNKNOWN"}'), 2)
+            # The channel records the query as it arrives; the bus counts its
+            # answer a moment later, so wait for the count.
+            bus.wait_metric('paybus_channel_requests_total{channel="sim-a",outcome="UNKNOWN"}',
+                            lambda v: v >= 2, timeout=15)
             client.close()
         finally:
             if bus is not None:

@@ -7,15 +7,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "actors/transfer_loop.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/signing.hpp"
@@ -206,17 +207,8 @@ struct channel_client::core {
   std::string base_path;
   bool no_proxy = true;
   std::shared_ptr<signer_pool> signers;
-  CURLM* multi = nullptr;
-  std::mutex mutex;
-  std::deque<std::unique_ptr<exchange_job>> ready;  // signed, waiting for a slot
-  bool stopping = false;
-  std::thread thread;
-
-  ~core() {
-    ready.clear();
-    if (multi != nullptr)
-      curl_multi_cleanup(multi);
-  }
+  // Signed jobs wait here for a slot (channels.concurrency).
+  std::unique_ptr<transfer_loop<exchange_job>> loop;
 
   /// On a signer thread: the body (a payment), the signature, the headers.
   void sign(std::unique_ptr<exchange_job> job) {
@@ -241,13 +233,7 @@ struct channel_client::core {
     add("X-Paybus-Timestamp: " + signature.timestamp);
     add("X-Paybus-Nonce: " + signature.nonce);
     add("X-Paybus-Signature: " + signature.signature);
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      if (stopping)
-        return;
-      ready.push_back(std::move(job));
-    }
-    curl_multi_wakeup(multi);
+    loop->submit(std::move(job));  // dropped if the channel is stopping
   }
 
   /// A handle with what every exchange of this channel shares. With no
@@ -272,102 +258,35 @@ struct channel_client::core {
     return easy;
   }
 
-  /// Puts a signed job on the wire through `easy`.
-  void start(CURL* easy, exchange_job* job) {
-    curl_easy_setopt(easy, CURLOPT_URL, job->url.c_str());
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, job->headers);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &job->exchange);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, &job->exchange);
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
-    if (job->pay) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->body.c_str());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(job->body.size()));
+  /// Sets a signed job's own options on `easy`.
+  static bool prepare(CURL* easy, exchange_job& job) {
+    curl_easy_setopt(easy, CURLOPT_URL, job.url.c_str());
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, job.headers);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &job.exchange);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, &job.exchange);
+    if (job.pay) {
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job.body.c_str());
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(job.body.size()));
     } else {
       curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     }
-    curl_multi_add_handle(multi, easy);
+    return true;
   }
 
-  /// The channel's thread: starts signed jobs while there is a free slot,
-  /// drives the exchanges, verifies and delivers what finished.
-  void run() {
-    name_this_thread("pb-ch-" + settings.id);
-    size_t slots = std::max<size_t>(1, settings.concurrency);
-    std::vector<CURL*> idle;
-    std::unordered_set<CURL*> busy;
-    std::vector<std::unique_ptr<exchange_job>> starting;
-    while (true) {
-      {
-        std::lock_guard<std::mutex> guard{mutex};
-        if (stopping)
-          break;
-        while (busy.size() + starting.size() < slots && !ready.empty()) {
-          starting.push_back(std::move(ready.front()));
-          ready.pop_front();
-        }
-      }
-      for (auto& job : starting) {
-        CURL* easy = nullptr;
-        if (!idle.empty()) {
-          easy = idle.back();
-          idle.pop_back();
-        } else {
-          easy = make_handle();
-        }
-        if (easy == nullptr) {
-          job->exchange.error = "cannot make a libcurl handle";
-          job->exchange.never_sent = true;
-          deliver(job->id, interpret(settings, *job));
-          continue;
-        }
-        start(easy, job.release());
-        busy.insert(easy);
-      }
-      starting.clear();
-      int running = 0;
-      curl_multi_perform(multi, &running);
-      int left = 0;
-      while (CURLMsg* message = curl_multi_info_read(multi, &left)) {
-        if (message->msg != CURLMSG_DONE)
-          continue;
-        CURL* easy = message->easy_handle;
-        CURLcode code = message->data.result;
-        char* pointer = nullptr;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &pointer);
-        std::unique_ptr<exchange_job> job{reinterpret_cast<exchange_job*>(pointer)};
-        curl_multi_remove_handle(multi, easy);
-        busy.erase(easy);
-        if (code == CURLE_OK) {
-          curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &job->exchange.status);
-          job->exchange.transport_ok = true;
-        } else {
-          job->exchange.error = curl_easy_strerror(code);
-          job->exchange.never_sent = never_sent(code);
-        }
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);  // the job's list goes with it
-        idle.push_back(easy);
-        deliver(job->id, interpret(settings, *job));
-      }
-      // Signed requests waiting while a slot is free start at once; with
-      // nothing to start, sleep until a socket, a timeout or a new request.
-      bool startable = false;
-      {
-        std::lock_guard<std::mutex> guard{mutex};
-        startable = !ready.empty() && busy.size() < slots;
-      }
-      if (!startable)
-        curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+  /// On the channel's thread: verifies what came back and delivers the outcome.
+  void finished(std::unique_ptr<exchange_job> job, CURL* easy, CURLcode code) const {
+    auto& exchange = job->exchange;
+    if (easy == nullptr) {
+      exchange.error = "cannot make a libcurl handle";
+      exchange.never_sent = true;
+    } else if (code == CURLE_OK) {
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &exchange.status);
+      exchange.transport_ok = true;
+    } else {
+      exchange.error = curl_easy_strerror(code);
+      exchange.never_sent = never_sent(code);
     }
-    // Stopping: what is in flight is abandoned (never delivered).
-    for (CURL* easy : busy) {
-      char* pointer = nullptr;
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &pointer);
-      curl_multi_remove_handle(multi, easy);
-      delete reinterpret_cast<exchange_job*>(pointer);
-      curl_easy_cleanup(easy);
-    }
-    for (CURL* easy : idle)
-      curl_easy_cleanup(easy);
+    deliver(job->id, interpret(settings, *job));
   }
 };
 
@@ -449,23 +368,24 @@ channel_client::channel_client(channel_settings_runtime settings, deliver_functi
   c.base_path = url_path(c.settings.url);
   c.no_proxy = !proxy_in_environment();
   c.signers = signer_pool::shared();
-  c.multi = curl_multi_init();
-  curl_multi_setopt(c.multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                    static_cast<long>(std::max<size_t>(1, c.settings.concurrency)));
-  curl_multi_setopt(c.multi, CURLMOPT_MAXCONNECTS,
-                    static_cast<long>(std::max<size_t>(1, c.settings.concurrency)));
-  c.thread = std::thread{[&c] { c.run(); }};
+  c.loop = std::make_unique<transfer_loop<exchange_job>>(
+    "pb-ch-" + c.settings.id, c.settings.concurrency,
+    transfer_loop<exchange_job>::hooks{
+      [&c] { return c.make_handle(); },
+      &core::prepare,
+      [&c](std::unique_ptr<exchange_job> job, CURL* easy, CURLcode code) {
+        c.finished(std::move(job), easy, code);
+      }});
+  auto connections = static_cast<long>(std::max<size_t>(1, c.settings.concurrency));
+  curl_multi_setopt(c.loop->multi(), CURLMOPT_MAX_HOST_CONNECTIONS, connections);
+  curl_multi_setopt(c.loop->multi(), CURLMOPT_MAXCONNECTS, connections);
+  c.loop->start();
 }
 
 channel_client::~channel_client() {
-  {
-    std::lock_guard<std::mutex> guard{core_->mutex};
-    core_->stopping = true;
-  }
-  curl_multi_wakeup(core_->multi);
-  core_->thread.join();
-  // Jobs still at the signers keep the core (and its multi handle) alive
-  // until they are done; they find it stopping and are dropped.
+  core_->loop->stop();
+  // Jobs still at the signers keep the core (and its loop) alive until they
+  // are done; the loop is stopping, so they are dropped.
 }
 
 void channel_client::pay(uint64_t id, payment_record record) {

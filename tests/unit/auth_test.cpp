@@ -53,7 +53,7 @@ TEST_CASE("rsa-sha256 verifies openssl's signature and refuses a changed message
   CHECK_FALSE(crypto::rsa_sha256_verify_base64(key.get(), text, "!!!"));
 }
 
-TEST_CASE("our rsa signature verifies with the public key; both PKCS#8 and PKCS#1 load") {
+TEST_CASE("our rsa signature verifies with the public key, and both PKCS#8 and PKCS#1 load") {
   std::string error;
   for (const char* name : {"merchant.key.pem", "merchant.pkcs1.key.pem"}) {
     auto private_key = crypto::load_private_key(std::string{PAYBUS_TEST_DATA} + "/" + name, error);
@@ -89,7 +89,7 @@ TEST_CASE("threads signing with one key each sign as the key does") {
   CHECK(crypto::rsa_sha256_sign_base64(nullptr, "hello").empty());
 }
 
-TEST_CASE("private-key operations are counted with the CPU time they took; verifications are not") {
+TEST_CASE("private-key operations are counted with the CPU time they took, verifications are not") {
   std::string error;
   auto key = crypto::load_private_key(std::string{PAYBUS_TEST_DATA} + "/merchant.key.pem", error);
   REQUIRE(key);

@@ -170,7 +170,7 @@ TEST_CASE("compaction drops expired nonces and keeps fresh ones") {
   CHECK(store->nonce_seen("demo", "new-nonce-aaaaaaaa", now) == std::optional<bool>{true});
 }
 
-TEST_CASE("meta values persist; a second open of a held store is refused") {
+TEST_CASE("meta values persist, and a second open of a held store is refused") {
   temp_dir dir;
   auto store = open_store(dir.path);
   REQUIRE(store->put_meta("instance_id", "7").ok());

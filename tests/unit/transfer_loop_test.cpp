@@ -212,7 +212,7 @@ std::unique_ptr<job> make_job(int number, const holding_server& server, bool sen
 
 } // namespace
 
-TEST_CASE("no more transfers are on the wire than the loop has slots; the rest wait in order") {
+TEST_CASE("no more transfers are on the wire than the loop has slots, and the rest wait in order") {
   holding_server server;
   reports out;
   auto loop = make_loop(2, out);

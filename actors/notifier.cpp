@@ -25,6 +25,7 @@
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/metrics.hpp"
+#include "common/thread_name.hpp"
 #include "storage/local_store.hpp"
 
 namespace paybus {
@@ -180,6 +181,7 @@ void round(notifier_pointer self) {
 
 notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_store* store,
                                                 notifier_settings settings, metrics* figures) {
+  name_this_thread("pb-notify");
   auto& st = self->state;
   st.store = store;
   st.figures = figures;
@@ -208,7 +210,11 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
 
 notifier_actor spawn_notifier(caf::actor_system& system, local_store& store,
                               notifier_settings settings, metrics& figures) {
-  return system.spawn(notifier_behavior, &store, std::move(settings), &figures);
+  // Detached: its rounds read RocksDB and its finished deliveries write it
+  // (an unsynced write still waits in RocksDB's write group behind the store
+  // writer's fdatasync), which must not hold up the coordinator and the
+  // channel actors on CAF's scheduler.
+  return system.spawn<caf::detached>(notifier_behavior, &store, std::move(settings), &figures);
 }
 
 } // namespace paybus

@@ -18,7 +18,7 @@
 #include <mutex>
 #include <string>
 
-#include "actors/channel_client.hpp"
+#include "actors/channel/channel_client.hpp"
 #include "common/crypto.hpp"
 
 namespace {

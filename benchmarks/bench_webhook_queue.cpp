@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "common/crypto.hpp"
-#include "storage/local_store.hpp"
+#include "actors/store/commit.hpp"
+#include "storage/local/local_store.hpp"
 
 using namespace paybus;
 
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
     }
     std::vector<order_stored> created;
     store_batch_answers answers;
-    if (!store->commit(orders, {}, created).ok() || !store->commit(results, answers).ok()) {
+    if (!commit(*store, orders, {}, created).ok() || !commit(*store, results, answers).ok()) {
       std::fprintf(stderr, "cannot write the store\n");
       return 1;
     }

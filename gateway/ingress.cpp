@@ -17,10 +17,10 @@
 #include "common/clock.hpp"
 #include "common/text.hpp"
 #include "common/thread_name.hpp"
-#include "actors/admission.hpp"
+#include "actors/payment/admission.hpp"
 #include "common/metrics.hpp"
 #include "gateway/render.hpp"
-#include "storage/local_store.hpp"
+#include "storage/local/local_store.hpp"
 
 namespace paybus {
 

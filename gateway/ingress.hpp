@@ -10,7 +10,7 @@
 #include <caf/fwd.hpp>
 #include <caf/io/fwd.hpp>
 
-#include "actors/order_shard.hpp"
+#include "actors/payment/order_shard.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/http.hpp"
 #include "gateway/validation.hpp"

@@ -18,6 +18,12 @@ constexpr const char* failed = "FAILED";
 constexpr const char* closed = "CLOSED";
 } // namespace payment_status
 
+/// True for SUCCEEDED, FAILED and CLOSED: a status that never changes again.
+inline bool is_final_status(const std::string& status) {
+  return status == payment_status::succeeded || status == payment_status::failed
+         || status == payment_status::closed;
+}
+
 /// Default of the optional `expire_seconds` body field.
 constexpr int64_t default_expire_seconds = 900;
 

@@ -17,14 +17,18 @@
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
-#include "actors/spawn.hpp"
+#include "actors/channel/channel_actor.hpp"
+#include "actors/ledger/sink_actor.hpp"
+#include "actors/payment/coordinator.hpp"
+#include "actors/store/store_actor.hpp"
+#include "actors/webhook/notifier.hpp"
 #include "common/clock.hpp"
 #include "common/metrics.hpp"
 #include "common/pay_id.hpp"
 #include "config/settings.hpp"
 #include "gateway/ingress.hpp"
 #include "programs/startup.hpp"
-#include "storage/local_store.hpp"
+#include "storage/local/local_store.hpp"
 
 namespace {
 
@@ -170,12 +174,6 @@ int main(int argc, char** argv) {
   store_options.sync = config.store_sync;
   store_options.min_free_bytes = static_cast<uint64_t>(config.store_min_free_bytes);
   store_options.nonce_retention_ms = 2 * config.timestamp_window_seconds * 1000;
-  // A payment with no webhook target (none of its own, none of its
-  // merchant's) leaves no outbox entry for the notifier to read and drop.
-  store_options.default_webhook_merchants.emplace();
-  for (const auto& merchant : config.merchants)
-    if (!merchant.notify_url.empty())
-      store_options.default_webhook_merchants->insert(merchant.id);
   auto store = local_store::open(config.data_dir + "/store", store_options, error);
   if (!store)
     return fatal(error);
@@ -217,7 +215,15 @@ int main(int argc, char** argv) {
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
   store_limits.gather_us = config.store_gather_us;
-  auto writer = spawn_store(system, *store, figures, sink, doorbell, store_limits);
+  // A payment with no webhook target (none of its own, none of its
+  // merchant's) leaves no outbox entry for the notifier to read and drop.
+  settlement_policy policy;
+  policy.default_webhook_merchants.emplace();
+  for (const auto& merchant : config.merchants)
+    if (!merchant.notify_url.empty())
+      policy.default_webhook_merchants->insert(merchant.id);
+  auto writer = spawn_store(system, *store, figures, sink, doorbell, store_limits,
+                            std::move(policy));
   auto reader = spawn_reader(system, *store);
   std::vector<order_shard_settings> shards;
   for (int32_t shard = 0; shard < config.order_shards; ++shard) {

@@ -11,8 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/crypto.hpp"
-#include "storage/local_store.hpp"
-#include "storage/pg_database.hpp"
+#include "storage/local/local_store.hpp"
+#include "storage/database/pg_database.hpp"
 
 namespace paybus {
 

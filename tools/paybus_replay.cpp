@@ -11,9 +11,9 @@
 
 #include "common/clock.hpp"
 #include "common/pay_id.hpp"
-#include "storage/local_store.hpp"
-#include "storage/pg_database.hpp"
-#include "storage/record_codec.hpp"
+#include "storage/local/local_store.hpp"
+#include "storage/database/pg_database.hpp"
+#include "storage/local/record_codec.hpp"
 
 namespace {
 

@@ -1,0 +1,66 @@
+#include "actors/payment/payment_rules.hpp"
+
+#include <algorithm>
+
+namespace paybus {
+
+std::optional<std::string> choose_channel(const std::vector<route_candidate>& channels,
+                                          const std::string& requested,
+                                          const std::set<std::string>& excluded,
+                                          double draw) {
+  if (!requested.empty()) {
+    // The client named the channel: that one or none (never silently another).
+    for (const auto& channel : channels)
+      if (channel.id == requested && channel.healthy && !excluded.count(channel.id))
+        return channel.id;
+    return std::nullopt;
+  }
+  int64_t total = 0;
+  for (const auto& channel : channels)
+    if (channel.healthy && channel.weight > 0 && !excluded.count(channel.id))
+      total += channel.weight;
+  if (total == 0)
+    return std::nullopt;
+  auto point = static_cast<int64_t>(draw * static_cast<double>(total));
+  for (const auto& channel : channels) {
+    if (!channel.healthy || channel.weight <= 0 || excluded.count(channel.id))
+      continue;
+    if (point < channel.weight)
+      return channel.id;
+    point -= channel.weight;
+  }
+  return std::nullopt;
+}
+
+decision after_pay(const channel_outcome& outcome, const rule_timing& timing) {
+  const auto& status = outcome.status;
+  if (status == "SUCCEEDED" || status == "FAILED")
+    return {next_step::record_result, status, 0};
+  if (status == "ACCEPTED")
+    return {next_step::query_later, {}, timing.accepted_query_ms};
+  if (status == "REFUSED" || status == "UNAVAILABLE")
+    return {next_step::reroute, {}, 0};  // never taken: safe elsewhere
+  // UNKNOWN (and anything unexpected): it may have been taken. Ask first.
+  return {next_step::query_later, {}, timing.unknown_query_ms};
+}
+
+decision after_query(const channel_outcome& outcome, int queries, bool expired,
+                     const rule_timing& timing, int64_t unsettled_ms) {
+  const auto& status = outcome.status;
+  if (status == "SUCCEEDED" || status == "FAILED")
+    return {next_step::record_result, status, 0};
+  if (status == "NOT_FOUND") {
+    if (unsettled_ms > 0)
+      return {next_step::query_later, {}, unsettled_ms};
+    if (expired)
+      return {next_step::record_result, payment_status::closed, 0};
+    return {next_step::reroute, {}, 0};
+  }
+  int64_t base = status == "ACCEPTED" ? timing.accepted_query_ms : timing.unknown_query_ms;
+  int64_t delay = base;
+  for (int i = 1; i < queries && delay < timing.max_query_ms; ++i)
+    delay *= 2;
+  return {next_step::query_later, {}, std::min(delay, timing.max_query_ms)};
+}
+
+} // namespace paybus

@@ -1,0 +1,288 @@
+#include "actors/payment/settlement.hpp"
+
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "actors/payment/payment_rules.hpp"
+#include "common/assert.hpp"
+
+namespace paybus {
+
+namespace {
+
+/// The payments as the batch has left them so far: what it wrote, else
+/// what the store held.
+class working_state {
+public:
+  explicit working_state(const store_snapshot& held) : held_(held) {
+  }
+
+  std::optional<payment_record> order(const std::string& pay_id) const {
+    if (auto hit = orders_.find(pay_id); hit != orders_.end())
+      return hit->second;
+    if (auto hit = held_.orders.find(pay_id); hit != held_.orders.end())
+      return hit->second;
+    return std::nullopt;
+  }
+
+  std::optional<payment_result> result(const std::string& pay_id) const {
+    if (auto hit = results_.find(pay_id); hit != results_.end())
+      return hit->second;
+    if (auto hit = held_.results.find(pay_id); hit != held_.results.end())
+      return hit->second;
+    return std::nullopt;
+  }
+
+  void put_order(const payment_record& record) {
+    orders_[record.pay_id] = record;
+  }
+
+  void put_result(const payment_result& result) {
+    results_[result.pay_id] = result;
+  }
+
+  void set_dispatch(const std::string& pay_id, bool driven) {
+    dispatch_[pay_id] = driven;
+  }
+
+  /// The writes, each key once with its last value.
+  void write_to(store_changes& changes) const {
+    for (const auto& [pay_id, record] : orders_)
+      changes.orders.push_back(record);
+    for (const auto& [pay_id, result] : results_)
+      changes.results.push_back(result);
+    for (const auto& [pay_id, driven] : dispatch_)
+      (driven ? changes.dispatch_added : changes.dispatch_removed).push_back(pay_id);
+  }
+
+private:
+  const store_snapshot& held_;
+  std::map<std::string, payment_record> orders_;
+  std::map<std::string, payment_result> results_;
+  std::map<std::string, bool> dispatch_;  // true: put, false: deleted
+};
+
+/// A final result joins its order: the payment takes its status.
+void join(payment_record& order, const payment_result& result) {
+  PAYBUS_ASSERT(!is_final_status(order.status), "a final status never changes");
+  PAYBUS_ASSERT(is_final_status(result.status), "only a final result joins an order");
+  PAYBUS_ASSERT(!result.flagged, "a flagged result never joins");
+  order.status = result.status;
+  order.channel_txn_id = result.channel_txn_id;
+  order.finished_at_ms = result.finished_at_ms;
+}
+
+class settler {
+public:
+  settler(const store_batch& batch, const store_snapshot& held, const settlement_policy& policy,
+          int64_t now_ms)
+    : batch_(batch), held_(held), policy_(policy), now_ms_(now_ms), state_(held) {
+    auto& answers = out_.answers;
+    answers.creates.assign(batch.creates.size(), order_stored{});
+    answers.routes.assign(batch.routes.size(), false);
+    answers.results.assign(batch.results.size(), result_recorded{});
+  }
+
+  settlement run() {
+    for (size_t i = 0; i < batch_.creates.size(); ++i)
+      create(i);
+    for (size_t i = 0; i < batch_.routes.size(); ++i)
+      route(i);
+    for (size_t i = 0; i < batch_.results.size(); ++i)
+      result(i);
+    out_.changes.nonces = batch_.nonces;
+    state_.write_to(out_.changes);
+    return std::move(out_);
+  }
+
+private:
+  void outbox(char kind, const std::string& pay_id) {
+    PAYBUS_ASSERT(state_.order(pay_id).has_value(), "an outbox entry has its order");
+    out_.changes.outbox.push_back({0, kind, pay_id});
+  }
+
+  void webhook(const payment_record& record) {
+    if (!wants_webhook(policy_, record))
+      return;
+    webhook_entry entry;
+    entry.merchant_id = record.order.merchant_id;
+    entry.event_id = "evt_" + record.pay_id;  // one final event per payment: stable
+    entry.pay_id = record.pay_id;
+    entry.first_due_ms = now_ms_;
+    entry.due_ms = now_ms_;
+    out_.changes.webhooks.push_back(std::move(entry));
+  }
+
+  void create(size_t i) {
+    auto record = batch_.creates[i];
+    auto& answer = out_.answers.creates[i];
+    auto key = idempotency_key(record.order.merchant_id, record.order.merchant_order_no);
+    if (auto hit = decided_.find(key); hit != decided_.end()) {
+      answer.created = false;
+      answer.record = out_.answers.creates[hit->second].record;
+      return;
+    }
+    if (auto held = held_.pay_ids.find(key); held != held_.pay_ids.end()) {
+      auto existing = state_.order(held->second);
+      PAYBUS_ASSERT(existing.has_value(), "an idempotency entry has its order");
+      answer.created = false;
+      answer.record = std::move(*existing);
+      decided_.emplace(std::move(key), i);
+      return;
+    }
+    // A result that arrived before its order joins now.
+    auto early = state_.result(record.pay_id);
+    bool joins = early && !early->flagged && early->amount_minor == record.order.amount_minor;
+    if (joins)
+      join(record, *early);
+    if (early && !early->flagged && !joins) {  // paid at another amount: never SUCCEEDED silently
+      early->flagged = true;
+      state_.put_result(*early);
+      ++out_.answers.flagged;
+    }
+    state_.put_order(record);
+    out_.changes.idempotency.emplace_back(key, record.pay_id);
+    outbox('O', record.pay_id);
+    if (joins) {
+      outbox('R', record.pay_id);
+      webhook(record);
+    } else {
+      state_.set_dispatch(record.pay_id, true);
+    }
+    answer.created = true;
+    answer.record = std::move(record);
+    decided_.emplace(std::move(key), i);
+  }
+
+  void route(size_t i) {
+    const auto& route = batch_.routes[i];
+    auto order = state_.order(route.pay_id);
+    if (!order || is_final_status(order->status))
+      return;
+    // A payment whose result is flagged goes nowhere else: which amount its
+    // channel took is for people to settle.
+    if (auto kept = state_.result(route.pay_id); kept && kept->flagged)
+      return;
+    order->routed_channel = route.channel_id;
+    state_.put_order(*order);
+    out_.answers.routes[i] = true;
+  }
+
+  /// Keeps `late` apart, never applied, once however often it comes.
+  void keep_conflict(result_conflict::against what, const payment_result& kept,
+                     const payment_result& late) {
+    auto key = conflict_key(late);
+    if (held_.conflicts.count(key) > 0 || !conflicts_this_batch_.insert(key).second)
+      return;
+    out_.changes.conflicts.push_back(late);
+    out_.answers.conflicts.push_back({what, kept, late});
+  }
+
+  void result(size_t i) {
+    auto result = batch_.results[i];
+    auto& answer = out_.answers.results[i];
+    auto known = state_.result(result.pay_id);
+    auto order = state_.order(result.pay_id);
+    // A duplicate, or too late: the payment is final, or its result was kept
+    // flagged (another amount than the order's), which only people settle.
+    bool settled = order && is_final_status(order->status);
+    if (settled || (order && known && known->flagged)) {
+      answer.changed = false;
+      answer.joined = settled;
+      answer.result = known ? *known : result;
+      // Never applied (a final status never changes), never lost either.
+      if (known && contradicts(*known, result))
+        keep_conflict(settled ? result_conflict::against::final_result
+                              : result_conflict::against::flagged_result,
+                      *known, result);
+      return;
+    }
+    if (order && !order->routed_channel.empty() && result.channel_id != order->routed_channel) {
+      // A channel the payment is not routed to cannot speak for it, unless it
+      // took the payment late after saying it had not: either way people
+      // must look, and the payment goes on where it is routed.
+      payment_result routed;
+      routed.pay_id = order->pay_id;
+      routed.status = order->status;
+      routed.channel_id = order->routed_channel;
+      routed.amount_minor = order->order.amount_minor;
+      answer.changed = false;
+      answer.result = result;
+      keep_conflict(result_conflict::against::route, routed, result);
+      return;
+    }
+    if (known && !known->flagged && !order) {  // already waiting for its order
+      answer.result = *known;
+      // Another answer for it meanwhile: kept apart, as after a final result.
+      if (contradicts(*known, result))
+        keep_conflict(result_conflict::against::waiting_result, *known, result);
+      return;
+    }
+    if (order && order->order.amount_minor != result.amount_minor) {
+      result.flagged = true;
+      ++out_.answers.flagged;
+    }
+    state_.put_result(result);
+    answer.changed = true;
+    answer.result = result;
+    if (order && !result.flagged) {
+      join(*order, result);
+      state_.put_order(*order);
+      outbox('R', result.pay_id);
+      webhook(*order);
+      state_.set_dispatch(result.pay_id, false);
+      answer.joined = true;
+      out_.answers.join_latencies_ms.push_back(now_ms_ - order->created_at_ms);
+    }
+  }
+
+  const store_batch& batch_;
+  const store_snapshot& held_;
+  const settlement_policy& policy_;
+  int64_t now_ms_;
+  working_state state_;
+  settlement out_;
+  std::unordered_map<std::string, size_t> decided_;  // idempotency key -> create index
+  std::unordered_set<std::string> conflicts_this_batch_;
+};
+
+} // namespace
+
+snapshot_keys keys_to_read(const store_batch& batch) {
+  snapshot_keys keys;
+  for (const auto& create : batch.creates) {
+    keys.idempotency_keys.push_back(
+      idempotency_key(create.order.merchant_id, create.order.merchant_order_no));
+    keys.result_ids.push_back(create.pay_id);
+  }
+  for (const auto& route : batch.routes) {
+    keys.order_ids.push_back(route.pay_id);
+    keys.result_ids.push_back(route.pay_id);
+  }
+  for (const auto& result : batch.results) {
+    keys.order_ids.push_back(result.pay_id);
+    keys.result_ids.push_back(result.pay_id);
+    keys.conflict_keys.push_back(conflict_key(result));
+  }
+  return keys;
+}
+
+settlement settle(const store_batch& batch, const store_snapshot& held,
+                  const settlement_policy& policy, int64_t now_ms) {
+  return settler{batch, held, policy, now_ms}.run();
+}
+
+bool wants_webhook(const settlement_policy& policy, const payment_record& record) {
+  return !record.order.notify_url.empty() || !policy.default_webhook_merchants
+         || policy.default_webhook_merchants->count(record.order.merchant_id) > 0;
+}
+
+bool contradicts(const payment_result& kept, const payment_result& late) {
+  return late.status != kept.status || late.channel_id != kept.channel_id
+         || late.amount_minor != kept.amount_minor
+         || (!late.channel_txn_id.empty() && !kept.channel_txn_id.empty()
+             && late.channel_txn_id != kept.channel_txn_id);
+}
+
+} // namespace paybus

@@ -1,0 +1,82 @@
+#pragma once
+
+// The plain values between the local store and the rules that decide what
+// it writes: which keys a batch needs read, what the store holds of them
+// (a snapshot), and the writes a settlement asks for. No RocksDB here.
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "messages/types.hpp"
+#include "storage/local/record_codec.hpp"
+
+namespace paybus {
+
+using codec::webhook_entry;
+
+/// One entry of the database outbox: a row the transaction database still
+/// has to receive. Entries are numbered in commit order.
+struct outbox_entry {
+  uint64_t sequence = 0;
+  char kind = 'O';  // 'O': a payment_orders row, 'R': a payment_results row
+  std::string pay_id;
+};
+
+/// The keys one batch needs read before it is settled.
+struct snapshot_keys {
+  std::vector<std::string> idempotency_keys;  // their pay_id, and that pay_id's order
+  std::vector<std::string> order_ids;         // orders by pay_id
+  std::vector<std::string> result_ids;        // results by pay_id
+  std::vector<std::string> conflict_keys;     // whether each is kept already
+};
+
+/// What the store holds of those keys (absent keys are absent here).
+struct store_snapshot {
+  std::unordered_map<std::string, std::string> pay_ids;     // idempotency key -> pay_id
+  std::unordered_map<std::string, payment_record> orders;   // pay_id -> order
+  std::unordered_map<std::string, payment_result> results;  // pay_id -> result
+  std::unordered_set<std::string> conflicts;                // conflict keys kept
+};
+
+/// The writes of one settled batch, applied as one synced WriteBatch.
+struct store_changes {
+  std::vector<payment_record> orders;  // put; one per pay_id
+  std::vector<std::pair<std::string, std::string>> idempotency;  // key -> pay_id
+  std::vector<payment_result> results;  // put; one per pay_id
+  std::vector<outbox_entry> outbox;     // numbered when applied, in this order
+  std::vector<std::string> dispatch_added;    // payments to drive
+  std::vector<std::string> dispatch_removed;  // payments final now
+  std::vector<webhook_entry> webhooks;  // merchant_id, event_id, pay_id, due_ms = first_due_ms
+  std::vector<payment_result> conflicts;  // kept under conflict_key, never applied
+  std::vector<nonce_accepted> nonces;
+
+  bool empty() const {
+    return orders.empty() && idempotency.empty() && results.empty() && outbox.empty()
+           && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
+           && conflicts.empty() && nonces.empty();
+  }
+};
+
+/// The idempotency key of an order: merchant id, NUL, merchant order no.
+inline std::string idempotency_key(const std::string& merchant_id,
+                                   const std::string& merchant_order_no) {
+  std::string key;
+  key.reserve(merchant_id.size() + 1 + merchant_order_no.size());
+  key.append(merchant_id);
+  key.push_back('\0');
+  key.append(merchant_order_no);
+  return key;
+}
+
+/// The key a conflicting result is kept under: one entry however often the
+/// same answer comes.
+inline std::string conflict_key(const payment_result& late) {
+  return late.pay_id + '\0' + late.channel_id + '\0' + late.status + '\0' + late.channel_txn_id
+         + '\0' + std::to_string(late.amount_minor);
+}
+
+} // namespace paybus

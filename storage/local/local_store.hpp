@@ -1,0 +1,188 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "messages/types.hpp"
+#include "storage/local/changes.hpp"
+#include "storage/local/record_codec.hpp"
+
+namespace paybus {
+
+struct local_store_options {
+  bool sync = true;                 // fsync every batch (never off in production)
+  size_t block_cache_bytes = 32u << 20;
+  size_t write_buffer_bytes = 16u << 20;
+  int64_t nonce_retention_ms = 600'000;  // compactions drop older nonces
+  // Writes are refused (Status::NoSpace) while the store's file system has
+  // less free space than this, before RocksDB's log can run into ENOSPC:
+  // a write error in the log is one RocksDB does not recover from in place.
+  uint64_t min_free_bytes = 64u << 20;
+};
+
+/// The RocksDB local store. Column families:
+///   orders   pay_id -> encoded payment_record
+///   idem     merchant_id \0 merchant_order_no -> pay_id
+///   outbox   u64 big-endian sequence -> kind byte + pay_id
+///   nonces   merchant_id \0 nonce -> u64 big-endian seen_at_ms (expired
+///            ones are dropped by a compaction filter and ignored on read)
+///   meta     name -> value (instance_id, fingerprint)
+///   results  pay_id -> encoded payment_result
+///   dispatch pay_id -> "" for each payment not final yet
+///   webhooks u64 big-endian due_ms + event_id -> encoded webhook_entry
+///   conflicts pay_id \0 channel_id \0 status \0 channel_txn_id \0 amount ->
+///            encoded payment_result: a result that contradicts the payment's
+///            final one (or its flagged one), kept for the people who settle
+///            it (never applied)
+/// Thread-safety: reads from any thread; `apply` only from the single writer.
+class local_store {
+public:
+  /// Opens (creating if missing) the store in `dir`. Returns null with a one
+  /// line `error`, e.g. when another process holds the store.
+  static std::unique_ptr<local_store> open(const std::string& dir,
+                                           const local_store_options& options,
+                                           std::string& error);
+  ~local_store();
+
+  local_store(const local_store&) = delete;
+  local_store& operator=(const local_store&) = delete;
+
+  /// Reads what the store holds of `keys` (an idempotency key's pay_id
+  /// brings that payment's order too). The store decides nothing: the rules
+  /// of actors/payment/settlement.hpp do, over this snapshot.
+  rocksdb::Status read(const snapshot_keys& keys, store_snapshot& held);
+
+  /// Writes `changes` as one WriteBatch, synced (unless the store was opened
+  /// with sync off): orders, idempotency entries, results, outbox entries
+  /// (numbered here, in order), dispatch entries, webhook entries,
+  /// conflicts and nonces together or not at all. Single writer only.
+  rocksdb::Status apply(const store_changes& changes);
+
+  /// A stored result, if any.
+  rocksdb::Status get_result(const std::string& pay_id,
+                             std::optional<payment_result>& result);
+
+  /// Merchant notifications due at or before `now_ms`: of each merchant's,
+  /// at most `room(merchant_id)`, oldest first. `next_due`: the earliest due
+  /// time among those left (possibly already past), if any. One caller at a
+  /// time (the notifier): it remembers where each queue began for the next.
+  rocksdb::Status due_webhooks(int64_t now_ms, const std::function<size_t(const std::string&)>& room,
+                               std::vector<webhook_entry>& entries,
+                               std::optional<int64_t>& next_due);
+  /// Delivered (or given up): gone.
+  rocksdb::Status finish_webhook(const webhook_entry& entry);
+  /// Not delivered: tried again at `due_ms`.
+  rocksdb::Status reschedule_webhook(const webhook_entry& entry, int64_t due_ms);
+  int64_t webhook_backlog() const {
+    return webhook_backlog_.load(std::memory_order_relaxed);
+  }
+  static constexpr int64_t webhook_walk_interval_ms = 10'000;
+
+  /// Payments accepted but not final yet, in pay_id order from `from_pay_id`
+  /// (to drive after a restart, or when the coordinator has room again);
+  /// not those whose result is flagged, which are for people to settle.
+  rocksdb::Status pending_dispatch(std::vector<payment_record>& records,
+                                   size_t limit, const std::string& from_pay_id = {});
+
+  rocksdb::Status get(const std::string& pay_id,
+                      std::optional<payment_record>& record);
+  rocksdb::Status find(const std::string& merchant_id,
+                       const std::string& merchant_order_no,
+                       std::optional<payment_record>& record);
+
+  /// Up to `limit` outbox entries with sequence >= `from_sequence`, in order.
+  rocksdb::Status read_outbox(uint64_t from_sequence, size_t limit,
+                              std::vector<outbox_entry>& entries);
+  /// Removes delivered entries.
+  rocksdb::Status remove_outbox(const std::vector<outbox_entry>& entries);
+  int64_t outbox_size() const {
+    return outbox_size_.load(std::memory_order_relaxed);
+  }
+
+  rocksdb::Status get_meta(const std::string& name,
+                           std::optional<std::string>& value);
+  /// Synced.
+  rocksdb::Status put_meta(const std::string& name, const std::string& value);
+
+  /// The greatest pay_id in the store, empty if none.
+  std::string last_pay_id();
+
+  /// Whether `nonce` of `merchant_id` was accepted within the retention
+  /// before `now_ms`; nullopt if the store cannot be read.
+  std::optional<bool> nonce_seen(std::string_view merchant_id,
+                                 std::string_view nonce, int64_t now_ms);
+
+  /// Compacts the nonce family now (expired nonces go); tests and tools.
+  rocksdb::Status compact_nonces();
+
+  /// Calls `visit(key, value)` for each entry of column family `family` in
+  /// key order from `from`, until it returns false. Offline tools only.
+  rocksdb::Status scan(const std::string& family, const std::string& from,
+                       const std::function<bool(std::string_view, std::string_view)>& visit);
+
+  /// Number of keys per column family (tests and `verify`).
+  std::map<std::string, uint64_t> count_keys();
+
+  /// Clears a background error (e.g. after the disk had no space).
+  /// Clears a RocksDB background error and tells whether writes can go on
+  /// (also: enough free space, see local_store_options::min_free_bytes).
+  rocksdb::Status resume();
+
+private:
+  local_store() = default;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* orders_ = nullptr;
+  rocksdb::ColumnFamilyHandle* idem_ = nullptr;
+  rocksdb::ColumnFamilyHandle* outbox_ = nullptr;
+  rocksdb::ColumnFamilyHandle* nonces_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* results_ = nullptr;
+  rocksdb::ColumnFamilyHandle* dispatch_ = nullptr;
+  rocksdb::ColumnFamilyHandle* webhooks_ = nullptr;
+  rocksdb::ColumnFamilyHandle* conflicts_ = nullptr;
+  std::atomic<int64_t> webhook_backlog_{0};
+  bool sync_ = true;
+  int64_t nonce_retention_ms_ = 600'000;
+  std::unique_ptr<rocksdb::CompactionFilter> nonce_filter_;
+  uint64_t next_sequence_ = 1;  // writer thread only
+  std::atomic<int64_t> outbox_size_{0};
+  std::string dir_;
+  uint64_t min_free_bytes_ = 0;
+  // The notifier's reads of the webhook outbox (due_webhooks, one at a
+  // time): where each merchant's queue began at the last read. The next read
+  // seeks there, past the deletion markers that delivered entries leave at
+  // the head, and every `webhook_walk_interval_ms` reads every queue from its
+  // start (and so finds a merchant new to it).
+  std::map<std::string, int64_t> webhook_heads_;
+  int64_t webhook_walked_ms_ = 0;  // monotonic; 0: never
+  // The least due time of the webhooks put since the notifier's last read,
+  // by merchant, noted after the write that put them: a read that did not
+  // see them seeks from there the next time.
+  std::mutex webhook_puts_lock_;
+  std::map<std::string, int64_t> webhook_puts_;
+  void note_webhook_put(const std::string& merchant_id, int64_t due_ms);
+
+  /// Every write of the store goes through here: refused with NoSpace while
+  /// the file system holds less than `min_free_bytes_` free (one statvfs).
+  rocksdb::Status write(bool sync, rocksdb::WriteBatch& batch);
+  /// At open: moves webhook outbox entries of the earlier layout (one queue
+  /// for all merchants) to their merchant's queue.
+  rocksdb::Status queue_webhooks_by_merchant();
+  rocksdb::Status room_to_write() const;
+};
+
+} // namespace paybus

@@ -1,0 +1,212 @@
+// The coordinator against stand-ins for the store, the reader and a
+// channel: what it sends where, and what it records, when a payment's time
+// is up or the store cannot write.
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/sec.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <catch2/catch.hpp>
+
+#include "actors/payment/coordinator.hpp"
+#include "common/clock.hpp"
+#include "common/metrics.hpp"
+
+using namespace paybus;
+
+namespace {
+
+/// What the stand-ins saw, shared with the test thread.
+struct seen {
+  std::mutex lock;
+  std::vector<std::string> pay_requests;    // "channel:pay_id"
+  std::vector<std::string> query_requests;  // "channel:pay_id"
+  std::vector<payment_result> results;      // written
+  int result_writes_to_fail = 0;            // the store fails this many writes first
+  int failed_result_writes = 0;
+
+  template <typename F>
+  auto with(F f) {
+    std::lock_guard<std::mutex> guard{lock};
+    return f(*this);
+  }
+};
+
+store_actor::behavior_type fake_store(std::shared_ptr<seen> log) {
+  return {
+    [](create_atom, std::vector<payment_record>&, std::vector<nonce_accepted>&) {
+      return std::vector<order_stored>{};
+    },
+    [log](result_atom, payment_result& result) -> caf::result<result_recorded> {
+      std::lock_guard<std::mutex> guard{log->lock};
+      if (log->failed_result_writes < log->result_writes_to_fail) {
+        ++log->failed_result_writes;
+        return caf::make_error(caf::sec::runtime_error);
+      }
+      log->results.push_back(result);
+      return result_recorded{true, true, result};
+    },
+    [](route_atom, payment_routed&) { return true; },
+    [](std::vector<nonce_accepted>&) {},
+    [](flush_atom) {},
+    [](nonce_flush_atom) {},
+    [](tick_atom) {},
+  };
+}
+
+reader_actor::behavior_type fake_reader(int) {
+  return {
+    [](get_atom, std::string&) { return payment_lookup{}; },
+    [](find_atom, std::string&, std::string&) { return payment_lookup{}; },
+    [](resume_atom, std::string&, uint32_t) { return std::vector<payment_record>{}; },
+  };
+}
+
+/// A channel that takes every payment and says it paid it.
+channel_actor::behavior_type fake_channel(std::string id, std::shared_ptr<seen> log) {
+  return {
+    [=](pay_atom, payment_record& record) {
+      log->with([&](seen& s) { s.pay_requests.push_back(id + ":" + record.pay_id); });
+      return channel_outcome{record.pay_id, id, "SUCCEEDED", id + "-txn", ""};
+    },
+    [=](query_atom, std::string& pay_id) {
+      return log->with([&](seen& s) {
+        s.query_requests.push_back(id + ":" + pay_id);
+        for (const auto& paid : s.pay_requests)
+          if (paid == id + ":" + pay_id)
+            return channel_outcome{pay_id, id, "SUCCEEDED", id + "-txn", ""};
+        return channel_outcome{pay_id, id, "NOT_FOUND", "", ""};
+      });
+    },
+    [](done_atom, uint64_t, channel_outcome&) {},
+  };
+}
+
+struct coordinator_fixture {
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  metrics figures;
+  std::shared_ptr<seen> log = std::make_shared<seen>();
+  coordinator_actor coordinator;
+
+  explicit coordinator_fixture(std::vector<std::string> channel_ids) {
+    config.add_message_types<caf::id_block::paybus>();
+    system = std::make_unique<caf::actor_system>(config);
+    std::vector<coordinator_channel> channels;
+    for (auto& id : channel_ids) {
+      coordinator_channel channel;
+      channel.id = id;
+      channel.weight = 1;
+      channel.handle = system->spawn(fake_channel, id, log);
+      channels.push_back(std::move(channel));
+    }
+    coordinator = spawn_coordinator(*system, system->spawn(fake_store, log),
+                                    system->spawn(fake_reader, 0), std::move(channels), 100,
+                                    figures);
+  }
+  ~coordinator_fixture() {
+    caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+    system.reset();
+  }
+
+  /// Waits (at most 10 s) until `done` holds of what the stand-ins saw.
+  template <typename F>
+  bool wait_for(F done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (log->with(done))
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    return false;
+  }
+};
+
+payment_record payment(const std::string& pay_id, int64_t created_ago_ms, int64_t expire_seconds,
+                       const std::string& routed_channel) {
+  payment_record r;
+  r.pay_id = pay_id;
+  r.order.merchant_id = "demo";
+  r.order.merchant_order_no = "O-" + pay_id;
+  r.order.amount_minor = 1999;
+  r.order.currency = "CNY";
+  r.order.expire_seconds = expire_seconds;
+  r.created_at_ms = unix_now_ms() - created_ago_ms;
+  r.routed_channel = routed_channel;
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("a payment that is not expired is paid through a free channel") {
+  coordinator_fixture fixture{{"sim-a"}};
+  caf::anon_send(fixture.coordinator, std::vector<payment_record>{payment("P1", 0, 900, "sim-a")});
+  REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
+  fixture.log->with([](seen& s) {
+    CHECK(s.pay_requests == std::vector<std::string>{"sim-a:P1"});
+    CHECK(s.results.at(0).status == "SUCCEEDED");
+    CHECK(s.results.at(0).source == "channel");
+  });
+}
+
+TEST_CASE("an expired payment no channel holds is closed, never sent, though a channel is free") {
+  coordinator_fixture fixture{{"sim-a"}};
+  SECTION("new, with the channel chosen at acceptance") {
+    caf::anon_send(fixture.coordinator,
+                   std::vector<payment_record>{payment("P2", 120'000, 60, "sim-a")});
+  }
+  SECTION("read back after a stop, never routed (no channels were configured then)") {
+    caf::anon_send(fixture.coordinator, resume_atom::value,
+                   std::vector<payment_record>{payment("P2", 120'000, 60, "")});
+  }
+  REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{200});  // nothing else follows
+  fixture.log->with([](seen& s) {
+    CHECK(s.pay_requests.empty());
+    REQUIRE(s.results.size() == 1);
+    CHECK(s.results[0].pay_id == "P2");
+    CHECK(s.results[0].status == "CLOSED");
+    CHECK(s.results[0].source == "query");
+  });
+}
+
+TEST_CASE("a CLOSED result the store could not write is written when it can") {
+  coordinator_fixture fixture{{"sim-a"}};
+  fixture.log->with([](seen& s) { s.result_writes_to_fail = 2; });
+  auto record = payment("P3", 120'000, 60, "");
+  SECTION("never routed") {}
+  SECTION("never routed, naming a channel no longer configured") {
+    record.order.channel_id = "sim-gone";
+  }
+  caf::anon_send(fixture.coordinator, resume_atom::value, std::vector<payment_record>{record});
+  REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
+  fixture.log->with([](seen& s) {
+    CHECK(s.failed_result_writes == 2);
+    REQUIRE(s.results.size() == 1);
+    CHECK(s.results[0].status == "CLOSED");
+    CHECK(s.pay_requests.empty());
+    CHECK(s.query_requests.empty());  // there was no channel to ask
+  });
+}
+
+TEST_CASE("a SUCCEEDED result the store could not write is asked for again and written") {
+  coordinator_fixture fixture{{"sim-a"}};
+  fixture.log->with([](seen& s) { s.result_writes_to_fail = 1; });
+  caf::anon_send(fixture.coordinator, std::vector<payment_record>{payment("P4", 0, 900, "sim-a")});
+  REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
+  fixture.log->with([](seen& s) {
+    CHECK(s.failed_result_writes == 1);
+    CHECK(s.pay_requests == std::vector<std::string>{"sim-a:P4"});  // never paid twice
+    CHECK(s.query_requests == std::vector<std::string>{"sim-a:P4"});
+    REQUIRE(s.results.size() == 1);
+    CHECK(s.results[0].status == "SUCCEEDED");
+    CHECK(s.results[0].source == "query");
+  });
+}

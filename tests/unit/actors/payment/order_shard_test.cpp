@@ -1,0 +1,87 @@
+// The order shard: pay_ids from the shard's own space, increasing, and the
+// route chosen as the order is issued.
+
+#include <map>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "actors/payment/admission.hpp"
+#include "actors/payment/order_shard.hpp"
+
+using namespace paybus;
+
+namespace {
+
+payment_order one(const std::string& no, int64_t amount, std::string channel = {}) {
+  payment_order o;
+  o.merchant_id = "demo";
+  o.merchant_order_no = no;
+  o.amount_minor = amount;
+  o.currency = "CNY";
+  o.channel_id = std::move(channel);
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("a shard issues increasing pay_ids of its own space, with the order as asked") {
+  order_shard shard{order_shard_settings{9, 3, 0, {}}};
+  auto a = shard.issue(one("A-1", 100), 1'763'782'200'123);
+  auto b = shard.issue(one("B-1", 250), 1'763'782'200'123);
+  auto c = shard.issue(one("C-1", 100), 1'763'782'200'100);  // the clock went back
+  for (const auto& record : {a, b, c}) {
+    CHECK(record.pay_id.size() == pay_id_length);
+    CHECK(record.pay_id.substr(13, 7) == "0000903");  // instance 9, shard 3
+    CHECK(record.instance_id == 9);
+    CHECK(record.routed_channel.empty());  // no channels configured
+  }
+  CHECK(a.pay_id < b.pay_id);
+  CHECK(b.pay_id < c.pay_id);
+  CHECK(a.created_at_ms == 1'763'782'200'123);
+  CHECK(b.order.merchant_order_no == "B-1");
+  CHECK(b.order.amount_minor == 250);
+}
+
+TEST_CASE("a shard never issues in the time step of its floor or before") {
+  order_shard shard{order_shard_settings{1, 0, 1'763'782'200'500, {}}};
+  auto record = shard.issue(one("A-1", 100), 1'763'782'200'123);
+  auto parts = parse_pay_id(record.pay_id);
+  REQUIRE(parts);
+  CHECK(parts->unix_ms > 1'763'782'200'500);
+}
+
+TEST_CASE("a shard routes by weight, or to the channel the order names") {
+  order_shard shard{order_shard_settings{1, 0, 0, {{"sim-a", 3}, {"sim-b", 1}}}};
+  std::map<std::string, int> routed;
+  for (int i = 0; i < 4000; ++i)
+    ++routed[shard.issue(one("W-" + std::to_string(i), 100), 1'763'782'200'000).routed_channel];
+  CHECK(routed.size() == 2);
+  CHECK(routed["sim-a"] > 2850);  // 3000 expected, a standard deviation of 27
+  CHECK(routed["sim-a"] < 3150);
+  for (int i = 0; i < 20; ++i)
+    CHECK(shard.issue(one("N-" + std::to_string(i), 100, "sim-b"), 1'763'782'200'000)
+            .routed_channel == "sim-b");
+}
+
+TEST_CASE("admission rule: created once, same body existing, any difference conflict") {
+  payment_order stored;
+  stored.merchant_id = "demo";
+  stored.merchant_order_no = "A";
+  stored.amount_minor = 1;
+  stored.currency = "CNY";
+  auto same = stored;
+  CHECK(decide_admission(true, stored, same) == admission::created);
+  CHECK(decide_admission(false, stored, same) == admission::existing);
+  for (int field = 0; field < 5; ++field) {
+    auto other = stored;
+    switch (field) {
+      case 0: other.amount_minor = 2; break;
+      case 1: other.currency = "USD"; break;
+      case 2: other.subject = "x"; break;
+      case 3: other.channel_id = "sim-a"; break;
+      case 4: other.expire_seconds = 60; break;
+    }
+    CHECK(decide_admission(false, stored, other) == admission::conflict);
+  }
+}

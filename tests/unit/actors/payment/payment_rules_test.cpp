@@ -1,0 +1,169 @@
+#include <map>
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "actors/channel/circuit_breaker.hpp"
+#include "actors/payment/payment_rules.hpp"
+#include "actors/webhook/webhook_plan.hpp"
+
+using namespace paybus;
+
+namespace {
+
+channel_outcome said(const std::string& status) {
+  return channel_outcome{"1", "sim-a", status, "T", ""};
+}
+
+} // namespace
+
+TEST_CASE("router: weights decide the share, within tolerance") {
+  std::vector<route_candidate> channels{{"a", 70, true}, {"b", 30, true}};
+  std::mt19937_64 rng{42};
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 100000; ++i)
+    ++counts[*choose_channel(channels, "", {}, std::uniform_real_distribution<double>{0, 1}(rng))];
+  CHECK(counts["a"] == Approx(70000).epsilon(0.02));
+  CHECK(counts["b"] == Approx(30000).epsilon(0.03));
+}
+
+TEST_CASE("router: unhealthy, excluded and zero-weight channels get nothing") {
+  std::vector<route_candidate> channels{{"a", 50, false}, {"b", 50, true}, {"c", 0, true}};
+  for (double draw : {0.0, 0.3, 0.7, 0.999})
+    CHECK(choose_channel(channels, "", {}, draw) == std::optional<std::string>{"b"});
+  CHECK_FALSE(choose_channel(channels, "", {"b"}, 0.5));
+  CHECK_FALSE(choose_channel({}, "", {}, 0.5));
+}
+
+TEST_CASE("router: a channel the client named is used, or none, never another") {
+  std::vector<route_candidate> channels{{"a", 50, true}, {"b", 50, true}};
+  CHECK(choose_channel(channels, "b", {}, 0.0) == std::optional<std::string>{"b"});
+  CHECK_FALSE(choose_channel(channels, "b", {"b"}, 0.0));
+  channels[1].healthy = false;
+  CHECK_FALSE(choose_channel(channels, "b", {}, 0.0));
+  CHECK_FALSE(choose_channel(channels, "nowhere", {}, 0.0));
+}
+
+TEST_CASE("after pay: every outcome's transition") {
+  rule_timing timing;
+  CHECK(after_pay(said("SUCCEEDED"), timing).step == next_step::record_result);
+  CHECK(after_pay(said("SUCCEEDED"), timing).result_status == "SUCCEEDED");
+  CHECK(after_pay(said("FAILED"), timing).result_status == "FAILED");
+  auto accepted = after_pay(said("ACCEPTED"), timing);
+  CHECK(accepted.step == next_step::query_later);
+  CHECK(accepted.delay_ms == timing.accepted_query_ms);
+  // Only what the channel never took may go elsewhere.
+  CHECK(after_pay(said("REFUSED"), timing).step == next_step::reroute);
+  CHECK(after_pay(said("UNAVAILABLE"), timing).step == next_step::reroute);
+  // Unknown: ask the same channel, never send elsewhere first.
+  auto unknown = after_pay(said("UNKNOWN"), timing);
+  CHECK(unknown.step == next_step::query_later);
+  CHECK(unknown.delay_ms == timing.unknown_query_ms);
+  CHECK(after_pay(said("NOT_FOUND"), timing).step == next_step::query_later);
+  CHECK(after_pay(said("garbage"), timing).step == next_step::query_later);
+}
+
+TEST_CASE("after query: every outcome's transition, expiry and backoff") {
+  rule_timing timing;
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0).result_status == "SUCCEEDED");
+  CHECK(after_query(said("FAILED"), 1, true, timing, 0).result_status == "FAILED");
+  CHECK(after_query(said("NOT_FOUND"), 1, false, timing, 0).step == next_step::reroute);
+  auto closed = after_query(said("NOT_FOUND"), 1, true, timing, 0);
+  CHECK(closed.step == next_step::record_result);
+  CHECK(closed.result_status == "CLOSED");
+  // ACCEPTED keeps waiting even past expiry: the channel has the money.
+  CHECK(after_query(said("ACCEPTED"), 1, true, timing, 0).step == next_step::query_later);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0).delay_ms == timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 3, false, timing, 0).delay_ms == 4 * timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 50, false, timing, 0).delay_ms == timing.max_query_ms);
+}
+
+TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is asked again") {
+  rule_timing timing;
+  // The pay request may still wait in the channel's queues: neither another
+  // channel nor CLOSED, but the same question when the settle time is up.
+  for (bool expired : {false, true}) {
+    auto early = after_query(said("NOT_FOUND"), 1, expired, timing, 2500);
+    CHECK(early.step == next_step::query_later);
+    CHECK(early.delay_ms == 2500);
+    CHECK(early.result_status.empty());
+  }
+  // Settled: believed.
+  CHECK(after_query(said("NOT_FOUND"), 2, false, timing, 0).step == next_step::reroute);
+  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0).result_status == "CLOSED");
+  // Only NOT_FOUND waits: a final answer is final however soon it comes.
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500).result_status == "SUCCEEDED");
+  CHECK(after_query(said("FAILED"), 1, true, timing, 2500).result_status == "FAILED");
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500).delay_ms == timing.unknown_query_ms);
+}
+
+
+TEST_CASE("breaker: closed, opens after consecutive failures, one probe when half-open") {
+  circuit_breaker breaker{3, 1000};
+  CHECK(breaker.current(0) == circuit_breaker::state::closed);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(breaker.allow(0));
+    breaker.record(false, 0);
+  }
+  CHECK(breaker.current(0) == circuit_breaker::state::closed);
+  REQUIRE(breaker.allow(0));
+  breaker.record(true, 0);  // a success resets the count
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(breaker.allow(10));
+    breaker.record(false, 10);
+  }
+  CHECK(breaker.current(10) == circuit_breaker::state::open);
+  CHECK_FALSE(breaker.allow(500));
+  CHECK_FALSE(breaker.allow(1009));
+  // Half-open: exactly one probe.
+  CHECK(breaker.current(1010) == circuit_breaker::state::half_open);
+  CHECK(breaker.allow(1010));
+  CHECK_FALSE(breaker.allow(1011));
+  // A failed probe opens it again for the full time.
+  breaker.record(false, 1020);
+  CHECK(breaker.current(1500) == circuit_breaker::state::open);
+  CHECK_FALSE(breaker.allow(2019));
+  CHECK(breaker.allow(2020));
+  // A successful probe closes it.
+  breaker.record(true, 2030);
+  CHECK(breaker.current(2030) == circuit_breaker::state::closed);
+  CHECK(breaker.allow(2031));
+  CHECK(breaker.allow(2032));
+}
+
+TEST_CASE("webhook retry schedule doubles, is capped, and spans at least 24 hours") {
+  CHECK(webhook_retry_delay(0, 1000, 3'600'000) == 1000);
+  CHECK(webhook_retry_delay(1, 1000, 3'600'000) == 2000);
+  CHECK(webhook_retry_delay(5, 1000, 3'600'000) == 32000);
+  CHECK(webhook_retry_delay(12, 1000, 3'600'000) == 3'600'000);
+  CHECK(webhook_retry_delay(1000, 1000, 3'600'000) == 3'600'000);
+  // With the defaults, the attempts within 25 hours: delivery keeps being
+  // tried for at least 24 hours (give_up_after_ms = 25 h).
+  int64_t elapsed = 0;
+  int attempts = 0;
+  while (elapsed < 24 * 3'600'000LL) {
+    elapsed += webhook_retry_delay(attempts, 1000, 3'600'000);
+    ++attempts;
+  }
+  CHECK(attempts > 24);
+}
+
+TEST_CASE("breaker: an error rate of half the last 20 opens it without a streak") {
+  circuit_breaker breaker{5, 1000};
+  // Alternating success and failure: never 5 in a row, but half fail.
+  for (int i = 0; i < 19; ++i) {
+    REQUIRE(breaker.allow(0));
+    breaker.record(i % 2 == 0, 0);
+    CHECK(breaker.current(0) == circuit_breaker::state::closed);
+  }
+  REQUIRE(breaker.allow(0));
+  breaker.record(false, 0);  // the 20th: 10 of 20 failed
+  CHECK(breaker.current(0) == circuit_breaker::state::open);
+  // A quarter failing keeps it closed.
+  circuit_breaker steady{5, 1000};
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(steady.allow(0));
+    steady.record(i % 4 != 0, 0);
+  }
+  CHECK(steady.current(0) == circuit_breaker::state::closed);
+}

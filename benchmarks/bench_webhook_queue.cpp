@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "actors/store/commit.hpp"
 #include "storage/local/local_store.hpp"
@@ -25,12 +26,19 @@ namespace {
 
 constexpr int64_t forever = std::numeric_limits<int64_t>::max();
 
+/// The one reader's cursor, as the notifier keeps it.
+webhook_cursor& cursor() {
+  static webhook_cursor one;
+  return one;
+}
+
 /// One round's read (3 webhooks a merchant may start), in ms.
 double round_read_ms(local_store& store) {
   std::vector<webhook_entry> due;
   std::optional<int64_t> next_due;
   auto started = std::chrono::steady_clock::now();
-  store.due_webhooks(forever, [](const std::string&) { return size_t{3}; }, due, next_due);
+  store.due_webhooks(forever, monotonic_now_ms(), [](const std::string&) { return size_t{3}; },
+                     cursor(), due, next_due);
   std::chrono::duration<double, std::milli> spent = std::chrono::steady_clock::now() - started;
   return spent.count();
 }
@@ -93,8 +101,9 @@ int main(int argc, char** argv) {
               payments, first, later);
   std::vector<webhook_entry> all;
   std::optional<int64_t> next_due;
-  store->due_webhooks(forever, [](const std::string&) { return std::numeric_limits<size_t>::max(); },
-                      all, next_due);
+  store->due_webhooks(forever, monotonic_now_ms(),
+                      [](const std::string&) { return std::numeric_limits<size_t>::max(); },
+                      cursor(), all, next_due);
   // As the notifier goes: a round, the deliveries it started, the next round.
   constexpr int per_round = 100;
   double reading = 0;
@@ -112,9 +121,9 @@ int main(int argc, char** argv) {
               mean_read_ms(*store, 20));
   // The read that goes through every queue from its start, as one does every
   // webhook_walk_interval_ms, steps over every deletion marker still there.
-  std::this_thread::sleep_for(std::chrono::milliseconds{local_store::webhook_walk_interval_ms});
+  std::this_thread::sleep_for(std::chrono::milliseconds{webhook_cursor::walk_interval_ms});
   std::printf("the read of every queue from its start (once every %lld ms): %.3f ms\n",
-              static_cast<long long>(local_store::webhook_walk_interval_ms), round_read_ms(*store));
+              static_cast<long long>(webhook_cursor::walk_interval_ms), round_read_ms(*store));
   store.reset();
   std::filesystem::remove_all(dir);
   return 0;

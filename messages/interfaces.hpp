@@ -51,6 +51,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_routed))
   CAF_ADD_TYPE_ID(paybus, (paybus::channel_outcome))
   CAF_ADD_TYPE_ID(paybus, (paybus::webhook_delivery))
+  CAF_ADD_TYPE_ID(paybus, (paybus::webhook_update))
+  CAF_ADD_TYPE_ID(paybus, (paybus::webhook_queued))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_update>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_queued>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<uint64_t>))
 CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
@@ -68,10 +73,16 @@ CAF_ADD_ATOM(paybus, paybus, route_atom, "route")
 CAF_ADD_ATOM(paybus, paybus, settled_atom, "settled")
 CAF_ADD_ATOM(paybus, paybus, resume_atom, "resume")
 CAF_ADD_ATOM(paybus, paybus, done_atom, "done")
+CAF_ADD_ATOM(paybus, paybus, attach_atom, "attach")
+CAF_ADD_ATOM(paybus, paybus, webhook_atom, "webhook")
+CAF_ADD_ATOM(paybus, paybus, delivered_atom, "delivered")
+CAF_ADD_ATOM(paybus, paybus, reading_atom, "reading")
 
 namespace paybus {
 
 /// The single writer of the local store (detached: it blocks on fsync).
+/// Every write of a running bus goes through it: payments, routes, results,
+/// nonces, and the database sink's and the notifier's bookkeeping.
 using store_actor = caf::typed_actor<
   // Makes each order durable unless its (merchant, order no) exists; answers,
   // in the same order, with the records that are durable now, after the
@@ -87,6 +98,18 @@ using store_actor = caf::typed_actor<
   caf::replies_to<route_atom, payment_routed>::with<bool>,
   // Remembers accepted nonces in the next batch (no answer).
   caf::reacts_to<std::vector<nonce_accepted>>,
+  // Applies the notifier's outcomes of webhook deliveries in the next batch;
+  // true once durable.
+  caf::replies_to<webhook_atom, std::vector<webhook_update>>::with<bool>,
+  // The database holds the rows of these outbox entries: they go, in the
+  // next batch (no answer; a lost trim only sends rows the database ignores).
+  caf::reacts_to<delivered_atom, std::vector<uint64_t>>,
+  // The database sink begins a round: it reads everything committed so far,
+  // and the next commit that grows the outbox wakes it again.
+  caf::reacts_to<reading_atom>,
+  // Who to wake: the database sink (a sink_actor) and the notifier (a
+  // notifier_actor); either may be null.
+  caf::reacts_to<attach_atom, caf::actor, caf::actor>,
   // Internal: commits everything queued so far as one synced WriteBatch.
   caf::reacts_to<flush_atom>,
   // Internal: nonces waited long enough for a commit to ride with.
@@ -106,7 +129,8 @@ using reader_actor = caf::typed_actor<
 /// Feeds the transaction database from the local store's outbox (detached:
 /// libpq blocks).
 using sink_actor = caf::typed_actor<
-  // The store committed new outbox entries.
+  // The store committed new outbox entries (at most one wake is owed: the
+  // store sends the next after this sink's next `reading`).
   caf::reacts_to<wake_atom>,
   // Internal: the next delivery round or retry after backoff. Only the tick
   // of the latest generation counts: one scheduled later supersedes it.
@@ -138,8 +162,8 @@ using coordinator_actor = caf::typed_actor<
 /// Delivers merchant notifications from the store's webhook outbox, retrying
 /// on a growing schedule.
 using notifier_actor = caf::typed_actor<
-  // The store queued notifications.
-  caf::reacts_to<wake_atom>,
+  // The store committed webhooks to deliver: a round reads those queues now.
+  caf::reacts_to<std::vector<webhook_queued>>,
   // Internal: the next delivery round; only the latest generation counts.
   caf::reacts_to<tick_atom, uint64_t>,
   // Internal: delivery N's HTTP status (0: no answer), from the sender's thread.

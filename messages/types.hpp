@@ -131,6 +131,37 @@ struct webhook_delivery {
   std::string body;
 };
 
+/// The notifier's word on one webhook outbox entry it read, for the store
+/// writer to apply (command): gone (delivered, given up, or nothing to send),
+/// or tried again at `next_due_ms`.
+struct webhook_update {
+  std::string merchant_id;
+  std::string event_id;
+  std::string pay_id;
+  int64_t attempt = 0;       // deliveries tried before this one
+  int64_t first_due_ms = 0;
+  int64_t due_ms = 0;        // where the entry is queued now
+  int64_t next_due_ms = 0;   // 0: gone; else queued again then, one attempt more
+};
+
+/// The store writer queued webhooks of a merchant, the earliest due then
+/// (event): the notifier's next round reads that queue from there.
+struct webhook_queued {
+  std::string merchant_id;
+  int64_t due_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, webhook_update& x) {
+  return f(caf::meta::type_name("webhook_update"), x.merchant_id, x.event_id, x.pay_id,
+           x.attempt, x.first_due_ms, x.due_ms, x.next_due_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, webhook_queued& x) {
+  return f(caf::meta::type_name("webhook_queued"), x.merchant_id, x.due_ms);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, webhook_delivery& x) {
   return f(caf::meta::type_name("webhook_delivery"), x.event_id, x.merchant_id, x.url, x.body);

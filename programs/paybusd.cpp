@@ -210,8 +210,6 @@ int main(int argc, char** argv) {
   sink_actor_limits sink_limits;
   sink_limits.batch_rows = static_cast<size_t>(config.database_batch_rows);
   sink_limits.gather_ms = config.database_gather_ms;
-  auto doorbell = std::make_shared<sink_doorbell>();
-  auto sink = spawn_sink(system, *store, figures, database, doorbell, sink_limits);
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
   store_limits.gather_us = config.store_gather_us;
@@ -222,8 +220,8 @@ int main(int argc, char** argv) {
   for (const auto& merchant : config.merchants)
     if (!merchant.notify_url.empty())
       policy.default_webhook_merchants->insert(merchant.id);
-  auto writer = spawn_store(system, *store, figures, sink, doorbell, store_limits,
-                            std::move(policy));
+  auto writer = spawn_store(system, *store, figures, store_limits, std::move(policy));
+  auto sink = spawn_sink(system, *store, figures, database, writer, sink_limits);
   auto reader = spawn_reader(system, *store);
   std::vector<order_shard_settings> shards;
   for (int32_t shard = 0; shard < config.order_shards; ++shard) {
@@ -283,7 +281,10 @@ int main(int argc, char** argv) {
   notify.retry_base_ms = config.notify_retry_base_ms;
   notify.retry_max_ms = config.notify_retry_max_ms;
   notify.give_up_after_ms = config.notify_give_up_after_ms;
-  auto notifier = spawn_notifier(system, *store, notify, figures);
+  auto notifier = spawn_notifier(system, *store, writer, notify, figures);
+  // The writer wakes them after the commits that give them work.
+  caf::anon_send(writer, attach_atom::value, caf::actor_cast<caf::actor>(sink),
+                 caf::actor_cast<caf::actor>(notifier));
   context->coordinator = coordinator;
   context->channel_keys = channel_keys;
   context->shards = shards;

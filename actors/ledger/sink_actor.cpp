@@ -20,7 +20,7 @@ struct sink_state {
   local_store* store = nullptr;
   metrics* figures = nullptr;
   std::unique_ptr<pg_database> database;
-  std::shared_ptr<sink_doorbell> doorbell;
+  store_actor writer;  // trims the outbox of what the database holds
   sink_actor_limits limits;
   uint64_t next_sequence = 0;  // everything before it is delivered
   int64_t backoff_ms = 0;
@@ -144,18 +144,17 @@ bool deliver_batch(sink_pointer self) {
                            refused))
       return false;
   }
-  std::vector<outbox_entry> delivered;
+  // The writer trims them in its next batch; a trim lost to a crash only
+  // sends rows again that the database ignores.
+  std::vector<uint64_t> delivered;
   delivered.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i)
     if (!refused[i])
-      delivered.push_back(entries[i]);
-  status = st.store->remove_outbox(delivered);
-  if (!status.ok())
-    spdlog::warn("cannot trim the database outbox (rows will be re-sent and "
-                 "ignored): {}",
-                 status.ToString());
-  st.next_sequence = entries.back().sequence + 1;
+      delivered.push_back(entries[i].sequence);
   st.figures->db_rows_written_total.fetch_add(delivered.size(), std::memory_order_relaxed);
+  st.next_sequence = entries.back().sequence + 1;
+  if (!delivered.empty())
+    self->send(st.writer, delivered_atom::value, std::move(delivered));
   st.figures->db_backlog = st.store->outbox_size();
   return entries.size() == st.limits.batch_rows;
 }
@@ -163,8 +162,8 @@ bool deliver_batch(sink_pointer self) {
 void delivery_round(sink_pointer self) {
   auto& st = self->state;
   st.figures->db_delivery_rounds_total.fetch_add(1, std::memory_order_relaxed);
-  // Commits from here on ring again: what came before is read below.
-  st.doorbell->answer();
+  // Commits from here on wake the sink again: what came before is read below.
+  self->send(st.writer, reading_atom::value);
   std::string error;
   if (!st.database->ensure_ready(error)) {
     database_down(self, error);
@@ -190,15 +189,14 @@ void delivery_round(sink_pointer self) {
 sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
                                         metrics* figures,
                                         pg_database_options database,
-                                        std::shared_ptr<sink_doorbell> doorbell,
-                                        sink_actor_limits limits) {
+                                        store_actor writer, sink_actor_limits limits) {
   name_this_thread("pb-sink");
   auto& st = self->state;
   st.store = store;
   st.figures = figures;
   st.database = std::make_unique<pg_database>(std::move(database));
   st.limits = limits;
-  st.doorbell = std::move(doorbell);
+  st.writer = std::move(writer);
   st.figures->db_backlog = store->outbox_size();
   schedule(self, 0);
   return {
@@ -225,9 +223,9 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
 
 sink_actor spawn_sink(caf::actor_system& system, local_store& store,
                       metrics& figures, pg_database_options database,
-                      std::shared_ptr<sink_doorbell> doorbell, sink_actor_limits limits) {
+                      store_actor writer, sink_actor_limits limits) {
   return system.spawn<caf::detached>(sink_behavior, &store, &figures,
-                                     std::move(database), std::move(doorbell), limits);
+                                     std::move(database), std::move(writer), limits);
 }
 
 } // namespace paybus

@@ -91,8 +91,20 @@ public:
       route(i);
     for (size_t i = 0; i < batch_.results.size(); ++i)
       result(i);
+    for (const auto& update : batch_.webhook_updates)
+      webhook_update_(update);
+    out_.changes.outbox_removed = batch_.delivered;
     out_.changes.nonces = batch_.nonces;
     state_.write_to(out_.changes);
+    std::map<std::string, int64_t> earliest;
+    for (const auto& hook : out_.changes.webhooks) {
+      auto [at, fresh] = earliest.emplace(hook.merchant_id, hook.due_ms);
+      if (!fresh && hook.due_ms < at->second)
+        at->second = hook.due_ms;
+    }
+    for (const auto& [merchant_id, due_ms] : earliest)
+      out_.answers.webhooks_queued.push_back({merchant_id, due_ms});
+    out_.answers.outbox_grew = !out_.changes.outbox.empty();
     return std::move(out_);
   }
 
@@ -111,6 +123,22 @@ private:
     entry.pay_id = record.pay_id;
     entry.first_due_ms = now_ms_;
     entry.due_ms = now_ms_;
+    out_.changes.webhooks.push_back(std::move(entry));
+  }
+
+  void webhook_update_(const webhook_update& update) {
+    webhook_entry entry;
+    entry.merchant_id = update.merchant_id;
+    entry.event_id = update.event_id;
+    entry.pay_id = update.pay_id;
+    entry.attempt = update.attempt;
+    entry.first_due_ms = update.first_due_ms;
+    entry.due_ms = update.due_ms;
+    out_.changes.webhooks_removed.push_back(entry);
+    if (update.next_due_ms == 0)
+      return;
+    entry.attempt += 1;
+    entry.due_ms = update.next_due_ms;
     out_.changes.webhooks.push_back(std::move(entry));
   }
 

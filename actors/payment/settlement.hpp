@@ -24,6 +24,10 @@ struct store_batch {
   std::vector<payment_routed> routes;
   std::vector<payment_result> results;
   std::vector<nonce_accepted> nonces;
+  // Bookkeeping that rides along: the notifier's outcomes, and the outbox
+  // entries the database holds now.
+  std::vector<webhook_update> webhook_updates;
+  std::vector<uint64_t> delivered;
 };
 
 /// A result kept apart, never applied, and what it stood against.
@@ -48,6 +52,8 @@ struct store_batch_answers {
   // Results kept apart, each new one once (docs/operations.md, "Conflicting results").
   std::vector<result_conflict> conflicts;
   std::vector<int64_t> join_latencies_ms;  // order created -> result joined
+  std::vector<webhook_queued> webhooks_queued;  // per merchant, the earliest due put
+  bool outbox_grew = false;                     // the database sink has rows to read
 };
 
 /// What settlement is told beside the batch.
@@ -79,6 +85,8 @@ snapshot_keys keys_to_read(const store_batch& batch);
 ///   waits for an order not here yet, and is kept apart as a conflict (never
 ///   applied) when it contradicts a final, flagged or waiting result or comes
 ///   from a channel the payment is not routed to.
+/// The notifier's webhook updates remove the entry they name and queue it
+/// again when it is to be tried again; delivered outbox entries go.
 /// A final status never changes.
 settlement settle(const store_batch& batch, const store_snapshot& held,
                   const settlement_policy& policy, int64_t now_ms);

@@ -21,8 +21,13 @@ namespace {
 struct store_state {
   local_store* store = nullptr;
   metrics* figures = nullptr;
-  sink_actor sink;
-  std::shared_ptr<sink_doorbell> doorbell;
+  sink_actor sink;          // woken when the outbox grows
+  notifier_actor notifier;  // told which webhook queues were put to
+  // At most one wake is owed to the sink: sent after a commit that grew the
+  // outbox, owed until the sink says it begins a round (reading_atom); a
+  // commit meanwhile is noted, and wakes it again then.
+  bool sink_owed = false;
+  bool sink_missed = false;
   store_actor_limits limits;
   settlement_policy policy;
   store_batch batch;
@@ -35,6 +40,7 @@ struct store_state {
   std::vector<waiting_creates> create_promises;
   std::vector<caf::typed_response_promise<bool>> route_promises;
   std::vector<caf::typed_response_promise<result_recorded>> result_promises;
+  std::vector<caf::typed_response_promise<bool>> webhook_promises;
   bool flush_queued = false;
   bool nonce_flush_queued = false;  // the nonces' delayed flush is on its way
   bool failing = false;
@@ -44,7 +50,21 @@ struct store_state {
 using store_pointer = store_actor::stateful_pointer<store_state>;
 
 size_t pending_writes(const store_state& st) {
-  return st.batch.creates.size() + st.batch.routes.size() + st.batch.results.size();
+  return st.batch.creates.size() + st.batch.routes.size() + st.batch.results.size()
+         + st.batch.webhook_updates.size() + st.batch.delivered.size();
+}
+
+void wake_sink(store_pointer self) {
+  auto& st = self->state;
+  if (!st.sink)
+    return;
+  if (st.sink_owed) {
+    st.sink_missed = true;
+    return;
+  }
+  st.sink_owed = true;
+  st.sink_missed = false;
+  self->send(st.sink, wake_atom::value);
 }
 
 /// Commits everything queued as one synced batch and answers each requester.
@@ -69,13 +89,17 @@ void commit_pending(store_pointer self) {
       promise.deliver(error);
     for (auto& promise : st.result_promises)
       promise.deliver(error);
+    for (auto& promise : st.webhook_promises)
+      promise.deliver(error);
   } else {
     if (st.failing)
       spdlog::info("local store writes again");
     st.failing = false;
     st.figures->store_up = 1;
     st.figures->store_batches_total.fetch_add(1, std::memory_order_relaxed);
-    st.figures->store_batched_writes_total.fetch_add(pending_writes(st),
+    st.figures->store_batched_writes_total.fetch_add(st.batch.creates.size()
+                                                       + st.batch.routes.size()
+                                                       + st.batch.results.size(),
                                                      std::memory_order_relaxed);
     st.figures->db_backlog = st.store->outbox_size();
     if (answers.flagged > 0) {
@@ -131,13 +155,18 @@ void commit_pending(store_pointer self) {
       st.route_promises[i].deliver(static_cast<bool>(answers.routes[i]));
     for (size_t i = 0; i < st.result_promises.size(); ++i)
       st.result_promises[i].deliver(std::move(answers.results[i]));
-    if (st.doorbell->ring())
-      self->send(st.sink, wake_atom::value);
+    for (auto& promise : st.webhook_promises)
+      promise.deliver(true);
+    if (answers.outbox_grew)
+      wake_sink(self);
+    if (st.notifier && !answers.webhooks_queued.empty())
+      self->send(st.notifier, std::move(answers.webhooks_queued));
   }
   st.batch = store_batch{};
   st.create_promises.clear();
   st.route_promises.clear();
   st.result_promises.clear();
+  st.webhook_promises.clear();
 }
 
 void queue_flush(store_pointer self) {
@@ -161,15 +190,11 @@ void queue_flush(store_pointer self) {
 
 store_actor::behavior_type store_behavior(store_pointer self,
                                           local_store* store, metrics* figures,
-                                          sink_actor sink,
-                                          std::shared_ptr<sink_doorbell> doorbell,
                                           store_actor_limits limits,
                                           settlement_policy policy) {
   name_this_thread("pb-store");
   self->state.store = store;
   self->state.figures = figures;
-  self->state.sink = std::move(sink);
-  self->state.doorbell = std::move(doorbell);
   self->state.limits = limits;
   self->state.policy = std::move(policy);
   self->delayed_send(self, std::chrono::milliseconds{limits.housekeeping_interval_ms},
@@ -223,6 +248,31 @@ store_actor::behavior_type store_behavior(store_pointer self,
                            nonce_flush_atom::value);
       }
     },
+    [=](webhook_atom, std::vector<webhook_update>& updates) {
+      auto& st = self->state;
+      auto promise = self->make_response_promise<bool>();
+      st.webhook_promises.push_back(promise);
+      for (auto& update : updates)
+        st.batch.webhook_updates.push_back(std::move(update));
+      queue_flush(self);
+      return promise;
+    },
+    [=](delivered_atom, std::vector<uint64_t>& sequences) {
+      auto& st = self->state;
+      st.batch.delivered.insert(st.batch.delivered.end(), sequences.begin(), sequences.end());
+      queue_flush(self);
+    },
+    [=](reading_atom) {
+      auto& st = self->state;
+      st.sink_owed = false;
+      if (st.sink_missed)
+        wake_sink(self);
+    },
+    [=](attach_atom, caf::actor& sink, caf::actor& notifier) {
+      auto& st = self->state;
+      st.sink = caf::actor_cast<sink_actor>(sink);
+      st.notifier = caf::actor_cast<notifier_actor>(notifier);
+    },
     [=](flush_atom) { commit_pending(self); },
     [=](nonce_flush_atom) {
       auto& st = self->state;
@@ -249,11 +299,8 @@ store_actor::behavior_type store_behavior(store_pointer self,
 } // namespace
 
 store_actor spawn_store(caf::actor_system& system, local_store& store,
-                        metrics& figures, sink_actor sink,
-                        std::shared_ptr<sink_doorbell> doorbell,
-                        store_actor_limits limits, settlement_policy policy) {
-  return system.spawn<caf::detached>(store_behavior, &store, &figures,
-                                     std::move(sink), std::move(doorbell), limits,
+                        metrics& figures, store_actor_limits limits, settlement_policy policy) {
+  return system.spawn<caf::detached>(store_behavior, &store, &figures, limits,
                                      std::move(policy));
 }
 

@@ -7,7 +7,6 @@
 
 #include <caf/fwd.hpp>
 
-#include "actors/ledger/sink_actor.hpp"
 #include "actors/payment/settlement.hpp"
 #include "messages/interfaces.hpp"
 
@@ -25,11 +24,11 @@ struct store_actor_limits {
 
 /// The store's single writer: gathers requests, settles them (the pure rules
 /// of actors/payment/settlement.hpp) and commits each batch synced. `store`
-/// and `figures` outlive the actor system.
+/// and `figures` outlive the actor system. It wakes the database sink and
+/// the notifier once told of them (attach_atom).
 store_actor spawn_store(caf::actor_system& system, local_store& store,
-                        metrics& figures, sink_actor sink,
-                        std::shared_ptr<sink_doorbell> doorbell,
-                        store_actor_limits limits, settlement_policy policy = {});
+                        metrics& figures, store_actor_limits limits,
+                        settlement_policy policy = {});
 
 /// Reads payments off the writer's thread.
 reader_actor spawn_reader(caf::actor_system& system, local_store& store);

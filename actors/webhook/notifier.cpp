@@ -33,29 +33,64 @@ namespace paybus {
 namespace {
 
 struct notifier_state {
-  local_store* store = nullptr;
+  local_store* store = nullptr;  // read only: the writer applies every outcome
   metrics* figures = nullptr;
+  store_actor writer;
   notifier_settings settings;
+  webhook_retry_policy retry;
   std::map<std::string, notify_merchant> merchants;
   std::unique_ptr<webhook_sender> sender;
   size_t capacity = 1;  // deliveries in flight at once (notify.workers)
   uint64_t next_delivery = 0;
   std::unordered_map<uint64_t, webhook_entry> sending;  // by delivery id
-  std::set<std::string> in_flight;  // event ids
-  // Deliveries in flight per merchant, at most one fewer than the capacity:
-  // a merchant whose endpoint hangs never holds every slot.
-  std::map<std::string, size_t> merchant_in_flight;
+  // Entries in flight or whose outcome the writer has not made durable yet:
+  // still at the head of their queue, skipped by the reads. Per merchant,
+  // at most one fewer than the capacity: a merchant whose endpoint hangs
+  // never holds every slot.
+  std::set<std::string> held;  // event ids
+  std::map<std::string, size_t> merchant_held;
+  std::vector<webhook_update> unsent;  // outcomes the writer could not take yet
+  webhook_cursor cursor;
   round_timer timer;
 };
 
 using notifier_pointer = notifier_actor::stateful_pointer<notifier_state>;
 
-int64_t retry_delay(const notifier_settings& settings, int64_t attempt) {
-  return webhook_retry_delay(attempt, settings.retry_base_ms, settings.retry_max_ms);
-}
-
 void schedule(notifier_pointer self, int64_t delay_ms) {
   self->state.timer.schedule(self, delay_ms);
+}
+
+void release(notifier_state& st, const webhook_update& update) {
+  st.held.erase(update.event_id);
+  if (auto found = st.merchant_held.find(update.merchant_id);
+      found != st.merchant_held.end() && --found->second == 0)
+    st.merchant_held.erase(found);
+}
+
+/// Has the writer apply `updates`; each entry stays held until it is durable
+/// (or, should the writer fail, is handed back again at the next round).
+void hand_back(notifier_pointer self, std::vector<webhook_update> updates) {
+  constexpr auto writer_timeout = std::chrono::seconds{30};
+  self->request(self->state.writer, writer_timeout, webhook_atom::value, updates)
+    .then(
+      [=](bool) {
+        auto& st = self->state;
+        for (const auto& update : updates)
+          release(st, update);
+        st.figures->notify_backlog = st.store->webhook_backlog();
+      },
+      [=](caf::error& error) {
+        auto& st = self->state;
+        spdlog::warn("webhook outbox: the store writer did not take {} outcomes ({}); "
+                     "handed back again at the next round",
+                     updates.size(), self->system().render(error));
+        st.unsent.insert(st.unsent.end(), updates.begin(), updates.end());
+      });
+}
+
+webhook_update update_of(const webhook_entry& entry, int64_t next_due_ms) {
+  return {entry.merchant_id, entry.event_id, entry.pay_id, entry.attempt,
+          entry.first_due_ms, entry.due_ms, next_due_ms};
 }
 
 /// The notification body, from the payment as the store holds it now.
@@ -94,22 +129,22 @@ void finished(notifier_pointer self, uint64_t id, int32_t http_status) {
     return;
   auto entry = std::move(found->second);
   st.sending.erase(found);
-  if (--st.merchant_in_flight[entry.merchant_id] == 0)
-    st.merchant_in_flight.erase(entry.merchant_id);
-  st.in_flight.erase(entry.event_id);
-  if (http_status >= 200 && http_status < 300) {
-    st.store->finish_webhook(entry);
-    ++st.figures->webhooks_delivered_total;
-  } else if (unix_now_ms() - entry.first_due_ms > st.settings.give_up_after_ms) {
-    spdlog::error("webhook {} for payment {}: giving up after {} attempts", entry.event_id,
-                  entry.pay_id, entry.attempt + 1);
-    st.store->finish_webhook(entry);
-    ++st.figures->webhooks_given_up_total;
-  } else {
-    st.store->reschedule_webhook(entry, unix_now_ms() + retry_delay(st.settings, entry.attempt));
-    ++st.figures->webhooks_retried_total;
+  auto plan = plan_after_attempt(http_status, entry.attempt, entry.first_due_ms, unix_now_ms(),
+                                 st.retry);
+  switch (plan.outcome) {
+    case attempt_outcome::delivered:
+      ++st.figures->webhooks_delivered_total;
+      break;
+    case attempt_outcome::given_up:
+      spdlog::error("webhook {} for payment {}: giving up after {} attempts", entry.event_id,
+                    entry.pay_id, entry.attempt + 1);
+      ++st.figures->webhooks_given_up_total;
+      break;
+    case attempt_outcome::retried:
+      ++st.figures->webhooks_retried_total;
+      break;
   }
-  st.figures->notify_backlog = st.store->webhook_backlog();
+  hand_back(self, {update_of(entry, plan.next_due_ms)});
   // A slot is free: the next due webhook need not wait for the poll (unless
   // a round is due at once anyway).
   if (!st.timer.pending() || st.timer.pending_delay_ms() > 0)
@@ -118,60 +153,46 @@ void finished(notifier_pointer self, uint64_t id, int32_t http_status) {
 
 void round(notifier_pointer self) {
   auto& st = self->state;
+  if (!st.unsent.empty())
+    hand_back(self, std::exchange(st.unsent, {}));
   auto now = unix_now_ms();
   size_t per_merchant = std::max<size_t>(1, st.capacity - 1);
-  size_t idle_workers = st.capacity - std::min(st.capacity, st.sending.size());
-  // Of each merchant's queue, what it may start now besides what it has in
-  // flight, which is still at the head of its queue.
+  size_t idle_slots = st.capacity - std::min(st.capacity, st.sending.size());
   auto room = [&](const std::string& merchant_id) -> size_t {
-    auto found = st.merchant_in_flight.find(merchant_id);
-    size_t busy = found == st.merchant_in_flight.end() ? 0 : found->second;
-    return busy + std::min(busy < per_merchant ? per_merchant - busy : 0, idle_workers);
+    auto found = st.merchant_held.find(merchant_id);
+    return webhook_room(found == st.merchant_held.end() ? 0 : found->second, per_merchant,
+                        idle_slots);
   };
   std::vector<webhook_entry> due;
   std::optional<int64_t> next_due;
-  auto status = st.store->due_webhooks(now, room, due, next_due);
+  auto status = st.store->due_webhooks(now, monotonic_now_ms(), room, st.cursor, due, next_due);
   if (!status.ok())
     spdlog::error("cannot read the webhook outbox: {}", status.ToString());
-  // Idle workers go first to the merchants with the fewest deliveries in
-  // flight, each merchant's webhooks oldest first. Merchants whose endpoints
-  // hang fill the workers only while no other merchant has one due, and a
-  // worker that frees goes to a merchant that has been waiting: however many
-  // endpoints hang, none holds up the others for longer than an attempt.
-  std::vector<std::pair<size_t, webhook_entry*>> order;
-  std::map<std::string, size_t> level;  // in flight, then each one ordered
-  for (auto& entry : due) {
-    if (st.in_flight.count(entry.event_id))
-      continue;
-    auto [at, fresh] = level.emplace(entry.merchant_id, 0);
-    if (auto busy = st.merchant_in_flight.find(entry.merchant_id);
-        fresh && busy != st.merchant_in_flight.end())
-      at->second = busy->second;
-    order.emplace_back(at->second++, &entry);
+  std::vector<std::string> due_merchants;
+  std::vector<bool> skip;
+  for (const auto& entry : due) {
+    due_merchants.push_back(entry.merchant_id);
+    skip.push_back(st.held.count(entry.event_id) > 0);
   }
-  std::stable_sort(order.begin(), order.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [_, next] : order) {
-    auto& entry = *next;
-    if (st.sending.size() >= st.capacity)
-      break;  // every slot busy: a finished delivery starts the next round
-    auto merchant_id = entry.merchant_id;
-    if (auto busy = st.merchant_in_flight.find(merchant_id);
-        busy != st.merchant_in_flight.end() && busy->second >= per_merchant)
-      continue;  // stays due: a later round takes it
+  std::vector<webhook_update> untargeted;
+  for (auto i : plan_starts(due_merchants, skip, st.merchant_held, per_merchant, st.capacity,
+                            st.sending.size())) {
+    auto& entry = due[i];
+    ++st.merchant_held[entry.merchant_id];
+    st.held.insert(entry.event_id);
     auto delivery = build(st, entry);
     if (!delivery || delivery->url.empty()) {
       // No payment (cannot happen) or no target configured: nothing to send.
-      st.store->finish_webhook(entry);
+      untargeted.push_back(update_of(entry, 0));
       ++st.figures->webhooks_untargeted_total;
       continue;
     }
     auto id = ++st.next_delivery;
-    ++st.merchant_in_flight[merchant_id];
-    st.in_flight.insert(entry.event_id);
     st.sending.emplace(id, entry);
     st.sender->send(id, std::move(*delivery));
   }
+  if (!untargeted.empty())
+    hand_back(self, std::move(untargeted));
   st.figures->notify_backlog = st.store->webhook_backlog();
   int64_t next = st.settings.poll_ms * 5;
   if (next_due)
@@ -180,10 +201,13 @@ void round(notifier_pointer self) {
 }
 
 notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_store* store,
-                                                notifier_settings settings, metrics* figures) {
+                                                store_actor writer, notifier_settings settings,
+                                                metrics* figures) {
   name_this_thread("pb-notify");
   auto& st = self->state;
   st.store = store;
+  st.writer = std::move(writer);
+  st.retry = {settings.retry_base_ms, settings.retry_max_ms, settings.give_up_after_ms};
   st.figures = figures;
   st.settings = settings;
   for (const auto& merchant : settings.merchants)
@@ -197,7 +221,11 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
     });
   schedule(self, 0);
   return {
-    [=](wake_atom) { schedule(self, 0); },  // unless a round is coming anyway
+    [=](std::vector<webhook_queued>& queued) {
+      for (const auto& put : queued)
+        self->state.cursor.note_put(put.merchant_id, put.due_ms);
+      schedule(self, 0);  // unless a round is coming anyway
+    },
     [=](done_atom, uint64_t id, int32_t http_status) { finished(self, id, http_status); },
     [=](tick_atom, uint64_t generation) {
       if (self->state.timer.take(generation))
@@ -208,13 +236,12 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
 
 } // namespace
 
-notifier_actor spawn_notifier(caf::actor_system& system, local_store& store,
+notifier_actor spawn_notifier(caf::actor_system& system, local_store& store, store_actor writer,
                               notifier_settings settings, metrics& figures) {
-  // Detached: its rounds read RocksDB and its finished deliveries write it
-  // (an unsynced write still waits in RocksDB's write group behind the store
-  // writer's fdatasync), which must not hold up the coordinator and the
-  // channel actors on CAF's scheduler.
-  return system.spawn<caf::detached>(notifier_behavior, &store, std::move(settings), &figures);
+  // Detached: its rounds read RocksDB, which must not hold up the
+  // coordinator and the channel actors on CAF's scheduler.
+  return system.spawn<caf::detached>(notifier_behavior, &store, std::move(writer),
+                                     std::move(settings), &figures);
 }
 
 } // namespace paybus

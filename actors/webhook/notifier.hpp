@@ -34,7 +34,8 @@ struct notifier_settings {
   int64_t poll_ms = 200;
 };
 
-notifier_actor spawn_notifier(caf::actor_system& system, local_store& store,
+/// Reads due webhooks from `store` and has `writer` apply every outcome.
+notifier_actor spawn_notifier(caf::actor_system& system, local_store& store, store_actor writer,
                               notifier_settings settings, metrics& figures);
 
 } // namespace paybus

@@ -5,6 +5,7 @@
 // (a snapshot), and the writes a settlement asks for. No RocksDB here.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -50,14 +51,39 @@ struct store_changes {
   std::vector<outbox_entry> outbox;     // numbered when applied, in this order
   std::vector<std::string> dispatch_added;    // payments to drive
   std::vector<std::string> dispatch_removed;  // payments final now
-  std::vector<webhook_entry> webhooks;  // merchant_id, event_id, pay_id, due_ms = first_due_ms
+  std::vector<webhook_entry> webhooks;          // put: merchant_id, due_ms, event_id, the rest
+  std::vector<webhook_entry> webhooks_removed;  // by merchant_id, due_ms, event_id
+  std::vector<uint64_t> outbox_removed;         // sequences the database holds
   std::vector<payment_result> conflicts;  // kept under conflict_key, never applied
   std::vector<nonce_accepted> nonces;
 
   bool empty() const {
     return orders.empty() && idempotency.empty() && results.empty() && outbox.empty()
            && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
-           && conflicts.empty() && nonces.empty();
+           && webhooks_removed.empty() && outbox_removed.empty() && conflicts.empty()
+           && nonces.empty();
+  }
+};
+
+/// Where a reader of the webhook outbox stands (the notifier's own state,
+/// passed to local_store::due_webhooks): where each merchant's queue began
+/// at the last read, so the next read seeks there, past the deletion markers
+/// that delivered entries leave at the head; and every `walk_interval_ms` a
+/// read of every queue from its start (which finds merchants new to it).
+struct webhook_cursor {
+  static constexpr int64_t walk_interval_ms = 10'000;
+  std::map<std::string, int64_t> heads;  // merchant -> due time its queue began at
+  int64_t walked_ms = 0;                 // monotonic time of the last walk; 0: never
+
+  /// The writer queued a webhook of `merchant_id` due at `due_ms`.
+  void note_put(const std::string& merchant_id, int64_t due_ms) {
+    auto [at, fresh] = heads.emplace(merchant_id, due_ms);
+    if (!fresh && due_ms < at->second)
+      at->second = due_ms;
+  }
+
+  bool walk_due(int64_t monotonic_ms) const {
+    return walked_ms == 0 || monotonic_ms - walked_ms >= walk_interval_ms;
   }
 };
 

@@ -258,6 +258,10 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
     batch.Put(dispatch_, pay_id, rocksdb::Slice{});
   for (const auto& pay_id : changes.dispatch_removed)
     batch.Delete(dispatch_, pay_id);
+  for (const auto& hook : changes.webhooks_removed)
+    batch.Delete(webhooks_, webhook_key(hook.merchant_id, hook.due_ms, hook.event_id));
+  for (auto sequence_done : changes.outbox_removed)
+    batch.Delete(outbox_, codec::encode_u64_be(sequence_done));
   for (const auto& hook : changes.webhooks)
     batch.Put(webhooks_, webhook_key(hook.merchant_id, hook.due_ms, hook.event_id),
               codec::encode_webhook(hook));
@@ -270,11 +274,12 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
   if (!status.ok())
     return status;
   next_sequence_ = sequence;
-  outbox_size_.fetch_add(static_cast<int64_t>(changes.outbox.size()), std::memory_order_relaxed);
-  webhook_backlog_.fetch_add(static_cast<int64_t>(changes.webhooks.size()),
+  outbox_size_.fetch_add(static_cast<int64_t>(changes.outbox.size())
+                          - static_cast<int64_t>(changes.outbox_removed.size()),
+                        std::memory_order_relaxed);
+  webhook_backlog_.fetch_add(static_cast<int64_t>(changes.webhooks.size())
+                               - static_cast<int64_t>(changes.webhooks_removed.size()),
                              std::memory_order_relaxed);
-  for (const auto& hook : changes.webhooks)
-    note_webhook_put(hook.merchant_id, hook.due_ms);
   return status;
 }
 
@@ -372,17 +377,10 @@ rocksdb::Status local_store::read_outbox(uint64_t from_sequence, size_t limit,
 }
 
 rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entries) {
-  // Point deletes: a range tombstone per batch would slow every later
-  // iterator over the outbox. Losing these on a crash only re-sends rows the
-  // database ignores, so they need no sync.
-  rocksdb::WriteBatch batch;
+  store_changes changes;
   for (const auto& entry : entries)
-    batch.Delete(outbox_, codec::encode_u64_be(entry.sequence));
-  auto status = write(false, batch);
-  if (status.ok())
-    outbox_size_.fetch_sub(static_cast<int64_t>(entries.size()),
-                           std::memory_order_relaxed);
-  return status;
+    changes.outbox_removed.push_back(entry.sequence);
+  return apply(changes);
 }
 
 rocksdb::Status local_store::get_meta(const std::string& name,

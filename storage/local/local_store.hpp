@@ -5,7 +5,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -76,19 +75,21 @@ public:
 
   /// Merchant notifications due at or before `now_ms`: of each merchant's,
   /// at most `room(merchant_id)`, oldest first. `next_due`: the earliest due
-  /// time among those left (possibly already past), if any. One caller at a
-  /// time (the notifier): it remembers where each queue began for the next.
-  rocksdb::Status due_webhooks(int64_t now_ms, const std::function<size_t(const std::string&)>& room,
-                               std::vector<webhook_entry>& entries,
+  /// time among those left (possibly already past), if any. `cursor` is the
+  /// caller's: where it read before, updated here; `monotonic_ms` decides
+  /// whether this read walks every queue.
+  rocksdb::Status due_webhooks(int64_t now_ms, int64_t monotonic_ms,
+                               const std::function<size_t(const std::string&)>& room,
+                               webhook_cursor& cursor, std::vector<webhook_entry>& entries,
                                std::optional<int64_t>& next_due);
-  /// Delivered (or given up): gone.
+  /// Delivered (or given up): gone. Tests and tools; a running bus writes
+  /// through its store writer (apply).
   rocksdb::Status finish_webhook(const webhook_entry& entry);
-  /// Not delivered: tried again at `due_ms`.
+  /// Not delivered: tried again at `due_ms`, one attempt more. Tests and tools.
   rocksdb::Status reschedule_webhook(const webhook_entry& entry, int64_t due_ms);
   int64_t webhook_backlog() const {
     return webhook_backlog_.load(std::memory_order_relaxed);
   }
-  static constexpr int64_t webhook_walk_interval_ms = 10'000;
 
   /// Payments accepted but not final yet, in pay_id order from `from_pay_id`
   /// (to drive after a restart, or when the coordinator has room again);
@@ -105,7 +106,8 @@ public:
   /// Up to `limit` outbox entries with sequence >= `from_sequence`, in order.
   rocksdb::Status read_outbox(uint64_t from_sequence, size_t limit,
                               std::vector<outbox_entry>& entries);
-  /// Removes delivered entries.
+  /// Removes delivered entries. Tools; a running bus writes through its
+  /// store writer (apply).
   rocksdb::Status remove_outbox(const std::vector<outbox_entry>& entries);
   int64_t outbox_size() const {
     return outbox_size_.load(std::memory_order_relaxed);
@@ -162,19 +164,6 @@ private:
   std::atomic<int64_t> outbox_size_{0};
   std::string dir_;
   uint64_t min_free_bytes_ = 0;
-  // The notifier's reads of the webhook outbox (due_webhooks, one at a
-  // time): where each merchant's queue began at the last read. The next read
-  // seeks there, past the deletion markers that delivered entries leave at
-  // the head, and every `webhook_walk_interval_ms` reads every queue from its
-  // start (and so finds a merchant new to it).
-  std::map<std::string, int64_t> webhook_heads_;
-  int64_t webhook_walked_ms_ = 0;  // monotonic; 0: never
-  // The least due time of the webhooks put since the notifier's last read,
-  // by merchant, noted after the write that put them: a read that did not
-  // see them seeks from there the next time.
-  std::mutex webhook_puts_lock_;
-  std::map<std::string, int64_t> webhook_puts_;
-  void note_webhook_put(const std::string& merchant_id, int64_t due_ms);
 
   /// Every write of the store goes through here: refused with NoSpace while
   /// the file system holds less than `min_free_bytes_` free (one statvfs).

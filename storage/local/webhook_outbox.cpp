@@ -2,7 +2,6 @@
 // notifier in rounds (local_store::due_webhooks and what goes with it).
 
 #include <algorithm>
-#include <mutex>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -60,32 +59,14 @@ rocksdb::Status local_store::queue_webhooks_by_merchant() {
   return rocksdb::Status::OK();
 }
 
-void local_store::note_webhook_put(const std::string& merchant_id, int64_t due_ms) {
-  std::lock_guard<std::mutex> guard{webhook_puts_lock_};
-  auto [at, fresh] = webhook_puts_.emplace(merchant_id, due_ms);
-  if (!fresh)
-    at->second = std::min(at->second, due_ms);
-}
-
-rocksdb::Status local_store::due_webhooks(int64_t now_ms,
+rocksdb::Status local_store::due_webhooks(int64_t now_ms, int64_t monotonic_ms,
                                           const std::function<size_t(const std::string&)>& room,
+                                          webhook_cursor& cursor,
                                           std::vector<webhook_entry>& entries,
                                           std::optional<int64_t>& next_due) {
   entries.clear();
   next_due.reset();
-  // Taken before the iterator is made: a put noted here was written before
-  // it, and one noted after is sought from on the next read.
-  {
-    std::lock_guard<std::mutex> guard{webhook_puts_lock_};
-    for (const auto& [merchant, due] : webhook_puts_) {
-      auto [at, fresh] = webhook_heads_.emplace(merchant, due);
-      if (!fresh)
-        at->second = std::min(at->second, due);
-    }
-    webhook_puts_.clear();
-  }
-  auto now_monotonic = monotonic_now_ms();
-  bool walk = webhook_walked_ms_ == 0 || now_monotonic - webhook_walked_ms_ >= webhook_walk_interval_ms;
+  bool walk = cursor.walk_due(monotonic_ms);
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
   // Reads the queue of `merchant`, whose first key (from where it was
   // sought) `it` is at; leaves `it` anywhere.
@@ -100,7 +81,7 @@ rocksdb::Status local_store::due_webhooks(int64_t now_ms,
       if (!split_webhook_key(it->key().ToStringView(), merchant_view, due))
         return rocksdb::Status::Corruption("a webhook outbox key of no known layout");
       if (first)
-        webhook_heads_[merchant] = due;
+        cursor.heads[merchant] = due;
       first = false;
       if (due > now_ms || taken >= wanted) {
         if (!next_due || due < *next_due)
@@ -119,7 +100,7 @@ rocksdb::Status local_store::due_webhooks(int64_t now_ms,
   };
   if (walk) {
     // Every queue from its start: the heads are found again.
-    webhook_heads_.clear();
+    cursor.heads.clear();
     it->SeekToFirst();
     while (it->Valid()) {
       std::string_view merchant_view;
@@ -133,16 +114,16 @@ rocksdb::Status local_store::due_webhooks(int64_t now_ms,
     }
     if (!it->status().ok())
       return it->status();
-    webhook_walked_ms_ = now_monotonic;
+    cursor.walked_ms = monotonic_ms;
     return rocksdb::Status::OK();
   }
-  for (auto at = webhook_heads_.begin(); at != webhook_heads_.end();) {
+  for (auto at = cursor.heads.begin(); at != cursor.heads.end();) {
     const auto& merchant = at->first;
     it->Seek(webhook_key(merchant, at->second, ""));
     if (!it->status().ok())
       return it->status();
     if (!it->Valid() || !it->key().starts_with(merchant + '\0')) {
-      at = webhook_heads_.erase(at);  // nothing queued: found again when a put is noted
+      at = cursor.heads.erase(at);  // nothing queued: found again when a put is noted
       continue;
     }
     if (auto status = read_queue(merchant); !status.ok())
@@ -153,26 +134,19 @@ rocksdb::Status local_store::due_webhooks(int64_t now_ms,
 }
 
 rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
-  // Unsynced: lost on a crash, the event is delivered again (at least once).
-  rocksdb::WriteBatch batch;
-  batch.Delete(webhooks_, webhook_key(entry.merchant_id, entry.due_ms, entry.event_id));
-  auto status = write(false, batch);
-  if (status.ok())
-    webhook_backlog_.fetch_sub(1, std::memory_order_relaxed);
-  return status;
+  store_changes changes;
+  changes.webhooks_removed.push_back(entry);
+  return apply(changes);
 }
 
 rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int64_t due_ms) {
-  rocksdb::WriteBatch batch;
-  batch.Delete(webhooks_, webhook_key(entry.merchant_id, entry.due_ms, entry.event_id));
+  store_changes changes;
+  changes.webhooks_removed.push_back(entry);
   auto next = entry;
   next.attempt += 1;
-  batch.Put(webhooks_, webhook_key(entry.merchant_id, due_ms, entry.event_id),
-            codec::encode_webhook(next));
-  auto status = write(false, batch);
-  if (status.ok())
-    note_webhook_put(entry.merchant_id, due_ms);
-  return status;
+  next.due_ms = due_ms;
+  changes.webhooks.push_back(next);
+  return apply(changes);
 }
 
 } // namespace paybus

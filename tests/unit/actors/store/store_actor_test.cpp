@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +17,7 @@
 #include <catch2/catch.hpp>
 
 #include "actors/store/store_actor.hpp"
+#include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "common/metrics.hpp"
 #include "storage/local/local_store.hpp"
@@ -22,16 +25,6 @@
 using namespace paybus;
 
 namespace {
-
-// The unused argument: CAF 0.17 spawns an actor of a function without
-// arguments through a null pointer to its empty argument tuple, which
-// UBSan reports.
-sink_actor::behavior_type idle_sink(int) {
-  return {
-    [](wake_atom) {},
-    [](tick_atom, uint64_t) {},
-  };
-}
 
 struct writer_fixture {
   std::string dir = (std::filesystem::temp_directory_path()
@@ -60,8 +53,7 @@ struct writer_fixture {
     store_actor_limits limits;
     limits.gather_us = gather_us;
     limits.nonce_delay_ms = nonce_delay_ms;
-    return spawn_store(*system, *store, figures, system->spawn(idle_sink, 0),
-                       std::make_shared<sink_doorbell>(), limits);
+    return spawn_store(*system, *store, figures, limits);
   }
 };
 
@@ -92,6 +84,14 @@ void create_together(caf::scoped_actor& self, const store_actor& writer,
   for (auto& handle : handles)
     handle.receive([](std::vector<order_stored>& stored) { CHECK(stored.at(0).created); },
                    [](caf::error& error) { FAIL(caf::to_string(error)); });
+}
+
+/// Sends order `n` again and waits for the answer: the payment it made before.
+void create_existing(caf::scoped_actor& self, const store_actor& writer, int n) {
+  self->request(writer, std::chrono::seconds{10}, create_atom::value, order(n),
+                std::vector<nonce_accepted>{})
+    .receive([](std::vector<order_stored>& stored) { CHECK_FALSE(stored.at(0).created); },
+             [](caf::error& error) { FAIL(caf::to_string(error)); });
 }
 
 } // namespace
@@ -167,4 +167,110 @@ TEST_CASE("a stop commits the nonces still waiting") {
   self->wait_for(writer);
   CHECK(fixture.figures.store_batches_total == 1);
   CHECK(nonce_stored(*fixture.store, "nonce-stop-0000001"));
+}
+
+namespace {
+
+/// The wakes in `self`'s mailbox now. Call it after the answer to a request
+/// to the writer: every wake the writer sent before that answer is there.
+int wakes_waiting(caf::scoped_actor& self) {
+  int wakes = 0;
+  bool more = true;
+  while (more)
+    self->receive([&](wake_atom) { ++wakes; },
+                  caf::after(std::chrono::seconds{0}) >> [&] { more = false; });
+  return wakes;
+}
+
+} // namespace
+
+TEST_CASE("the writer wakes the database sink once, until the sink begins a round") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(0);
+  caf::scoped_actor self{*fixture.system};
+  self->send(writer, attach_atom::value, caf::actor_cast<caf::actor>(self), caf::actor{});
+  create_together(self, writer, {1});  // a wake, owed until the sink begins a round
+  create_together(self, writer, {2});  // none more meanwhile
+  create_existing(self, writer, 1);    // the same order again: no outbox row, no wake
+  CHECK(wakes_waiting(self) == 1);
+  // The sink begins a round. A commit came while the wake was owed, and the
+  // round's read may have begun before it: the sink is woken once more.
+  self->send(writer, reading_atom::value);
+  create_existing(self, writer, 1);
+  CHECK(wakes_waiting(self) == 1);
+  // That round begins; nothing was committed meanwhile: no wake.
+  self->send(writer, reading_atom::value);
+  create_existing(self, writer, 1);
+  CHECK(wakes_waiting(self) == 0);
+  // The next commit wakes it again.
+  create_together(self, writer, {3});
+  create_existing(self, writer, 1);
+  CHECK(wakes_waiting(self) == 1);
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("the writer applies the notifier's outcomes and tells it which queues it put to") {
+  writer_fixture fixture;
+  auto writer = fixture.writer(0);
+  caf::scoped_actor self{*fixture.system};
+  self->send(writer, attach_atom::value, caf::actor{}, caf::actor_cast<caf::actor>(self));
+  create_together(self, writer, {1});
+  payment_result paid;
+  paid.pay_id = order(1).front().pay_id;
+  paid.status = payment_status::succeeded;
+  paid.channel_id = "sim-a";
+  paid.amount_minor = 100;
+  paid.finished_at_ms = unix_now_ms();
+  paid.source = "channel";
+  self->request(writer, std::chrono::seconds{10}, result_atom::value, paid)
+    .receive([](result_recorded& recorded) { CHECK(recorded.joined); },
+             [](caf::error& error) { FAIL(caf::to_string(error)); });
+  auto told = [&] {
+    std::vector<webhook_queued> queued;
+    self->receive([&](std::vector<webhook_queued>& put) { queued = std::move(put); },
+                  caf::after(std::chrono::seconds{10}) >> [] { FAIL("the notifier was not told"); });
+    return queued;
+  };
+  auto first = told();
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].merchant_id == "demo");
+  CHECK(fixture.store->webhook_backlog() == 1);
+  auto due_at = [&](int64_t now_ms) {
+    webhook_cursor cursor;
+    std::vector<webhook_entry> due;
+    std::optional<int64_t> next_due;
+    REQUIRE(fixture.store
+              ->due_webhooks(now_ms, monotonic_now_ms(),
+                             [](const std::string&) { return size_t{10}; }, cursor, due, next_due)
+              .ok());
+    return due;
+  };
+  auto due = due_at(std::numeric_limits<int64_t>::max());
+  REQUIRE(due.size() == 1);
+  auto entry = due[0];
+  CHECK(entry.due_ms == first[0].due_ms);
+  auto hand_back = [&](int64_t next_due_ms) {
+    webhook_update update{entry.merchant_id, entry.event_id, entry.pay_id,    entry.attempt,
+                          entry.first_due_ms, entry.due_ms,  next_due_ms};
+    self->request(writer, std::chrono::seconds{10}, webhook_atom::value,
+                  std::vector<webhook_update>{update})
+      .receive([](bool applied) { CHECK(applied); },
+               [](caf::error& error) { FAIL(caf::to_string(error)); });
+  };
+  // Not delivered: queued again a minute on, one attempt more, and the notifier told.
+  hand_back(entry.due_ms + 60'000);
+  auto again = told();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].due_ms == entry.due_ms + 60'000);
+  CHECK(due_at(entry.due_ms + 59'999).empty());
+  due = due_at(entry.due_ms + 60'000);
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].attempt == entry.attempt + 1);
+  CHECK(fixture.store->webhook_backlog() == 1);
+  // Delivered: gone.
+  entry = due[0];
+  hand_back(0);
+  CHECK(due_at(std::numeric_limits<int64_t>::max()).empty());
+  CHECK(fixture.store->webhook_backlog() == 0);
+  self->send_exit(writer, caf::exit_reason::user_shutdown);
 }

@@ -20,6 +20,7 @@
 #include "actors/payment/admission.hpp"
 #include "common/metrics.hpp"
 #include "gateway/render.hpp"
+#include "gateway/requests.hpp"
 #include "storage/local/local_store.hpp"
 
 namespace paybus {
@@ -78,6 +79,13 @@ struct ingress_state {
 };
 
 using ingress_broker = caf::io::stateful_broker<ingress_state>;
+
+/// How long a request to the store or the reader may take. The client is
+/// answered at `request_timeout` by the call deadlines (expire_calls); the
+/// request's own timeout, a little later, only ends its wait.
+std::chrono::milliseconds answer_timeout(const ingress_context& context) {
+  return context.request_timeout + std::chrono::seconds{1};
+}
 
 int64_t now_us() {
   return monotonic_now_ms() * 1000;
@@ -238,7 +246,7 @@ void flush_creates(ingress_broker* self) {
   st.create_records.clear();
   auto nonces = std::move(st.create_nonces);
   st.create_nonces.clear();
-  self->request(st.context->store, caf::infinite, create_atom::value, std::move(records),
+  self->request(st.context->store, answer_timeout(*st.context), create_atom::value, std::move(records),
                 std::move(nonces))
     .then(
       [=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },
@@ -281,199 +289,100 @@ void answer_store_error(const async_reply& reply, const caf::error& error) {
   }
 }
 
-std::string url_decode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '%' && i + 2 < text.size()) {
-      auto hex = [](char h) -> int {
-        if (h >= '0' && h <= '9') return h - '0';
-        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-        return -1;
-      };
-      int hi = hex(text[i + 1]);
-      int lo = hex(text[i + 2]);
-      if (hi < 0 || lo < 0) {
-        out.push_back(c);
-        continue;
-      }
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (c == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
+/// Where the answer to one request goes: its slot in its connection's
+/// queue of responses, filled now (`ready`) or by a call (`start`).
+struct request_slot {
+  ingress_broker* self;
+  caf::io::connection_handle hdl;
+  connection& conn;
+  uint64_t sequence;
+  bool keep_alive;
 
-/// The value of `name` in a query string, if present.
-std::optional<std::string> query_parameter(std::string_view query,
-                                           std::string_view name) {
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    auto equals = pair.find('=');
-    if (pair.substr(0, equals) == name)
-      return url_decode(equals == std::string_view::npos ? std::string_view{}
-                                                         : pair.substr(equals + 1));
-    if (amp == std::string_view::npos)
-      break;
-    query.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
-}
-
-bool valid_pay_id_text(std::string_view text);
-
-/// A channel's result notification (API.md section 4); a problem, or nothing.
-std::optional<std::string> parse_notification(const std::string& body,
-                                              const std::string& channel_id, int64_t now_ms,
-                                              payment_result& result) {
-  auto document = nlohmann::json::parse(body, nullptr, false);
-  if (document.is_discarded() || !document.is_object())
-    return std::string{"the body must be a JSON object"};
-  auto text = [&](const char* name) -> const std::string* {
-    auto it = document.find(name);
-    return it != document.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
-  };
-  const auto* pay_id = text("pay_id");
-  if (pay_id == nullptr || !valid_pay_id_text(*pay_id))
-    return std::string{"pay_id must be up to 32 digits"};
-  const auto* status = text("status");
-  if (status == nullptr || (*status != "SUCCEEDED" && *status != "FAILED"))
-    return std::string{"status must be SUCCEEDED or FAILED"};
-  auto amount = document.find("amount");
-  if (amount == document.end() || !amount->is_number_integer() || amount->get<int64_t>() < 0)
-    return std::string{"amount must be an integer number of minor units"};
-  const auto* txn = text("channel_txn_id");
-  if (txn != nullptr && !valid_channel_txn_id(*txn))
-    return std::string{"channel_txn_id must be at most 128 bytes, with no control characters"};
-  result.pay_id = *pay_id;
-  result.status = *status;
-  result.channel_id = channel_id;
-  result.channel_txn_id = txn != nullptr ? *txn : std::string{};
-  result.amount_minor = amount->get<int64_t>();
-  result.finished_at_ms = now_ms;
-  if (const auto* paid_at = text("paid_at"); paid_at != nullptr)
-    parse_rfc3339_ms(*paid_at, result.finished_at_ms);
-  result.source = "notify";
-  return std::nullopt;
-}
-
-bool valid_pay_id_text(std::string_view text) {
-  if (text.empty() || text.size() > 32)
-    return false;
-  for (char c : text)
-    if (c < '0' || c > '9')
-      return false;
-  return true;
-}
-
-/// Routes one complete request; its response takes slot `sequence`.
-void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
-              connection& conn, http_request& request) {
-  auto& st = self->state;
-  const auto& ctx = *st.context;
-  uint64_t sequence = conn.first_sequence + conn.responses.size();
-  conn.responses.emplace_back();
-  conn.responses.back().started_us = now_us();
-  bool keep_alive = request.keep_alive && !st.draining;
-  auto ready = [&](int status, std::string body,
-                   std::string_view extra_headers = {},
-                   std::string_view content_type = json_type) {
+  void ready(int status, std::string body, std::string_view extra_headers = {},
+             std::string_view content_type = json_type) const {
     auto& slot = conn.responses.back();
     slot.ready = true;
     slot.status = status;
     slot.close_after = !keep_alive;
     slot.bytes = http_response(status, content_type, body, keep_alive, extra_headers);
-  };
-  if (!keep_alive)
-    conn.closing = true;
-
-  std::string_view target = request.target;
-  auto question = target.find('?');
-  auto path = target.substr(0, question);
-  auto query = question == std::string_view::npos ? std::string_view{}
-                                                  : target.substr(question + 1);
-  const bool get = request.method == "GET";
-  const bool post = request.method == "POST";
-
-  if (conn.responses.size() > ctx.max_pipeline)
-    return ready(429, error_json("overloaded", "too many pipelined requests"),
-                 "Retry-After: 1\r\n");
-  if (path == "/healthz") {
-    if (!get)
-      return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
-    return ready(200, "{\"status\":\"ok\"}");
-  }
-  if (path == "/readyz") {
-    if (!get)
-      return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
-    if (st.draining)
-      return ready(503, "{\"status\":\"draining\"}");
-    if (ctx.figures->store_up.load() == 0)
-      return ready(503, "{\"status\":\"store_unavailable\"}");
-    return ready(200, "{\"status\":\"ready\"}");
-  }
-  if (path == "/metrics") {
-    if (!get)
-      return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
-    return ready(200, ctx.figures->render_prometheus(), {},
-                 "text/plain; version=0.0.4");
   }
 
-  if (path.size() > 20 && path.substr(0, 13) == "/v1/channels/"
-      && path.substr(path.size() - 7) == "/notify") {
-    if (!post)
-      return ready(405, error_json("method_not_allowed", "use POST"), "Allow: POST\r\n");
-    auto channel_id = std::string{path.substr(13, path.size() - 20)};
-    auto key = ctx.channel_keys.find(channel_id);
-    if (key == ctx.channel_keys.end())
-      return ready(404, error_json("not_found", "no such channel"));
-    auto now_ms = unix_now_ms();
-    if (request.channel != channel_id || request.auth_duplicated
-        || !verify_rsa_message(key->second.get(), "POST", request.target, request.timestamp,
-                               request.nonce, request.signature, request.body, now_ms,
-                               ctx.timestamp_window_seconds))
-      return ready(401, error_json("unauthenticated", "missing, malformed or invalid channel signature"));
-    auto principal = "channel:" + channel_id;
-    if (st.nonces->seen(principal, request.nonce))
-      return ready(401, error_json("replayed_request", "this nonce was already used"));
-    st.nonces->remember(principal, request.nonce, now_ms);
-    payment_result result;
-    if (auto problem = parse_notification(request.body, channel_id, now_ms, result))
-      return ready(400, error_json("invalid_field", *problem));
-    if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
-      return ready(429, error_json("overloaded", "the bus is at capacity, retry later"),
-                   "Retry-After: 1\r\n");
-    ctx.figures->notifications_received_total.fetch_add(1, std::memory_order_relaxed);
-    auto reply = start_call(self, hdl, sequence, keep_alive);
-    auto pay_id = result.pay_id;
-    self->request(ctx.store, caf::infinite, result_atom::value, std::move(result))
-      .then(
-        [=](result_recorded& recorded) {
-          if (recorded.joined)
-            self->send(self->state.context->coordinator, settled_atom::value, pay_id);
-          reply(200, "{\"received\":true}");
-        },
-        [=](caf::error& error) { answer_store_error(reply, error); });
-    return;
+  void error(int status, std::string_view code, std::string_view message,
+             std::string_view extra_headers = {}) const {
+    ready(status, error_json(code, message), extra_headers);
   }
 
-  bool collection = path == "/v1/payments";
-  bool item = path.size() > 13 && path.substr(0, 13) == "/v1/payments/";
-  if (!collection && !item)
-    return ready(404, error_json("not_found", "no such resource"));
-  if (item && !get)
-    return ready(405, error_json("method_not_allowed", "use GET"), "Allow: GET\r\n");
-  if (collection && !get && !post)
-    return ready(405, error_json("method_not_allowed", "use POST or GET"),
-                 "Allow: GET, POST\r\n");
+  void overloaded(std::string_view why = "the bus is at capacity, retry later") const {
+    error(429, "overloaded", why, "Retry-After: 1\r\n");
+  }
 
+  async_reply start() const {
+    return start_call(self, hdl, sequence, keep_alive);
+  }
+};
+
+/// GET /healthz, /readyz, /metrics.
+void serve_operations(const request_slot& slot, route_kind kind) {
+  auto& st = slot.self->state;
+  switch (kind) {
+    case route_kind::healthz:
+      return slot.ready(200, "{\"status\":\"ok\"}");
+    case route_kind::readyz:
+      if (st.draining)
+        return slot.ready(503, "{\"status\":\"draining\"}");
+      if (st.context->figures->store_up.load() == 0)
+        return slot.ready(503, "{\"status\":\"store_unavailable\"}");
+      return slot.ready(200, "{\"status\":\"ready\"}");
+    default:
+      return slot.ready(200, st.context->figures->render_prometheus(), {},
+                        "text/plain; version=0.0.4");
+  }
+}
+
+/// POST /v1/channels/{id}/notify: a channel's signed result notification,
+/// answered 200 once the result is durable.
+void serve_notification(const request_slot& slot, const http_request& request,
+                        const std::string& channel_id) {
+  auto* self = slot.self;
+  auto& st = self->state;
+  const auto& ctx = *st.context;
+  auto key = ctx.channel_keys.find(channel_id);
+  if (key == ctx.channel_keys.end())
+    return slot.error(404, "not_found", "no such channel");
+  auto now_ms = unix_now_ms();
+  if (request.channel != channel_id || request.auth_duplicated
+      || !verify_rsa_message(key->second.get(), "POST", request.target, request.timestamp,
+                             request.nonce, request.signature, request.body, now_ms,
+                             ctx.timestamp_window_seconds))
+    return slot.error(401, "unauthenticated", "missing, malformed or invalid channel signature");
+  auto principal = "channel:" + channel_id;
+  if (st.nonces->seen(principal, request.nonce))
+    return slot.error(401, "replayed_request", "this nonce was already used");
+  st.nonces->remember(principal, request.nonce, now_ms);
+  payment_result result;
+  if (auto problem = parse_notification(request.body, channel_id, now_ms, result))
+    return slot.error(400, "invalid_field", *problem);
+  if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
+    return slot.overloaded();
+  ctx.figures->notifications_received_total.fetch_add(1, std::memory_order_relaxed);
+  auto reply = slot.start();
+  auto pay_id = result.pay_id;
+  self->request(ctx.store, answer_timeout(ctx), result_atom::value, std::move(result))
+    .then(
+      [=](result_recorded& recorded) {
+        if (recorded.joined)
+          self->send(self->state.context->coordinator, settled_atom::value, pay_id);
+        reply(200, "{\"received\":true}");
+      },
+      [=](caf::error& error) { answer_store_error(reply, error); });
+}
+
+/// The merchant a /v1/payments* request is signed by, or nothing once it
+/// has been answered (401, or 503 when the store cannot be read).
+const merchant_credentials* authenticate_merchant(const request_slot& slot,
+                                                  const http_request& request, int64_t now_ms) {
+  auto& st = slot.self->state;
+  const auto& ctx = *st.context;
   auth_headers headers;
   headers.principal = request.merchant;
   headers.timestamp = request.timestamp;
@@ -481,8 +390,10 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
   headers.signature = request.signature;
   headers.duplicated = request.auth_duplicated;
   const merchant_credentials* merchant = nullptr;
-  auto now_ms = unix_now_ms();
   bool store_failed = false;
+  // Recent nonces from memory; older ones from the store, read here on the
+  // ingress thread: a point read served by the memtable's bloom filter and
+  // the block cache, cheaper than a hop to the reader and back per request.
   auto nonce_seen = [&](std::string_view merchant_id, std::string_view nonce) {
     if (st.nonces->seen(merchant_id, nonce))
       return true;
@@ -490,52 +401,64 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
     store_failed = !stored;
     return stored.value_or(true);
   };
-  auto failure = authenticate(ctx.merchants, headers, request.method,
-                              request.target, request.body, now_ms,
-                              ctx.timestamp_window_seconds, nonce_seen, &merchant);
-  if (store_failed)
-    return ready(503, error_json("store_unavailable", "the local store cannot be read"));
+  auto failure = authenticate(ctx.merchants, headers, request.method, request.target,
+                              request.body, now_ms, ctx.timestamp_window_seconds, nonce_seen,
+                              &merchant);
+  if (store_failed) {
+    slot.error(503, "store_unavailable", "the local store cannot be read");
+    return nullptr;
+  }
   if (failure != auth_failure::none) {
     const char* message = failure == auth_failure::stale_timestamp
                             ? "X-Paybus-Timestamp is too far from the bus's clock"
                           : failure == auth_failure::replayed_request
                             ? "this nonce was already used"
                             : "missing, malformed or invalid authentication";
-    return ready(401, error_json(to_code(failure), message));
+    slot.error(401, to_code(failure), message);
+    return nullptr;
   }
   st.nonces->remember(merchant->id, request.nonce, now_ms);
+  return merchant;
+}
 
+/// POST /v1/payments, GET /v1/payments?merchant_order_no=, GET /v1/payments/{pay_id}.
+void serve_payments(const request_slot& slot, const http_request& request, const route& to) {
+  auto* self = slot.self;
+  auto& st = self->state;
+  const auto& ctx = *st.context;
+  auto now_ms = unix_now_ms();
+  const auto* merchant = authenticate_merchant(slot, request, now_ms);
+  if (merchant == nullptr)
+    return;
   if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
-    return ready(429, error_json("overloaded", "the bus is at capacity, retry later"),
-                 "Retry-After: 1\r\n");
-  conn.responses.back().close_after = !keep_alive;
+    return slot.overloaded();
+  slot.conn.responses.back().close_after = !slot.keep_alive;
 
-  if (post) {
+  if (request.method == "POST") {
     payment_order order;
-    if (auto error = parse_payment_order(request.body, merchant->id, ctx.channels,
-                                         ctx.orders, order))
-      return ready(error->status, error_json(error->code, error->message));
-    auto reply = start_call(self, hdl, sequence, keep_alive);
-    queue_create(self, std::move(order), reply,
+    if (auto error = parse_payment_order(request.body, merchant->id, ctx.channels, ctx.orders,
+                                         order))
+      return slot.error(error->status, error->code, error->message);
+    queue_create(self, std::move(order), slot.start(),
                  nonce_accepted{merchant->id, request.nonce, now_ms});
     return;
   }
 
   std::string pay_id;
   std::optional<std::string> order_no;
-  if (item) {
-    pay_id = std::string{path.substr(13)};
+  if (to.kind == route_kind::payment) {
+    pay_id = std::string{to.pay_id};
     if (!valid_pay_id_text(pay_id))
-      return ready(404, error_json("not_found", "no such payment"));
+      return slot.error(404, "not_found", "no such payment");
   } else {
-    order_no = query_parameter(query, "merchant_order_no");
+    order_no = query_parameter(to.query, "merchant_order_no");
     if (!order_no)
-      return ready(400, error_json("missing_field", "merchant_order_no is required"));
+      return slot.error(400, "missing_field", "merchant_order_no is required");
     if (!valid_merchant_order_no(*order_no))
-      return ready(400, error_json("invalid_field",
-                                   "merchant_order_no must be 1 to 64 of [A-Za-z0-9_.-]"));
+      return slot.error(400, "invalid_field",
+                        "merchant_order_no must be 1 to 64 of [A-Za-z0-9_.-]");
   }
-  auto reply = start_call(self, hdl, sequence, keep_alive);
+  auto reply = slot.start();
   auto merchant_id = merchant->id;
   nonce_accepted nonce{merchant->id, request.nonce, now_ms};
   auto on_found = [=](payment_lookup& found) {
@@ -547,12 +470,46 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl,
     reply(200, render_payment(found.record));
   };
   auto on_error = [=](caf::error& error) { answer_store_error(reply, error); };
-  if (item)
-    self->request(ctx.reader, caf::infinite, get_atom::value, pay_id)
+  if (to.kind == route_kind::payment)
+    self->request(ctx.reader, answer_timeout(ctx), get_atom::value, pay_id)
       .then(on_found, on_error);
   else
-    self->request(ctx.reader, caf::infinite, find_atom::value, merchant_id, *order_no)
+    self->request(ctx.reader, answer_timeout(ctx), find_atom::value, merchant_id, *order_no)
       .then(on_found, on_error);
+}
+
+/// Routes one complete request; its response takes slot `sequence`.
+void dispatch(ingress_broker* self, caf::io::connection_handle hdl, connection& conn,
+              http_request& request) {
+  auto& st = self->state;
+  uint64_t sequence = conn.first_sequence + conn.responses.size();
+  conn.responses.emplace_back();
+  conn.responses.back().started_us = now_us();
+  bool keep_alive = request.keep_alive && !st.draining;
+  if (!keep_alive)
+    conn.closing = true;
+  request_slot slot{self, hdl, conn, sequence, keep_alive};
+  if (conn.responses.size() > st.context->max_pipeline)
+    return slot.overloaded("too many pipelined requests");
+  auto to = route_request(request.method, request.target);
+  if (to.kind == route_kind::not_found)
+    return slot.error(404, "not_found", "no such resource");
+  if (!to.method_allowed)
+    return slot.error(405, "method_not_allowed",
+                      to.kind == route_kind::payments ? "use POST or GET"
+                      : to.kind == route_kind::channel_notify ? "use POST"
+                                                              : "use GET",
+                      std::string{"Allow: "} + to.allow + "\r\n");
+  switch (to.kind) {
+    case route_kind::healthz:
+    case route_kind::readyz:
+    case route_kind::metrics:
+      return serve_operations(slot, to.kind);
+    case route_kind::channel_notify:
+      return serve_notification(slot, request, std::string{to.channel_id});
+    default:
+      return serve_payments(slot, request, to);
+  }
 }
 
 void on_data(ingress_broker* self, caf::io::new_data_msg& msg) {

@@ -5,6 +5,9 @@
 // from any thread and start on the loop's thread while a slot is free; easy
 // handles are reused, so their keep-alive connections stay in the multi
 // handle's pool; each finished transfer is reported on the loop's thread.
+// At most `max_waiting` jobs wait for a slot: one more is reported unstarted
+// at once, on the submitting thread (the callers' own limits keep far below
+// it; this is the backstop that keeps the queue bounded whatever they do).
 // Stopping abandons what is in flight and what waits: nothing is reported.
 
 #include <algorithm>
@@ -39,10 +42,15 @@ public:
     std::function<void(std::unique_ptr<Job> job, CURL* easy, CURLcode code)> finished;
   };
 
-  /// At most `slots` transfers at a time; the rest wait, in order.
-  transfer_loop(std::string thread_name, size_t slots, hooks h)
+  static constexpr size_t default_max_waiting = 4096;
+
+  /// At most `slots` transfers at a time; the rest wait, in order, at most
+  /// `max_waiting` of them.
+  transfer_loop(std::string thread_name, size_t slots, hooks h,
+                size_t max_waiting = default_max_waiting)
     : thread_name_(std::move(thread_name)), slots_(std::max<size_t>(1, slots)),
-      hooks_(std::move(h)), multi_(curl_multi_init()) {}
+      max_waiting_(std::max<size_t>(1, max_waiting)), hooks_(std::move(h)),
+      multi_(curl_multi_init()) {}
 
   ~transfer_loop() {
     stop();
@@ -62,13 +70,22 @@ public:
     thread_ = std::thread{[this] { run(); }};
   }
 
-  /// Queues `job`; false (and `job` dropped) once the loop is stopping.
+  /// Queues `job`; false (and `job` dropped) once the loop is stopping. With
+  /// `max_waiting` jobs waiting already, `job` is reported unstarted
+  /// (`finished` with no handle) here, before this returns true.
   bool submit(std::unique_ptr<Job> job) {
     {
       std::lock_guard<std::mutex> guard{mutex_};
       if (stopping_)
         return false;
-      waiting_.push_back(std::move(job));
+      if (waiting_.size() < max_waiting_) {
+        waiting_.push_back(std::move(job));
+        job = nullptr;
+      }
+    }
+    if (job != nullptr) {
+      hooks_.finished(std::move(job), nullptr, CURLE_FAILED_INIT);
+      return true;
     }
     curl_multi_wakeup(multi_);
     return true;
@@ -158,6 +175,7 @@ private:
 
   const std::string thread_name_;
   const size_t slots_;
+  const size_t max_waiting_;
   const hooks hooks_;
   CURLM* const multi_;
   std::mutex mutex_;

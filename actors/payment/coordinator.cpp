@@ -25,6 +25,13 @@ namespace paybus {
 namespace {
 
 constexpr int64_t tick_ms = 50;
+// No request of the coordinator waits forever. Each one's error handler is
+// the safe way on: a result or a route not written is tried again; a pay
+// request or query with no answer is an UNKNOWN outcome (asked again, never
+// sent elsewhere); a read not answered is read again at the next tick.
+constexpr auto store_timeout = std::chrono::seconds{30};
+constexpr auto channel_timeout = std::chrono::seconds{60};  // beyond the channel's own
+constexpr auto reader_timeout = std::chrono::seconds{60};
 constexpr int64_t route_retry_ms = 1000;
 constexpr int64_t slot_retry_ms = 20;
 
@@ -123,7 +130,7 @@ void record_result(coordinator_pointer self, const std::string& pay_id,
   result.amount_minor = payment.record.order.amount_minor;  // the channel answered for this order
   result.finished_at_ms = unix_now_ms();
   result.source = source;
-  self->request(st.store, caf::infinite, result_atom::value, result)
+  self->request(st.store, store_timeout, result_atom::value, result)
     .then(
       [=](result_recorded& recorded) {
         if (recorded.result.flagged)
@@ -168,7 +175,7 @@ void send_pay(coordinator_pointer self, const std::string& pay_id, const std::st
   auto* slots = find_channel(st, channel_id);
   auto& payment = st.payments.at(pay_id);
   payment.sent_ms = monotonic_now_ms();
-  self->request(slots->channel.handle, caf::infinite, pay_atom::value, payment.record)
+  self->request(slots->channel.handle, channel_timeout, pay_atom::value, payment.record)
     .then(
       [=](channel_outcome& outcome) {
         release(self, channel_id);
@@ -195,7 +202,7 @@ void start_payment(coordinator_pointer self, driven_payment& payment, const std:
     return;
   }
   // Durable before the channel hears of it: after a crash we ask this channel first.
-  self->request(st.store, caf::infinite, route_atom::value, payment_routed{pay_id, channel_id})
+  self->request(st.store, store_timeout, route_atom::value, payment_routed{pay_id, channel_id})
     .then(
       [=](bool recorded) {
         auto found = self->state.payments.find(pay_id);
@@ -282,7 +289,7 @@ void query(coordinator_pointer self, driven_payment& payment) {
   // mean that the pay request still waits in its queues (docs/architecture.md).
   auto asked_ms = monotonic_now_ms();
   auto settled_ms = payment.sent_ms + slots->channel.settle_ms;
-  self->request(slots->channel.handle, caf::infinite, query_atom::value, pay_id)
+  self->request(slots->channel.handle, channel_timeout, query_atom::value, pay_id)
     .then(
       [=](channel_outcome& outcome) {
         release(self, channel_id);
@@ -318,7 +325,7 @@ void load_from_store(coordinator_pointer self) {
   st.loading = true;
   auto limit = static_cast<uint32_t>(st.max_in_memory / 2);
   auto from = st.in_store_from;
-  self->request(st.reader, caf::infinite, resume_atom::value, from, limit)
+  self->request(st.reader, reader_timeout, resume_atom::value, from, limit)
     .then(
       [=](std::vector<payment_record>& records) {
         auto& st = self->state;

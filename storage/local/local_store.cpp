@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cstdarg>
 #include <cstdio>
 #include <set>
@@ -90,6 +91,14 @@ public:
 std::unique_ptr<local_store> local_store::open(
   const std::string& dir, const local_store_options& options,
   std::string& error) {
+  // Made here, not by RocksDB, which logs an error line for a directory it
+  // finds missing before it creates it (a fresh first start logged one).
+  std::error_code made;
+  std::filesystem::create_directories(dir, made);
+  if (made) {
+    error = "cannot create the local store " + dir + ": " + made.message();
+    return nullptr;
+  }
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;

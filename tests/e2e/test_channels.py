@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -798,7 +799,8 @@ class ThroughTls(unittest.TestCase):
     def setUpClass(cls):
         cls.pg = PgCluster()
         cls.pg.start()
-        cls.ca, certificate, key = make_certificates(make_temp_dir("tls"))
+        cls.tls_dir = make_temp_dir("tls")  # a private key: removed in tearDownClass
+        cls.ca, certificate, key = make_certificates(cls.tls_dir)
         cls.sim_a = ChannelSim("sim-a").start()
         cls.sim_b = ChannelSim("sim-b").start()
         cls.front = TlsFront(int(cls.sim_a.url.rsplit(":", 1)[1]), certificate, key)
@@ -809,6 +811,7 @@ class ThroughTls(unittest.TestCase):
         cls.sim_a.destroy()
         cls.sim_b.destroy()
         cls.pg.destroy()
+        shutil.rmtree(cls.tls_dir, ignore_errors=True)
 
     def pay_all(self, client, prefix, count, **fields):
         pay_ids = []

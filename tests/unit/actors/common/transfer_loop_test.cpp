@@ -173,7 +173,8 @@ struct reports {
   }
 };
 
-std::unique_ptr<paybus::transfer_loop<job>> make_loop(size_t slots, reports& out) {
+std::unique_ptr<paybus::transfer_loop<job>> make_loop(size_t slots, reports& out,
+                                                     size_t max_waiting = 4096) {
   paybus::transfer_loop<job>::hooks hooks{
     [] {
       CURL* easy = curl_easy_init();
@@ -197,7 +198,8 @@ std::unique_ptr<paybus::transfer_loop<job>> make_loop(size_t slots, reports& out
       out.done.push_back(o);
       out.changed.notify_all();
     }};
-  auto loop = std::make_unique<paybus::transfer_loop<job>>("pb-test", slots, std::move(hooks));
+  auto loop = std::make_unique<paybus::transfer_loop<job>>("pb-test", slots, std::move(hooks),
+                                                          max_waiting);
   loop->start();
   return loop;
 }
@@ -254,6 +256,31 @@ TEST_CASE("a job its prepare hook refuses is reported unstarted and sends nothin
   CHECK(out.done[1].number == 2);
   CHECK(out.done[1].status == 200);
   CHECK(server.paths() == std::vector<std::string>{"/job/2"});
+}
+
+TEST_CASE("beyond max_waiting a job is reported unstarted at once and sends nothing") {
+  holding_server server;
+  reports out;
+  auto loop = make_loop(1, out, 1);
+  REQUIRE(loop->submit(make_job(1, server)));
+  REQUIRE(server.wait_arrived(1));  // 1 holds the slot
+  REQUIRE(loop->submit(make_job(2, server)));  // waits
+  REQUIRE(loop->submit(make_job(3, server)));  // one too many: reported now
+  {
+    std::lock_guard<std::mutex> guard{out.mutex};
+    REQUIRE(out.done.size() == 1);
+    CHECK(out.done[0].number == 3);
+    CHECK_FALSE(out.done[0].started);
+  }
+  server.release(2);
+  REQUIRE(out.wait_for(3));
+  std::sort(out.done.begin(), out.done.end(),
+            [](const outcome& a, const outcome& b) { return a.number < b.number; });
+  CHECK(out.done[0].started);
+  CHECK(out.done[1].started);
+  auto paths = server.paths();
+  std::sort(paths.begin(), paths.end());
+  CHECK(paths == std::vector<std::string>{"/job/1", "/job/2"});
 }
 
 TEST_CASE("stopping abandons what is in flight and what waits, reports none, and takes no more") {

@@ -1,6 +1,6 @@
-// The coordinator against stand-ins for the store, the reader and a
-// channel: what it sends where, and what it records, when a payment's time
-// is up or the store cannot write.
+// The coordinator's wiring against stand-ins for the store, the reader and a
+// channel: the driver's actions reach the right actors and their answers
+// come back. The decisions themselves are tested in driver_test.cpp.
 
 #include <chrono>
 #include <memory>
@@ -149,7 +149,7 @@ payment_record payment(const std::string& pay_id, int64_t created_ago_ms, int64_
 
 } // namespace
 
-TEST_CASE("a payment that is not expired is paid through a free channel") {
+TEST_CASE("coordinator: a payment is paid through its channel and the answer written (wiring)") {
   coordinator_fixture fixture{{"sim-a"}};
   caf::anon_send(fixture.coordinator, std::vector<payment_record>{payment("P1", 0, 900, "sim-a")});
   REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
@@ -160,47 +160,7 @@ TEST_CASE("a payment that is not expired is paid through a free channel") {
   });
 }
 
-TEST_CASE("an expired payment no channel holds is closed, never sent, though a channel is free") {
-  coordinator_fixture fixture{{"sim-a"}};
-  SECTION("new, with the channel chosen at acceptance") {
-    caf::anon_send(fixture.coordinator,
-                   std::vector<payment_record>{payment("P2", 120'000, 60, "sim-a")});
-  }
-  SECTION("read back after a stop, never routed (no channels were configured then)") {
-    caf::anon_send(fixture.coordinator, resume_atom::value,
-                   std::vector<payment_record>{payment("P2", 120'000, 60, "")});
-  }
-  REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
-  std::this_thread::sleep_for(std::chrono::milliseconds{200});  // nothing else follows
-  fixture.log->with([](seen& s) {
-    CHECK(s.pay_requests.empty());
-    REQUIRE(s.results.size() == 1);
-    CHECK(s.results[0].pay_id == "P2");
-    CHECK(s.results[0].status == "CLOSED");
-    CHECK(s.results[0].source == "query");
-  });
-}
-
-TEST_CASE("a CLOSED result the store could not write is written when it can") {
-  coordinator_fixture fixture{{"sim-a"}};
-  fixture.log->with([](seen& s) { s.result_writes_to_fail = 2; });
-  auto record = payment("P3", 120'000, 60, "");
-  SECTION("never routed") {}
-  SECTION("never routed, naming a channel no longer configured") {
-    record.order.channel_id = "sim-gone";
-  }
-  caf::anon_send(fixture.coordinator, resume_atom::value, std::vector<payment_record>{record});
-  REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
-  fixture.log->with([](seen& s) {
-    CHECK(s.failed_result_writes == 2);
-    REQUIRE(s.results.size() == 1);
-    CHECK(s.results[0].status == "CLOSED");
-    CHECK(s.pay_requests.empty());
-    CHECK(s.query_requests.empty());  // there was no channel to ask
-  });
-}
-
-TEST_CASE("a SUCCEEDED result the store could not write is asked for again and written") {
+TEST_CASE("coordinator: a result the store could not write is asked for again and written (wiring)") {
   coordinator_fixture fixture{{"sim-a"}};
   fixture.log->with([](seen& s) { s.result_writes_to_fail = 1; });
   caf::anon_send(fixture.coordinator, std::vector<payment_record>{payment("P4", 0, 900, "sim-a")});

@@ -1,0 +1,254 @@
+// The coordinator's decisions without actors or clocks: each event comes in
+// with its time, and the actions that come out are checked and answered by
+// hand, as the coordinator would carry them out.
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "actors/payment/driver.hpp"
+
+using namespace paybus;
+
+namespace {
+
+constexpr int64_t start_unix_ms = 1'763'782'200'000;
+
+moment at(int64_t ms) {
+  return {ms, start_unix_ms + ms};
+}
+
+payment_record payment(const std::string& pay_id, const std::string& routed_channel,
+                       int64_t expire_seconds = 900, int64_t created_ms = 0) {
+  payment_record r;
+  r.pay_id = pay_id;
+  r.order.merchant_id = "demo";
+  r.order.merchant_order_no = "O-" + pay_id;
+  r.order.amount_minor = 1999;
+  r.order.currency = "CNY";
+  r.order.expire_seconds = expire_seconds;
+  r.created_at_ms = start_unix_ms + created_ms;
+  r.routed_channel = routed_channel;
+  return r;
+}
+
+/// A driver past its start: its first tick read the store's unfinished
+/// payments, and there were none.
+payment_driver driver_of(std::vector<std::string> ids, size_t max_in_flight = 16,
+                         size_t max_in_memory = 100) {
+  std::vector<driver_channel> channels;
+  for (auto& id : ids)
+    channels.push_back({id, 1, max_in_flight, 10'000});
+  payment_driver driver{std::move(channels), max_in_memory, rule_timing{}, at(0), 7};
+  auto first = driver.tick(at(0));
+  REQUIRE(first.size() == 1);
+  REQUIRE(first[0].what == drive_action::kind::read_unfinished);
+  CHECK(first[0].from.empty());  // from the start of the dispatch family
+  CHECK(driver.unfinished_read({}, first[0].limit, at(0)).empty());
+  return driver;
+}
+
+channel_outcome said(const std::string& pay_id, const std::string& channel,
+                     const std::string& status) {
+  return {pay_id, channel, status, status == "SUCCEEDED" ? "T-" + pay_id : "", ""};
+}
+
+std::vector<drive_action::kind> kinds(const drive_actions& actions) {
+  std::vector<drive_action::kind> out;
+  for (const auto& action : actions)
+    out.push_back(action.what);
+  return out;
+}
+
+using kind = drive_action::kind;
+
+} // namespace
+
+TEST_CASE("driver: a new payment goes to the channel chosen at acceptance, and its answer is written") {
+  auto driver = driver_of({"sim-a"});
+  auto actions = driver.admit({payment("P1", "sim-a")}, false, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::pay});  // routed already: no route write
+  CHECK(actions[0].channel_id == "sim-a");
+  CHECK(actions[0].record.pay_id == "P1");
+  actions = driver.paid("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(40));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+  const auto& result = actions[0].result;
+  CHECK(result.status == "SUCCEEDED");
+  CHECK(result.channel_id == "sim-a");
+  CHECK(result.channel_txn_id == "T-P1");
+  CHECK(result.amount_minor == 1999);
+  CHECK(result.finished_at_ms == start_unix_ms + 40);
+  CHECK(result.source == "channel");
+  driver.result_written("P1");
+  CHECK(driver.driving() == 0);
+}
+
+TEST_CASE("driver: a payment with no route has one written before any channel hears of it") {
+  auto driver = driver_of({"sim-a"});
+  auto actions = driver.admit({payment("P1", "")}, false, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});
+  CHECK(actions[0].channel_id == "sim-a");
+  actions = driver.route_recorded("P1", "sim-a", true, at(1));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::pay});
+  CHECK(actions[0].record.routed_channel == "sim-a");
+  // A route the store refuses (final already): dropped, never sent.
+  driver.admit({payment("P2", "")}, false, at(2));
+  CHECK(driver.route_recorded("P2", "sim-a", false, at(3)).empty());
+  CHECK(driver.driving() == 1);
+}
+
+TEST_CASE("driver: an UNKNOWN outcome is asked of the same channel, never sent elsewhere") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  driver.admit({payment("P1", "sim-a")}, false, at(0));
+  CHECK(driver.paid("P1", "sim-a", said("P1", "sim-a", "UNKNOWN"), at(10)).empty());
+  CHECK(driver.tick(at(10 + 499)).empty());
+  auto actions = driver.tick(at(10 + 500));  // rule_timing::unknown_query_ms
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  CHECK(actions[0].channel_id == "sim-a");
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(520));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+  CHECK(actions[0].result.source == "query");
+}
+
+TEST_CASE("driver: a NOT_FOUND before the channel's settle time is asked again, not rerouted") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  driver.admit({payment("P1", "sim-a")}, false, at(0));
+  driver.paid("P1", "sim-a", said("P1", "sim-a", "UNKNOWN"), at(10));
+  driver.tick(at(510));  // the query leaves 510 ms after the pay request
+  auto actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(520));
+  CHECK(actions.empty());  // neither sent elsewhere nor closed
+  // Asked again once the settle time (10 s after the pay request) is up.
+  CHECK(driver.tick(at(9'999)).empty());
+  actions = driver.tick(at(10'000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  // A NOT_FOUND now is believed: the payment goes to the other channel.
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(10'010));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});
+  CHECK(actions[0].channel_id == "sim-b");
+}
+
+TEST_CASE("driver: a payment that names its channel only ever goes there") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  auto named = payment("P1", "sim-a");
+  named.order.channel_id = "sim-a";
+  driver.admit({named}, false, at(0));
+  auto actions = driver.paid("P1", "sim-a", said("P1", "sim-a", "REFUSED"), at(5));
+  CHECK(actions.empty());  // refused everywhere it may go: routed again later
+  actions = driver.tick(at(5 + 1000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::pay});
+  CHECK(actions[0].channel_id == "sim-a");
+}
+
+TEST_CASE("driver: an expired payment no channel holds is closed, never sent, though a channel is free") {
+  auto driver = driver_of({"sim-a"});
+  SECTION("new, with the channel chosen at acceptance") {
+    auto actions = driver.admit({payment("P2", "sim-a", 60, -120'000)}, false, at(0));
+    REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+    CHECK(actions[0].result.status == "CLOSED");
+    CHECK(actions[0].result.source == "query");
+  }
+  SECTION("read back after a stop, never routed") {
+    auto actions = driver.admit({payment("P2", "", 60, -120'000)}, true, at(0));
+    REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+    CHECK(actions[0].result.status == "CLOSED");
+  }
+}
+
+TEST_CASE("driver: an ACCEPTED payment is not closed at expiry: the channel has it") {
+  auto driver = driver_of({"sim-a"});
+  driver.admit({payment("P1", "sim-a", 60)}, false, at(0));
+  driver.paid("P1", "sim-a", said("P1", "sim-a", "ACCEPTED"), at(10));
+  auto actions = driver.tick(at(10 + 3000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "ACCEPTED"), at(120'000));
+  CHECK(actions.empty());  // asked again later, never closed
+}
+
+TEST_CASE("driver: a result the store could not write is tried again, the same way") {
+  auto driver = driver_of({"sim-a"});
+  SECTION("a CLOSED result, never routed: routed again, which closes it again") {
+    driver.admit({payment("P3", "", 60, -120'000)}, true, at(0));
+    CHECK(driver.result_failed("P3", at(1)).empty());
+    auto actions = driver.tick(at(1 + 1000));
+    REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+    CHECK(actions[0].result.status == "CLOSED");
+  }
+  SECTION("a channel's answer: asked of that channel again, never paid twice") {
+    driver.admit({payment("P4", "sim-a")}, false, at(0));
+    driver.paid("P4", "sim-a", said("P4", "sim-a", "SUCCEEDED"), at(5));
+    CHECK(driver.result_failed("P4", at(6)).empty());
+    auto actions = driver.tick(at(6 + 1000));
+    REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+    actions = driver.queried("P4", "sim-a", said("P4", "sim-a", "SUCCEEDED"), at(1010));
+    REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+    CHECK(actions[0].result.source == "query");
+  }
+}
+
+TEST_CASE("driver: a resumed payment with a route is asked before anything else") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  auto actions = driver.admit({payment("P1", "sim-b"), payment("P2", "")}, true, at(0));
+  REQUIRE(actions.size() == 2);
+  CHECK(actions[0].what == kind::query);
+  CHECK(actions[0].channel_id == "sim-b");
+  CHECK(actions[1].what == kind::record_route);
+  CHECK(actions[1].pay_id == "P2");
+}
+
+TEST_CASE("driver: no channel gets more requests outstanding than its limit") {
+  auto driver = driver_of({"sim-a"}, 2);
+  std::vector<payment_record> records;
+  for (int i = 0; i < 5; ++i)
+    records.push_back(payment("P" + std::to_string(i), "sim-a"));
+  auto actions = driver.admit(records, false, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::pay, kind::pay});
+  // A slot frees: the next one goes, oldest first.
+  actions = driver.paid("P0", "sim-a", said("P0", "sim-a", "SUCCEEDED"), at(10));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result, kind::pay});
+  CHECK(actions[1].pay_id == "P2");
+}
+
+TEST_CASE("driver: beyond max_in_memory payments wait in the store and are read back as room frees") {
+  auto driver = driver_of({"sim-a"}, 16, 4);
+  std::vector<payment_record> records;
+  for (int i = 0; i < 6; ++i)
+    records.push_back(payment("P" + std::to_string(i), "sim-a"));
+  driver.admit(records, false, at(0));
+  CHECK(driver.driving() == 4);
+  for (int i = 0; i < 4; ++i) {
+    auto id = "P" + std::to_string(i);
+    driver.paid(id, "sim-a", said(id, "sim-a", "SUCCEEDED"), at(10));
+    driver.result_written(id);
+  }
+  auto actions = driver.tick(at(50));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::read_unfinished});
+  CHECK(actions[0].from == "P4");  // the first one turned away
+  CHECK(actions[0].limit == 2);
+  CHECK(driver.tick(at(100)).empty());  // one read at a time
+  actions = driver.unfinished_read({payment("P4", "sim-a"), payment("P5", "sim-a")}, 2, at(110));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query, kind::query});  // maybe sent: asked
+  CHECK(driver.driving() == 2);
+}
+
+TEST_CASE("driver: a payment settled by a notification is driven no more, unless busy") {
+  auto driver = driver_of({"sim-a"});
+  driver.admit({payment("P1", "sim-a")}, false, at(0));
+  driver.paid("P1", "sim-a", said("P1", "sim-a", "ACCEPTED"), at(10));
+  driver.settled("P1");
+  CHECK(driver.driving() == 0);
+  CHECK(driver.tick(at(10'000)).empty());
+  driver.admit({payment("P2", "sim-a")}, false, at(0));
+  driver.settled("P2");  // its pay request is out: its answer decides
+  CHECK(driver.driving() == 1);
+}
+
+TEST_CASE("driver: a payment sent to a channel no longer configured is reported, and waits") {
+  auto driver = driver_of({"sim-a"});
+  auto actions = driver.admit({payment("P1", "sim-gone")}, true, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::unknown_channel});
+  CHECK(actions[0].channel_id == "sim-gone");
+  CHECK(driver.tick(at(29'999)).empty());
+  CHECK(kinds(driver.tick(at(30'000))) == std::vector<kind>{kind::unknown_channel});
+}

@@ -17,7 +17,6 @@
 #include "common/clock.hpp"
 #include "common/text.hpp"
 #include "common/thread_name.hpp"
-#include "actors/payment/admission.hpp"
 #include "common/metrics.hpp"
 #include "gateway/render.hpp"
 #include "gateway/requests.hpp"
@@ -207,7 +206,7 @@ void answer_creates(ingress_broker* self, std::vector<pending_create>& batch,
   for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
     auto& create = batch[i];
     auto& stored = results[i];
-    switch (decide_admission(stored.created, stored.record.order, create.order)) {
+    switch (stored.outcome) {  // decided by settlement, against the request's body
       case admission::created:
         figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
         create.reply(202, render_payment(stored.record));
@@ -366,12 +365,11 @@ void serve_notification(const request_slot& slot, const http_request& request,
     return slot.overloaded();
   ctx.figures->notifications_received_total.fetch_add(1, std::memory_order_relaxed);
   auto reply = slot.start();
-  auto pay_id = result.pay_id;
   self->request(ctx.store, answer_timeout(ctx), result_atom::value, std::move(result))
     .then(
-      [=](result_recorded& recorded) {
-        if (recorded.joined)
-          self->send(self->state.context->coordinator, settled_atom::value, pay_id);
+      [=](result_recorded&) {
+        // Durable. The store writer tells the coordinator itself when
+        // this result made the payment final.
         reply(200, "{\"received\":true}");
       },
       [=](caf::error& error) { answer_store_error(reply, error); });

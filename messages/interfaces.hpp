@@ -107,9 +107,11 @@ using store_actor = caf::typed_actor<
   // The database sink begins a round: it reads everything committed so far,
   // and the next commit that grows the outbox wakes it again.
   caf::reacts_to<reading_atom>,
-  // Who to wake: the database sink (a sink_actor) and the notifier (a
-  // notifier_actor); either may be null.
-  caf::reacts_to<attach_atom, caf::actor, caf::actor>,
+  // Who to tell: the database sink (a sink_actor, woken when the outbox
+  // grows), the notifier (a notifier_actor, told which webhook queues were
+  // put to) and the coordinator (a coordinator_actor, told of payments a
+  // result made final); any may be null.
+  caf::reacts_to<attach_atom, caf::actor, caf::actor, caf::actor>,
   // Internal: commits everything queued so far as one synced WriteBatch.
   caf::reacts_to<flush_atom>,
   // Internal: nonces waited long enough for a commit to ride with.
@@ -154,7 +156,9 @@ using coordinator_actor = caf::typed_actor<
   // Payments unfinished at a stop: one with a routed channel may have been
   // sent there, so that channel is asked first.
   caf::reacts_to<resume_atom, std::vector<payment_record>>,
-  // A payment became final elsewhere (a notification): stop driving it.
+  // A result made a payment final (the store writer says so after the
+  // commit; for a result this actor wrote itself it is no news): stop
+  // driving it.
   caf::reacts_to<settled_atom, std::string>,
   // Internal: the next due actions.
   caf::reacts_to<tick_atom>>;

@@ -100,15 +100,18 @@ struct channel_outcome {
   std::string reason;
 };
 
-/// The store's answer to a create: the record now durable, and whether this
-/// request created it or found it there already (event).
+/// How the bus answers a create request: created (202), the same order
+/// again (200), or its merchant_order_no with another body (409).
+enum class admission : uint8_t { created = 0, existing = 1, conflict = 2 };
+
+/// The store's answer to a create: the record now durable, whether this
+/// request created it or found it there already, and so how it is answered
+/// (event).
 struct order_stored {
   bool created = false;
+  admission outcome = admission::created;
   payment_record record;
 };
-
-/// How the bus answers a create request.
-enum class admission : uint8_t { created = 0, existing = 1, conflict = 2 };
 
 /// A payment looked up in the local store.
 struct payment_lookup {
@@ -207,7 +210,7 @@ typename Inspector::result_type inspect(Inspector& f, channel_outcome& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_stored& x) {
-  return f(caf::meta::type_name("order_stored"), x.created, x.record);
+  return f(caf::meta::type_name("order_stored"), x.created, x.outcome, x.record);
 }
 
 template <class Inspector>

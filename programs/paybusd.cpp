@@ -282,9 +282,9 @@ int main(int argc, char** argv) {
   notify.retry_max_ms = config.notify_retry_max_ms;
   notify.give_up_after_ms = config.notify_give_up_after_ms;
   auto notifier = spawn_notifier(system, *store, writer, notify, figures);
-  // The writer wakes them after the commits that give them work.
+  // The writer tells them, after each commit, of the work it gave them.
   caf::anon_send(writer, attach_atom::value, caf::actor_cast<caf::actor>(sink),
-                 caf::actor_cast<caf::actor>(notifier));
+                 caf::actor_cast<caf::actor>(notifier), caf::actor_cast<caf::actor>(coordinator));
   context->coordinator = coordinator;
   context->channel_keys = channel_keys;
   context->shards = shards;

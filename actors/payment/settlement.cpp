@@ -149,6 +149,7 @@ private:
     if (auto hit = decided_.find(key); hit != decided_.end()) {
       answer.created = false;
       answer.record = out_.answers.creates[hit->second].record;
+      answer.outcome = decide_admission(false, answer.record.order, record.order);
       return;
     }
     if (auto held = held_.pay_ids.find(key); held != held_.pay_ids.end()) {
@@ -156,6 +157,7 @@ private:
       PAYBUS_ASSERT(existing.has_value(), "an idempotency entry has its order");
       answer.created = false;
       answer.record = std::move(*existing);
+      answer.outcome = decide_admission(false, answer.record.order, record.order);
       decided_.emplace(std::move(key), i);
       return;
     }
@@ -179,6 +181,7 @@ private:
       state_.set_dispatch(record.pay_id, true);
     }
     answer.created = true;
+    answer.outcome = admission::created;
     answer.record = std::move(record);
     decided_.emplace(std::move(key), i);
   }
@@ -299,6 +302,13 @@ snapshot_keys keys_to_read(const store_batch& batch) {
 settlement settle(const store_batch& batch, const store_snapshot& held,
                   const settlement_policy& policy, int64_t now_ms) {
   return settler{batch, held, policy, now_ms}.run();
+}
+
+admission decide_admission(bool created_now, const payment_order& stored,
+                           const payment_order& requested) {
+  if (created_now)
+    return admission::created;
+  return same_body(stored, requested) ? admission::existing : admission::conflict;
 }
 
 bool wants_webhook(const settlement_policy& policy, const payment_record& record) {

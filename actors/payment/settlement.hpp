@@ -76,7 +76,8 @@ snapshot_keys keys_to_read(const store_batch& batch);
 /// `now_ms`. Creates come first, then routes, then results, each seeing what
 /// the ones before it decided:
 /// - a create whose (merchant, order no) is held, or came earlier in the
-///   batch, is answered with that payment and writes nothing; a new one
+///   batch, is answered with that payment (existing, or conflict when its
+///   body differs) and writes nothing; a new one
 ///   writes its order, idempotency entry and outbox 'O' row, and joins a
 ///   result that came before it (or flags it, at another amount);
 /// - a route is recorded while the payment is neither final nor flagged;
@@ -90,6 +91,13 @@ snapshot_keys keys_to_read(const store_batch& batch);
 /// A final status never changes.
 settlement settle(const store_batch& batch, const store_snapshot& held,
                   const settlement_policy& policy, int64_t now_ms);
+
+/// How a create request is answered, given the order the store holds for its
+/// (merchant, order no): `created_now` is true only for the one request whose
+/// write created it. Same body again is the existing payment; any field
+/// different is a conflict. Never a second payment.
+admission decide_admission(bool created_now, const payment_order& stored,
+                           const payment_order& requested);
 
 /// Whether a final payment is to be notified.
 bool wants_webhook(const settlement_policy& policy, const payment_record& record);

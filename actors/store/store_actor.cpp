@@ -23,6 +23,7 @@ struct store_state {
   metrics* figures = nullptr;
   sink_actor sink;          // woken when the outbox grows
   notifier_actor notifier;  // told which webhook queues were put to
+  coordinator_actor coordinator;  // told which payments a result made final
   // At most one wake is owed to the sink: sent after a commit that grew the
   // outbox, owed until the sink says it begins a round (reading_atom); a
   // commit meanwhile is noted, and wakes it again then.
@@ -161,6 +162,10 @@ void commit_pending(store_pointer self) {
       wake_sink(self);
     if (st.notifier && !answers.webhooks_queued.empty())
       self->send(st.notifier, std::move(answers.webhooks_queued));
+    if (st.coordinator)
+      for (const auto& recorded : answers.results)
+        if (recorded.joined && recorded.changed)
+          self->send(st.coordinator, settled_atom::value, recorded.result.pay_id);
   }
   st.batch = store_batch{};
   st.create_promises.clear();
@@ -268,10 +273,11 @@ store_actor::behavior_type store_behavior(store_pointer self,
       if (st.sink_missed)
         wake_sink(self);
     },
-    [=](attach_atom, caf::actor& sink, caf::actor& notifier) {
+    [=](attach_atom, caf::actor& sink, caf::actor& notifier, caf::actor& coordinator) {
       auto& st = self->state;
       st.sink = caf::actor_cast<sink_actor>(sink);
       st.notifier = caf::actor_cast<notifier_actor>(notifier);
+      st.coordinator = caf::actor_cast<coordinator_actor>(coordinator);
     },
     [=](flush_atom) { commit_pending(self); },
     [=](nonce_flush_atom) {

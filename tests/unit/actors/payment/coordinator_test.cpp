@@ -58,7 +58,7 @@ store_actor::behavior_type fake_store(std::shared_ptr<seen> log) {
     [](webhook_atom, std::vector<webhook_update>&) { return true; },
     [](delivered_atom, std::vector<uint64_t>&) {},
     [](reading_atom) {},
-    [](attach_atom, caf::actor&, caf::actor&) {},
+    [](attach_atom, caf::actor&, caf::actor&, caf::actor&) {},
     [](flush_atom) {},
     [](nonce_flush_atom) {},
     [](tick_atom) {},

@@ -6,7 +6,6 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/payment/admission.hpp"
 #include "actors/payment/order_shard.hpp"
 
 using namespace paybus;
@@ -62,26 +61,4 @@ TEST_CASE("a shard routes by weight, or to the channel the order names") {
   for (int i = 0; i < 20; ++i)
     CHECK(shard.issue(one("N-" + std::to_string(i), 100, "sim-b"), 1'763'782'200'000)
             .routed_channel == "sim-b");
-}
-
-TEST_CASE("admission rule: created once, same body existing, any difference conflict") {
-  payment_order stored;
-  stored.merchant_id = "demo";
-  stored.merchant_order_no = "A";
-  stored.amount_minor = 1;
-  stored.currency = "CNY";
-  auto same = stored;
-  CHECK(decide_admission(true, stored, same) == admission::created);
-  CHECK(decide_admission(false, stored, same) == admission::existing);
-  for (int field = 0; field < 5; ++field) {
-    auto other = stored;
-    switch (field) {
-      case 0: other.amount_minor = 2; break;
-      case 1: other.currency = "USD"; break;
-      case 2: other.subject = "x"; break;
-      case 3: other.channel_id = "sim-a"; break;
-      case 4: other.expire_seconds = 60; break;
-    }
-    CHECK(decide_admission(false, stored, other) == admission::conflict);
-  }
 }

@@ -387,3 +387,40 @@ TEST_CASE("settlement: contradicts tells a repeat from another answer") {
   other.status = "FAILED";
   CHECK(contradicts(kept, other));
 }
+
+TEST_CASE("settlement: the admission rule: created once, same body existing, any difference conflict") {
+  payment_order stored;
+  stored.merchant_id = "demo";
+  stored.merchant_order_no = "A";
+  stored.amount_minor = 1;
+  stored.currency = "CNY";
+  auto same = stored;
+  CHECK(decide_admission(true, stored, same) == admission::created);
+  CHECK(decide_admission(false, stored, same) == admission::existing);
+  for (int field = 0; field < 5; ++field) {
+    auto other = stored;
+    switch (field) {
+      case 0: other.amount_minor = 2; break;
+      case 1: other.currency = "USD"; break;
+      case 2: other.subject = "x"; break;
+      case 3: other.channel_id = "sim-a"; break;
+      case 4: other.expire_seconds = 60; break;
+    }
+    CHECK(decide_admission(false, stored, other) == admission::conflict);
+  }
+}
+
+TEST_CASE("settlement: a repeated create is answered existing, or conflict when its body differs") {
+  memory_ledger ledger;
+  auto first = order_of("100", "A-1");
+  auto other_amount = order_of("101", "A-1", 7);
+  auto answers = ledger.create({first, order_of("102", "A-1"), other_amount});
+  CHECK(answers.creates[0].outcome == admission::created);
+  CHECK(answers.creates[1].outcome == admission::existing);  // same body, another pay_id issued
+  CHECK(answers.creates[2].outcome == admission::conflict);
+  CHECK(answers.creates[2].record.pay_id == "100");
+  auto later = ledger.create({order_of("103", "A-1"), other_amount});
+  CHECK(later.creates[0].outcome == admission::existing);
+  CHECK(later.creates[1].outcome == admission::conflict);
+  CHECK(ledger.orders.size() == 1);
+}

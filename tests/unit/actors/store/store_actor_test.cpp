@@ -188,7 +188,8 @@ TEST_CASE("the writer wakes the database sink once, until the sink begins a roun
   writer_fixture fixture;
   auto writer = fixture.writer(0);
   caf::scoped_actor self{*fixture.system};
-  self->send(writer, attach_atom::value, caf::actor_cast<caf::actor>(self), caf::actor{});
+  self->send(writer, attach_atom::value, caf::actor_cast<caf::actor>(self), caf::actor{},
+             caf::actor{});
   create_together(self, writer, {1});  // a wake, owed until the sink begins a round
   create_together(self, writer, {2});  // none more meanwhile
   create_existing(self, writer, 1);    // the same order again: no outbox row, no wake
@@ -213,7 +214,8 @@ TEST_CASE("the writer applies the notifier's outcomes and tells it which queues 
   writer_fixture fixture;
   auto writer = fixture.writer(0);
   caf::scoped_actor self{*fixture.system};
-  self->send(writer, attach_atom::value, caf::actor{}, caf::actor_cast<caf::actor>(self));
+  self->send(writer, attach_atom::value, caf::actor{}, caf::actor_cast<caf::actor>(self),
+             caf::actor{});
   create_together(self, writer, {1});
   payment_result paid;
   paid.pay_id = order(1).front().pay_id;

@@ -65,7 +65,30 @@ void payment_driver::record_result(const std::string& pay_id, const std::string&
   action.result.amount_minor = payment.record.order.amount_minor;
   action.result.finished_at_ms = now.unix_ms;
   action.result.source = source;
+  begin(payment, action, now);
   out.push_back(std::move(action));
+}
+
+void payment_driver::begin(driven_payment& payment, drive_action& action, moment now) {
+  PAYBUS_ASSERT(payment.op == 0, "a payment has one action in flight at most");
+  payment.op = ++next_op_;
+  payment.op_kind = action.what;
+  payment.op_channel = action.what == drive_action::kind::record_result ? "" : action.channel_id;
+  action.op = payment.op;
+  auto timeout = action.what == drive_action::kind::pay || action.what == drive_action::kind::query
+                   ? retry_.channel_timeout_ms
+                   : retry_.store_timeout_ms;
+  payment.deadline = deadlines_.emplace(now.monotonic_ms + timeout,
+                                        std::make_pair(payment.record.pay_id, payment.op));
+}
+
+payment_driver::driven_payment* payment_driver::take(const std::string& pay_id, uint64_t op) {
+  auto found = payments_.find(pay_id);
+  if (found == payments_.end() || op == 0 || found->second.op != op)
+    return nullptr;
+  found->second.op = 0;
+  deadlines_.erase(found->second.deadline);
+  return &found->second;
 }
 
 void payment_driver::apply(const std::string& pay_id, const decision& next,
@@ -101,6 +124,7 @@ void payment_driver::send_pay(driven_payment& payment, const std::string& channe
   action.pay_id = payment.record.pay_id;
   action.channel_id = channel_id;
   action.record = payment.record;
+  begin(payment, action, now);
   out.push_back(std::move(action));
 }
 
@@ -117,6 +141,7 @@ void payment_driver::start_payment(driven_payment& payment, const std::string& c
   action.what = drive_action::kind::record_route;
   action.pay_id = payment.record.pay_id;
   action.channel_id = channel_id;
+  begin(payment, action, now);
   out.push_back(std::move(action));
 }
 
@@ -187,6 +212,7 @@ void payment_driver::query(driven_payment& payment, moment now, drive_actions& o
   action.what = drive_action::kind::query;
   action.pay_id = pay_id;
   action.channel_id = payment.channel;
+  begin(payment, action, now);
   out.push_back(std::move(action));
 }
 
@@ -246,87 +272,120 @@ void payment_driver::settled(const std::string& pay_id) {
     payments_.erase(found);
 }
 
-drive_actions payment_driver::route_recorded(const std::string& pay_id,
-                                             const std::string& channel_id, bool recorded,
-                                             moment now) {
+drive_actions payment_driver::route_recorded(const std::string& pay_id, uint64_t op,
+                                             bool recorded, moment now) {
   drive_actions out;
-  auto found = payments_.find(pay_id);
-  if (found == payments_.end() || !recorded) {  // final already
+  auto* payment = take(pay_id, op);
+  if (payment == nullptr)
+    return out;
+  auto channel_id = payment->op_channel;
+  if (!recorded) {  // final already
     release(channel_id);
     payments_.erase(pay_id);
     pump(now, out);
     return out;
   }
-  auto& payment = found->second;
-  payment.channel = channel_id;
-  payment.record.routed_channel = channel_id;
-  payment.queries = 0;
-  send_pay(payment, channel_id, now, out);
+  payment->channel = channel_id;
+  payment->record.routed_channel = channel_id;
+  payment->queries = 0;
+  send_pay(*payment, channel_id, now, out);
   return out;
 }
 
-drive_actions payment_driver::route_failed(const std::string& pay_id,
-                                           const std::string& channel_id, moment now) {
-  release(channel_id);
-  later(pay_id, stage::route, retry_.route_retry_ms, now);
-  return {};
+drive_actions payment_driver::route_failed(const std::string& pay_id, uint64_t op, moment now) {
+  drive_actions out;
+  if (auto* payment = take(pay_id, op))
+    fail(*payment, drive_action::kind::record_route, payment->op_channel, now, out);
+  return out;
 }
 
-drive_actions payment_driver::paid(const std::string& pay_id, const std::string& channel_id,
+drive_actions payment_driver::paid(const std::string& pay_id, uint64_t op,
                                    const channel_outcome& outcome, moment now) {
   drive_actions out;
-  release(channel_id);
+  auto* payment = take(pay_id, op);
+  if (payment == nullptr)
+    return out;
+  release(payment->op_channel);
   apply(pay_id, after_pay(outcome, timing_), outcome, "channel", now, out);
   pump(now, out);
   return out;
 }
 
-drive_actions payment_driver::queried(const std::string& pay_id, const std::string& channel_id,
+drive_actions payment_driver::queried(const std::string& pay_id, uint64_t op,
                                       const channel_outcome& outcome, moment now) {
   drive_actions out;
+  auto* payment = take(pay_id, op);
+  if (payment == nullptr)
+    return out;
+  auto channel_id = payment->op_channel;
   release(channel_id);
-  auto found = payments_.find(pay_id);
-  if (found != payments_.end()) {
-    auto& payment = found->second;
-    // A NOT_FOUND to a question asked before the channel's settle time may
-    // only mean that the pay request still waits in its queues.
-    int64_t unsettled = 0;
-    if (const auto* slots = find_channel(channel_id)) {
-      auto settled_ms = payment.sent_ms + slots->channel.settle_ms;
-      if (payment.asked_ms < settled_ms)
-        unsettled = std::max<int64_t>(1, settled_ms - now.monotonic_ms);
-    }
-    apply(pay_id, after_query(outcome, payment.queries, expired(payment.record, now), timing_,
-                              unsettled),
-          outcome, "query", now, out);
+  // A NOT_FOUND to a question asked before the channel's settle time may
+  // only mean that the pay request still waits in its queues.
+  int64_t unsettled = 0;
+  if (const auto* slots = find_channel(channel_id)) {
+    auto settled_ms = payment->sent_ms + slots->channel.settle_ms;
+    if (payment->asked_ms < settled_ms)
+      unsettled = std::max<int64_t>(1, settled_ms - now.monotonic_ms);
   }
+  apply(pay_id,
+        after_query(outcome, payment->queries, expired(payment->record, now), timing_, unsettled),
+        outcome, "query", now, out);
   pump(now, out);
   return out;
 }
 
-drive_actions payment_driver::query_failed(const std::string& pay_id,
-                                           const std::string& channel_id, moment now) {
+drive_actions payment_driver::query_failed(const std::string& pay_id, uint64_t op, moment now) {
   drive_actions out;
-  release(channel_id);
-  channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "channel actor failed"};
-  apply(pay_id, after_query(unknown, 1, false, timing_, 0), unknown, "query", now, out);
-  pump(now, out);
+  if (auto* payment = take(pay_id, op))
+    fail(*payment, drive_action::kind::query, payment->op_channel, now, out);
   return out;
 }
 
-void payment_driver::result_written(const std::string& pay_id) {
-  payments_.erase(pay_id);
+void payment_driver::result_written(const std::string& pay_id, uint64_t op) {
+  if (take(pay_id, op) != nullptr)
+    payments_.erase(pay_id);
 }
 
-drive_actions payment_driver::result_failed(const std::string& pay_id, moment now) {
-  // The store cannot write: try again later. What a channel said, it will
-  // say again when asked; a payment closed without one is routed again,
-  // which closes it again.
-  auto found = payments_.find(pay_id);
-  if (found != payments_.end())
-    later(pay_id, found->second.result_from_channel ? stage::query : stage::route,
-          retry_.route_retry_ms, now);
-  return {};
+drive_actions payment_driver::result_failed(const std::string& pay_id, uint64_t op, moment now) {
+  drive_actions out;
+  if (auto* payment = take(pay_id, op))
+    fail(*payment, drive_action::kind::record_result, "", now, out);
+  return out;
+}
+
+void payment_driver::fail(driven_payment& payment, drive_action::kind what,
+                          const std::string& channel_id, moment now, drive_actions& out) {
+  auto pay_id = payment.record.pay_id;
+  switch (what) {
+    case drive_action::kind::record_route:
+      release(channel_id);
+      later(pay_id, stage::route, retry_.route_retry_ms, now);
+      break;
+    case drive_action::kind::pay: {
+      // No answer: the channel may have taken it. Asked, never sent elsewhere.
+      release(channel_id);
+      channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "no answer from the channel"};
+      apply(pay_id, after_pay(unknown, timing_), unknown, "channel", now, out);
+      pump(now, out);
+      break;
+    }
+    case drive_action::kind::query: {
+      release(channel_id);
+      channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "no answer from the channel"};
+      apply(pay_id, after_query(unknown, 1, false, timing_, 0), unknown, "query", now, out);
+      pump(now, out);
+      break;
+    }
+    case drive_action::kind::record_result:
+      // The store cannot write: try again later. What a channel said, it
+      // will say again when asked; a payment closed without one is routed
+      // again, which closes it again.
+      later(pay_id, payment.result_from_channel ? stage::query : stage::route,
+            retry_.route_retry_ms, now);
+      break;
+    default:
+      break;
+  }
 }
 
 drive_actions payment_driver::unfinished_read(std::vector<payment_record> records,
@@ -351,6 +410,14 @@ void payment_driver::unfinished_failed() {
 drive_actions payment_driver::tick(moment now) {
   drive_actions out;
   load_from_store(out);
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now.monotonic_ms) {
+    auto due = deadlines_.begin();
+    auto [pay_id, op] = due->second;
+    if (auto* payment = take(pay_id, op))  // still in flight (take erases `due`): it failed
+      fail(*payment, payment->op_kind, payment->op_channel, now, out);
+    else
+      deadlines_.erase(due);  // cannot happen: an answered action's deadline goes with it
+  }
   while (!timers_.empty() && timers_.begin()->first <= now.monotonic_ms) {
     auto pay_id = timers_.begin()->second;
     timers_.erase(timers_.begin());

@@ -49,6 +49,7 @@ struct drive_action {
     unknown_channel,    // log: `pay_id` was sent to `channel_id`, no longer configured
   };
   kind what = kind::pay;
+  uint64_t op = 0;  // given back with the answer; a late answer's is stale
   std::string pay_id;
   std::string channel_id;
   payment_record record;
@@ -63,6 +64,12 @@ using drive_actions = std::vector<drive_action>;
 struct driver_limits {
   int64_t route_retry_ms = 1000;  // after all channels refused, or a write failed
   int64_t slot_retry_ms = 20;     // after no channel had a free slot
+  // How long an action's answer may take. Past it, the tick takes it as
+  // failed (a pay request or query: UNKNOWN; a write: not written) and a
+  // late answer is ignored. One check a tick for all, instead of a timer a
+  // request.
+  int64_t store_timeout_ms = 30'000;
+  int64_t channel_timeout_ms = 60'000;  // beyond the channel's own timeout
 };
 
 class payment_driver {
@@ -76,24 +83,26 @@ public:
   /// A payment became final elsewhere (a notification): driven no more.
   void settled(const std::string& pay_id);
 
+  // The answers to actions, each with the action's `op`: an answer whose
+  // action timed out already (or that is not for the action in flight) is
+  // stale, and ignored.
+
   /// The store's answer to record_route (`recorded` false: final already).
-  drive_actions route_recorded(const std::string& pay_id, const std::string& channel_id,
-                               bool recorded, moment now);
-  drive_actions route_failed(const std::string& pay_id, const std::string& channel_id,
-                             moment now);
-  /// The channel's answer to pay (or UNKNOWN when there was none).
-  drive_actions paid(const std::string& pay_id, const std::string& channel_id,
-                     const channel_outcome& outcome, moment now);
+  drive_actions route_recorded(const std::string& pay_id, uint64_t op, bool recorded,
+                               moment now);
+  drive_actions route_failed(const std::string& pay_id, uint64_t op, moment now);
+  /// The channel's answer to pay (UNKNOWN when there was none).
+  drive_actions paid(const std::string& pay_id, uint64_t op, const channel_outcome& outcome,
+                     moment now);
   /// The channel's answer to query.
-  drive_actions queried(const std::string& pay_id, const std::string& channel_id,
-                        const channel_outcome& outcome, moment now);
+  drive_actions queried(const std::string& pay_id, uint64_t op, const channel_outcome& outcome,
+                        moment now);
   /// No answer to query: asked again soon.
-  drive_actions query_failed(const std::string& pay_id, const std::string& channel_id,
-                             moment now);
+  drive_actions query_failed(const std::string& pay_id, uint64_t op, moment now);
   /// The store wrote the result: the payment is done here.
-  void result_written(const std::string& pay_id);
+  void result_written(const std::string& pay_id, uint64_t op);
   /// The store could not write it: tried again later.
-  drive_actions result_failed(const std::string& pay_id, moment now);
+  drive_actions result_failed(const std::string& pay_id, uint64_t op, moment now);
   /// The reader's answer to read_unfinished (`limit` as asked).
   drive_actions unfinished_read(std::vector<payment_record> records, uint32_t limit,
                                 moment now);
@@ -120,6 +129,10 @@ private:
     int64_t sent_ms = 0;
     int64_t asked_ms = 0;            // when the query in flight left
     bool result_from_channel = false;  // the result being written came from a channel
+    uint64_t op = 0;                 // the action in flight (0: none)
+    drive_action::kind op_kind = drive_action::kind::pay;
+    std::string op_channel;          // the channel whose slot it holds, if any
+    std::multimap<int64_t, std::pair<std::string, uint64_t>>::iterator deadline;
   };
 
   struct channel_slots {
@@ -146,6 +159,13 @@ private:
   void load_from_store(drive_actions& out);
   void admit_records(std::vector<payment_record>& records, bool resumed, moment now,
                      drive_actions& out);
+  /// Marks `action` as `payment`'s one action in flight, due back by its deadline.
+  void begin(driven_payment& payment, drive_action& action, moment now);
+  /// The payment whose action `op` this answer is for, no longer in flight;
+  /// nullptr if the answer is stale.
+  driven_payment* take(const std::string& pay_id, uint64_t op);
+  void fail(driven_payment& payment, drive_action::kind what, const std::string& channel_id,
+            moment now, drive_actions& out);
 
   std::vector<channel_slots> channels_;
   size_t max_in_memory_;
@@ -162,6 +182,8 @@ private:
   std::unordered_map<std::string, driven_payment> payments_;
   std::deque<std::string> route_queue_;         // waiting for a channel slot
   std::multimap<int64_t, std::string> timers_;  // due (monotonic ms) -> pay_id
+  std::multimap<int64_t, std::pair<std::string, uint64_t>> deadlines_;  // -> pay_id, op
+  uint64_t next_op_ = 0;
   std::mt19937_64 rng_;
 };
 

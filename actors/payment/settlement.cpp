@@ -46,12 +46,14 @@ public:
     dispatch_[pay_id] = driven;
   }
 
-  /// The writes, each key once with its last value.
-  void write_to(store_changes& changes) const {
-    for (const auto& [pay_id, record] : orders_)
-      changes.orders.push_back(record);
-    for (const auto& [pay_id, result] : results_)
-      changes.results.push_back(result);
+  /// The writes, each key once with its last value (moved out: the state is
+  /// done with).
+  void write_to(store_changes& changes) {
+    changes.orders.reserve(orders_.size());
+    for (auto& [pay_id, record] : orders_)
+      changes.orders.push_back(std::move(record));
+    for (auto& [pay_id, result] : results_)
+      changes.results.push_back(std::move(result));
     for (const auto& [pay_id, driven] : dispatch_)
       (driven ? changes.dispatch_added : changes.dispatch_removed).push_back(pay_id);
   }

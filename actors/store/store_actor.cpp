@@ -162,9 +162,12 @@ void commit_pending(store_pointer self) {
       wake_sink(self);
     if (st.notifier && !answers.webhooks_queued.empty())
       self->send(st.notifier, std::move(answers.webhooks_queued));
+    // Results the coordinator wrote itself are no news to it: it hears of
+    // the ones that came another way (a channel's notification).
     if (st.coordinator)
       for (const auto& recorded : answers.results)
-        if (recorded.joined && recorded.changed)
+        if (recorded.joined && recorded.changed && recorded.result.source != "channel"
+            && recorded.result.source != "query")
           self->send(st.coordinator, settled_atom::value, recorded.result.pay_id);
   }
   st.batch = store_batch{};

@@ -3,6 +3,7 @@
 // hand, as the coordinator would carry them out.
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,14 +35,61 @@ payment_record payment(const std::string& pay_id, const std::string& routed_chan
   return r;
 }
 
+/// The driver, answered as the coordinator answers it: each answer carries
+/// the `op` of the payment's action in flight (noted as actions come out).
+struct test_driver {
+  payment_driver inner;
+  std::map<std::string, uint64_t> ops;
+
+  drive_actions note(drive_actions actions) {
+    for (const auto& action : actions)
+      if (action.op != 0)
+        ops[action.pay_id] = action.op;
+    return actions;
+  }
+  drive_actions admit(std::vector<payment_record> records, bool resumed, moment now) {
+    return note(inner.admit(std::move(records), resumed, now));
+  }
+  drive_actions tick(moment now) {
+    return note(inner.tick(now));
+  }
+  drive_actions route_recorded(const std::string& pay_id, const std::string&, bool recorded,
+                               moment now) {
+    return note(inner.route_recorded(pay_id, ops[pay_id], recorded, now));
+  }
+  drive_actions paid(const std::string& pay_id, const std::string&, const channel_outcome& outcome,
+                     moment now) {
+    return note(inner.paid(pay_id, ops[pay_id], outcome, now));
+  }
+  drive_actions queried(const std::string& pay_id, const std::string&,
+                        const channel_outcome& outcome, moment now) {
+    return note(inner.queried(pay_id, ops[pay_id], outcome, now));
+  }
+  void result_written(const std::string& pay_id) {
+    inner.result_written(pay_id, ops[pay_id]);
+  }
+  drive_actions result_failed(const std::string& pay_id, moment now) {
+    return note(inner.result_failed(pay_id, ops[pay_id], now));
+  }
+  drive_actions unfinished_read(std::vector<payment_record> records, uint32_t limit, moment now) {
+    return note(inner.unfinished_read(std::move(records), limit, now));
+  }
+  void settled(const std::string& pay_id) {
+    inner.settled(pay_id);
+  }
+  size_t driving() const {
+    return inner.driving();
+  }
+};
+
 /// A driver past its start: its first tick read the store's unfinished
 /// payments, and there were none.
-payment_driver driver_of(std::vector<std::string> ids, size_t max_in_flight = 16,
-                         size_t max_in_memory = 100) {
+test_driver driver_of(std::vector<std::string> ids, size_t max_in_flight = 16,
+                      size_t max_in_memory = 100) {
   std::vector<driver_channel> channels;
   for (auto& id : ids)
     channels.push_back({id, 1, max_in_flight, 10'000});
-  payment_driver driver{std::move(channels), max_in_memory, rule_timing{}, at(0), 7};
+  test_driver driver{payment_driver{std::move(channels), max_in_memory, rule_timing{}, at(0), 7}, {}};
   auto first = driver.tick(at(0));
   REQUIRE(first.size() == 1);
   REQUIRE(first[0].what == drive_action::kind::read_unfinished);
@@ -252,3 +300,37 @@ TEST_CASE("driver: a payment sent to a channel no longer configured is reported,
   CHECK(driver.tick(at(29'999)).empty());
   CHECK(kinds(driver.tick(at(30'000))) == std::vector<kind>{kind::unknown_channel});
 }
+
+TEST_CASE("driver: a pay request unanswered by its deadline is UNKNOWN, and its late answer ignored") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  auto actions = driver.admit({payment("P1", "sim-a")}, false, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::pay});
+  auto late_op = actions[0].op;
+  CHECK(driver.tick(at(59'999)).empty());
+  // At the deadline the request is taken as unanswered: UNKNOWN, so P1 is
+  // asked of sim-a (after unknown_query_ms), never sent to sim-b.
+  CHECK(driver.tick(at(60'000)).empty());
+  actions = driver.tick(at(60'500));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  CHECK(actions[0].channel_id == "sim-a");
+  // The pay request's answer, had it come now, changes nothing.
+  CHECK(driver.inner.paid("P1", late_op, said("P1", "sim-a", "SUCCEEDED"), at(60'600)).empty());
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(60'700));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+}
+
+TEST_CASE("driver: a write the store never answers is tried again after its deadline") {
+  auto driver = driver_of({"sim-a"});
+  driver.admit({payment("P1", "sim-a")}, false, at(0));
+  auto actions = driver.paid("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(10));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+  auto first = actions[0].op;
+  CHECK(driver.tick(at(10 + 29'999)).empty());
+  CHECK(driver.tick(at(10 + 30'000)).empty());  // failed: tried again after route_retry_ms
+  actions = driver.tick(at(10 + 31'000));  // asked again of the channel that said it
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  // The first write's answer, late, is stale.
+  driver.inner.result_written("P1", first);
+  CHECK(driver.driving() == 1);
+}
+

@@ -245,7 +245,12 @@ void flush_creates(ingress_broker* self) {
   st.create_records.clear();
   auto nonces = std::move(st.create_nonces);
   st.create_nonces.clear();
-  self->request(st.context->store, answer_timeout(*st.context), create_atom::value, std::move(records),
+  // No CAF timeout on this one (a clock-thread entry and a stale timeout
+  // message to this broker per burst, on the bus's busiest thread): each
+  // create's own call deadline answers its client at request_timeout
+  // (expire_calls), and the writer answers every create it takes, or, gone,
+  // has CAF answer for it.
+  self->request(st.context->store, caf::infinite, create_atom::value, std::move(records),
                 std::move(nonces))
     .then(
       [=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },

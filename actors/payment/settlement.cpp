@@ -19,11 +19,22 @@ public:
   }
 
   std::optional<payment_record> order(const std::string& pay_id) const {
-    if (auto hit = orders_.find(pay_id); hit != orders_.end())
-      return hit->second;
-    if (auto hit = held_.orders.find(pay_id); hit != held_.orders.end())
-      return hit->second;
+    if (const auto* found = find_order(pay_id))
+      return *found;
     return std::nullopt;
+  }
+
+  /// The same without a copy, valid until the next put.
+  const payment_record* find_order(const std::string& pay_id) const {
+    if (auto hit = orders_.find(pay_id); hit != orders_.end())
+      return &hit->second;
+    if (auto hit = held_.orders.find(pay_id); hit != held_.orders.end())
+      return &hit->second;
+    return nullptr;
+  }
+
+  bool has_result(const std::string& pay_id) const {
+    return results_.count(pay_id) > 0 || held_.results.count(pay_id) > 0;
   }
 
   std::optional<payment_result> result(const std::string& pay_id) const {
@@ -112,7 +123,7 @@ public:
 
 private:
   void outbox(char kind, const std::string& pay_id) {
-    PAYBUS_ASSERT(state_.order(pay_id).has_value(), "an outbox entry has its order");
+    PAYBUS_ASSERT(state_.find_order(pay_id) != nullptr, "an outbox entry has its order");
     out_.changes.outbox.push_back({0, kind, pay_id});
   }
 
@@ -155,16 +166,18 @@ private:
       return;
     }
     if (auto held = held_.pay_ids.find(key); held != held_.pay_ids.end()) {
-      auto existing = state_.order(held->second);
-      PAYBUS_ASSERT(existing.has_value(), "an idempotency entry has its order");
+      const auto* existing = state_.find_order(held->second);
+      PAYBUS_ASSERT(existing != nullptr, "an idempotency entry has its order");
       answer.created = false;
-      answer.record = std::move(*existing);
+      answer.record = *existing;
       answer.outcome = decide_admission(false, answer.record.order, record.order);
       decided_.emplace(std::move(key), i);
       return;
     }
     // A result that arrived before its order joins now.
-    auto early = state_.result(record.pay_id);
+    std::optional<payment_result> early;
+    if (state_.has_result(record.pay_id))
+      early = state_.result(record.pay_id);
     bool joins = early && !early->flagged && early->amount_minor == record.order.amount_minor;
     if (joins)
       join(record, *early);

@@ -202,6 +202,7 @@ local_store::~local_store() {
 
 rocksdb::Status local_store::read(const snapshot_keys& keys, store_snapshot& held) {
   held = store_snapshot{};
+  held.orders.reserve(keys.order_ids.size() + keys.idempotency_keys.size());
   std::vector<std::string> order_ids = keys.order_ids;
   std::string pay_id;
   for (const auto& key : keys.idempotency_keys) {

@@ -4,7 +4,7 @@
 // as fast as it answers, keeping CONCURRENCY in flight, and prints how many
 // came back SUCCEEDED a second. No HTTP ingress, no local store, no
 // database, no actors: what is left is the part of a payment no bus built on
-// this protocol can skip. docs/benchmarks.md, "Sitting 13", sets it beside
+// this protocol can skip. the benchmark diary, sitting 13, sets it beside
 // the RSA ceiling (scripts/bench-channel-floor).
 //   paybus-bench-channel-floor URL BUS_KEY CHANNEL_KEY CONCURRENCY SECONDS
 

@@ -76,7 +76,7 @@ BENCHMARK(raw_private_key_operation)->Threads(1)->Threads(2)->UseRealTime();
 /// sleep). Only the signature is timed. On this machine's Xeon with
 /// AVX-512 IFMA, which OpenSSL 3 uses for RSA-2048, a signature after a
 /// millisecond of either costs far more CPU than one straight after another
-/// (docs/benchmarks.md, sitting 11).
+/// (the benchmark diary, sitting 11).
 void private_key_operation_after(benchmark::State& state) {
   EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(shared_key().get(), nullptr);
   EVP_PKEY_sign_init(ctx);

@@ -94,34 +94,20 @@ void metrics::count_channel_request(const std::string& channel, const std::strin
 
 std::string metrics::render_prometheus() const {
   std::string out;
-  out.reserve(4096);
+  out.reserve(8192);
   auto load = [](const auto& x) { return static_cast<double>(x.load(std::memory_order_relaxed)); };
 
-  append_metric(out, "paybus_payments_accepted_total", "counter",
-                "Payments acknowledged with 202 after being durable locally.");
-  append_value(out, "paybus_payments_accepted_total", load(payments_accepted_total));
-  append_metric(out, "paybus_payments_idempotent_total", "counter",
-                "Repeated create requests answered with the existing payment.");
-  append_value(out, "paybus_payments_idempotent_total", load(payments_idempotent_total));
+#define PAYBUS_RENDER_METRIC(member, type, kind, help)                                        \
+  append_metric(out, "paybus_" #member, #kind, help);                                         \
+  append_value(out, "paybus_" #member, load(member));
+  PAYBUS_SCALAR_METRICS(PAYBUS_RENDER_METRIC)
+#undef PAYBUS_RENDER_METRIC
 
   append_metric(out, "paybus_payment_results_total", "counter",
                 "Final payment results joined, by status.");
   append_value(out, "paybus_payment_results_total{status=\"SUCCEEDED\"}", load(results_succeeded_));
   append_value(out, "paybus_payment_results_total{status=\"FAILED\"}", load(results_failed_));
   append_value(out, "paybus_payment_results_total{status=\"CLOSED\"}", load(results_closed_));
-  append_metric(out, "paybus_results_flagged_total", "counter",
-                "Results kept but not joined because their amount differs from the order's.");
-  append_value(out, "paybus_results_flagged_total", load(results_flagged_total));
-  append_metric(out, "paybus_results_conflicting_total", "counter",
-                "Results that contradict a payment's final result (another channel, status, "
-                "transaction or amount), kept in the store's conflicts family, never applied.");
-  append_value(out, "paybus_results_conflicting_total", load(results_conflicting_total));
-  append_metric(out, "paybus_channel_notifications_total", "counter",
-                "Result notifications received from channels (signature valid).");
-  append_value(out, "paybus_channel_notifications_total", load(notifications_received_total));
-  append_metric(out, "paybus_payments_driving", "gauge",
-                "Payments the coordinator is routing, sending or querying.");
-  append_value(out, "paybus_payments_driving", load(payments_driving));
 
   append_metric(out, "paybus_http_requests_total", "counter",
                 "HTTP requests answered, by status code.");
@@ -142,25 +128,6 @@ std::string metrics::render_prometheus() const {
   append_histogram(out, "paybus_join_latency_seconds", join_buckets_, load(join_sum_ms_) / 1000.0,
                    join_count_);
 
-  append_metric(out, "paybus_db_up", "gauge", "1 while the transaction database answers.");
-  append_value(out, "paybus_db_up", load(db_up));
-  append_metric(out, "paybus_db_backlog", "gauge",
-                "Rows waiting in the local store's database outbox.");
-  append_value(out, "paybus_db_backlog", load(db_backlog));
-  append_metric(out, "paybus_db_rows_written_total", "counter",
-                "Rows the database sink has delivered (inserted or already present).");
-  append_value(out, "paybus_db_rows_written_total", load(db_rows_written_total));
-  append_metric(out, "paybus_db_rows_refused_total", "counter",
-                "Rows the database refused for their content (a data exception or an "
-                "integrity constraint): each is logged as an error, stays in the database "
-                "outbox and is sent again at the next start, while the rows after it go on.");
-  append_value(out, "paybus_db_rows_refused_total", load(db_rows_refused_total));
-  append_metric(out, "paybus_db_delivery_rounds_total", "counter",
-                "Times the database sink has looked at its outbox.");
-  append_value(out, "paybus_db_delivery_rounds_total", load(db_delivery_rounds_total));
-  append_metric(out, "paybus_notify_backlog", "gauge",
-                "Merchant notifications waiting for delivery.");
-  append_value(out, "paybus_notify_backlog", load(notify_backlog));
   append_metric(out, "paybus_webhook_attempts_total", "counter",
                 "Merchant webhook attempts by result: delivered (a 2xx), retried (anything "
                 "else, tried again later), given_up (still failing after "
@@ -169,31 +136,20 @@ std::string metrics::render_prometheus() const {
   append_value(out, "paybus_webhook_attempts_total{result=\"retried\"}", load(webhooks_retried_total));
   append_value(out, "paybus_webhook_attempts_total{result=\"given_up\"}", load(webhooks_given_up_total));
   append_value(out, "paybus_webhook_attempts_total{result=\"untargeted\"}", load(webhooks_untargeted_total));
-  append_metric(out, "paybus_channel_requests_total", "counter",
-                "Requests sent to payment channels, by channel and outcome.");
   {
     std::lock_guard<std::mutex> guard{channel_mutex_};
-    append_metric(out, "paybus_channel_breaker_state", "gauge",
-                  "Circuit breaker per channel: 0 closed, 1 open, 2 half-open.");
-    for (const auto& [channel, state] : breaker_states_)
-      append_value(out, "paybus_channel_breaker_state{channel=\"" + channel + "\"}", state);
+    append_metric(out, "paybus_channel_requests_total", "counter",
+                  "Requests sent to payment channels, by channel and outcome.");
     for (const auto& [key, count] : channel_requests_)
       append_value(out, "paybus_channel_requests_total{channel=\"" + key.first + "\",outcome=\""
                           + key.second + "\"}",
                    static_cast<double>(count));
+    append_metric(out, "paybus_channel_breaker_state", "gauge",
+                  "Circuit breaker per channel: 0 closed, 1 open, 2 half-open.");
+    for (const auto& [channel, state] : breaker_states_)
+      append_value(out, "paybus_channel_breaker_state{channel=\"" + channel + "\"}", state);
   }
 
-  append_metric(out, "paybus_store_up", "gauge", "1 while the local store accepts writes.");
-  append_value(out, "paybus_store_up", load(store_up));
-  append_metric(out, "paybus_store_batches_total", "counter",
-                "Synced write batches (group commits) of the local store.");
-  append_value(out, "paybus_store_batches_total", load(store_batches_total));
-  append_metric(out, "paybus_store_batched_writes_total", "counter",
-                "Write requests carried by those batches.");
-  append_value(out, "paybus_store_batched_writes_total", load(store_batched_writes_total));
-  append_metric(out, "paybus_store_write_errors_total", "counter",
-                "Failed local store writes.");
-  append_value(out, "paybus_store_write_errors_total", load(store_write_errors_total));
   auto usage = crypto::private_key_usage_so_far();
   append_metric(out, "paybus_private_key_operations_total", "counter",
                 "RSA private-key operations (signed channel requests and RSA merchants' webhooks) made by this process.");
@@ -201,11 +157,6 @@ std::string metrics::render_prometheus() const {
   append_metric(out, "paybus_private_key_cpu_seconds_total", "counter",
                 "CPU time spent inside those operations.");
   append_value(out, "paybus_private_key_cpu_seconds_total", static_cast<double>(usage.cpu_ns) / 1e9);
-  append_metric(out, "paybus_http_connections", "gauge", "Open client connections.");
-  append_value(out, "paybus_http_connections", load(http_connections));
-  append_metric(out, "paybus_http_inflight", "gauge",
-                "Requests waiting on the order or store actors.");
-  append_value(out, "paybus_http_inflight", load(http_inflight));
   return out;
 }
 

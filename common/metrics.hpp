@@ -17,29 +17,52 @@ public:
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
     0.1,    0.2,   0.5,   1.0,   2.0,  5.0,  10.0};
 
-  std::atomic<uint64_t> payments_accepted_total{0};
-  std::atomic<uint64_t> payments_idempotent_total{0};
-  std::atomic<uint64_t> store_batches_total{0};
-  std::atomic<uint64_t> store_batched_writes_total{0};
-  std::atomic<uint64_t> store_write_errors_total{0};
-  std::atomic<int64_t> store_up{1};
-  std::atomic<int64_t> db_up{0};
-  std::atomic<int64_t> db_backlog{0};
-  std::atomic<uint64_t> db_rows_written_total{0};
-  std::atomic<uint64_t> db_rows_refused_total{0};
-  std::atomic<uint64_t> db_delivery_rounds_total{0};
-  std::atomic<int64_t> notify_backlog{0};
-  // Merchant webhook attempts by what came of them.
+  // Every plain counter and gauge, declared once: its member, type, name
+  // (paybus_ + member) and help text, rendered in this order.
+#define PAYBUS_SCALAR_METRICS(X)                                                              \
+  X(payments_accepted_total, uint64_t, counter,                                               \
+    "Payments acknowledged with 202 after being durable locally.")                            \
+  X(payments_idempotent_total, uint64_t, counter,                                             \
+    "Repeated create requests answered with the existing payment.")                           \
+  X(results_flagged_total, uint64_t, counter,                                                 \
+    "Results kept but not joined because their amount differs from the order's.")            \
+  X(results_conflicting_total, uint64_t, counter,                                             \
+    "Results that contradict a payment's final result (another channel, status, "             \
+    "transaction or amount), kept in the store's conflicts family, never applied.")           \
+  X(channel_notifications_total, uint64_t, counter,                                           \
+    "Result notifications received from channels (signature valid).")                         \
+  X(payments_driving, int64_t, gauge, "Payments the coordinator is routing, sending or querying.") \
+  X(db_up, int64_t, gauge, "1 while the transaction database answers.")                      \
+  X(db_backlog, int64_t, gauge, "Rows waiting in the local store's database outbox.")         \
+  X(db_rows_written_total, uint64_t, counter,                                                 \
+    "Rows the database sink has delivered (inserted or already present).")                    \
+  X(db_rows_refused_total, uint64_t, counter,                                                 \
+    "Rows the database refused for their content (a data exception or an integrity "          \
+    "constraint): each is logged as an error, stays in the database outbox and is sent "      \
+    "again at the next start, while the rows after it go on.")                                \
+  X(db_delivery_rounds_total, uint64_t, counter, "Times the database sink has looked at its outbox.") \
+  X(notify_backlog, int64_t, gauge, "Merchant notifications waiting for delivery.")           \
+  X(store_up, int64_t, gauge, "1 while the local store accepts writes.")                      \
+  X(store_batches_total, uint64_t, counter, "Synced write batches (group commits) of the local store.") \
+  X(store_batched_writes_total, uint64_t, counter, "Write requests carried by those batches.") \
+  X(store_write_errors_total, uint64_t, counter, "Failed local store writes.")                \
+  X(http_connections, int64_t, gauge, "Open client connections.")                             \
+  X(http_inflight, int64_t, gauge, "Requests waiting on the order or store actors.")
+
+#define PAYBUS_DECLARE_METRIC(member, type, kind, help) std::atomic<type> member{0};
+  PAYBUS_SCALAR_METRICS(PAYBUS_DECLARE_METRIC)
+#undef PAYBUS_DECLARE_METRIC
+
+  // Merchant webhook attempts by what came of them
+  // (paybus_webhook_attempts_total{result}).
   std::atomic<uint64_t> webhooks_delivered_total{0};  // a 2xx
   std::atomic<uint64_t> webhooks_retried_total{0};    // anything else: tried again later
   std::atomic<uint64_t> webhooks_given_up_total{0};   // failing past notify.give_up_after_ms
   std::atomic<uint64_t> webhooks_untargeted_total{0}; // no URL to send to: dropped
-  std::atomic<int64_t> http_connections{0};
-  std::atomic<int64_t> http_inflight{0};
-  std::atomic<uint64_t> results_flagged_total{0};
-  std::atomic<uint64_t> results_conflicting_total{0};
-  std::atomic<uint64_t> notifications_received_total{0};
-  std::atomic<int64_t> payments_driving{0};
+
+  metrics() {
+    store_up.store(1);  // writable until a write says otherwise
+  }
 
   /// Counts a payment that reached a final status.
   void count_result(const std::string& status);

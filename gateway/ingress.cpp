@@ -368,7 +368,7 @@ void serve_notification(const request_slot& slot, const http_request& request,
     return slot.error(400, "invalid_field", *problem);
   if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
     return slot.overloaded();
-  ctx.figures->notifications_received_total.fetch_add(1, std::memory_order_relaxed);
+  ctx.figures->channel_notifications_total.fetch_add(1, std::memory_order_relaxed);
   auto reply = slot.start();
   self->request(ctx.store, answer_timeout(ctx), result_atom::value, std::move(result))
     .then(

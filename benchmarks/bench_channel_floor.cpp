@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   paybus::channel_client client{std::move(settings), [&](uint64_t, paybus::channel_outcome outcome) {
     std::lock_guard<std::mutex> guard{counts.mutex};
     --counts.in_flight;
-    (outcome.status == "SUCCEEDED" ? counts.succeeded : counts.other) += 1;
+    (outcome.status == paybus::channel_status::succeeded ? counts.succeeded : counts.other) += 1;
     counts.answered.notify_one();
   }};
 

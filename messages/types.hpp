@@ -4,7 +4,9 @@
 // library types; money is int64_t minor units; times are unix milliseconds.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <caf/meta/type_name.hpp>
 
@@ -88,14 +90,53 @@ struct payment_routed {
   std::string channel_id;
 };
 
-/// What a channel said about a payment (event). status: SUCCEEDED, FAILED,
-/// ACCEPTED, NOT_FOUND, REFUSED (it declined to take it: safe elsewhere),
-/// UNAVAILABLE (not sent: breaker open or concurrency full), UNKNOWN
-/// (timeout, 5xx, broken connection, bad signature: ask before anything else).
+/// What a channel said about a payment.
+enum class channel_status : uint8_t {
+  succeeded,    // paid: final
+  failed,       // not paid: final
+  accepted,     // taken, the result comes later (a notification, or ask)
+  not_found,    // a query's answer: the channel does not hold the pay_id
+  refused,      // it declined to take it: safe elsewhere
+  unavailable,  // not sent: breaker open, queue full, connection refused
+  unknown,      // timeout, 5xx, broken connection, bad signature: ask before anything else
+};
+
+/// The protocol's word for it ("SUCCEEDED", ..., "UNKNOWN").
+inline const char* to_string(channel_status status) {
+  switch (status) {
+    case channel_status::succeeded:
+      return "SUCCEEDED";
+    case channel_status::failed:
+      return "FAILED";
+    case channel_status::accepted:
+      return "ACCEPTED";
+    case channel_status::not_found:
+      return "NOT_FOUND";
+    case channel_status::refused:
+      return "REFUSED";
+    case channel_status::unavailable:
+      return "UNAVAILABLE";
+    case channel_status::unknown:
+      return "UNKNOWN";
+  }
+  return "UNKNOWN";
+}
+
+/// The status a protocol word names, if any.
+inline std::optional<channel_status> parse_channel_status(std::string_view word) {
+  for (auto status : {channel_status::succeeded, channel_status::failed, channel_status::accepted,
+                      channel_status::not_found, channel_status::refused,
+                      channel_status::unavailable, channel_status::unknown})
+    if (word == to_string(status))
+      return status;
+  return std::nullopt;
+}
+
+/// What a channel said about a payment (event).
 struct channel_outcome {
   std::string pay_id;
   std::string channel_id;
-  std::string status;
+  channel_status status = channel_status::unknown;
   std::string channel_txn_id;
   std::string reason;
 };

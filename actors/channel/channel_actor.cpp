@@ -49,10 +49,11 @@ bool admit(front_pointer self) {
 
 void observe(front_pointer self, const channel_outcome& outcome) {
   auto& st = self->state;
-  st.figures->count_channel_request(st.settings.id, outcome.status);
+  st.figures->count_channel_request(st.settings.id, to_string(outcome.status));
   auto now = monotonic_now_ms();
   auto before = st.breaker->current(now);
-  bool failed = outcome.status == "UNKNOWN" || outcome.status == "UNAVAILABLE";
+  bool failed = outcome.status == channel_status::unknown
+                || outcome.status == channel_status::unavailable;
   st.breaker->record(!failed, now);
   auto after = st.breaker->current(now);
   if (after == circuit_breaker::state::open && before != circuit_breaker::state::open)
@@ -89,16 +90,16 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   return {
     [=](pay_atom, payment_record& record) -> caf::result<channel_outcome> {
       if (!admit(self)) {
-        channel_outcome outcome{record.pay_id, self->state.settings.id, "UNAVAILABLE", "",
+        channel_outcome outcome{record.pay_id, self->state.settings.id, channel_status::unavailable, "",
                                 "circuit open or queue full: not sent"};
-        self->state.figures->count_channel_request(self->state.settings.id, outcome.status);
+        self->state.figures->count_channel_request(self->state.settings.id, to_string(outcome.status));
         return outcome;
       }
       return admitted([&](channel_client& client, uint64_t id) { client.pay(id, std::move(record)); });
     },
     [=](query_atom, std::string& pay_id) -> caf::result<channel_outcome> {
       if (!admit(self)) {
-        channel_outcome outcome{pay_id, self->state.settings.id, "UNKNOWN", "",
+        channel_outcome outcome{pay_id, self->state.settings.id, channel_status::unknown, "",
                                 "circuit open or queue full: not asked"};
         return outcome;
       }

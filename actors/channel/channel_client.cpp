@@ -139,11 +139,11 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
   channel_outcome outcome;
   outcome.pay_id = job.pay_id;
   outcome.channel_id = settings.id;
-  outcome.status = "UNKNOWN";
+  outcome.status = channel_status::unknown;
   if (!exchange.transport_ok) {
     outcome.reason = exchange.error;
     if (exchange.never_sent)
-      outcome.status = "UNAVAILABLE";
+      outcome.status = channel_status::unavailable;
     return outcome;
   }
   if (exchange.status >= 500) {
@@ -164,7 +164,7 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     return outcome;
   }
   if (exchange.status >= 400) {
-    outcome.status = "REFUSED";
+    outcome.status = channel_status::refused;
     outcome.reason = "HTTP " + std::to_string(exchange.status);
     return outcome;
   }
@@ -190,7 +190,7 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     }
     outcome.channel_txn_id = std::move(txn);
   }
-  outcome.status = status;
+  outcome.status = *parse_channel_status(status);  // one of the four, checked above
   if (is_string("message"))
     outcome.reason = body["message"].get<std::string>().substr(0, 200);
   return outcome;

@@ -72,7 +72,7 @@ void pay(coordinator_pointer self, const drive_action& action) {
         carry_out(self, self->state.driver->paid(pay_id, op, outcome, now()));
       },
       [=](caf::error&) {
-        channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "channel actor failed"};
+        channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "", "channel actor failed"};
         carry_out(self, self->state.driver->paid(pay_id, op, unknown, now()));
       });
 }

@@ -164,7 +164,7 @@ void payment_driver::pump(moment now, drive_actions& out) {
     if (expired(payment.record, now)) {
       // No channel holds it (it is being routed): its time is up, so it is
       // closed, never sent, however free the channels are.
-      channel_outcome none{pay_id, "", "NOT_FOUND", "", "never taken"};
+      channel_outcome none{pay_id, "", channel_status::not_found, "", "never taken"};
       record_result(pay_id, payment_status::closed, none, "query", now, out);
       continue;
     }
@@ -364,14 +364,16 @@ void payment_driver::fail(driven_payment& payment, drive_action::kind what,
     case drive_action::kind::pay: {
       // No answer: the channel may have taken it. Asked, never sent elsewhere.
       release(channel_id);
-      channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "no answer from the channel"};
+      channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
+                              "no answer from the channel"};
       apply(pay_id, after_pay(unknown, timing_), unknown, "channel", now, out);
       pump(now, out);
       break;
     }
     case drive_action::kind::query: {
       release(channel_id);
-      channel_outcome unknown{pay_id, channel_id, "UNKNOWN", "", "no answer from the channel"};
+      channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
+                              "no answer from the channel"};
       apply(pay_id, after_query(unknown, 1, false, timing_, 0), unknown, "query", now, out);
       pump(now, out);
       break;

@@ -78,15 +78,15 @@ channel_actor::behavior_type fake_channel(std::string id, std::shared_ptr<seen> 
   return {
     [=](pay_atom, payment_record& record) {
       log->with([&](seen& s) { s.pay_requests.push_back(id + ":" + record.pay_id); });
-      return channel_outcome{record.pay_id, id, "SUCCEEDED", id + "-txn", ""};
+      return channel_outcome{record.pay_id, id, channel_status::succeeded, id + "-txn", ""};
     },
     [=](query_atom, std::string& pay_id) {
       return log->with([&](seen& s) {
         s.query_requests.push_back(id + ":" + pay_id);
         for (const auto& paid : s.pay_requests)
           if (paid == id + ":" + pay_id)
-            return channel_outcome{pay_id, id, "SUCCEEDED", id + "-txn", ""};
-        return channel_outcome{pay_id, id, "NOT_FOUND", "", ""};
+            return channel_outcome{pay_id, id, channel_status::succeeded, id + "-txn", ""};
+        return channel_outcome{pay_id, id, channel_status::not_found, "", ""};
       });
     },
     [](done_atom, uint64_t, channel_outcome&) {},

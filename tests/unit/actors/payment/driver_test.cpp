@@ -100,7 +100,8 @@ test_driver driver_of(std::vector<std::string> ids, size_t max_in_flight = 16,
 
 channel_outcome said(const std::string& pay_id, const std::string& channel,
                      const std::string& status) {
-  return {pay_id, channel, status, status == "SUCCEEDED" ? "T-" + pay_id : "", ""};
+  return {pay_id, channel, *parse_channel_status(status),
+          status == "SUCCEEDED" ? "T-" + pay_id : "", ""};
 }
 
 std::vector<drive_action::kind> kinds(const drive_actions& actions) {

@@ -10,7 +10,7 @@ using namespace paybus;
 namespace {
 
 channel_outcome said(const std::string& status) {
-  return channel_outcome{"1", "sim-a", status, "T", ""};
+  return channel_outcome{"1", "sim-a", *parse_channel_status(status), "T", ""};
 }
 
 } // namespace
@@ -93,4 +93,15 @@ TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is ask
   CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500).result_status == "SUCCEEDED");
   CHECK(after_query(said("FAILED"), 1, true, timing, 2500).result_status == "FAILED");
   CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500).delay_ms == timing.unknown_query_ms);
+}
+
+TEST_CASE("channel statuses: each round-trips through its protocol word, nothing else parses") {
+  for (auto status : {channel_status::succeeded, channel_status::failed, channel_status::accepted,
+                      channel_status::not_found, channel_status::refused,
+                      channel_status::unavailable, channel_status::unknown})
+    CHECK(parse_channel_status(to_string(status)) == status);
+  CHECK(std::string{to_string(channel_status::not_found)} == "NOT_FOUND");
+  CHECK_FALSE(parse_channel_status("succeeded"));
+  CHECK_FALSE(parse_channel_status(""));
+  CHECK_FALSE(parse_channel_status("PROCESSING"));
 }

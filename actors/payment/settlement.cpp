@@ -110,11 +110,16 @@ public:
     out_.changes.nonces = batch_.nonces;
     state_.write_to(out_.changes);
     std::map<std::string, int64_t> earliest;
-    for (const auto& hook : out_.changes.webhooks) {
+    auto note = [&](const webhook_entry& hook) {
       auto [at, fresh] = earliest.emplace(hook.merchant_id, hook.due_ms);
       if (!fresh && hook.due_ms < at->second)
         at->second = hook.due_ms;
-    }
+    };
+    for (const auto& hook : out_.changes.webhooks)
+      note(hook);
+    for (const auto& move : out_.changes.webhook_moves)
+      if (move.to)
+        note(*move.to);
     for (const auto& [merchant_id, due_ms] : earliest)
       out_.answers.webhooks_queued.push_back({merchant_id, due_ms});
     out_.answers.outbox_grew = !out_.changes.outbox.empty();
@@ -147,12 +152,13 @@ private:
     entry.attempt = update.attempt;
     entry.first_due_ms = update.first_due_ms;
     entry.due_ms = update.due_ms;
-    out_.changes.webhooks_removed.push_back(entry);
-    if (update.next_due_ms == 0)
-      return;
-    entry.attempt += 1;
-    entry.due_ms = update.next_due_ms;
-    out_.changes.webhooks.push_back(std::move(entry));
+    webhook_move move{entry, std::nullopt};
+    if (update.next_due_ms != 0) {
+      entry.attempt += 1;
+      entry.due_ms = update.next_due_ms;
+      move.to = std::move(entry);
+    }
+    out_.changes.webhook_moves.push_back(std::move(move));
   }
 
   void create(size_t i) {

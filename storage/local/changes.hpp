@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -25,6 +26,14 @@ struct outbox_entry {
   uint64_t sequence = 0;
   char kind = 'O';  // 'O': a payment_orders row, 'R': a payment_results row
   std::string pay_id;
+};
+
+/// A webhook entry the notifier is done with: gone (no `to`), or queued
+/// again as `to`. Applied once however often it comes: a move whose `from`
+/// is gone already was applied before (a hand-back sent again).
+struct webhook_move {
+  webhook_entry from;               // by merchant_id, due_ms, event_id
+  std::optional<webhook_entry> to;  // put: merchant_id, due_ms, event_id, the rest
 };
 
 /// The keys one batch needs read before it is settled.
@@ -51,8 +60,8 @@ struct store_changes {
   std::vector<outbox_entry> outbox;     // numbered when applied, in this order
   std::vector<std::string> dispatch_added;    // payments to drive
   std::vector<std::string> dispatch_removed;  // payments final now
-  std::vector<webhook_entry> webhooks;          // put: merchant_id, due_ms, event_id, the rest
-  std::vector<webhook_entry> webhooks_removed;  // by merchant_id, due_ms, event_id
+  std::vector<webhook_entry> webhooks;       // new: merchant_id, due_ms, event_id, the rest
+  std::vector<webhook_move> webhook_moves;   // the notifier's outcomes
   std::vector<uint64_t> outbox_removed;         // sequences the database holds
   std::vector<payment_result> conflicts;  // kept under conflict_key, never applied
   std::vector<nonce_accepted> nonces;
@@ -60,7 +69,7 @@ struct store_changes {
   bool empty() const {
     return orders.empty() && idempotency.empty() && results.empty() && outbox.empty()
            && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
-           && webhooks_removed.empty() && outbox_removed.empty() && conflicts.empty()
+           && webhook_moves.empty() && outbox_removed.empty() && conflicts.empty()
            && nonces.empty();
   }
 };

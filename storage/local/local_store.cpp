@@ -268,8 +268,26 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
     batch.Put(dispatch_, pay_id, rocksdb::Slice{});
   for (const auto& pay_id : changes.dispatch_removed)
     batch.Delete(dispatch_, pay_id);
-  for (const auto& hook : changes.webhooks_removed)
-    batch.Delete(webhooks_, webhook_key(hook.merchant_id, hook.due_ms, hook.event_id));
+  // A move is applied only if its entry is still there: the same hand-back
+  // twice (the notifier sends one again when the first went unanswered)
+  // moves it once, and the backlog counts it once.
+  int64_t webhooks_gone = 0;
+  std::set<std::string> moved;
+  std::string ignored;
+  for (const auto& move : changes.webhook_moves) {
+    auto key = webhook_key(move.from.merchant_id, move.from.due_ms, move.from.event_id);
+    auto there = db_->Get(rocksdb::ReadOptions{}, webhooks_, key, &ignored);
+    if (there.IsNotFound() || !moved.insert(key).second)
+      continue;
+    if (!there.ok())
+      return there;
+    batch.Delete(webhooks_, key);
+    if (move.to)
+      batch.Put(webhooks_, webhook_key(move.to->merchant_id, move.to->due_ms, move.to->event_id),
+                codec::encode_webhook(*move.to));
+    else
+      ++webhooks_gone;
+  }
   for (auto sequence_done : changes.outbox_removed)
     batch.Delete(outbox_, codec::encode_u64_be(sequence_done));
   for (const auto& hook : changes.webhooks)
@@ -287,8 +305,7 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
   outbox_size_.fetch_add(static_cast<int64_t>(changes.outbox.size())
                           - static_cast<int64_t>(changes.outbox_removed.size()),
                         std::memory_order_relaxed);
-  webhook_backlog_.fetch_add(static_cast<int64_t>(changes.webhooks.size())
-                               - static_cast<int64_t>(changes.webhooks_removed.size()),
+  webhook_backlog_.fetch_add(static_cast<int64_t>(changes.webhooks.size()) - webhooks_gone,
                              std::memory_order_relaxed);
   return status;
 }

@@ -135,17 +135,16 @@ rocksdb::Status local_store::due_webhooks(int64_t now_ms, int64_t monotonic_ms,
 
 rocksdb::Status local_store::finish_webhook(const webhook_entry& entry) {
   store_changes changes;
-  changes.webhooks_removed.push_back(entry);
+  changes.webhook_moves.push_back({entry, std::nullopt});
   return apply(changes);
 }
 
 rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int64_t due_ms) {
   store_changes changes;
-  changes.webhooks_removed.push_back(entry);
   auto next = entry;
   next.attempt += 1;
   next.due_ms = due_ms;
-  changes.webhooks.push_back(next);
+  changes.webhook_moves.push_back({entry, next});
   return apply(changes);
 }
 

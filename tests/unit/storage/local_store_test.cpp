@@ -378,6 +378,38 @@ TEST_CASE("webhooks: one merchant's backlog never hides another's due entries") 
   CHECK(store->webhook_backlog() == 0);
 }
 
+TEST_CASE("webhooks: the notifier's outcome applied twice moves the entry once, counted once") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(commit(*store, {record("100", "A-100", 500), record("101", "A-101", 500)}, {}, created)
+            .ok());
+  commit_results(*store, {result_for("100", 500), result_for("101", 500)});
+  CHECK(store->webhook_backlog() == 2);
+  auto due = due_webhooks(*store);
+  REQUIRE(due.size() == 2);
+  // A retry, handed back twice (the first answer was late): one entry, one attempt more.
+  REQUIRE(store->reschedule_webhook(due[0], 5000).ok());
+  REQUIRE(store->reschedule_webhook(due[0], 5000).ok());
+  CHECK(store->webhook_backlog() == 2);
+  // A delivery, handed back twice: gone once.
+  REQUIRE(store->finish_webhook(due[1]).ok());
+  REQUIRE(store->finish_webhook(due[1]).ok());
+  CHECK(store->webhook_backlog() == 1);
+  auto left = due_webhooks(*store);
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].pay_id == due[0].pay_id);
+  CHECK(left[0].attempt == due[0].attempt + 1);
+  CHECK(left[0].due_ms == 5000);
+  CHECK(store->count_keys()["webhooks"] == 1);
+  // In one batch too.
+  store_changes twice;
+  twice.webhook_moves = {{left[0], std::nullopt}, {left[0], std::nullopt}};
+  REQUIRE(store->apply(twice).ok());
+  CHECK(store->webhook_backlog() == 0);
+  CHECK(store->count_keys()["webhooks"] == 0);
+}
+
 TEST_CASE("webhooks: a read seeks past the delivered head and still finds every entry put since") {
   temp_dir dir;
   auto store = open_store(dir.path);

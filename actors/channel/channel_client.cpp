@@ -190,7 +190,7 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     }
     outcome.channel_txn_id = std::move(txn);
   }
-  outcome.status = *parse_channel_status(status);  // one of the four, checked above
+  outcome.status = parse_channel_status(status).value_or(channel_status::unknown);  // one of the four, checked above
   if (is_string("message"))
     outcome.reason = body["message"].get<std::string>().substr(0, 200);
   return outcome;

@@ -100,8 +100,9 @@ test_driver driver_of(std::vector<std::string> ids, size_t max_in_flight = 16,
 
 channel_outcome said(const std::string& pay_id, const std::string& channel,
                      const std::string& status) {
-  return {pay_id, channel, *parse_channel_status(status),
-          status == "SUCCEEDED" ? "T-" + pay_id : "", ""};
+  auto parsed = parse_channel_status(status);
+  REQUIRE(parsed);
+  return {pay_id, channel, *parsed, status == "SUCCEEDED" ? "T-" + pay_id : "", ""};
 }
 
 std::vector<drive_action::kind> kinds(const drive_actions& actions) {

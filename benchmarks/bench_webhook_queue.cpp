@@ -81,10 +81,10 @@ int main(int argc, char** argv) {
       orders.push_back(order);
       payment_result result;
       result.pay_id = order.pay_id;
-      result.status = "SUCCEEDED";
+      result.status = payment_status::succeeded;
       result.channel_id = "sim-a";
       result.amount_minor = 100;
-      result.source = "channel";
+      result.source = result_source::channel;
       results.results.push_back(result);
     }
     std::vector<order_stored> created;

@@ -63,15 +63,6 @@ void metrics::count_response(int status_code, int64_t duration_us) {
                              std::memory_order_relaxed);
 }
 
-void metrics::count_result(const std::string& status) {
-  if (status == "SUCCEEDED")
-    results_succeeded_.fetch_add(1, std::memory_order_relaxed);
-  else if (status == "FAILED")
-    results_failed_.fetch_add(1, std::memory_order_relaxed);
-  else if (status == "CLOSED")
-    results_closed_.fetch_add(1, std::memory_order_relaxed);
-}
-
 void metrics::set_breaker_state(const std::string& channel, int state) {
   std::lock_guard<std::mutex> guard{channel_mutex_};
   breaker_states_[channel] = state;
@@ -105,9 +96,9 @@ std::string metrics::render_prometheus() const {
 
   append_metric(out, "paybus_payment_results_total", "counter",
                 "Final payment results joined, by status.");
-  append_value(out, "paybus_payment_results_total{status=\"SUCCEEDED\"}", load(results_succeeded_));
-  append_value(out, "paybus_payment_results_total{status=\"FAILED\"}", load(results_failed_));
-  append_value(out, "paybus_payment_results_total{status=\"CLOSED\"}", load(results_closed_));
+  append_value(out, "paybus_payment_results_total{status=\"SUCCEEDED\"}", load(results_succeeded_total));
+  append_value(out, "paybus_payment_results_total{status=\"FAILED\"}", load(results_failed_total));
+  append_value(out, "paybus_payment_results_total{status=\"CLOSED\"}", load(results_closed_total));
 
   append_metric(out, "paybus_http_requests_total", "counter",
                 "HTTP requests answered, by status code.");

@@ -60,12 +60,15 @@ public:
   std::atomic<uint64_t> webhooks_given_up_total{0};   // failing past notify.give_up_after_ms
   std::atomic<uint64_t> webhooks_untargeted_total{0}; // no URL to send to: dropped
 
+  // Payments that reached a final status, by it
+  // (paybus_payment_results_total{status}).
+  std::atomic<uint64_t> results_succeeded_total{0};
+  std::atomic<uint64_t> results_failed_total{0};
+  std::atomic<uint64_t> results_closed_total{0};
+
   metrics() {
     store_up.store(1);  // writable until a write says otherwise
   }
-
-  /// Counts a payment that reached a final status.
-  void count_result(const std::string& status);
 
   /// Records a channel's circuit state: 0 closed, 1 open, 2 half-open.
   void set_breaker_state(const std::string& channel, int state);
@@ -88,9 +91,6 @@ private:
     duration_buckets_{};
   std::atomic<uint64_t> duration_count_{0};
   std::atomic<uint64_t> duration_sum_us_{0};
-  std::atomic<uint64_t> results_succeeded_{0};
-  std::atomic<uint64_t> results_failed_{0};
-  std::atomic<uint64_t> results_closed_{0};
   mutable std::mutex channel_mutex_;
   std::map<std::pair<std::string, std::string>, uint64_t> channel_requests_;
   std::map<std::string, int> breaker_states_;

@@ -13,7 +13,7 @@ std::string render_payment(const payment_record& record) {
   out.append(",\"merchant_order_no\":");
   append_json_string(out, record.order.merchant_order_no);
   out.append(",\"status\":");
-  append_json_string(out, record.status);
+  append_json_string(out, to_string(record.status));
   out.append(",\"amount\":");
   out.append(std::to_string(record.order.amount_minor));
   out.append(",\"currency\":");

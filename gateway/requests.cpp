@@ -110,14 +110,14 @@ std::optional<std::string> parse_notification(const std::string& body,
   if (txn != nullptr && !valid_channel_txn_id(*txn))
     return std::string{"channel_txn_id must be at most 128 bytes, with no control characters"};
   result.pay_id = *pay_id;
-  result.status = *status;
+  result.status = *status == "SUCCEEDED" ? payment_status::succeeded : payment_status::failed;
   result.channel_id = channel_id;
   result.channel_txn_id = txn != nullptr ? *txn : std::string{};
   result.amount_minor = amount->get<int64_t>();
   result.finished_at_ms = now_ms;
   if (const auto* paid_at = text("paid_at"); paid_at != nullptr)
     parse_rfc3339_ms(*paid_at, result.finished_at_ms);
-  result.source = "notify";
+  result.source = result_source::notify;
   return std::nullopt;
 }
 

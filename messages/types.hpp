@@ -12,18 +12,70 @@
 
 namespace paybus {
 
-/// Status of a payment as the client sees it.
-namespace payment_status {
-constexpr const char* processing = "PROCESSING";
-constexpr const char* succeeded = "SUCCEEDED";
-constexpr const char* failed = "FAILED";
-constexpr const char* closed = "CLOSED";
-} // namespace payment_status
+/// Status of a payment as the client sees it. The protocol's words
+/// ("PROCESSING", ...) appear only at the edges: the HTTP and webhook
+/// bodies, the store's encoding, the database rows.
+enum class payment_status : uint8_t { processing, succeeded, failed, closed };
+
+/// The protocol's word for it ("PROCESSING", "SUCCEEDED", "FAILED", "CLOSED").
+inline const char* to_string(payment_status status) {
+  switch (status) {
+    case payment_status::processing:
+      return "PROCESSING";
+    case payment_status::succeeded:
+      return "SUCCEEDED";
+    case payment_status::failed:
+      return "FAILED";
+    case payment_status::closed:
+      return "CLOSED";
+  }
+  return "PROCESSING";
+}
+
+/// The status a protocol word names, if any.
+inline std::optional<payment_status> parse_payment_status(std::string_view word) {
+  for (auto status : {payment_status::processing, payment_status::succeeded,
+                      payment_status::failed, payment_status::closed})
+    if (word == to_string(status))
+      return status;
+  return std::nullopt;
+}
 
 /// True for SUCCEEDED, FAILED and CLOSED: a status that never changes again.
-inline bool is_final_status(const std::string& status) {
-  return status == payment_status::succeeded || status == payment_status::failed
-         || status == payment_status::closed;
+constexpr bool is_final_status(payment_status status) {
+  return status != payment_status::processing;
+}
+
+/// Where a payment's result came from.
+enum class result_source : uint8_t {
+  channel,         // the channel's answer to the pay request
+  notify,          // the channel's signed notification
+  query,           // the channel's answer to a query (or the bus closing it at expiry)
+  reconciliation,  // a reconciliation statement
+};
+
+/// Its word in the store, the database and `paybus-replay`.
+inline const char* to_string(result_source source) {
+  switch (source) {
+    case result_source::channel:
+      return "channel";
+    case result_source::notify:
+      return "notify";
+    case result_source::query:
+      return "query";
+    case result_source::reconciliation:
+      return "reconciliation";
+  }
+  return "channel";
+}
+
+/// The source a word names, if any.
+inline std::optional<result_source> parse_result_source(std::string_view word) {
+  for (auto source : {result_source::channel, result_source::notify, result_source::query,
+                      result_source::reconciliation})
+    if (word == to_string(source))
+      return source;
+  return std::nullopt;
 }
 
 /// Default of the optional `expire_seconds` body field.
@@ -57,7 +109,7 @@ struct payment_record {
   payment_order order;
   int32_t instance_id = 0;
   int64_t created_at_ms = 0;
-  std::string status = payment_status::processing;
+  payment_status status = payment_status::processing;
   std::string channel_txn_id;
   int64_t finished_at_ms = 0;  // 0: not final yet
   std::string routed_channel;  // the channel it was sent to, durable before sending
@@ -67,12 +119,12 @@ struct payment_record {
 /// reconciliation established it (event).
 struct payment_result {
   std::string pay_id;
-  std::string status;  // SUCCEEDED | FAILED | CLOSED
+  payment_status status = payment_status::succeeded;  // final: SUCCEEDED | FAILED | CLOSED
   std::string channel_id;
   std::string channel_txn_id;
   int64_t amount_minor = 0;
   int64_t finished_at_ms = 0;
-  std::string source;  // channel | notify | query | reconciliation
+  result_source source = result_source::channel;
   bool flagged = false;  // its amount differs from the order's: kept, not joined
 };
 

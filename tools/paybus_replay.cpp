@@ -31,7 +31,7 @@ json to_json(const payment_record& record, const std::optional<payment_result>& 
            {"notify_url", record.order.notify_url},
            {"expire_seconds", record.order.expire_seconds},
            {"instance_id", record.instance_id},
-           {"status", record.status},
+           {"status", to_string(record.status)},
            {"created_at", format_rfc3339_ms(record.created_at_ms)}};
   if (!record.channel_txn_id.empty())
     out["channel_txn_id"] = record.channel_txn_id;
@@ -77,7 +77,7 @@ int list(local_store& store, bool pending, size_t limit) {
       std::cout << std::string{key} << " DAMAGED" << std::endl;
       return ++shown < limit;
     }
-    std::cout << record.pay_id << ' ' << record.status << ' ' << record.order.merchant_id << ' '
+    std::cout << record.pay_id << ' ' << to_string(record.status) << ' ' << record.order.merchant_id << ' '
               << record.order.merchant_order_no << ' ' << record.order.amount_minor << ' '
               << record.order.currency << std::endl;
     return ++shown < limit;
@@ -108,8 +108,8 @@ int show(local_store& store, const std::string& pay_id) {
     payment_result late;
     if (codec::decode_result(value, late))
       shown["conflicting_results"].push_back(
-        json{{"status", late.status}, {"channel_id", late.channel_id},
-             {"channel_txn_id", late.channel_txn_id}, {"source", late.source},
+        json{{"status", to_string(late.status)}, {"channel_id", late.channel_id},
+             {"channel_txn_id", late.channel_txn_id}, {"source", to_string(late.source)},
              {"amount", late.amount_minor}, {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
     return true;
   });
@@ -162,7 +162,7 @@ int verify(local_store& store) {
     if (record.status != payment_status::processing) {
       std::optional<payment_result> result;
       if (!store.get_result(record.pay_id, result).ok() || !result || result->status != record.status)
-        problem("order " + record.pay_id + " is " + record.status + " without that result");
+        problem("order " + record.pay_id + " is " + to_string(record.status) + " without that result");
     }
     return true;
   });

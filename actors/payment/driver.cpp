@@ -44,8 +44,8 @@ void payment_driver::release(const std::string& channel_id) {
     --slots->in_flight;
 }
 
-void payment_driver::record_result(const std::string& pay_id, const std::string& status,
-                                   const channel_outcome& outcome, const std::string& source,
+void payment_driver::record_result(const std::string& pay_id, payment_status status,
+                                   const channel_outcome& outcome, result_source source,
                                    moment now, drive_actions& out) {
   auto found = payments_.find(pay_id);
   if (found == payments_.end())
@@ -92,7 +92,7 @@ payment_driver::driven_payment* payment_driver::take(const std::string& pay_id, 
 }
 
 void payment_driver::apply(const std::string& pay_id, const decision& next,
-                           const channel_outcome& outcome, const std::string& source, moment now,
+                           const channel_outcome& outcome, result_source source, moment now,
                            drive_actions& out) {
   auto found = payments_.find(pay_id);
   if (found == payments_.end())
@@ -165,7 +165,7 @@ void payment_driver::pump(moment now, drive_actions& out) {
       // No channel holds it (it is being routed): its time is up, so it is
       // closed, never sent, however free the channels are.
       channel_outcome none{pay_id, "", channel_status::not_found, "", "never taken"};
-      record_result(pay_id, payment_status::closed, none, "query", now, out);
+      record_result(pay_id, payment_status::closed, none, result_source::query, now, out);
       continue;
     }
     std::optional<std::string> chosen;
@@ -306,7 +306,7 @@ drive_actions payment_driver::paid(const std::string& pay_id, uint64_t op,
   if (payment == nullptr)
     return out;
   release(payment->op_channel);
-  apply(pay_id, after_pay(outcome, timing_), outcome, "channel", now, out);
+  apply(pay_id, after_pay(outcome, timing_), outcome, result_source::channel, now, out);
   pump(now, out);
   return out;
 }
@@ -329,7 +329,7 @@ drive_actions payment_driver::queried(const std::string& pay_id, uint64_t op,
   }
   apply(pay_id,
         after_query(outcome, payment->queries, expired(payment->record, now), timing_, unsettled),
-        outcome, "query", now, out);
+        outcome, result_source::query, now, out);
   pump(now, out);
   return out;
 }
@@ -366,7 +366,7 @@ void payment_driver::fail(driven_payment& payment, drive_action::kind what,
       release(channel_id);
       channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
                               "no answer from the channel"};
-      apply(pay_id, after_pay(unknown, timing_), unknown, "channel", now, out);
+      apply(pay_id, after_pay(unknown, timing_), unknown, result_source::channel, now, out);
       pump(now, out);
       break;
     }
@@ -374,7 +374,7 @@ void payment_driver::fail(driven_payment& payment, drive_action::kind what,
       release(channel_id);
       channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
                               "no answer from the channel"};
-      apply(pay_id, after_query(unknown, 1, false, timing_, 0), unknown, "query", now, out);
+      apply(pay_id, after_query(unknown, 1, false, timing_, 0), unknown, result_source::query, now, out);
       pump(now, out);
       break;
     }

@@ -145,11 +145,11 @@ private:
   static bool expired(const payment_record& record, moment now);
   void later(const std::string& pay_id, stage next, int64_t delay_ms, moment now);
   void release(const std::string& channel_id);
-  void record_result(const std::string& pay_id, const std::string& status,
-                     const channel_outcome& outcome, const std::string& source, moment now,
+  void record_result(const std::string& pay_id, payment_status status,
+                     const channel_outcome& outcome, result_source source, moment now,
                      drive_actions& out);
   void apply(const std::string& pay_id, const decision& next, const channel_outcome& outcome,
-             const std::string& source, moment now, drive_actions& out);
+             result_source source, moment now, drive_actions& out);
   void send_pay(driven_payment& payment, const std::string& channel_id, moment now,
                 drive_actions& out);
   void start_payment(driven_payment& payment, const std::string& channel_id, moment now,

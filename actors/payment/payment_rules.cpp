@@ -32,42 +32,52 @@ std::optional<std::string> choose_channel(const std::vector<route_candidate>& ch
   return std::nullopt;
 }
 
+namespace {
+
+/// The payment's final status for a channel's SUCCEEDED or FAILED.
+payment_status settled_as(channel_status status) {
+  return status == channel_status::succeeded ? payment_status::succeeded
+                                             : payment_status::failed;
+}
+
+} // namespace
+
 decision after_pay(const channel_outcome& outcome, const rule_timing& timing) {
   switch (outcome.status) {
     case channel_status::succeeded:
     case channel_status::failed:
-      return {next_step::record_result, to_string(outcome.status), 0};
+      return {next_step::record_result, settled_as(outcome.status), 0};
     case channel_status::accepted:
-      return {next_step::query_later, {}, timing.accepted_query_ms};
+      return {next_step::query_later, payment_status::processing, timing.accepted_query_ms};
     case channel_status::refused:
     case channel_status::unavailable:
-      return {next_step::reroute, {}, 0};  // never taken: safe elsewhere
+      return {next_step::reroute, payment_status::processing, 0};  // never taken: safe elsewhere
     case channel_status::not_found:  // not an answer to a pay request
     case channel_status::unknown:
       break;
   }
   // UNKNOWN (and anything unexpected): it may have been taken. Ask first.
-  return {next_step::query_later, {}, timing.unknown_query_ms};
+  return {next_step::query_later, payment_status::processing, timing.unknown_query_ms};
 }
 
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
                      const rule_timing& timing, int64_t unsettled_ms) {
   const auto status = outcome.status;
   if (status == channel_status::succeeded || status == channel_status::failed)
-    return {next_step::record_result, to_string(status), 0};
+    return {next_step::record_result, settled_as(status), 0};
   if (status == channel_status::not_found) {
     if (unsettled_ms > 0)
-      return {next_step::query_later, {}, unsettled_ms};
+      return {next_step::query_later, payment_status::processing, unsettled_ms};
     if (expired)
       return {next_step::record_result, payment_status::closed, 0};
-    return {next_step::reroute, {}, 0};
+    return {next_step::reroute, payment_status::processing, 0};
   }
   int64_t base = status == channel_status::accepted ? timing.accepted_query_ms
                                                     : timing.unknown_query_ms;
   int64_t delay = base;
   for (int i = 1; i < queries && delay < timing.max_query_ms; ++i)
     delay *= 2;
-  return {next_step::query_later, {}, std::min(delay, timing.max_query_ms)};
+  return {next_step::query_later, payment_status::processing, std::min(delay, timing.max_query_ms)};
 }
 
 } // namespace paybus

@@ -37,7 +37,7 @@ enum class next_step {
 
 struct decision {
   next_step step = next_step::query_later;
-  std::string result_status;
+  payment_status result_status = payment_status::processing;  // final when recording
   int64_t delay_ms = 0;
 };
 

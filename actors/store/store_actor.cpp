@@ -18,6 +18,23 @@ namespace paybus {
 
 namespace {
 
+/// Counts a payment that reached its final status.
+void count_final(metrics& figures, payment_status status) {
+  switch (status) {
+    case payment_status::succeeded:
+      figures.results_succeeded_total.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case payment_status::failed:
+      figures.results_failed_total.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case payment_status::closed:
+      figures.results_closed_total.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case payment_status::processing:
+      break;
+  }
+}
+
 struct store_state {
   local_store* store = nullptr;
   metrics* figures = nullptr;
@@ -116,7 +133,7 @@ void commit_pending(store_pointer self) {
                       "it is not routed to (it is routed to {}); kept in the conflicts family, "
                       "not applied: that channel speaks for a payment it was not sent, or took it "
                       "late after saying it had not",
-                      late.pay_id, late.status, from(late.channel_id), late.source,
+                      late.pay_id, to_string(late.status), from(late.channel_id), to_string(late.source),
                       late.channel_txn_id, late.amount_minor, from(kept.channel_id));
         continue;
       }
@@ -133,18 +150,18 @@ void commit_pending(store_pointer self) {
       spdlog::error("payment {}: a {} result from {} ({}, transaction '{}', amount {}) "
                     "contradicts the {} {} result kept from {} (transaction '{}', amount {}); "
                     "kept in the conflicts family, not applied: {}",
-                    late.pay_id, late.status, from(late.channel_id), late.source,
-                    late.channel_txn_id, late.amount_minor, kind, kept.status,
+                    late.pay_id, to_string(late.status), from(late.channel_id), to_string(late.source),
+                    late.channel_txn_id, late.amount_minor, kind, to_string(kept.status),
                     from(kept.channel_id), kept.channel_txn_id, kept.amount_minor, meaning);
     }
     for (auto latency : answers.join_latencies_ms)
       st.figures->observe_join_latency(latency);
     for (const auto& recorded : answers.results)
       if (recorded.joined && recorded.changed)
-        st.figures->count_result(recorded.result.status);
+        count_final(*st.figures, recorded.result.status);
     for (const auto& created : answers.creates)
-      if (created.created && created.record.status != payment_status::processing)
-        st.figures->count_result(created.record.status);
+      if (created.created && is_final_status(created.record.status))
+        count_final(*st.figures, created.record.status);
     for (auto& waiting : st.create_promises) {
       std::vector<order_stored> answer;
       answer.reserve(waiting.count);
@@ -166,8 +183,8 @@ void commit_pending(store_pointer self) {
     // the ones that came another way (a channel's notification).
     if (st.coordinator)
       for (const auto& recorded : answers.results)
-        if (recorded.joined && recorded.changed && recorded.result.source != "channel"
-            && recorded.result.source != "query")
+        if (recorded.joined && recorded.changed && recorded.result.source != result_source::channel
+            && recorded.result.source != result_source::query)
           self->send(st.coordinator, settled_atom::value, recorded.result.pay_id);
   }
   st.batch = store_batch{};

@@ -282,12 +282,12 @@ bool pg_database::insert_results(const std::vector<payment_result>& results,
   std::vector<pg_array_literal> columns(7);
   for (const auto& result : results) {
     columns[0].add(result.pay_id);
-    columns[1].add(result.status);
+    columns[1].add(to_string(result.status));
     add_or_null(columns[2], result.channel_id);
     add_or_null(columns[3], result.channel_txn_id);
     columns[4].add(std::to_string(result.amount_minor));
     columns[5].add(format_rfc3339_ms(result.finished_at_ms));
-    columns[6].add(result.source);
+    columns[6].add(to_string(result.source));
   }
   return execute(sql, column_parameters(columns), error);
 }

@@ -110,7 +110,7 @@ inline std::string idempotency_key(const std::string& merchant_id,
 /// The key a conflicting result is kept under: one entry however often the
 /// same answer comes.
 inline std::string conflict_key(const payment_result& late) {
-  return late.pay_id + '\0' + late.channel_id + '\0' + late.status + '\0' + late.channel_txn_id
+  return late.pay_id + '\0' + late.channel_id + '\0' + to_string(late.status) + '\0' + late.channel_txn_id
          + '\0' + std::to_string(late.amount_minor);
 }
 

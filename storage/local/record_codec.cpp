@@ -17,6 +17,12 @@ void put_string(std::string& out, const std::string& value) {
   out.append(value);
 }
 
+// Statuses and sources are kept as their words, as the store has always
+// held them: a store written before they were enums reads the same.
+void put_string(std::string& out, const char* value) {
+  put_string(out, std::string{value});
+}
+
 void put_i64(std::string& out, int64_t value) {
   uint64_t bits = static_cast<uint64_t>(value);
   for (int i = 0; i < 8; ++i)
@@ -39,6 +45,19 @@ public:
       return false;
     value.assign(bytes_.data() + offset_, size);
     offset_ += size;
+    return true;
+  }
+
+  /// A word of the protocol (a status, a source), as `parse` reads it.
+  template <class Enum, class Parse>
+  bool word(Enum& value, Parse parse) {
+    std::string text;
+    if (!string(text))
+      return false;
+    auto parsed = parse(text);
+    if (!parsed)
+      return false;
+    value = *parsed;
     return true;
   }
 
@@ -90,7 +109,7 @@ std::string encode_record(const payment_record& record) {
   put_i64(out, record.order.expire_seconds);
   put_i64(out, record.instance_id);
   put_i64(out, record.created_at_ms);
-  put_string(out, record.status);
+  put_string(out, to_string(record.status));
   put_string(out, record.channel_txn_id);
   put_i64(out, record.finished_at_ms);
   put_string(out, record.routed_channel);
@@ -102,12 +121,12 @@ std::string encode_result(const payment_result& result) {
   out.reserve(120);
   out.push_back(static_cast<char>(result_version));
   put_string(out, result.pay_id);
-  put_string(out, result.status);
+  put_string(out, to_string(result.status));
   put_string(out, result.channel_id);
   put_string(out, result.channel_txn_id);
   put_i64(out, result.amount_minor);
   put_i64(out, result.finished_at_ms);
-  put_string(out, result.source);
+  put_string(out, to_string(result.source));
   out.push_back(result.flagged ? 1 : 0);
   return out;
 }
@@ -117,9 +136,10 @@ bool decode_result(std::string_view bytes, payment_result& result) {
   uint8_t version = 0;
   uint8_t flagged = 0;
   bool ok = in.u8(version) && version == result_version && in.string(result.pay_id)
-            && in.string(result.status) && in.string(result.channel_id)
+            && in.word(result.status, parse_payment_status)
+            && is_final_status(result.status) && in.string(result.channel_id)
             && in.string(result.channel_txn_id) && in.i64(result.amount_minor)
-            && in.i64(result.finished_at_ms) && in.string(result.source)
+            && in.i64(result.finished_at_ms) && in.word(result.source, parse_result_source)
             && in.u8(flagged) && flagged <= 1 && in.at_end();
   result.flagged = flagged == 1;
   return ok;
@@ -139,7 +159,7 @@ bool decode_record(std::string_view bytes, payment_record& record) {
             && in.string(record.order.channel_id)
             && in.string(record.order.notify_url)
             && in.i64(record.order.expire_seconds) && in.i64(instance_id)
-            && in.i64(record.created_at_ms) && in.string(record.status)
+            && in.i64(record.created_at_ms) && in.word(record.status, parse_payment_status)
             && in.string(record.channel_txn_id)
             && in.i64(record.finished_at_ms)
             && (version == 1 || in.string(record.routed_channel)) && in.at_end();

@@ -62,12 +62,12 @@ TEST_CASE("requests: a channel's notification becomes a result, or a clear refus
     "sim-a", 5, result);
   REQUIRE_FALSE(problem);
   CHECK(result.pay_id == "100");
-  CHECK(result.status == "SUCCEEDED");
+  CHECK(result.status == payment_status::succeeded);
   CHECK(result.channel_id == "sim-a");
   CHECK(result.channel_txn_id == "T-1");
   CHECK(result.amount_minor == 1999);
   CHECK(result.finished_at_ms == 1763782200123);
-  CHECK(result.source == "notify");
+  CHECK(result.source == result_source::notify);
   // paid_at that is no real time: the time it arrived.
   REQUIRE_FALSE(parse_notification(R"({"pay_id":"1","status":"FAILED","amount":0,"paid_at":"soon"})",
                                    "sim-a", 42, result));

@@ -186,7 +186,7 @@ TEST_CASE("meta values persist, and a second open of a held store is refused") {
 namespace {
 
 payment_result result_for(const std::string& pay_id, int64_t amount,
-                          const std::string& status = "SUCCEEDED") {
+                          payment_status status = payment_status::succeeded) {
   payment_result r;
   r.pay_id = pay_id;
   r.status = status;
@@ -194,7 +194,7 @@ payment_result result_for(const std::string& pay_id, int64_t amount,
   r.channel_txn_id = "T-" + pay_id;
   r.amount_minor = amount;
   r.finished_at_ms = 1763782201000;
-  r.source = "channel";
+  r.source = result_source::channel;
   return r;
 }
 
@@ -229,12 +229,40 @@ std::vector<char> outbox_kinds(local_store& store) {
 
 } // namespace
 
+TEST_CASE("statuses and sources are kept as their protocol words, and an unknown word is damage") {
+  auto original = record("100", "A-1");
+  original.status = payment_status::closed;
+  auto bytes = codec::encode_record(original);
+  CHECK(bytes.find("CLOSED") != std::string::npos);
+  payment_record decoded;
+  REQUIRE(codec::decode_record(bytes, decoded));
+  CHECK(decoded.status == payment_status::closed);
+  bytes.replace(bytes.find("CLOSED"), 6, "CLOSEX");
+  CHECK_FALSE(codec::decode_record(bytes, decoded));
+
+  auto result = result_for("100", 500, payment_status::failed);
+  result.source = result_source::notify;
+  auto stored = codec::encode_result(result);
+  CHECK(stored.find("FAILED") != std::string::npos);
+  CHECK(stored.find("notify") != std::string::npos);
+  payment_result read;
+  REQUIRE(codec::decode_result(stored, read));
+  CHECK(read.status == payment_status::failed);
+  CHECK(read.source == result_source::notify);
+  auto unknown_source = stored;
+  unknown_source.replace(unknown_source.find("notify"), 6, "notifx");
+  CHECK_FALSE(codec::decode_result(unknown_source, read));
+  // A result is final: PROCESSING is no result.
+  result.status = payment_status::processing;
+  CHECK_FALSE(codec::decode_result(codec::encode_result(result), read));
+}
+
 TEST_CASE("the store applies a settlement's changes in one batch and reads them back") {
   temp_dir dir;
   auto order = record("100", "A-1", 500);
-  order.status = "SUCCEEDED";
+  order.status = payment_status::succeeded;
   auto paid = result_for("100", 500);
-  auto late = result_for("100", 500, "FAILED");
+  auto late = result_for("100", 500, payment_status::failed);
   {
     auto store = open_store(dir.path);
     store_changes changes;
@@ -268,7 +296,7 @@ TEST_CASE("the store applies a settlement's changes in one batch and reads them 
   CHECK(held.pay_ids.size() == 1);
   CHECK(held.pay_ids.at(idempotency_key("demo", "A-1")) == "100");
   REQUIRE(held.orders.size() == 2);  // 100 through its idempotency entry, and 101
-  CHECK(held.orders.at("100").status == "SUCCEEDED");
+  CHECK(held.orders.at("100").status == payment_status::succeeded);
   CHECK(held.orders.at("101").order.amount_minor == 700);
   REQUIRE(held.results.size() == 1);
   CHECK(held.results.at("100").channel_txn_id == "T-100");
@@ -316,12 +344,12 @@ TEST_CASE("a commit reads, settles and applies: a result joins its order through
     auto answers = commit_results(*store, {result_for("100", 500)});
     CHECK(answers.results[0].joined);
     // A contradiction later is kept in the conflicts family, not applied.
-    CHECK(commit_results(*store, {result_for("100", 500, "FAILED")}).conflicts.size() == 1);
+    CHECK(commit_results(*store, {result_for("100", 500, payment_status::failed)}).conflicts.size() == 1);
   }
   auto store = open_store(dir.path);
   std::optional<payment_record> order;
   REQUIRE(store->get("100", order).ok());
-  CHECK(order->status == "SUCCEEDED");
+  CHECK(order->status == payment_status::succeeded);
   CHECK(outbox_kinds(*store) == std::vector<char>{'O', 'R'});
   CHECK(store->count_keys()["conflicts"] == 1);
   CHECK(due_webhooks(*store).size() == 1);

@@ -155,8 +155,8 @@ TEST_CASE("coordinator: a payment is paid through its channel and the answer wri
   REQUIRE(fixture.wait_for([](seen& s) { return !s.results.empty(); }));
   fixture.log->with([](seen& s) {
     CHECK(s.pay_requests == std::vector<std::string>{"sim-a:P1"});
-    CHECK(s.results.at(0).status == "SUCCEEDED");
-    CHECK(s.results.at(0).source == "channel");
+    CHECK(s.results.at(0).status == payment_status::succeeded);
+    CHECK(s.results.at(0).source == result_source::channel);
   });
 }
 
@@ -170,7 +170,7 @@ TEST_CASE("coordinator: a result the store could not write is asked for again an
     CHECK(s.pay_requests == std::vector<std::string>{"sim-a:P4"});  // never paid twice
     CHECK(s.query_requests == std::vector<std::string>{"sim-a:P4"});
     REQUIRE(s.results.size() == 1);
-    CHECK(s.results[0].status == "SUCCEEDED");
-    CHECK(s.results[0].source == "query");
+    CHECK(s.results[0].status == payment_status::succeeded);
+    CHECK(s.results[0].source == result_source::query);
   });
 }

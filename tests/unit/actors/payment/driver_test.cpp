@@ -125,12 +125,12 @@ TEST_CASE("driver: a new payment goes to the channel chosen at acceptance, and i
   actions = driver.paid("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(40));
   REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
   const auto& result = actions[0].result;
-  CHECK(result.status == "SUCCEEDED");
+  CHECK(result.status == payment_status::succeeded);
   CHECK(result.channel_id == "sim-a");
   CHECK(result.channel_txn_id == "T-P1");
   CHECK(result.amount_minor == 1999);
   CHECK(result.finished_at_ms == start_unix_ms + 40);
-  CHECK(result.source == "channel");
+  CHECK(result.source == result_source::channel);
   driver.result_written("P1");
   CHECK(driver.driving() == 0);
 }
@@ -159,7 +159,7 @@ TEST_CASE("driver: an UNKNOWN outcome is asked of the same channel, never sent e
   CHECK(actions[0].channel_id == "sim-a");
   actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(520));
   REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
-  CHECK(actions[0].result.source == "query");
+  CHECK(actions[0].result.source == result_source::query);
 }
 
 TEST_CASE("driver: a NOT_FOUND before the channel's settle time is asked again, not rerouted") {
@@ -196,13 +196,13 @@ TEST_CASE("driver: an expired payment no channel holds is closed, never sent, th
   SECTION("new, with the channel chosen at acceptance") {
     auto actions = driver.admit({payment("P2", "sim-a", 60, -120'000)}, false, at(0));
     REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
-    CHECK(actions[0].result.status == "CLOSED");
-    CHECK(actions[0].result.source == "query");
+    CHECK(actions[0].result.status == payment_status::closed);
+    CHECK(actions[0].result.source == result_source::query);
   }
   SECTION("read back after a stop, never routed") {
     auto actions = driver.admit({payment("P2", "", 60, -120'000)}, true, at(0));
     REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
-    CHECK(actions[0].result.status == "CLOSED");
+    CHECK(actions[0].result.status == payment_status::closed);
   }
 }
 
@@ -223,7 +223,7 @@ TEST_CASE("driver: a result the store could not write is tried again, the same w
     CHECK(driver.result_failed("P3", at(1)).empty());
     auto actions = driver.tick(at(1 + 1000));
     REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
-    CHECK(actions[0].result.status == "CLOSED");
+    CHECK(actions[0].result.status == payment_status::closed);
   }
   SECTION("a channel's answer: asked of that channel again, never paid twice") {
     driver.admit({payment("P4", "sim-a")}, false, at(0));
@@ -233,7 +233,7 @@ TEST_CASE("driver: a result the store could not write is tried again, the same w
     REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
     actions = driver.queried("P4", "sim-a", said("P4", "sim-a", "SUCCEEDED"), at(1010));
     REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
-    CHECK(actions[0].result.source == "query");
+    CHECK(actions[0].result.source == result_source::query);
   }
 }
 

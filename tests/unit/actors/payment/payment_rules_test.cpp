@@ -47,8 +47,8 @@ TEST_CASE("router: a channel the client named is used, or none, never another") 
 TEST_CASE("after pay: every outcome's transition") {
   rule_timing timing;
   CHECK(after_pay(said("SUCCEEDED"), timing).step == next_step::record_result);
-  CHECK(after_pay(said("SUCCEEDED"), timing).result_status == "SUCCEEDED");
-  CHECK(after_pay(said("FAILED"), timing).result_status == "FAILED");
+  CHECK(after_pay(said("SUCCEEDED"), timing).result_status == payment_status::succeeded);
+  CHECK(after_pay(said("FAILED"), timing).result_status == payment_status::failed);
   auto accepted = after_pay(said("ACCEPTED"), timing);
   CHECK(accepted.step == next_step::query_later);
   CHECK(accepted.delay_ms == timing.accepted_query_ms);
@@ -67,12 +67,12 @@ TEST_CASE("after pay: every outcome's transition") {
 
 TEST_CASE("after query: every outcome's transition, expiry and backoff") {
   rule_timing timing;
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0).result_status == "SUCCEEDED");
-  CHECK(after_query(said("FAILED"), 1, true, timing, 0).result_status == "FAILED");
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0).result_status == payment_status::succeeded);
+  CHECK(after_query(said("FAILED"), 1, true, timing, 0).result_status == payment_status::failed);
   CHECK(after_query(said("NOT_FOUND"), 1, false, timing, 0).step == next_step::reroute);
   auto closed = after_query(said("NOT_FOUND"), 1, true, timing, 0);
   CHECK(closed.step == next_step::record_result);
-  CHECK(closed.result_status == "CLOSED");
+  CHECK(closed.result_status == payment_status::closed);
   // ACCEPTED keeps waiting even past expiry: the channel has the money.
   CHECK(after_query(said("ACCEPTED"), 1, true, timing, 0).step == next_step::query_later);
   CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0).delay_ms == timing.unknown_query_ms);
@@ -88,14 +88,14 @@ TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is ask
     auto early = after_query(said("NOT_FOUND"), 1, expired, timing, 2500);
     CHECK(early.step == next_step::query_later);
     CHECK(early.delay_ms == 2500);
-    CHECK(early.result_status.empty());
+    CHECK(early.result_status == payment_status::processing);
   }
   // Settled: believed.
   CHECK(after_query(said("NOT_FOUND"), 2, false, timing, 0).step == next_step::reroute);
-  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0).result_status == "CLOSED");
+  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0).result_status == payment_status::closed);
   // Only NOT_FOUND waits: a final answer is final however soon it comes.
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500).result_status == "SUCCEEDED");
-  CHECK(after_query(said("FAILED"), 1, true, timing, 2500).result_status == "FAILED");
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500).result_status == payment_status::succeeded);
+  CHECK(after_query(said("FAILED"), 1, true, timing, 2500).result_status == payment_status::failed);
   CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500).delay_ms == timing.unknown_query_ms);
 }
 

@@ -115,7 +115,7 @@ payment_record order_of(const std::string& pay_id, const std::string& order_no,
 }
 
 payment_result result_for(const std::string& pay_id, int64_t amount,
-                          const std::string& status = "SUCCEEDED") {
+                          payment_status status = payment_status::succeeded) {
   payment_result r;
   r.pay_id = pay_id;
   r.status = status;
@@ -123,7 +123,7 @@ payment_result result_for(const std::string& pay_id, int64_t amount,
   r.channel_txn_id = "T-" + pay_id;
   r.amount_minor = amount;
   r.finished_at_ms = 1763782201000;
-  r.source = "channel";
+  r.source = result_source::channel;
   return r;
 }
 
@@ -170,7 +170,7 @@ TEST_CASE("settlement: order first, then its result, joins with a results row an
   CHECK(answers.results[0].joined);
   CHECK(answers.join_latencies_ms == std::vector<int64_t>{1200});
   const auto& order = ledger.orders.at("100");
-  CHECK(order.status == "SUCCEEDED");
+  CHECK(order.status == payment_status::succeeded);
   CHECK(order.channel_txn_id == "T-100");
   CHECK(order.finished_at_ms == 1763782201000);
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O', 'R'});
@@ -189,7 +189,7 @@ TEST_CASE("settlement: an order and its result in one batch join, and leave no d
   auto settled = settle(batch, ledger.snapshot(keys_to_read(batch)), {}, now_ms);
   CHECK(settled.answers.results[0].joined);
   REQUIRE(settled.changes.orders.size() == 1);  // each key once, with its last value
-  CHECK(settled.changes.orders[0].status == "SUCCEEDED");
+  CHECK(settled.changes.orders[0].status == payment_status::succeeded);
   CHECK(settled.changes.dispatch_added.empty());
   CHECK(settled.changes.dispatch_removed == std::vector<std::string>{"100"});
   ledger.apply(settled.changes);
@@ -204,7 +204,7 @@ TEST_CASE("settlement: a result before its order waits, and joins when the order
   CHECK_FALSE(answers.results[0].joined);
   CHECK(ledger.outbox.empty());
   auto created = ledger.create({order_of("100", "A-1")});
-  CHECK(created.creates[0].record.status == "SUCCEEDED");
+  CHECK(created.creates[0].record.status == payment_status::succeeded);
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O', 'R'});
   CHECK(ledger.dispatch.empty());
   CHECK(ledger.webhooks.size() == 1);
@@ -225,7 +225,7 @@ TEST_CASE("settlement: a second, different result before the order is kept apart
   CHECK_FALSE(answers.results[0].changed);
   CHECK(ledger.record({elsewhere}).conflicts.empty());  // once
   auto created = ledger.create({order_of("100", "A-1")});
-  CHECK(created.creates[0].record.status == "SUCCEEDED");
+  CHECK(created.creates[0].record.status == payment_status::succeeded);
   CHECK(created.creates[0].record.channel_txn_id == "T-100");
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O', 'R'});
 }
@@ -234,11 +234,11 @@ TEST_CASE("settlement: duplicates and later contradictions of a final result cha
   memory_ledger ledger;
   ledger.create({order_of("100", "A-1")});
   ledger.record({result_for("100", 500)});
-  auto again = ledger.record({result_for("100", 500), result_for("100", 500, "FAILED")});
+  auto again = ledger.record({result_for("100", 500), result_for("100", 500, payment_status::failed)});
   CHECK_FALSE(again.results[0].changed);
   CHECK(again.results[0].joined);
   CHECK_FALSE(again.results[1].changed);
-  CHECK(ledger.orders.at("100").status == "SUCCEEDED");
+  CHECK(ledger.orders.at("100").status == payment_status::succeeded);
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O', 'R'});
   CHECK(ledger.webhooks.size() == 1);
 }
@@ -248,17 +248,17 @@ TEST_CASE("settlement: a contradiction of a final result is kept apart once, nev
   ledger.create({order_of("100", "A-1")});
   ledger.record({result_for("100", 500)});
   auto repeat = result_for("100", 500);
-  repeat.source = "notify";
+  repeat.source = result_source::notify;
   CHECK(ledger.record({repeat}).conflicts.empty());
   auto elsewhere = result_for("100", 500);
   elsewhere.channel_id = "sim-b";
   elsewhere.channel_txn_id = "B-1";
-  auto answers = ledger.record({elsewhere, result_for("100", 500, "FAILED")});
+  auto answers = ledger.record({elsewhere, result_for("100", 500, payment_status::failed)});
   REQUIRE(answers.conflicts.size() == 2);
   CHECK(answers.conflicts[0].what == result_conflict::against::final_result);
   CHECK(answers.conflicts[0].kept.channel_id == "sim-a");
   CHECK(answers.conflicts[0].late.channel_id == "sim-b");
-  CHECK(answers.conflicts[1].late.status == "FAILED");
+  CHECK(answers.conflicts[1].late.status == payment_status::failed);
   CHECK(ledger.record({elsewhere}).conflicts.empty());
   auto other_txn = result_for("100", 500);
   other_txn.channel_txn_id = "T-other";
@@ -266,7 +266,7 @@ TEST_CASE("settlement: a contradiction of a final result is kept apart once, nev
   // The same conflict twice in one batch is kept once.
   auto twice = result_for("100", 7);
   CHECK(ledger.record({twice, twice}).conflicts.size() == 1);
-  CHECK(ledger.orders.at("100").status == "SUCCEEDED");
+  CHECK(ledger.orders.at("100").status == payment_status::succeeded);
   CHECK(ledger.orders.at("100").channel_txn_id == "T-100");
   CHECK(ledger.conflicts.size() == 4);
 }
@@ -278,7 +278,7 @@ TEST_CASE("settlement: a result at another amount is kept flagged, never joined,
   CHECK(answers.flagged == 1);
   CHECK(answers.results[0].result.flagged);
   CHECK_FALSE(answers.results[0].joined);
-  CHECK(ledger.orders.at("100").status == "PROCESSING");
+  CHECK(ledger.orders.at("100").status == payment_status::processing);
   CHECK(ledger.results.at("100").flagged);
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O'});
   auto later = ledger.record({result_for("100", 500)});
@@ -298,12 +298,12 @@ TEST_CASE("settlement: a result before its order at another amount is flagged wh
   memory_ledger ledger;
   ledger.record({result_for("100", 499)});
   auto answers = ledger.create({order_of("100", "A-1")});
-  CHECK(answers.creates[0].record.status == "PROCESSING");
+  CHECK(answers.creates[0].record.status == payment_status::processing);
   CHECK(answers.flagged == 1);
   CHECK(ledger.results.at("100").flagged);
   CHECK(ledger.results.at("100").amount_minor == 499);
   CHECK_FALSE(ledger.record({result_for("100", 500)}).results[0].joined);
-  CHECK(ledger.orders.at("100").status == "PROCESSING");
+  CHECK(ledger.orders.at("100").status == payment_status::processing);
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O'});
 }
 
@@ -330,7 +330,7 @@ TEST_CASE("settlement: a result from a channel the payment is not routed to is k
   REQUIRE(answers.conflicts.size() == 1);
   CHECK(answers.conflicts[0].what == result_conflict::against::route);
   CHECK(answers.conflicts[0].kept.channel_id == "sim-a");
-  CHECK(ledger.orders.at("100").status == "PROCESSING");
+  CHECK(ledger.orders.at("100").status == payment_status::processing);
   CHECK(ledger.results.count("100") == 0);
   // Its own channel's answer still joins.
   CHECK(ledger.record({result_for("100", 500)}).results[0].joined);
@@ -348,7 +348,7 @@ TEST_CASE("settlement: a webhook entry only for payments with a target") {
   ledger.create({of("100", "demo", ""), of("101", "demo", "http://127.0.0.1:1/hook"),
                  of("102", "shop", "")});
   ledger.record({result_for("103", 500)});
-  CHECK(ledger.create({of("103", "demo", "")}).creates[0].record.status == "SUCCEEDED");
+  CHECK(ledger.create({of("103", "demo", "")}).creates[0].record.status == payment_status::succeeded);
   ledger.record({result_for("100", 500), result_for("101", 500), result_for("102", 500)});
   std::set<std::string> notified;
   for (const auto& entry : ledger.webhooks)
@@ -372,7 +372,7 @@ TEST_CASE("settlement: nonces ride along unchanged, and an empty batch changes n
 TEST_CASE("settlement: contradicts tells a repeat from another answer") {
   auto kept = result_for("100", 500);
   auto same = kept;
-  same.source = "query";
+  same.source = result_source::query;
   CHECK_FALSE(contradicts(kept, same));
   auto no_txn = kept;
   no_txn.channel_txn_id.clear();  // a query that carries no transaction id
@@ -384,7 +384,7 @@ TEST_CASE("settlement: contradicts tells a repeat from another answer") {
   other.amount_minor = 1;
   CHECK(contradicts(kept, other));
   other = kept;
-  other.status = "FAILED";
+  other.status = payment_status::failed;
   CHECK(contradicts(kept, other));
 }
 

@@ -223,7 +223,7 @@ TEST_CASE("the writer applies the notifier's outcomes and tells it which queues 
   paid.channel_id = "sim-a";
   paid.amount_minor = 100;
   paid.finished_at_ms = unix_now_ms();
-  paid.source = "channel";
+  paid.source = result_source::channel;
   self->request(writer, std::chrono::seconds{10}, result_atom::value, paid)
     .receive([](result_recorded& recorded) { CHECK(recorded.joined); },
              [](caf::error& error) { FAIL(caf::to_string(error)); });

@@ -35,7 +35,8 @@ struct http_exchange {
   std::string signature;
   std::string channel;
   bool transport_ok = false;
-  bool never_sent = false;  // the connection was refused: nothing left the bus
+  bool request_started = false;  // libcurl was about to send the request, once or more
+  bool never_sent = false;  // provably nothing of the request reached a socket
   std::string error;
 };
 
@@ -84,21 +85,14 @@ std::string url_path(const std::string& url) {
   return path;
 }
 
-/// Whether a failed exchange certainly sent nothing of its request: no
-/// connection was made, or its TLS handshake failed (an untrusted or
-/// mismatched certificate, no common protocol), which comes before any byte
-/// of the request. Only then may the payment go to another channel without
-/// a query.
-bool never_sent(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-      return true;
-    default:
-      return false;
-  }
+/// libcurl calls this once a connection is made or reused (TLS included),
+/// right before it writes the request on it: from then on, any byte of the
+/// request may have reached the channel. It calls it again for each attempt
+/// (a request on a reused connection that died unanswered is sent again on
+/// a new one), so one call is enough to know the request may have left.
+int request_starting(void* data, char*, char*, int, int) {
+  static_cast<http_exchange*>(data)->request_started = true;
+  return CURL_PREREQFUNC_OK;
 }
 
 /// Whether the environment names a proxy, which libcurl then uses.
@@ -255,6 +249,7 @@ struct channel_client::core {
       curl_easy_setopt(easy, CURLOPT_CAINFO, settings.ca_file.c_str());
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_body);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, request_starting);
     return easy;
   }
 
@@ -264,6 +259,7 @@ struct channel_client::core {
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, job.headers);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, &job.exchange);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, &job.exchange);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, &job.exchange);
     if (job.pay) {
       curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job.body.c_str());
       curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(job.body.size()));
@@ -284,7 +280,10 @@ struct channel_client::core {
       exchange.transport_ok = true;
     } else {
       exchange.error = curl_easy_strerror(code);
-      exchange.never_sent = never_sent(code);
+      // Whatever the code says (a refused connection is the last word of a
+      // request first written on a reused connection that died): only a
+      // request libcurl never began to write was never sent.
+      exchange.never_sent = !exchange.request_started;
     }
     deliver(job->id, interpret(settings, *job));
   }

@@ -1,0 +1,236 @@
+"""End to end: the money-safety holes a review found, each as the scenario that would pay a
+pay_id twice or lose a payment (API.md 4 and 6): a pay request lost with its connection, a
+channel that forgets what it said, ..."""
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Bus, ChannelSim, PgCluster, keys_dir  # noqa: E402
+from paybus_client import Client  # noqa: E402
+
+
+FINAL = ("SUCCEEDED", "FAILED", "CLOSED")
+
+
+def wait_for(test, what, condition, timeout=60, pause=0.1):
+    """Waits until `condition()` is true; fails `test` with `what` after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(pause)
+    test.fail(f"timed out waiting for {what}")
+
+
+def wait_status(test, client, pay_id, statuses=FINAL, timeout=60):
+    """The payment once its status is one of `statuses`."""
+    seen = {}
+
+    def reached():
+        status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+        seen["body"] = body
+        return status == 200 and body["status"] in statuses
+
+    wait_for(test, f"payment {pay_id} to be one of {statuses} (last {seen})", reached, timeout)
+    return seen["body"]
+
+
+def signed_answer(channel_id, method, path, body, code=200):
+    """An HTTP/1.1 answer of `code` with `body`, signed as API.md section 4 says with
+    `channel_id`'s private key, kept alive."""
+    timestamp = str(int(time.time()))
+    nonce = "n" + os.urandom(12).hex()
+    canonical = "\n".join([method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    signature = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", os.path.join(keys_dir(), f"{channel_id}.key.pem")],
+        input=canonical.encode(), capture_output=True, check=True).stdout
+    reason = {200: "OK", 404: "Not Found"}.get(code, "Whatever")
+    return (f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-Paybus-Channel: {channel_id}\r\n"
+            f"X-Paybus-Timestamp: {timestamp}\r\nX-Paybus-Nonce: {nonce}\r\n"
+            f"X-Paybus-Signature: rsa-sha256={base64.b64encode(signature).decode()}\r\n"
+            "\r\n").encode() + body
+
+
+def read_request(connection, pending):
+    """One HTTP request from `connection` (bytes already read in `pending[0]`):
+    (method, path, body), or None once the peer closes."""
+    while b"\r\n\r\n" not in pending[0]:
+        data = connection.recv(65536)
+        if not data:
+            return None
+        pending[0] += data
+    head, rest = pending[0].split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    while len(rest) < length:
+        data = connection.recv(65536)
+        if not data:
+            return None
+        rest += data
+    pending[0] = rest[length:]
+    return method, path, rest[:length]
+
+
+class ScriptedChannel:
+    """A channel on 127.0.0.1 speaking the channel protocol with `channel_id`'s key, whose
+    every answer `script(channel, method, path, body, served)` decides (`served`: requests
+    this connection answered before). The script returns bytes to answer with, or None to
+    close the connection unanswered. `go_down()` closes the listening socket, so that
+    connections are refused; `come_back()` listens on the same port again."""
+
+    def __init__(self, channel_id, script):
+        self.channel_id = channel_id
+        self.script = script
+        self.requests = []  # (method, path, body)
+        self.lock = threading.Lock()
+        self.port = None
+        self.listener = None
+        self.come_back()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def come_back(self):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port or 0))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def go_down(self):
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection):
+        pending = [b""]
+        served = 0
+        with connection:
+            while True:
+                try:
+                    request = read_request(connection, pending)
+                except OSError:
+                    return
+                if request is None:
+                    return
+                with self.lock:
+                    self.requests.append(request)
+                answer = self.script(self, *request, served)
+                if answer is None:
+                    return
+                connection.sendall(answer)
+                served += 1
+
+    def pay_requests(self, pay_id):
+        with self.lock:
+            return [r for r in self.requests
+                    if r[0] == "POST" and json.loads(r[2] or b"{}").get("pay_id") == pay_id]
+
+    def destroy(self):
+        self.go_down()
+
+
+@contextlib.contextmanager
+def beside_a_simulator(channel, weights=(100, 100), sets=None):
+    """A throwaway PostgreSQL, a real simulator sim-b, and a bus paying through `channel` (as
+    sim-a) and sim-b; yields (pg, sim_b, bus, client), then destroys them all."""
+    pg = PgCluster()
+    pg.start()
+    sim_b = ChannelSim("sim-b").start()
+    bus = None
+    try:
+        bus = Bus(pg.url, sets=sets, channels={"sim-a": (channel.url, weights[0]),
+                                               "sim-b": (sim_b.url, weights[1])}).start()
+        with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+            yield pg, sim_b, bus, client
+    finally:
+        if bus is not None:
+            bus.destroy()
+        sim_b.destroy()
+        channel.destroy()
+        pg.destroy()
+
+
+def paid(channel_id, pay_id, status="SUCCEEDED"):
+    return json.dumps({"pay_id": pay_id, "channel_txn_id": f"{channel_id}-{pay_id}",
+                       "status": status}).encode()
+
+
+class LostPayRequest(unittest.TestCase):
+    def test_a_pay_request_lost_with_a_reused_connection_never_goes_to_another_channel(self):
+        # sim-a answers the first request on a connection; the next pay request on that
+        # kept-alive connection it takes (the money is gone) and dies before answering,
+        # refusing connections for a while. libcurl sends the request again on a new
+        # connection, which is refused: the request may have been paid all the same.
+        victim = {}
+        back = threading.Event()
+
+        def script(channel, method, path, body, served):
+            if method == "POST":
+                pay_id = json.loads(body)["pay_id"]
+                if served >= 1 and not victim:
+                    victim["pay_id"] = pay_id
+                    channel.go_down()
+                    return None
+                return signed_answer("sim-a", method, path, paid("sim-a", pay_id))
+            pay_id = path.rsplit("/", 1)[1]
+            if pay_id == victim.get("pay_id"):
+                back.set()
+            return signed_answer("sim-a", method, path, paid("sim-a", pay_id))
+
+        channel = ScriptedChannel("sim-a", script)
+        with beside_a_simulator(channel) as (pg, sim_b, bus, client):
+            for n in range(200):
+                status, body, _ = client.pay(f"LOST-{n}")
+                self.assertEqual(status, 202, body)
+                wait_for(self, "the payment to be final or lost with its connection",
+                         lambda: victim or client.request(
+                             "GET", f"/v1/payments/{body['pay_id']}")[1]["status"] in FINAL)
+                if victim:
+                    break
+            self.assertTrue(victim, "no pay request came on a reused connection")
+            pay_id = victim["pay_id"]
+            # While sim-a refuses connections, the payment must stay with it.
+            wait_for(self, "the bus to try sim-a again",
+                     lambda: (bus.metric('paybus_channel_requests_total{channel="sim-a",'
+                                         'outcome="UNKNOWN"}') or 0) >= 1
+                     or pay_id in sim_b.payments(), timeout=30)
+            self.assertNotIn(pay_id, sim_b.payments(), "sent to sim-b as well")
+            channel.come_back()
+            body = wait_status(self, client, pay_id, timeout=90)
+            self.assertEqual(body["status"], "SUCCEEDED", bus.log()[-4000:])
+            self.assertTrue(back.is_set(), "settled without asking sim-a")
+            self.assertNotIn(pay_id, sim_b.payments(), "sent to sim-b as well")
+            self.assertLessEqual(len(channel.pay_requests(pay_id)), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -29,6 +29,9 @@ public:
   X(results_conflicting_total, uint64_t, counter,                                             \
     "Results that contradict a payment's final result (another channel, status, "             \
     "transaction or amount), kept in the store's conflicts family, never applied.")           \
+  X(channel_contradictions_total, uint64_t, counter,                                         \
+    "NOT_FOUND answers from a channel for a payment it said it holds (ACCEPTED): reported, "   \
+    "not believed; the payment stays with that channel.")                                     \
   X(channel_notifications_total, uint64_t, counter,                                           \
     "Result notifications received from channels (signature valid).")                         \
   X(payments_driving, int64_t, gauge, "Payments the coordinator is routing, sending or querying.") \

@@ -113,6 +113,9 @@ struct payment_record {
   std::string channel_txn_id;
   int64_t finished_at_ms = 0;  // 0: not final yet
   std::string routed_channel;  // the channel it was sent to, durable before sending
+  // That channel said it holds the payment (ACCEPTED): a later NOT_FOUND
+  // from it contradicts it, and never sends the payment elsewhere or closes it.
+  bool held = false;
 };
 
 /// A payment's result as a channel (its answer, notification or query) or
@@ -136,10 +139,12 @@ struct result_recorded {
   payment_result result;
 };
 
-/// A decision to send a payment to a channel (command).
+/// A decision to send a payment to a channel (command), or, `held`, that
+/// the channel it is routed to said it holds it.
 struct payment_routed {
   std::string pay_id;
   std::string channel_id;
+  bool held = false;
 };
 
 /// What a channel said about a payment.
@@ -274,7 +279,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
   return f(caf::meta::type_name("payment_record"), x.pay_id, x.order,
            x.instance_id, x.created_at_ms, x.status, x.channel_txn_id,
-           x.finished_at_ms, x.routed_channel);
+           x.finished_at_ms, x.routed_channel, x.held);
 }
 
 template <class Inspector>
@@ -292,7 +297,7 @@ typename Inspector::result_type inspect(Inspector& f, result_recorded& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_routed& x) {
-  return f(caf::meta::type_name("payment_routed"), x.pay_id, x.channel_id);
+  return f(caf::meta::type_name("payment_routed"), x.pay_id, x.channel_id, x.held);
 }
 
 template <class Inspector>

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
+#include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <spdlog/spdlog.h>
 
@@ -137,6 +138,18 @@ void carry_out(coordinator_pointer self, drive_actions actions) {
         break;
       case drive_action::kind::unknown_channel:
         spdlog::error("payment {} was sent to channel {}, which is no longer configured",
+                      action.pay_id, action.channel_id);
+        break;
+      case drive_action::kind::record_held:
+        // The store's answer is no news: the driver remembers it already.
+        caf::anon_send(self->state.store, route_atom::value,
+                       payment_routed{action.pay_id, action.channel_id, true});
+        break;
+      case drive_action::kind::contradiction:
+        self->state.figures->channel_contradictions_total.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("payment {}: channel {} answers NOT_FOUND for a payment it said it holds "
+                      "(ACCEPTED); not believed: the payment stays with it and it is asked again, "
+                      "never sent elsewhere or closed by that answer",
                       action.pay_id, action.channel_id);
         break;
     }

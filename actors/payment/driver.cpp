@@ -115,6 +115,21 @@ void payment_driver::apply(const std::string& pay_id, const decision& next,
   }
 }
 
+void payment_driver::note_held(driven_payment& payment, const channel_outcome& outcome,
+                               drive_actions& out) {
+  if (outcome.status != channel_status::accepted || payment.record.held
+      || outcome.channel_id != payment.channel)
+    return;
+  // Remembered at once here, and in the store for a restart. Not awaited:
+  // a crash before the write is durable loses it either way.
+  payment.record.held = true;
+  drive_action action;
+  action.what = drive_action::kind::record_held;
+  action.pay_id = payment.record.pay_id;
+  action.channel_id = payment.channel;
+  out.push_back(std::move(action));
+}
+
 void payment_driver::send_pay(driven_payment& payment, const std::string& channel_id,
                               moment now, drive_actions& out) {
   PAYBUS_ASSERT(payment.channel == channel_id, "a payment is sent only where it is routed");
@@ -306,6 +321,7 @@ drive_actions payment_driver::paid(const std::string& pay_id, uint64_t op,
   if (payment == nullptr)
     return out;
   release(payment->op_channel);
+  note_held(*payment, outcome, out);
   apply(pay_id, after_pay(outcome, timing_), outcome, result_source::channel, now, out);
   pump(now, out);
   return out;
@@ -327,9 +343,17 @@ drive_actions payment_driver::queried(const std::string& pay_id, uint64_t op,
     if (payment->asked_ms < settled_ms)
       unsettled = std::max<int64_t>(1, settled_ms - now.monotonic_ms);
   }
-  apply(pay_id,
-        after_query(outcome, payment->queries, expired(payment->record, now), timing_, unsettled),
-        outcome, result_source::query, now, out);
+  note_held(*payment, outcome, out);
+  auto next = after_query(outcome, payment->queries, expired(payment->record, now), timing_,
+                          unsettled, payment->record.held);
+  if (next.contradiction) {
+    drive_action report;
+    report.what = drive_action::kind::contradiction;
+    report.pay_id = pay_id;
+    report.channel_id = channel_id;
+    out.push_back(std::move(report));
+  }
+  apply(pay_id, next, outcome, result_source::query, now, out);
   pump(now, out);
   return out;
 }
@@ -374,7 +398,7 @@ void payment_driver::fail(driven_payment& payment, drive_action::kind what,
       release(channel_id);
       channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
                               "no answer from the channel"};
-      apply(pay_id, after_query(unknown, 1, false, timing_, 0), unknown, result_source::query, now, out);
+      apply(pay_id, after_query(unknown, 1, false, timing_, 0, payment.record.held), unknown, result_source::query, now, out);
       pump(now, out);
       break;
     }

@@ -47,6 +47,8 @@ struct drive_action {
     record_result,      // store: `result`
     read_unfinished,    // reader: unfinished payments from `from`, at most `limit`
     unknown_channel,    // log: `pay_id` was sent to `channel_id`, no longer configured
+    record_held,        // store, no answer awaited: `channel_id` said it holds `pay_id`
+    contradiction,      // report: `channel_id` said NOT_FOUND for `pay_id`, which it holds
   };
   kind what = kind::pay;
   uint64_t op = 0;  // given back with the answer; a late answer's is stale
@@ -150,6 +152,7 @@ private:
                      drive_actions& out);
   void apply(const std::string& pay_id, const decision& next, const channel_outcome& outcome,
              result_source source, moment now, drive_actions& out);
+  void note_held(driven_payment& payment, const channel_outcome& outcome, drive_actions& out);
   void send_pay(driven_payment& payment, const std::string& channel_id, moment now,
                 drive_actions& out);
   void start_payment(driven_payment& payment, const std::string& channel_id, moment now,

@@ -61,10 +61,16 @@ decision after_pay(const channel_outcome& outcome, const rule_timing& timing) {
 }
 
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
-                     const rule_timing& timing, int64_t unsettled_ms) {
+                     const rule_timing& timing, int64_t unsettled_ms, bool held) {
   const auto status = outcome.status;
   if (status == channel_status::succeeded || status == channel_status::failed)
     return {next_step::record_result, settled_as(status), 0};
+  if (status == channel_status::not_found && held) {
+    auto asked = after_query({outcome.pay_id, outcome.channel_id, channel_status::accepted, "", ""},
+                             queries, expired, timing, 0, held);
+    asked.contradiction = true;
+    return asked;
+  }
   if (status == channel_status::not_found) {
     if (unsettled_ms > 0)
       return {next_step::query_later, payment_status::processing, unsettled_ms};

@@ -39,6 +39,9 @@ struct decision {
   next_step step = next_step::query_later;
   payment_status result_status = payment_status::processing;  // final when recording
   int64_t delay_ms = 0;
+  // The answer contradicts what the channel said before (a NOT_FOUND for a
+  // payment it said it holds): reported, and believed no more than that.
+  bool contradiction = false;
 };
 
 struct rule_timing {
@@ -55,8 +58,11 @@ decision after_pay(const channel_outcome& outcome, const rule_timing& timing);
 /// much sooner than the channel's settle time after the last pay request the
 /// query left (0: not sooner). A NOT_FOUND that soon may only mean the
 /// request still waits in the channel's queues, so it is asked again then,
-/// and neither sent elsewhere nor closed.
+/// and neither sent elsewhere nor closed. `held`: the channel said before
+/// that it holds the payment (ACCEPTED), so a NOT_FOUND from it is a
+/// contradiction (a lagging replica, a channel's bug): the payment stays with
+/// it and it is asked again, as if it had said ACCEPTED.
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
-                     const rule_timing& timing, int64_t unsettled_ms);
+                     const rule_timing& timing, int64_t unsettled_ms, bool held);
 
 } // namespace paybus

@@ -216,6 +216,18 @@ private:
     // channel took is for people to settle.
     if (auto kept = state_.result(route.pay_id); kept && kept->flagged)
       return;
+    if (route.held) {
+      // Its channel said it holds it: remembered, so that a NOT_FOUND from
+      // that channel, before or after a restart, is a contradiction.
+      if (order->routed_channel != route.channel_id)
+        return;
+      order->held = true;
+      state_.put_order(*order);
+      out_.answers.routes[i] = true;
+      return;
+    }
+    PAYBUS_ASSERT(!order->held || order->routed_channel == route.channel_id,
+                  "a payment its channel holds is never routed elsewhere");
     order->routed_channel = route.channel_id;
     state_.put_order(*order);
     out_.answers.routes[i] = true;

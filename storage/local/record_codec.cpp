@@ -6,7 +6,10 @@ namespace paybus::codec {
 
 namespace {
 
-constexpr uint8_t record_version = 2;  // 2 added routed_channel
+// 2 added routed_channel; 3 added held, and is written only for a record
+// whose channel holds it (the others read the same as before).
+constexpr uint8_t record_version = 2;
+constexpr uint8_t held_record_version = 3;
 constexpr uint8_t result_version = 1;
 constexpr uint32_t max_field_bytes = 1u << 20;
 
@@ -113,6 +116,10 @@ std::string encode_record(const payment_record& record) {
   put_string(out, record.channel_txn_id);
   put_i64(out, record.finished_at_ms);
   put_string(out, record.routed_channel);
+  if (record.held) {
+    out[0] = static_cast<char>(held_record_version);
+    out.push_back(1);
+  }
   return out;
 }
 
@@ -149,8 +156,9 @@ bool decode_record(std::string_view bytes, payment_record& record) {
   reader in{bytes};
   uint8_t version = 0;
   int64_t instance_id = 0;
+  uint8_t held = 0;
   record.routed_channel.clear();
-  bool ok = in.u8(version) && (version == 1 || version == record_version)
+  bool ok = in.u8(version) && version >= 1 && version <= held_record_version
             && in.string(record.pay_id) && in.string(record.order.merchant_id)
             && in.string(record.order.merchant_order_no)
             && in.i64(record.order.amount_minor)
@@ -162,8 +170,10 @@ bool decode_record(std::string_view bytes, payment_record& record) {
             && in.i64(record.created_at_ms) && in.word(record.status, parse_payment_status)
             && in.string(record.channel_txn_id)
             && in.i64(record.finished_at_ms)
-            && (version == 1 || in.string(record.routed_channel)) && in.at_end();
+            && (version == 1 || in.string(record.routed_channel))
+            && (version < held_record_version || (in.u8(held) && held == 1)) && in.at_end();
   record.instance_id = static_cast<int32_t>(instance_id);
+  record.held = held == 1;
   return ok;
 }
 

@@ -232,5 +232,57 @@ class LostPayRequest(unittest.TestCase):
             self.assertLessEqual(len(channel.pay_requests(pay_id)), 2)
 
 
+class ForgetfulChannel(unittest.TestCase):
+    def run_forgetful(self, restart):
+        # sim-a takes the payment (ACCEPTED), then, asked, answers NOT_FOUND twice (a
+        # lagging replica) before it answers SUCCEEDED. Its NOT_FOUND would be believed at
+        # once (settle_ms 0); sim-b is there to take what is sent elsewhere.
+        queries = []
+
+        def script(channel, method, path, body, served):
+            if method == "POST":
+                return signed_answer("sim-a", method, path,
+                                     paid("sim-a", json.loads(body)["pay_id"], "ACCEPTED"))
+            pay_id = path.rsplit("/", 1)[1]
+            queries.append(pay_id)
+            said = "NOT_FOUND" if len(queries) <= 2 else "SUCCEEDED"
+            return signed_answer("sim-a", method, path, paid("sim-a", pay_id, said))
+
+        channel = ScriptedChannel("sim-a", script)
+        with beside_a_simulator(channel, weights=(1000, 1),
+                                sets=["channels.0.settle_ms=0"]) as (pg, sim_b, bus, client):
+            for n in range(10):  # routed to sim-a 999 times in 1000
+                status, body, _ = client.pay(f"HELD-{n}")
+                self.assertEqual(status, 202, body)
+                pay_id = body["pay_id"]
+                wait_for(self, "a request to either channel",
+                         lambda: channel.pay_requests(pay_id) or pay_id in sim_b.payments(), 30)
+                if channel.pay_requests(pay_id):
+                    break
+            wait_for(self, "sim-a to take the payment", lambda: channel.pay_requests(pay_id), 30)
+            if restart:
+                # The bus stops hard after the ACCEPTED; what sim-a said must outlive it.
+                wait_for(self, "the ACCEPTED to be counted",
+                         lambda: (bus.metric('paybus_channel_requests_total{channel="sim-a",'
+                                             'outcome="ACCEPTED"}') or 0) >= 1, 30)
+                bus.kill9()
+                bus.start()
+            wait_for(self, "two NOT_FOUND answers", lambda: len(queries) >= 2, 60)
+            wait_for(self, "the bus to report them",
+                     lambda: (bus.metric("paybus_channel_contradictions_total") or 0) >= 2, 30)
+            final = wait_status(self, client, pay_id, timeout=90)
+            self.assertEqual((final["status"], final["channel"]), ("SUCCEEDED", "sim-a"),
+                             bus.log()[-4000:])
+            self.assertNotIn(pay_id, sim_b.payments())
+            self.assertEqual(len(channel.pay_requests(pay_id)), 1)
+            self.assertIn("answers NOT_FOUND for a payment it said it holds", bus.log())
+
+    def test_a_not_found_from_the_channel_that_said_accepted_is_reported_not_believed(self):
+        self.run_forgetful(restart=False)
+
+    def test_what_the_channel_said_outlives_a_restart(self):
+        self.run_forgetful(restart=True)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -65,6 +65,17 @@ TEST_CASE("record codec round-trips and refuses damage") {
   CHECK_FALSE(codec::decode_record(bytes.substr(0, bytes.size() - 1), decoded));
   CHECK_FALSE(codec::decode_record(bytes + "x", decoded));
   CHECK_FALSE(codec::decode_record("", decoded));
+  CHECK(bytes[0] == 2);  // version 2 while no channel holds it
+  CHECK_FALSE(decoded.held);
+  original.held = true;
+  auto held = codec::encode_record(original);
+  CHECK(held[0] == 3);
+  CHECK(held.size() == bytes.size() + 1);
+  REQUIRE(codec::decode_record(held, decoded));
+  CHECK(decoded.held);
+  CHECK(decoded.routed_channel == original.routed_channel);
+  held.back() = 2;  // a flag is 1 or absent
+  CHECK_FALSE(codec::decode_record(held, decoded));
   bytes[0] = 9;
   CHECK_FALSE(codec::decode_record(bytes, decoded));
 }

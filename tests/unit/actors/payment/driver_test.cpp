@@ -216,6 +216,62 @@ TEST_CASE("driver: an ACCEPTED payment is not closed at expiry: the channel has 
   CHECK(actions.empty());  // asked again later, never closed
 }
 
+TEST_CASE("driver: a NOT_FOUND from a channel that said it holds the payment is reported, not believed") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  driver.admit({payment("P1", "sim-a", 60)}, false, at(0));
+  // ACCEPTED: remembered, and written for a restart (no answer awaited).
+  auto actions = driver.paid("P1", "sim-a", said("P1", "sim-a", "ACCEPTED"), at(10));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_held});
+  CHECK(actions[0].channel_id == "sim-a");
+  CHECK(actions[0].op == 0);
+  // Past the settle time and past expiry, a lagging replica says NOT_FOUND.
+  auto query = driver.tick(at(10 + 3000));
+  REQUIRE(kinds(query) == std::vector<kind>{kind::query});
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(120'000));
+  // Reported; neither sent to sim-b nor closed: asked of sim-a again.
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::contradiction});
+  CHECK(actions[0].channel_id == "sim-a");
+  CHECK(driver.tick(at(120'000 + 2999)).empty());
+  query = driver.tick(at(120'000 + 6000));
+  REQUIRE(kinds(query) == std::vector<kind>{kind::query});
+  CHECK(query[0].channel_id == "sim-a");
+  // ACCEPTED again is no news: nothing more to write.
+  CHECK(driver.queried("P1", "sim-a", said("P1", "sim-a", "ACCEPTED"), at(126'010)).empty());
+  query = driver.tick(at(200'000));
+  REQUIRE(kinds(query) == std::vector<kind>{kind::query});
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "SUCCEEDED"), at(200'010));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+  CHECK(actions[0].result.status == payment_status::succeeded);
+  CHECK(actions[0].result.channel_id == "sim-a");
+}
+
+TEST_CASE("driver: a payment read back held by its channel is not rerouted by a NOT_FOUND") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  auto held = payment("P1", "sim-a", 60, -120'000);
+  held.held = true;
+  auto actions = driver.admit({held}, true, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(20'000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::contradiction});
+  // Asked again, however late, and never closed by that answer.
+  auto query = driver.tick(at(40'000));
+  REQUIRE(kinds(query) == std::vector<kind>{kind::query});
+  actions = driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(40'010));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::contradiction});
+}
+
+TEST_CASE("driver: a payment read back not held, past the settle time, is closed by a NOT_FOUND") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  auto unheld = payment("P2", "sim-a", 60, -120'000);
+  REQUIRE(kinds(driver.admit({unheld}, true, at(0))) == std::vector<kind>{kind::query});
+  // Asked before the settle time: asked again once it is up.
+  CHECK(driver.queried("P2", "sim-a", said("P2", "sim-a", "NOT_FOUND"), at(10)).empty());
+  REQUIRE(kinds(driver.tick(at(10'000))) == std::vector<kind>{kind::query});
+  auto actions = driver.queried("P2", "sim-a", said("P2", "sim-a", "NOT_FOUND"), at(10'010));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_result});
+  CHECK(actions[0].result.status == payment_status::closed);
+}
+
 TEST_CASE("driver: a result the store could not write is tried again, the same way") {
   auto driver = driver_of({"sim-a"});
   SECTION("a CLOSED result, never routed: routed again, which closes it again") {

@@ -67,17 +67,17 @@ TEST_CASE("after pay: every outcome's transition") {
 
 TEST_CASE("after query: every outcome's transition, expiry and backoff") {
   rule_timing timing;
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0).result_status == payment_status::succeeded);
-  CHECK(after_query(said("FAILED"), 1, true, timing, 0).result_status == payment_status::failed);
-  CHECK(after_query(said("NOT_FOUND"), 1, false, timing, 0).step == next_step::reroute);
-  auto closed = after_query(said("NOT_FOUND"), 1, true, timing, 0);
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0, false).result_status == payment_status::succeeded);
+  CHECK(after_query(said("FAILED"), 1, true, timing, 0, false).result_status == payment_status::failed);
+  CHECK(after_query(said("NOT_FOUND"), 1, false, timing, 0, false).step == next_step::reroute);
+  auto closed = after_query(said("NOT_FOUND"), 1, true, timing, 0, false);
   CHECK(closed.step == next_step::record_result);
   CHECK(closed.result_status == payment_status::closed);
   // ACCEPTED keeps waiting even past expiry: the channel has the money.
-  CHECK(after_query(said("ACCEPTED"), 1, true, timing, 0).step == next_step::query_later);
-  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0).delay_ms == timing.unknown_query_ms);
-  CHECK(after_query(said("UNKNOWN"), 3, false, timing, 0).delay_ms == 4 * timing.unknown_query_ms);
-  CHECK(after_query(said("UNKNOWN"), 50, false, timing, 0).delay_ms == timing.max_query_ms);
+  CHECK(after_query(said("ACCEPTED"), 1, true, timing, 0, false).step == next_step::query_later);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0, false).delay_ms == timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 3, false, timing, 0, false).delay_ms == 4 * timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 50, false, timing, 0, false).delay_ms == timing.max_query_ms);
 }
 
 TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is asked again") {
@@ -85,18 +85,18 @@ TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is ask
   // The pay request may still wait in the channel's queues: neither another
   // channel nor CLOSED, but the same question when the settle time is up.
   for (bool expired : {false, true}) {
-    auto early = after_query(said("NOT_FOUND"), 1, expired, timing, 2500);
+    auto early = after_query(said("NOT_FOUND"), 1, expired, timing, 2500, false);
     CHECK(early.step == next_step::query_later);
     CHECK(early.delay_ms == 2500);
     CHECK(early.result_status == payment_status::processing);
   }
   // Settled: believed.
-  CHECK(after_query(said("NOT_FOUND"), 2, false, timing, 0).step == next_step::reroute);
-  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0).result_status == payment_status::closed);
+  CHECK(after_query(said("NOT_FOUND"), 2, false, timing, 0, false).step == next_step::reroute);
+  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0, false).result_status == payment_status::closed);
   // Only NOT_FOUND waits: a final answer is final however soon it comes.
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500).result_status == payment_status::succeeded);
-  CHECK(after_query(said("FAILED"), 1, true, timing, 2500).result_status == payment_status::failed);
-  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500).delay_ms == timing.unknown_query_ms);
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500, false).result_status == payment_status::succeeded);
+  CHECK(after_query(said("FAILED"), 1, true, timing, 2500, false).result_status == payment_status::failed);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500, false).delay_ms == timing.unknown_query_ms);
 }
 
 TEST_CASE("channel statuses: each round-trips through its protocol word, nothing else parses") {
@@ -108,4 +108,24 @@ TEST_CASE("channel statuses: each round-trips through its protocol word, nothing
   CHECK_FALSE(parse_channel_status("succeeded"));
   CHECK_FALSE(parse_channel_status(""));
   CHECK_FALSE(parse_channel_status("PROCESSING"));
+}
+
+TEST_CASE("after query: a NOT_FOUND from a channel that said it holds the payment is a contradiction") {
+  rule_timing timing;
+  for (bool expired : {false, true}) {
+    for (int64_t unsettled : {int64_t{0}, int64_t{2500}}) {
+      auto contradicted = after_query(said("NOT_FOUND"), 3, expired, timing, unsettled, true);
+      // Neither another channel nor CLOSED: asked again, as after ACCEPTED.
+      CHECK(contradicted.step == next_step::query_later);
+      CHECK(contradicted.contradiction);
+      CHECK(contradicted.result_status == payment_status::processing);
+      CHECK(contradicted.delay_ms == after_query(said("ACCEPTED"), 3, expired, timing, 0, true).delay_ms);
+    }
+  }
+  // What it says of a payment it holds is believed, and contradicts nothing.
+  auto paid = after_query(said("SUCCEEDED"), 1, true, timing, 0, true);
+  CHECK(paid.result_status == payment_status::succeeded);
+  CHECK_FALSE(paid.contradiction);
+  CHECK_FALSE(after_query(said("ACCEPTED"), 1, false, timing, 0, true).contradiction);
+  CHECK_FALSE(after_query(said("UNKNOWN"), 1, false, timing, 0, true).contradiction);
 }

@@ -86,9 +86,10 @@ struct memory_ledger {
     return commit(batch);
   }
 
-  store_batch_answers route(const std::string& pay_id, const std::string& channel) {
+  store_batch_answers route(const std::string& pay_id, const std::string& channel,
+                            bool held = false) {
     store_batch batch;
-    batch.routes.push_back({pay_id, channel});
+    batch.routes.push_back({pay_id, channel, held});
     return commit(batch);
   }
 
@@ -316,6 +317,21 @@ TEST_CASE("settlement: a route is recorded while processing, refused once final 
   CHECK(ledger.route("100", "sim-b").routes == std::vector<bool>{false});
   CHECK(ledger.orders.at("100").routed_channel == "sim-a");
   CHECK(ledger.route("999", "sim-a").routes == std::vector<bool>{false});
+}
+
+TEST_CASE("settlement: a channel's word that it holds a payment is kept with the order, for that channel only") {
+  memory_ledger ledger;
+  ledger.create({order_of("100", "A-1")});
+  ledger.route("100", "sim-a");
+  // Another channel cannot hold a payment routed to sim-a.
+  CHECK(ledger.route("100", "sim-b", true).routes == std::vector<bool>{false});
+  CHECK_FALSE(ledger.orders.at("100").held);
+  CHECK(ledger.route("100", "sim-a", true).routes == std::vector<bool>{true});
+  CHECK(ledger.orders.at("100").held);
+  CHECK(ledger.orders.at("100").routed_channel == "sim-a");
+  // Once final, nothing more is written.
+  ledger.record({result_for("100", 500)});
+  CHECK(ledger.route("100", "sim-a", true).routes == std::vector<bool>{false});
 }
 
 TEST_CASE("settlement: a result from a channel the payment is not routed to is kept apart") {

@@ -231,6 +231,14 @@ void payment_driver::query(driven_payment& payment, moment now, drive_actions& o
   out.push_back(std::move(action));
 }
 
+void payment_driver::wait_in_store(const std::string& pay_id) {
+  if (!more_in_store_ || pay_id < in_store_from_)
+    in_store_from_ = pay_id;
+  more_in_store_ = true;
+  if (loading_ && (!turned_away_while_loading_ || pay_id < *turned_away_while_loading_))
+    turned_away_while_loading_ = pay_id;
+}
+
 void payment_driver::load_from_store(drive_actions& out) {
   if (!more_in_store_ || loading_ || channels_.empty() || payments_.size() > max_in_memory_ / 2)
     return;
@@ -251,9 +259,7 @@ void payment_driver::admit_records(std::vector<payment_record>& records, bool re
       continue;
     if (payments_.size() >= max_in_memory_) {
       // Memory is full: it waits in the store's dispatch family.
-      if (!more_in_store_ || record.pay_id < in_store_from_)
-        in_store_from_ = record.pay_id;
-      more_in_store_ = true;
+      wait_in_store(record.pay_id);
       continue;
     }
     driven_payment payment;
@@ -424,6 +430,13 @@ drive_actions payment_driver::unfinished_read(std::vector<payment_record> record
     in_store_from_ = records.back().pay_id;
     in_store_from_.push_back('\0');  // the next key after it
   }
+  // What was turned away while this read was in flight may not be in it.
+  if (turned_away_while_loading_) {
+    if (!more_in_store_ || *turned_away_while_loading_ < in_store_from_)
+      in_store_from_ = *turned_away_while_loading_;
+    more_in_store_ = true;
+    turned_away_while_loading_.reset();
+  }
   // Some may have been sent before a stop: those with a channel are asked first.
   admit_records(records, true, now, out);
   return out;
@@ -431,6 +444,7 @@ drive_actions payment_driver::unfinished_read(std::vector<payment_record> record
 
 void payment_driver::unfinished_failed() {
   loading_ = false;
+  turned_away_while_loading_.reset();  // more_in_store_ says they wait already
 }
 
 drive_actions payment_driver::tick(moment now) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -152,6 +153,7 @@ private:
                      drive_actions& out);
   void apply(const std::string& pay_id, const decision& next, const channel_outcome& outcome,
              result_source source, moment now, drive_actions& out);
+  void wait_in_store(const std::string& pay_id);
   void note_held(driven_payment& payment, const channel_outcome& outcome, drive_actions& out);
   void send_pay(driven_payment& payment, const std::string& channel_id, moment now,
                 drive_actions& out);
@@ -180,6 +182,9 @@ private:
   bool more_in_store_ = true;
   std::string in_store_from_;
   bool loading_ = false;
+  // Turned away while a read was in flight: that read's snapshot may
+  // predate them, so its answer cannot say the store has no more.
+  std::optional<std::string> turned_away_while_loading_;
   // By pay_id, hashed: nothing needs them in order, and a look-up should not
   // grow with a backlog (up to max_in_memory after an outage).
   std::unordered_map<std::string, driven_payment> payments_;

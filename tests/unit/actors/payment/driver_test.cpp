@@ -338,6 +338,41 @@ TEST_CASE("driver: beyond max_in_memory payments wait in the store and are read 
   CHECK(driver.driving() == 2);
 }
 
+TEST_CASE("driver: payments turned away while a read is in flight are read later, not stranded") {
+  auto driver = driver_of({"sim-a"}, 16, 4);
+  std::vector<payment_record> records;
+  for (int i = 0; i < 5; ++i)
+    records.push_back(payment("P" + std::to_string(i), "sim-a"));
+  driver.admit(records, false, at(0));  // P4 turned away
+  for (int i = 0; i < 3; ++i) {
+    auto id = "P" + std::to_string(i);
+    driver.paid(id, "sim-a", said(id, "sim-a", "SUCCEEDED"), at(10));
+    driver.result_written(id);
+  }
+  auto read = driver.tick(at(50));
+  REQUIRE(kinds(read) == std::vector<kind>{kind::read_unfinished});
+  CHECK(read[0].from == "P4");
+  // While the read is out, memory fills and P8 is turned away; the read's
+  // snapshot predates it: it finds only P4, which fits once P3 is done.
+  driver.admit({payment("P5", "sim-a"), payment("P6", "sim-a"), payment("P7", "sim-a"),
+                payment("P8", "sim-a")}, false, at(60));
+  CHECK(driver.driving() == 4);
+  driver.paid("P3", "sim-a", said("P3", "sim-a", "SUCCEEDED"), at(65));
+  driver.result_written("P3");
+  driver.unfinished_read({payment("P4", "sim-a")}, read[0].limit, at(70));
+  CHECK(driver.driving() == 4);
+  // Memory drains: P8 is read in, not left in the store until a restart.
+  for (auto id : {"P4", "P5", "P6"}) {
+    driver.paid(id, "sim-a", said(id, "sim-a", "SUCCEEDED"), at(80));
+    driver.result_written(id);
+  }
+  read = driver.tick(at(100));
+  REQUIRE(kinds(read) == std::vector<kind>{kind::read_unfinished});
+  CHECK(read[0].from == "P8");
+  auto actions = driver.unfinished_read({payment("P8", "sim-a")}, read[0].limit, at(110));
+  CHECK(kinds(actions) == std::vector<kind>{kind::query});
+}
+
 TEST_CASE("driver: a payment settled by a notification is driven no more, unless busy") {
   auto driver = driver_of({"sim-a"});
   driver.admit({payment("P1", "sim-a")}, false, at(0));

@@ -78,6 +78,18 @@ inline std::optional<result_source> parse_result_source(std::string_view word) {
   return std::nullopt;
 }
 
+/// JSON (nlohmann, found by argument-dependent lookup) writes a status or a
+/// source as its protocol word, never as the enum's number.
+template <class Json>
+void to_json(Json& json, payment_status status) {
+  json = to_string(status);
+}
+
+template <class Json>
+void to_json(Json& json, result_source source) {
+  json = to_string(source);
+}
+
 /// Default of the optional `expire_seconds` body field.
 constexpr int64_t default_expire_seconds = 900;
 
@@ -187,6 +199,11 @@ inline std::optional<channel_status> parse_channel_status(std::string_view word)
     if (word == to_string(status))
       return status;
   return std::nullopt;
+}
+
+template <class Json>
+void to_json(Json& json, channel_status status) {
+  json = to_string(status);
 }
 
 /// What a channel said about a payment (event).

@@ -127,6 +127,7 @@ std::string metrics::render_prometheus() const {
   append_value(out, "paybus_webhook_attempts_total{result=\"retried\"}", load(webhooks_retried_total));
   append_value(out, "paybus_webhook_attempts_total{result=\"given_up\"}", load(webhooks_given_up_total));
   append_value(out, "paybus_webhook_attempts_total{result=\"untargeted\"}", load(webhooks_untargeted_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"unreadable\"}", load(webhooks_unreadable_total));
   {
     std::lock_guard<std::mutex> guard{channel_mutex_};
     append_metric(out, "paybus_channel_requests_total", "counter",

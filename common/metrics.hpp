@@ -61,7 +61,8 @@ public:
   std::atomic<uint64_t> webhooks_delivered_total{0};  // a 2xx
   std::atomic<uint64_t> webhooks_retried_total{0};    // anything else: tried again later
   std::atomic<uint64_t> webhooks_given_up_total{0};   // failing past notify.give_up_after_ms
-  std::atomic<uint64_t> webhooks_untargeted_total{0}; // no URL to send to: dropped
+  std::atomic<uint64_t> webhooks_untargeted_total{0}; // no URL to send to: waits, looked at later
+  std::atomic<uint64_t> webhooks_unreadable_total{0}; // its payment could not be read: read again
 
   // Payments that reached a final status, by it
   // (paybus_payment_results_total{status}).

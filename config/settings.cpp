@@ -240,7 +240,9 @@ void read_all(key_reader& in, settings& out) {
   in.integer("notify.timeout_ms", out.notify_timeout_ms, 100, 600'000);
   in.integer("notify.retry_base_ms", out.notify_retry_base_ms, 10, 3'600'000);
   in.integer("notify.retry_max_ms", out.notify_retry_max_ms, 10, 86'400'000);
-  in.integer("notify.give_up_after_ms", out.notify_give_up_after_ms, 1000, 30 * 86'400'000LL);
+  // API: an undelivered webhook is retried for at least 24 hours.
+  in.integer("notify.give_up_after_ms", out.notify_give_up_after_ms, 86'400'000, 30 * 86'400'000LL);
+  in.integer("notify.untargeted_wait_ms", out.notify_untargeted_wait_ms, 100, 3'600'000);
   in.string("actors.scheduler", out.scheduler_policy);
   if (out.scheduler_policy != "sharing" && out.scheduler_policy != "stealing")
     in.fail("actors.scheduler", "expected sharing or stealing");

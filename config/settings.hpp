@@ -75,6 +75,7 @@ struct settings {
   int64_t notify_retry_base_ms = 1000;
   int64_t notify_retry_max_ms = 3'600'000;
   int64_t notify_give_up_after_ms = 25 * 3'600'000LL;
+  int64_t notify_untargeted_wait_ms = 60'000;
   // [actors]
   std::string scheduler_policy = "sharing";  // "sharing" or "stealing"
   int64_t scheduler_threads = 1;             // 0: one per core

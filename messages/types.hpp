@@ -250,8 +250,9 @@ struct webhook_delivery {
 };
 
 /// The notifier's word on one webhook outbox entry it read, for the store
-/// writer to apply (command): gone (delivered, given up, or nothing to send),
-/// or tried again at `next_due_ms`.
+/// writer to apply (command): gone (delivered or given up), or tried again at
+/// `next_due_ms` (after a failed delivery, or, not `attempted`, when it had
+/// nowhere to go).
 struct webhook_update {
   std::string merchant_id;
   std::string event_id;
@@ -259,7 +260,8 @@ struct webhook_update {
   int64_t attempt = 0;       // deliveries tried before this one
   int64_t first_due_ms = 0;
   int64_t due_ms = 0;        // where the entry is queued now
-  int64_t next_due_ms = 0;   // 0: gone; else queued again then, one attempt more
+  int64_t next_due_ms = 0;   // 0: gone; else queued again then
+  bool attempted = true;     // queued again after a delivery: one attempt more
 };
 
 /// The store writer queued webhooks of a merchant, the earliest due then
@@ -272,7 +274,7 @@ struct webhook_queued {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, webhook_update& x) {
   return f(caf::meta::type_name("webhook_update"), x.merchant_id, x.event_id, x.pay_id,
-           x.attempt, x.first_due_ms, x.due_ms, x.next_due_ms);
+           x.attempt, x.first_due_ms, x.due_ms, x.next_due_ms, x.attempted);
 }
 
 template <class Inspector>

@@ -281,6 +281,7 @@ int main(int argc, char** argv) {
   notify.retry_base_ms = config.notify_retry_base_ms;
   notify.retry_max_ms = config.notify_retry_max_ms;
   notify.give_up_after_ms = config.notify_give_up_after_ms;
+  notify.untargeted_wait_ms = config.notify_untargeted_wait_ms;
   auto notifier = spawn_notifier(system, *store, writer, notify, figures);
   // The writer tells them, after each commit, of the work it gave them.
   caf::anon_send(writer, attach_atom::value, caf::actor_cast<caf::actor>(sink),

@@ -14,6 +14,7 @@
 #include "storage/local/local_store.hpp"
 #include "storage/database/pg_database.hpp"
 #include "storage/local/record_codec.hpp"
+#include "storage/local/webhook_keys.hpp"
 
 namespace {
 
@@ -117,6 +118,44 @@ int show(local_store& store, const std::string& pay_id) {
     return fail(status.ToString());
   std::cout << shown.dump(2) << std::endl;
   return 0;
+}
+
+/// Every webhook waiting in the outbox, one JSON line each: where it is
+/// queued, how often it was tried, and the URL on its order (null: the
+/// merchant's configured one, if the bus has one for it).
+int webhooks(local_store& store) {
+  int damaged = 0;
+  auto status = store.scan("webhooks", "", [&](std::string_view key, std::string_view value) {
+    std::string_view merchant;
+    int64_t due_ms = 0;
+    codec::webhook_entry entry;
+    if (!split_webhook_key(key, merchant, due_ms) || !codec::decode_webhook(value, entry)) {
+      std::cerr << "paybus-replay: a webhook entry cannot be decoded" << std::endl;
+      ++damaged;
+      return true;
+    }
+    std::optional<payment_record> record;
+    auto read = store.get(entry.pay_id, record);
+    json line{{"merchant_id", std::string{merchant}},
+              {"event_id", entry.event_id},
+              {"pay_id", entry.pay_id},
+              {"attempts", entry.attempt},
+              {"first_due", format_rfc3339_ms(entry.first_due_ms)},
+              {"due", format_rfc3339_ms(due_ms)}};
+    if (!read.ok())
+      line["order"] = "unreadable: " + read.ToString();
+    else if (!record)
+      line["order"] = nullptr;
+    else
+      line["notify_url"] = record->order.notify_url.empty() ? json(nullptr)
+                                                            : json(record->order.notify_url);
+    std::cout << line.dump() << '\n';
+    return true;
+  });
+  std::cout.flush();
+  if (!status.ok())
+    return fail(status.ToString());
+  return damaged == 0 ? 0 : fail(std::to_string(damaged) + " webhook entries cannot be decoded");
 }
 
 int export_jsonl(local_store& store) {
@@ -291,6 +330,7 @@ int main(int argc, char** argv) {
   auto* export_cmd = app.add_subcommand("export", "every payment to stdout");
   export_cmd->add_option("--format", format)->check(CLI::IsMember({"jsonl"}));
   auto* verify_cmd = app.add_subcommand("verify", "integrity check; non-zero exit on damage");
+  auto* webhooks_cmd = app.add_subcommand("webhooks", "every webhook waiting for delivery");
   std::string url;
   auto* replay_cmd = app.add_subcommand("replay", "deliver what the database has not received");
   replay_cmd->add_option("--database", url, "libpq connection URI")->required();
@@ -316,6 +356,8 @@ int main(int argc, char** argv) {
     return export_jsonl(*store);
   if (*verify_cmd)
     return verify(*store);
+  if (*webhooks_cmd)
+    return webhooks(*store);
   if (*replay_cmd)
     return replay(*store, url);
   return 2;

@@ -154,7 +154,8 @@ private:
     entry.due_ms = update.due_ms;
     webhook_move move{entry, std::nullopt};
     if (update.next_due_ms != 0) {
-      entry.attempt += 1;
+      if (update.attempted)
+        entry.attempt += 1;
       entry.due_ms = update.next_due_ms;
       move.to = std::move(entry);
     }

@@ -93,12 +93,18 @@ webhook_update update_of(const webhook_entry& entry, int64_t next_due_ms) {
           entry.first_due_ms, entry.due_ms, next_due_ms};
 }
 
-/// The notification body, from the payment as the store holds it now.
-std::optional<webhook_delivery> build(notifier_state& st, const webhook_entry& entry) {
+/// The notification body, from the payment as the store holds it now; or
+/// nothing, with `error` saying why, if the payment cannot be read (a failed
+/// read, or, against the store's invariant, no order): not read is not
+/// absent, so the entry stays.
+std::optional<webhook_delivery> build(notifier_state& st, const webhook_entry& entry,
+                                      std::string& error) {
   std::optional<payment_record> record;
   auto status = st.store->get(entry.pay_id, record);
-  if (!status.ok() || !record)
+  if (!status.ok() || !record) {
+    error = status.ok() ? "the store holds no order for it" : status.ToString();
     return std::nullopt;
+  }
   auto merchant = st.merchants.find(record->order.merchant_id);
   webhook_delivery delivery;
   delivery.event_id = entry.event_id;
@@ -178,12 +184,24 @@ void round(notifier_pointer self) {
   for (auto i : plan_starts(due_merchants, skip, st.merchant_held, per_merchant, st.capacity,
                             st.sending.size())) {
     auto& entry = due[i];
+    std::string error;
+    auto delivery = build(st, entry, error);
+    if (!delivery) {
+      // Left where it is, not held: the next round reads it again.
+      ++st.figures->webhooks_unreadable_total;
+      spdlog::error("webhook {} for payment {}: cannot read the payment ({}); kept, and "
+                    "read again at the next round",
+                    entry.event_id, entry.pay_id, error);
+      continue;
+    }
     ++st.merchant_held[entry.merchant_id];
     st.held.insert(entry.event_id);
-    auto delivery = build(st, entry);
-    if (!delivery || delivery->url.empty()) {
-      // No payment (cannot happen) or no target configured: nothing to send.
-      untargeted.push_back(update_of(entry, 0));
+    if (delivery->url.empty()) {
+      // No URL on the order and none configured for its merchant (any more):
+      // it waits, and is looked at again, never dropped unseen.
+      auto wait = update_of(entry, now + st.retry.untargeted_wait_ms);
+      wait.attempted = false;
+      untargeted.push_back(wait);
       ++st.figures->webhooks_untargeted_total;
       continue;
     }
@@ -191,8 +209,13 @@ void round(notifier_pointer self) {
     st.sending.emplace(id, entry);
     st.sender->send(id, std::move(*delivery));
   }
-  if (!untargeted.empty())
+  if (!untargeted.empty()) {
+    spdlog::warn("{} webhooks have no URL to go to (none on the order, none configured for "
+                 "the merchant): they wait, and are looked at again in {} s; `paybus-replay "
+                 "webhooks` lists them",
+                 untargeted.size(), st.retry.untargeted_wait_ms / 1000);
     hand_back(self, std::move(untargeted));
+  }
   st.figures->notify_backlog = st.store->webhook_backlog();
   int64_t next = st.settings.poll_ms * 5;
   if (next_due)
@@ -207,7 +230,8 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
   auto& st = self->state;
   st.store = store;
   st.writer = std::move(writer);
-  st.retry = {settings.retry_base_ms, settings.retry_max_ms, settings.give_up_after_ms};
+  st.retry = {settings.retry_base_ms, settings.retry_max_ms, settings.give_up_after_ms,
+              settings.untargeted_wait_ms};
   st.figures = figures;
   st.settings = settings;
   for (const auto& merchant : settings.merchants)

@@ -31,6 +31,7 @@ struct notifier_settings {
   int64_t retry_base_ms = 1000;    // first retry; doubles each time
   int64_t retry_max_ms = 3'600'000;
   int64_t give_up_after_ms = 25 * 3'600'000;  // then logged and dropped
+  int64_t untargeted_wait_ms = 60'000;  // no URL to go to: looked at again then
   int64_t poll_ms = 200;
 };
 

@@ -19,6 +19,10 @@ struct webhook_retry_policy {
   int64_t base_ms = 1000;                      // first retry; doubles each time
   int64_t max_ms = 3'600'000;                  // longest wait between attempts
   int64_t give_up_after_ms = 25 * 3'600'000;  // from the first due time
+  // A webhook with no URL to go to (none on the order, none configured for
+  // its merchant any more) waits this long, not counted as an attempt, and
+  // is looked at again: never dropped.
+  int64_t untargeted_wait_ms = 60'000;
 };
 
 enum class attempt_outcome { delivered, retried, given_up };

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, free_port, keys_dir  # noqa: E402
+from harness import BUILD, Bus, ChannelSim, PgCluster, free_port, keys_dir  # noqa: E402
 from paybus_client import Client, canonical  # noqa: E402
 
 
@@ -75,7 +75,7 @@ class Webhooks(unittest.TestCase):
                        # 4 workers (not the default 64): the hanging-merchant tests
                        # hold all but one of them with a few payments.
                        sets=["notify.retry_base_ms=100", "notify.retry_max_ms=400",
-                             "notify.workers=4"]).start()
+                             "notify.workers=4", "notify.untargeted_wait_ms=500"]).start()
         self.client = Client("127.0.0.1", self.bus.port)
 
     def tearDown(self):
@@ -252,6 +252,39 @@ class Webhooks(unittest.TestCase):
         self.bus.start()
         for pay_id in pay_ids:
             self.wait_delivered(pay_id)
+
+    def test_a_webhook_whose_merchant_url_was_removed_waits_and_is_listed_never_dropped(self):
+        # demo's URL is configured (merchants.0.notify_url), and its endpoint fails.
+        self.receiver.failing = True
+        self.bus.stop()
+        self.bus.sets.append(f"merchants.0.notify_url={self.receiver.url}")
+        self.bus.start()
+        pay_id = self.client.pay("W-6")[1]["pay_id"]  # no notify_url of its own
+        deadline = time.time() + 20
+        while time.time() < deadline and not self.receiver.delivered(pay_id):
+            time.sleep(0.05)
+        self.assertTrue(self.receiver.delivered(pay_id))
+        # The URL is removed from the configuration: the webhook has nowhere to go.
+        self.bus.stop()
+        self.bus.sets.pop()
+        self.bus.start()
+        self.bus.wait_metric('paybus_webhook_attempts_total{result="untargeted"}',
+                             lambda v: v is not None and v >= 1)
+        self.assertEqual(self.bus.metric("paybus_notify_backlog"), 1)
+        self.assertIn("have no URL to go to", self.bus.log())
+        self.bus.stop()
+        listed = subprocess.run([os.path.join(BUILD, "tools", "paybus-replay"), "--store",
+                                 os.path.join(self.bus.dir, "data", "store"), "webhooks"],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        lines = [json.loads(line) for line in listed.stdout.splitlines()]
+        self.assertEqual([(w["pay_id"], w["merchant_id"], w["notify_url"]) for w in lines],
+                         [(pay_id, "demo", None)])
+        # Configured again, it is delivered.
+        self.receiver.failing = False
+        self.bus.sets.append(f"merchants.0.notify_url={self.receiver.url}")
+        self.bus.start()
+        self.wait_delivered(pay_id, timeout=30)
 
     def test_the_demo_receiver_takes_signed_webhooks_and_refuses_forged_ones(self):
         # scripts/webhook-receiver, the demo merchant's endpoint.

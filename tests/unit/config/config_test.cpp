@@ -119,6 +119,10 @@ TEST_CASE("every config error names its key in one line") {
   check(error_of(good, {"store.min_free_bytes=-1"}), "store.min_free_bytes");
   check(error_of(good, {"store.gather_us=1000001"}), "store.gather_us");
   check(error_of(good, {"http.gather_us=-1"}), "http.gather_us");
+  // The API promises retries for at least 24 hours.
+  check(error_of(good, {"notify.give_up_after_ms=86399999"}), "notify.give_up_after_ms");
+  CHECK(error_of(good, {"notify.give_up_after_ms=86400000"}) == "ok");
+  check(error_of(good, {"notify.untargeted_wait_ms=0"}), "notify.untargeted_wait_ms");
 }
 
 TEST_CASE("errors that quote the config's own text stay on one line") {

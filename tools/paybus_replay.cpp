@@ -278,24 +278,25 @@ int replay(local_store& store, const std::string& url) {
       return fail(status.ToString());
     if (entries.empty())
       break;
-    std::vector<payment_record> records;
-    std::vector<payment_result> result_rows;
-    for (const auto& entry : entries) {
-      if (entry.kind == 'R') {
-        std::optional<payment_result> result;
-        if (store.get_result(entry.pay_id, result).ok() && result)
-          result_rows.push_back(*result);
-      } else {
-        std::optional<payment_record> record;
-        if (store.get(entry.pay_id, record).ok() && record)
-          records.push_back(*record);
-      }
-    }
+    // What cannot be read stops the replay: delivered and removed are only
+    // the entries read before it.
+    outbox_rows rows;
+    size_t read = 0;
+    auto read_status = store.read_outbox_rows(entries, rows, read);
+    entries.resize(read);
+    const auto& records = rows.records;
+    const auto& result_rows = rows.results;
     if (!database.insert_orders(records, error) || !database.insert_results(result_rows, error))
       return fail("the database refused a batch: " + error);
     status = store.remove_outbox(entries);
     if (!status.ok())
       return fail(status.ToString());
+    if (!read_status.ok()) {
+      std::cerr << std::endl;
+      return fail("stopped after " + std::to_string(orders + records.size()) + " order rows and "
+                  + std::to_string(results + result_rows.size()) + " result rows: "
+                  + read_status.ToString() + "; it and every entry after it are left in the store");
+    }
     orders += records.size();
     results += result_rows.size();
     from = entries.back().sequence + 1;

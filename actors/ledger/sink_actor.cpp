@@ -100,36 +100,20 @@ bool deliver_batch(sink_pointer self) {
   if (entries.empty())
     return false;
   // Order rows first, then result rows: a result's order is always earlier
-  // in the outbox, so it is in this batch or already delivered.
-  std::vector<payment_record> records;
-  std::vector<payment_result> results;
-  std::vector<size_t> record_entries, result_entries;  // where each row came from
-  records.reserve(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto& entry = entries[i];
-    if (entry.kind == 'R') {
-      std::optional<payment_result> result;
-      status = st.store->get_result(entry.pay_id, result);
-      if (status.ok() && result) {
-        results.push_back(std::move(*result));
-        result_entries.push_back(i);
-        continue;
-      }
-    } else {
-      std::optional<payment_record> record;
-      status = st.store->get(entry.pay_id, record);
-      if (status.ok() && record) {
-        records.push_back(std::move(*record));
-        record_entries.push_back(i);
-        continue;
-      }
-    }
-    spdlog::error("outbox entry {} ({}) names pay_id {} that the store cannot read: {}",
-                  entry.sequence, entry.kind, entry.pay_id,
-                  status.ok() ? "missing" : status.ToString());
+  // in the outbox, so it is in this batch or already delivered. An entry
+  // that cannot be read holds the batch back, and everything after it.
+  outbox_rows rows;
+  size_t read = 0;
+  status = st.store->read_outbox_rows(entries, rows, read);
+  if (!status.ok()) {
+    spdlog::error("database outbox: {}; it and what follows wait", status.ToString());
     schedule(self, st.limits.backoff_max_ms);
     return false;
   }
+  auto& records = rows.records;
+  auto& results = rows.results;
+  auto& record_entries = rows.record_entries;
+  auto& result_entries = rows.result_entries;
   std::string error;
   std::vector<bool> refused(entries.size(), false);
   if (!st.database->insert_orders(records, error)

@@ -28,6 +28,15 @@ struct outbox_entry {
   std::string pay_id;
 };
 
+/// The database rows a run of outbox entries names, read from the store:
+/// orders and results apart, each with the index of its entry.
+struct outbox_rows {
+  std::vector<payment_record> records;
+  std::vector<size_t> record_entries;
+  std::vector<payment_result> results;
+  std::vector<size_t> result_entries;
+};
+
 /// A webhook entry the notifier is done with: gone (no `to`), or queued
 /// again as `to`. Applied once however often it comes: a move whose `from`
 /// is gone already was applied before (a hand-back sent again).

@@ -403,6 +403,42 @@ rocksdb::Status local_store::read_outbox(uint64_t from_sequence, size_t limit,
   return it->status();
 }
 
+rocksdb::Status local_store::read_outbox_rows(const std::vector<outbox_entry>& entries,
+                                              outbox_rows& rows, size_t& read) {
+  rows = outbox_rows{};
+  rows.records.reserve(entries.size());
+  for (read = 0; read < entries.size(); ++read) {
+    const auto& entry = entries[read];
+    bool found = false;
+    rocksdb::Status status;
+    if (entry.kind == 'R') {
+      std::optional<payment_result> result;
+      status = get_result(entry.pay_id, result);
+      if (status.ok() && result) {
+        rows.results.push_back(std::move(*result));
+        rows.result_entries.push_back(read);
+        found = true;
+      }
+    } else {
+      std::optional<payment_record> record;
+      status = get(entry.pay_id, record);
+      if (status.ok() && record) {
+        rows.records.push_back(std::move(*record));
+        rows.record_entries.push_back(read);
+        found = true;
+      }
+    }
+    if (found)
+      continue;
+    auto what = "outbox entry " + std::to_string(entry.sequence) + " (" + entry.kind
+                + ") names pay_id " + entry.pay_id;
+    if (!status.ok())
+      return rocksdb::Status::IOError(what + ", which cannot be read", status.ToString());
+    return rocksdb::Status::Corruption(what + ", which the store does not hold");
+  }
+  return rocksdb::Status::OK();
+}
+
 rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entries) {
   store_changes changes;
   for (const auto& entry : entries)

@@ -106,6 +106,13 @@ public:
   /// Up to `limit` outbox entries with sequence >= `from_sequence`, in order.
   rocksdb::Status read_outbox(uint64_t from_sequence, size_t limit,
                               std::vector<outbox_entry>& entries);
+  /// The rows of `entries`, in order, up to the first that cannot be read
+  /// (a failed read, or an entry naming a payment or result the store does
+  /// not hold: Corruption, naming the entry). `read` is how many entries
+  /// came before it: only those may be delivered and removed. Not read is
+  /// not absent.
+  rocksdb::Status read_outbox_rows(const std::vector<outbox_entry>& entries, outbox_rows& rows,
+                                   size_t& read);
   /// Removes delivered entries. Tools; a running bus writes through its
   /// store writer (apply).
   rocksdb::Status remove_outbox(const std::vector<outbox_entry>& entries);

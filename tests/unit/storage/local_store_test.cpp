@@ -577,3 +577,31 @@ TEST_CASE("array literals for the database quote every text element") {
   CHECK(column.finish() == R"({"plain","say \"hi\", {x} \\ NULL",NULL,""})");
   CHECK(pg_array_literal{}.finish() == "{}");
 }
+
+TEST_CASE("outbox rows are read up to the first entry the store cannot read, and no further") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(commit(*store, {record("100", "A-1")}, {}, created).ok());
+  // Against the store's invariant: an entry naming a payment it does not
+  // hold, then one that it does.
+  store_changes damaged;
+  damaged.outbox = {{0, 'O', "404"}, {0, 'O', "100"}};
+  REQUIRE(store->apply(damaged).ok());
+  std::vector<outbox_entry> entries;
+  REQUIRE(store->read_outbox(0, 10, entries).ok());
+  REQUIRE(entries.size() == 3);
+  outbox_rows rows;
+  size_t read = 99;
+  auto status = store->read_outbox_rows(entries, rows, read);
+  CHECK(status.IsCorruption());
+  CHECK(status.ToString().find("pay_id 404") != std::string::npos);
+  CHECK(read == 1);
+  REQUIRE(rows.records.size() == 1);
+  CHECK(rows.records[0].pay_id == "100");
+  CHECK(rows.record_entries == std::vector<size_t>{0});
+  // Read whole when every entry is there.
+  entries.resize(1);
+  CHECK(store->read_outbox_rows(entries, rows, read).ok());
+  CHECK(read == 1);
+}

@@ -1,6 +1,7 @@
 #include "actors/payment/settlement.hpp"
 
 #include <map>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -34,10 +35,14 @@ public:
   }
 
   bool has_result(const std::string& pay_id) const {
+    if (dropped_results_.count(pay_id) > 0)
+      return false;
     return results_.count(pay_id) > 0 || held_.results.count(pay_id) > 0;
   }
 
   std::optional<payment_result> result(const std::string& pay_id) const {
+    if (dropped_results_.count(pay_id) > 0)
+      return std::nullopt;
     if (auto hit = results_.find(pay_id); hit != results_.end())
       return hit->second;
     if (auto hit = held_.results.find(pay_id); hit != held_.results.end())
@@ -50,7 +55,14 @@ public:
   }
 
   void put_result(const payment_result& result) {
+    dropped_results_.erase(result.pay_id);
     results_[result.pay_id] = result;
+  }
+
+  /// A result waiting for its order that is kept apart instead.
+  void drop_result(const std::string& pay_id) {
+    results_.erase(pay_id);
+    dropped_results_.insert(pay_id);
   }
 
   void set_dispatch(const std::string& pay_id, bool driven) {
@@ -65,6 +77,8 @@ public:
       changes.orders.push_back(std::move(record));
     for (auto& [pay_id, result] : results_)
       changes.results.push_back(std::move(result));
+    for (const auto& pay_id : dropped_results_)
+      changes.results_removed.push_back(pay_id);
     for (const auto& [pay_id, driven] : dispatch_)
       (driven ? changes.dispatch_added : changes.dispatch_removed).push_back(pay_id);
   }
@@ -73,6 +87,7 @@ private:
   const store_snapshot& held_;
   std::map<std::string, payment_record> orders_;
   std::map<std::string, payment_result> results_;
+  std::set<std::string> dropped_results_;
   std::map<std::string, bool> dispatch_;  // true: put, false: deleted
 };
 
@@ -181,10 +196,18 @@ private:
       decided_.emplace(std::move(key), i);
       return;
     }
-    // A result that arrived before its order joins now.
+    // A result that arrived before its order joins now, if it comes from
+    // the channel the order is routed to. From any other (or with no
+    // channel chosen yet), it speaks for a payment no channel was asked
+    // about (pay_ids are predictable): kept apart, never applied.
     std::optional<payment_result> early;
     if (state_.has_result(record.pay_id))
       early = state_.result(record.pay_id);
+    if (early && early->channel_id != record.routed_channel) {
+      keep_conflict(result_conflict::against::route, routed_result(record), *early);
+      state_.drop_result(record.pay_id);
+      early.reset();
+    }
     bool joins = early && !early->flagged && early->amount_minor == record.order.amount_minor;
     if (joins)
       join(record, *early);
@@ -234,6 +257,17 @@ private:
     out_.answers.routes[i] = true;
   }
 
+  /// What the store holds of a payment's route, as the result a result from
+  /// another channel contradicts.
+  static payment_result routed_result(const payment_record& order) {
+    payment_result routed;
+    routed.pay_id = order.pay_id;
+    routed.status = order.status;
+    routed.channel_id = order.routed_channel;
+    routed.amount_minor = order.order.amount_minor;
+    return routed;
+  }
+
   /// Keeps `late` apart, never applied, once however often it comes.
   void keep_conflict(result_conflict::against what, const payment_result& kept,
                      const payment_result& late) {
@@ -267,14 +301,9 @@ private:
       // A channel the payment is not routed to cannot speak for it, unless it
       // took the payment late after saying it had not: either way people
       // must look, and the payment goes on where it is routed.
-      payment_result routed;
-      routed.pay_id = order->pay_id;
-      routed.status = order->status;
-      routed.channel_id = order->routed_channel;
-      routed.amount_minor = order->order.amount_minor;
       answer.changed = false;
       answer.result = result;
-      keep_conflict(result_conflict::against::route, routed, result);
+      keep_conflict(result_conflict::against::route, routed_result(*order), result);
       return;
     }
     if (known && !known->flagged && !order) {  // already waiting for its order

@@ -66,6 +66,7 @@ struct store_changes {
   std::vector<payment_record> orders;  // put; one per pay_id
   std::vector<std::pair<std::string, std::string>> idempotency;  // key -> pay_id
   std::vector<payment_result> results;  // put; one per pay_id
+  std::vector<std::string> results_removed;  // results waiting for an order, kept apart instead
   std::vector<outbox_entry> outbox;     // numbered when applied, in this order
   std::vector<std::string> dispatch_added;    // payments to drive
   std::vector<std::string> dispatch_removed;  // payments final now
@@ -76,7 +77,8 @@ struct store_changes {
   std::vector<nonce_accepted> nonces;
 
   bool empty() const {
-    return orders.empty() && idempotency.empty() && results.empty() && outbox.empty()
+    return orders.empty() && idempotency.empty() && results.empty() && results_removed.empty()
+           && outbox.empty()
            && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
            && webhook_moves.empty() && outbox_removed.empty() && conflicts.empty()
            && nonces.empty();

@@ -256,6 +256,8 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
     batch.Put(idem_, key, pay_id);
   for (const auto& result : changes.results)
     batch.Put(results_, result.pay_id, codec::encode_result(result));
+  for (const auto& pay_id : changes.results_removed)
+    batch.Delete(results_, pay_id);
   uint64_t sequence = next_sequence_;
   std::string entry;
   for (const auto& row : changes.outbox) {

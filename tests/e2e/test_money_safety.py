@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, keys_dir  # noqa: E402
+from harness import Bus, ChannelSim, PgCluster, keys_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
 
 
@@ -282,6 +282,70 @@ class ForgetfulChannel(unittest.TestCase):
 
     def test_what_the_channel_said_outlives_a_restart(self):
         self.run_forgetful(restart=True)
+
+
+def notification(channel_id, body):
+    """A raw, signed `POST /v1/channels/{channel_id}/notify` request for `body`."""
+    target = f"/v1/channels/{channel_id}/notify"
+    timestamp, nonce = str(int(time.time())), base64.urlsafe_b64encode(os.urandom(15)).decode()
+    canonical = "\n".join(["POST", target, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    raw = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{keys_dir()}/{channel_id}.key.pem"],
+                         input=canonical.encode(), capture_output=True, check=True).stdout
+    return (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"X-Paybus-Channel: {channel_id}\r\nX-Paybus-Timestamp: {timestamp}\r\n"
+            f"X-Paybus-Nonce: {nonce}\r\n"
+            f"X-Paybus-Signature: rsa-sha256={base64.b64encode(raw).decode()}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+class EarlyResult(unittest.TestCase):
+    def test_a_notification_for_a_pay_id_yet_to_come_never_decides_it(self):
+        # pay_ids are predictable (time, instance, shard, counter): sim-b, which is never
+        # routed to, signs SUCCEEDED for every pay_id of a coming 300 ms; then orders are
+        # made in those 300 ms, each routed to sim-a.
+        pg = PgCluster()
+        pg.start()
+        sim_a, sim_b = ChannelSim("sim-a").start(), ChannelSim("sim-b").start()
+        bus = None
+        try:
+            bus = Bus(pg.url, sets=["node.order_shards=1"],
+                      channels={"sim-a": (sim_a.url, 100), "sim-b": (sim_b.url, 0)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                first = client.pay("EARLY-0")[1]["pay_id"]
+                instance_and_shard = first[13:20]
+                start_ms = int(time.time() * 1000) + 15000
+                window = range(start_ms, start_ms + 300)
+                foretold = {f"{ms:013d}{instance_and_shard}0000" for ms in window}
+                for pay_id in sorted(foretold):
+                    body = json.dumps({"pay_id": pay_id, "channel_txn_id": f"forged-{pay_id}",
+                                       "status": "SUCCEEDED", "amount": 1999}).encode()
+                    answer = raw_http(bus.port, notification("sim-b", body))
+                    self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+                self.assertLess(time.time() * 1000, start_ms, "signing took too long")
+                while time.time() * 1000 < start_ms:
+                    time.sleep(0.001)
+                made = []
+                n = 1
+                while time.time() * 1000 < start_ms + 300:
+                    status, body, _ = client.pay(f"EARLY-{n}")
+                    self.assertEqual(status, 202, body)
+                    made.append(body)
+                    n += 1
+                hits = [body for body in made if body["pay_id"] in foretold]
+                self.assertTrue(hits, "no order got a foretold pay_id")
+                for body in hits:
+                    self.assertEqual(body["status"], "PROCESSING", body)  # not decided at creation
+                    final = wait_status(self, client, body["pay_id"])
+                    self.assertEqual((final["status"], final["channel"]), ("SUCCEEDED", "sim-a"))
+                    self.assertEqual(final["channel_txn_id"], sim_a.payments()[body["pay_id"]]["channel_txn_id"])
+                bus.wait_metric("paybus_results_conflicting_total", lambda v: v == len(hits))
+                print(f"{len(hits)} of {len(made)} orders got a foretold pay_id", file=sys.stderr)
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim_a.destroy()
+            sim_b.destroy()
+            pg.destroy()
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ struct memory_ledger {
       pay_ids[key] = pay_id;
     for (const auto& result : changes.results)
       results[result.pay_id] = result;
+    for (const auto& pay_id : changes.results_removed)
+      results.erase(pay_id);
     for (const auto& row : changes.outbox)
       outbox.push_back(row);
     for (const auto& id : changes.dispatch_added)
@@ -112,6 +114,7 @@ payment_record order_of(const std::string& pay_id, const std::string& order_no,
   r.order.subject = "coffee";
   r.instance_id = 1;
   r.created_at_ms = now_ms - 1200;
+  r.routed_channel = "sim-a";  // chosen at acceptance, as the order shard does
   return r;
 }
 
@@ -291,8 +294,43 @@ TEST_CASE("settlement: a result at another amount is kept flagged, never joined,
   CHECK(ledger.results.at("100").amount_minor == 499);
   CHECK(ledger.record({result_for("100", 499)}).conflicts.empty());
   CHECK(ledger.route("100", "sim-b").routes == std::vector<bool>{false});
-  CHECK(ledger.orders.at("100").routed_channel.empty());
+  CHECK(ledger.orders.at("100").routed_channel == "sim-a");
   CHECK(ledger.webhooks.empty());
+}
+
+TEST_CASE("settlement: a result before its order from a channel it is not routed to is kept apart, never applied") {
+  memory_ledger ledger;
+  auto early = result_for("100", 500);
+  early.channel_id = "sim-b";  // a signed notification for a pay_id yet to come
+  early.source = result_source::notify;
+  ledger.record({early});
+  auto answers = ledger.create({order_of("100", "A-1")});  // routed to sim-a
+  REQUIRE(answers.creates.size() == 1);
+  CHECK(answers.creates[0].created);
+  CHECK(answers.creates[0].record.status == payment_status::processing);
+  REQUIRE(answers.conflicts.size() == 1);
+  CHECK(answers.conflicts[0].what == result_conflict::against::route);
+  CHECK(answers.conflicts[0].late.channel_id == "sim-b");
+  CHECK(answers.conflicts[0].kept.channel_id == "sim-a");
+  CHECK(ledger.conflicts.size() == 1);
+  CHECK(ledger.results.count("100") == 0);  // no longer waiting
+  CHECK(ledger.dispatch.count("100") == 1);  // driven: sim-a is asked
+  CHECK(ledger.outbox_kinds() == std::vector<char>{'O'});
+  CHECK(ledger.webhooks.empty());
+  // sim-a's own answer joins it.
+  auto paid = ledger.record({result_for("100", 500)});
+  CHECK(paid.results[0].joined);
+  CHECK(ledger.orders.at("100").status == payment_status::succeeded);
+}
+
+TEST_CASE("settlement: a result before an order no channel was chosen for is kept apart") {
+  memory_ledger ledger;
+  ledger.record({result_for("100", 500)});
+  auto unrouted = order_of("100", "A-1");
+  unrouted.routed_channel.clear();
+  auto answers = ledger.create({unrouted});
+  CHECK(answers.creates[0].record.status == payment_status::processing);
+  CHECK(answers.conflicts.size() == 1);
 }
 
 TEST_CASE("settlement: a result before its order at another amount is flagged when it comes") {

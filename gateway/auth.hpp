@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "common/crypto.hpp"
+#include "common/nonce_cache.hpp"
 #include "common/signing.hpp"
 
 namespace paybus {
@@ -43,29 +44,6 @@ enum class auth_failure {
 };
 
 const char* to_code(auth_failure failure);
-
-/// Nonces accepted recently, per merchant, in memory: the ones the store may
-/// not hold yet. Memory: about 48 bytes a nonce for its retention.
-class nonce_cache {
-public:
-  explicit nonce_cache(int64_t retention_ms) : retention_ms_(retention_ms) {
-  }
-
-  bool seen(std::string_view principal, std::string_view nonce) const;
-  void remember(std::string_view principal, std::string_view nonce,
-                int64_t seen_at_ms);
-  void expire(int64_t now_ms);
-  size_t size() const {
-    return hashes_.size();
-  }
-
-private:
-  static uint64_t key(std::string_view principal, std::string_view nonce);
-
-  int64_t retention_ms_;
-  std::unordered_set<uint64_t> hashes_;
-  std::deque<std::pair<int64_t, uint64_t>> by_time_;
-};
 
 /// Checks a request's authentication (API.md section 3) in this order:
 /// headers well-formed, merchant known, timestamp within the window,

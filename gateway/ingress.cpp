@@ -359,8 +359,15 @@ void serve_notification(const request_slot& slot, const http_request& request,
                              request.nonce, request.signature, request.body, now_ms,
                              ctx.timestamp_window_seconds))
     return slot.error(401, "unauthenticated", "missing, malformed or invalid channel signature");
+  // Remembered for the whole timestamp window, as a merchant's are: the
+  // last seconds' in memory, the rest in the store (kept there below).
   auto principal = "channel:" + channel_id;
   if (st.nonces->seen(principal, request.nonce))
+    return slot.error(401, "replayed_request", "this nonce was already used");
+  auto stored = ctx.store_reads->nonce_seen(principal, request.nonce, now_ms);
+  if (!stored)
+    return slot.error(503, "store_unavailable", "the local store cannot be read");
+  if (*stored)
     return slot.error(401, "replayed_request", "this nonce was already used");
   st.nonces->remember(principal, request.nonce, now_ms);
   payment_result result;
@@ -370,11 +377,13 @@ void serve_notification(const request_slot& slot, const http_request& request,
     return slot.overloaded();
   ctx.figures->channel_notifications_total.fetch_add(1, std::memory_order_relaxed);
   auto reply = slot.start();
+  nonce_accepted nonce{principal, request.nonce, now_ms};
   self->request(ctx.store, answer_timeout(ctx), result_atom::value, std::move(result))
     .then(
       [=](result_recorded&) {
         // Durable. The store writer tells the coordinator itself when
         // this result made the payment final.
+        self->send(self->state.context->store, std::vector<nonce_accepted>{nonce});
         reply(200, "{\"received\":true}");
       },
       [=](caf::error& error) { answer_store_error(reply, error); });

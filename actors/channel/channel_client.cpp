@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -15,10 +16,12 @@
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "actors/common/transfer_loop.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
+#include "common/nonce_cache.hpp"
 #include "common/signing.hpp"
 #include "common/text.hpp"
 #include "common/thread_name.hpp"
@@ -126,9 +129,42 @@ struct exchange_job {
   }
 };
 
+/// The channel's signed answers this bus has believed, so that none is
+/// believed twice (a replayed NOT_FOUND, say): every nonce for the whole
+/// timestamp window, and nothing signed before the bus started (its
+/// answers to requests of an earlier run, whose nonces this run never saw).
+/// One per channel, on the channel's thread.
+class answer_memory {
+public:
+  answer_memory(int64_t window_seconds, int64_t started_ms)
+    : nonces_(window_seconds * 1000), started_s_(started_ms / 1000) {
+  }
+
+  /// Whether an answer signed at `timestamp` (unix seconds, checked to be
+  /// within the window already) with `nonce` is new; remembers it.
+  bool fresh(std::string_view timestamp, std::string_view nonce, int64_t now_ms) {
+    int64_t signed_s = 0;
+    auto [end, error] = std::from_chars(timestamp.data(), timestamp.data() + timestamp.size(),
+                                        signed_s);
+    if (error != std::errc{} || end != timestamp.data() + timestamp.size()
+        || signed_s < started_s_)
+      return false;
+    nonces_.expire(now_ms);
+    if (nonces_.seen({}, nonce))
+      return false;
+    nonces_.remember({}, nonce, now_ms);
+    return true;
+  }
+
+private:
+  nonce_cache nonces_;
+  int64_t started_s_;
+};
+
 /// Turns an exchange into an outcome: only a signed, well-formed answer
-/// counts; anything else leaves the outcome UNKNOWN.
-channel_outcome interpret(const channel_settings_runtime& settings, const exchange_job& job) {
+/// never seen before counts; anything else leaves the outcome UNKNOWN.
+channel_outcome interpret(const channel_settings_runtime& settings, const exchange_job& job,
+                          answer_memory& answers) {
   const auto& exchange = job.exchange;
   channel_outcome outcome;
   outcome.pay_id = job.pay_id;
@@ -149,6 +185,13 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
                              exchange.timestamp, exchange.nonce, exchange.signature,
                              exchange.body, unix_now_ms(), settings.window_seconds)) {
     outcome.reason = "bad or missing signature on the channel's answer";
+    return outcome;
+  }
+  if (!answers.fresh(exchange.timestamp, exchange.nonce, unix_now_ms())) {
+    outcome.reason = "a replayed answer: its nonce was seen already, or it was signed before "
+                     "the bus started";
+    spdlog::warn("channel {}: {} for payment {}; not believed, the payment is asked again",
+                 settings.id, outcome.reason, job.pay_id);
     return outcome;
   }
   if (exchange.status == 409) {
@@ -203,6 +246,7 @@ struct channel_client::core {
   std::shared_ptr<signer_pool> signers;
   // Signed jobs wait here for a slot (channels.concurrency).
   std::unique_ptr<transfer_loop<exchange_job>> loop;
+  std::unique_ptr<answer_memory> answers;  // used on the channel's thread only
 
   /// On a signer thread: the body (a payment), the signature, the headers.
   void sign(std::unique_ptr<exchange_job> job) {
@@ -270,7 +314,7 @@ struct channel_client::core {
   }
 
   /// On the channel's thread: verifies what came back and delivers the outcome.
-  void finished(std::unique_ptr<exchange_job> job, CURL* easy, CURLcode code) const {
+  void finished(std::unique_ptr<exchange_job> job, CURL* easy, CURLcode code) {
     auto& exchange = job->exchange;
     if (easy == nullptr) {
       exchange.error = "cannot make a libcurl handle";
@@ -285,7 +329,7 @@ struct channel_client::core {
       // request libcurl never began to write was never sent.
       exchange.never_sent = !exchange.request_started;
     }
-    deliver(job->id, interpret(settings, *job));
+    deliver(job->id, interpret(settings, *job, *answers));
   }
 };
 
@@ -367,6 +411,7 @@ channel_client::channel_client(channel_settings_runtime settings, deliver_functi
   c.base_path = url_path(c.settings.url);
   c.no_proxy = !proxy_in_environment();
   c.signers = signer_pool::shared();
+  c.answers = std::make_unique<answer_memory>(c.settings.window_seconds, unix_now_ms());
   c.loop = std::make_unique<transfer_loop<exchange_job>>(
     "pb-ch-" + c.settings.id, c.settings.concurrency,
     transfer_loop<exchange_job>::hooks{

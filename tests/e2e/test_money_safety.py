@@ -348,5 +348,73 @@ class EarlyResult(unittest.TestCase):
             pg.destroy()
 
 
+class ReplayedAnswers(unittest.TestCase):
+    def test_a_replayed_signed_answer_is_not_believed(self):
+        # sim-a fails the pay request (HTTP 500: it may hold it), answers the first
+        # query NOT_FOUND before its settle time, then sends that same signed answer
+        # again (a replay) once the settle time is up, then SUCCEEDED.
+        said = {}
+        queries = []
+
+        def script(channel, method, path, body, served):
+            if method == "POST":
+                return signed_answer("sim-a", method, path, b'{"error":"busy"}', code=500)
+            pay_id = path.rsplit("/", 1)[1]
+            queries.append(pay_id)
+            if len(queries) == 1:
+                said["not_found"] = signed_answer("sim-a", method, path,
+                                                  paid("sim-a", pay_id, "NOT_FOUND"))
+                return said["not_found"]
+            if len(queries) == 2:
+                return said["not_found"]
+            return signed_answer("sim-a", method, path, paid("sim-a", pay_id))
+
+        channel = ScriptedChannel("sim-a", script)
+        with beside_a_simulator(channel, weights=(1000, 1),
+                                sets=["channels.0.settle_ms=1500"]) as (pg, sim_b, bus, client):
+            for n in range(10):  # routed to sim-a 999 times in 1000
+                status, body, _ = client.pay(f"REPLAY-{n}")
+                self.assertEqual(status, 202, body)
+                pay_id = body["pay_id"]
+                wait_for(self, "a request to either channel",
+                         lambda: channel.pay_requests(pay_id) or pay_id in sim_b.payments(), 30)
+                if channel.pay_requests(pay_id):
+                    break
+            final = wait_status(self, client, pay_id, timeout=60)
+            self.assertEqual((final["status"], final["channel"]), ("SUCCEEDED", "sim-a"),
+                             bus.log()[-3000:])
+            self.assertGreaterEqual(len(queries), 3)
+            self.assertNotIn(pay_id, sim_b.payments())
+            self.assertIn("a replayed answer", bus.log())
+
+    def test_a_replayed_notification_is_refused_after_a_restart(self):
+        pg = PgCluster()
+        pg.start()
+        sim_a = ChannelSim("sim-a").start()
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (sim_a.url, 100)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                pay_id = client.pay("NOTIFY-1")[1]["pay_id"]
+                wait_status(self, client, pay_id)
+            body = json.dumps({"pay_id": pay_id, "channel_txn_id": "sim-a-1",
+                               "status": "SUCCEEDED", "amount": 1999}).encode()
+            request = notification("sim-a", body)
+            self.assertTrue(raw_http(bus.port, request).startswith(b"HTTP/1.1 200"))
+            self.assertIn(b"replayed_request", raw_http(bus.port, request))
+            # The nonce outlives the process: the same request after a restart.
+            bus.wait_metric("paybus_store_batches_total", lambda v: v is not None and v >= 1)
+            bus.stop()
+            bus.start()
+            answer = raw_http(bus.port, request)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 401"), answer[:300])
+            self.assertIn(b"replayed_request", answer)
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim_a.destroy()
+            pg.destroy()
+
+
 if __name__ == "__main__":
     unittest.main()

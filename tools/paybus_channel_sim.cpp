@@ -5,10 +5,13 @@
 // the truth; GET /sim/payments lists them for tests.
 
 #include <arpa/inet.h>
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <filesystem>
 #include <fcntl.h>
 #include <map>
 #include <memory>
@@ -427,6 +430,14 @@ private:
   }
 
   bool authenticated(const paybus::http_request& request) {
+    if (request.channel != channel_id_ && !request.channel.empty() && !warned_other_id_) {
+      // Once: a bus that knows this channel by another id is refused every time.
+      warned_other_id_ = true;
+      std::fprintf(stderr,
+                   "paybus-channel-sim: refusing a request for channel '%s': this simulator is "
+                   "'%s' (--channel-id, or the key file's name)\n",
+                   request.channel.c_str(), channel_id_.c_str());
+    }
     if (request.channel != channel_id_ || request.auth_duplicated)
       return false;
     if (!paybus::verify_rsa_message(bus_key_.get(), request.method, request.target,
@@ -583,6 +594,7 @@ private:
   uint16_t admin_port_;
   int admin_listener_ = -1;
   std::string channel_id_;
+  bool warned_other_id_ = false;
   paybus::crypto::pkey_ptr key_;
   paybus::crypto::pkey_ptr bus_key_;
   sim_mode mode_;
@@ -608,14 +620,16 @@ volatile std::sig_atomic_t simulator::stop_requested = 0;
 
 int main(int argc, char** argv) {
   CLI::App app{"paybus-channel-sim: a payment channel stand-in speaking API.md section 4"};
-  std::string listen, admin_listen, key_path, bus_key_path, channel_id = "sim";
+  std::string listen, admin_listen, key_path, bus_key_path, channel_id;
   std::string mode_json;
   sim_mode mode;
   app.add_option("--listen", listen, "HOST:PORT")->required();
   app.add_option("--admin", admin_listen, "HOST:PORT serving /sim/* even while down");
   app.add_option("--key", key_path, "the channel's RSA private key (PEM)")->required();
   app.add_option("--bus-public-key", bus_key_path, "the bus's RSA public key (PEM)")->required();
-  app.add_option("--channel-id", channel_id, "the id the bus knows this channel by");
+  app.add_option("--channel-id", channel_id,
+                 "the id the bus knows this channel by (default: the key file's name up to its "
+                 "first dot: keys/sim-a.key.pem is sim-a)");
   app.add_option("--latency-min-ms", mode.latency_min_ms);
   app.add_option("--latency-max-ms", mode.latency_max_ms);
   app.add_option("--failed-ratio", mode.failed_ratio)->check(CLI::Range(0.0, 1.0));
@@ -638,6 +652,21 @@ int main(int argc, char** argv) {
   uint16_t admin_port = 0;
   if (!admin_listen.empty() && !paybus::split_host_port(admin_listen, admin_host, admin_port)) {
     std::fprintf(stderr, "paybus-channel-sim: --admin must be HOST:PORT\n");
+    return 2;
+  }
+  if (channel_id.empty()) {
+    auto name = std::filesystem::path{key_path}.filename().string();
+    channel_id = name.substr(0, name.find('.'));
+  }
+  auto valid_id = !channel_id.empty() && channel_id.size() <= 64
+                  && std::all_of(channel_id.begin(), channel_id.end(), [](unsigned char c) {
+                       return std::isalnum(c) || c == '-' || c == '_';
+                     });
+  if (!valid_id) {
+    std::fprintf(stderr,
+                 "paybus-channel-sim: cannot tell the channel's id from the key's file name "
+                 "'%s': name it with --channel-id, as the bus's [[channels]] id says\n",
+                 key_path.c_str());
     return 2;
   }
   std::string error;

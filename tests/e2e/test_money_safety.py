@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, keys_dir, raw_http  # noqa: E402
+from harness import CHANNEL_SIM, Bus, ChannelSim, PgCluster, free_port, keys_dir, make_temp_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
 
 
@@ -414,6 +415,50 @@ class ReplayedAnswers(unittest.TestCase):
                 bus.destroy()
             sim_a.destroy()
             pg.destroy()
+
+
+class ContractGaps(unittest.TestCase):
+    def test_the_simulator_started_as_the_api_shows_takes_its_id_from_its_key(self):
+        keys = keys_dir()
+        pg = PgCluster()
+        pg.start()
+        port = free_port()
+        log_dir = make_temp_dir("sim")
+        with open(os.path.join(log_dir, "sim.log"), "wb") as log:
+            sim = subprocess.Popen([CHANNEL_SIM, "--listen", f"127.0.0.1:{port}",
+                                    "--key", f"{keys}/sim-a.key.pem",
+                                    "--bus-public-key", f"{keys}/paybus.pub.pem"],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (f"http://127.0.0.1:{port}", 100)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                pay_id = client.pay("SIM-ID-1")[1]["pay_id"]
+                final = wait_status(self, client, pay_id)
+                self.assertEqual((final["status"], final["channel"]), ("SUCCEEDED", "sim-a"))
+            # A normal first start (a store that does not exist yet) logs no error.
+            self.assertEqual([line for line in bus.log().splitlines() if " error " in line], [])
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim.terminate()
+            sim.wait(10)
+            pg.destroy()
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+    def test_the_simulator_refuses_to_guess_an_id_from_a_key_name_that_is_none(self):
+        keys = keys_dir()
+        odd = make_temp_dir("key")
+        try:
+            shutil.copy(f"{keys}/sim-a.key.pem", os.path.join(odd, "my key.pem"))
+            out = subprocess.run([CHANNEL_SIM, "--listen", f"127.0.0.1:{free_port()}",
+                                  "--key", os.path.join(odd, "my key.pem"),
+                                  "--bus-public-key", f"{keys}/paybus.pub.pem"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 2)
+            self.assertIn("--channel-id", out.stderr)
+        finally:
+            shutil.rmtree(odd, ignore_errors=True)
 
 
 if __name__ == "__main__":

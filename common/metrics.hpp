@@ -43,6 +43,10 @@ public:
     "Rows the database refused for their content (a data exception or an integrity "          \
     "constraint): each is logged as an error, stays in the database outbox and is sent "      \
     "again at the next start, while the rows after it go on.")                                \
+  X(db_rows_conflicting_total, uint64_t, counter,                                             \
+    "Rows not written because the database holds another row under the same pay_id or "       \
+    "(merchant, merchant_order_no): each is logged as an error and kept apart in the local "  \
+    "store (paybus-replay show).")                                                            \
   X(db_delivery_rounds_total, uint64_t, counter, "Times the database sink has looked at its outbox.") \
   X(notify_backlog, int64_t, gauge, "Merchant notifications waiting for delivery.")           \
   X(store_up, int64_t, gauge, "1 while the local store accepts writes.")                      \

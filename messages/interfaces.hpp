@@ -56,6 +56,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_update>))
   CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_queued>))
   CAF_ADD_TYPE_ID(paybus, (std::vector<uint64_t>))
+  CAF_ADD_TYPE_ID(paybus, (paybus::database_conflict))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::database_conflict>))
 CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
@@ -101,9 +103,11 @@ using store_actor = caf::typed_actor<
   // Applies the notifier's outcomes of webhook deliveries in the next batch;
   // true once durable.
   caf::replies_to<webhook_atom, std::vector<webhook_update>>::with<bool>,
-  // The database holds the rows of these outbox entries: they go, in the
-  // next batch (no answer; a lost trim only sends rows the database ignores).
-  caf::reacts_to<delivered_atom, std::vector<uint64_t>>,
+  // The database holds the rows of these outbox entries, or holds other
+  // rows under their keys (the conflicts, kept apart): the entries go, in
+  // the next batch, with the conflicts (no answer; a lost trim only sends
+  // rows again, which the database ignores or names again).
+  caf::reacts_to<delivered_atom, std::vector<uint64_t>, std::vector<database_conflict>>,
   // The database sink begins a round: it reads everything committed so far,
   // and the next commit that grows the outbox wakes it again.
   caf::reacts_to<reading_atom>,

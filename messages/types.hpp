@@ -271,6 +271,23 @@ struct webhook_queued {
   int64_t due_ms = 0;
 };
 
+/// A row the transaction database holds otherwise than the local store
+/// under the same key (pay_id, or merchant and merchant_order_no): kept apart
+/// in the store, never silently dropped (event; JSON texts of both rows).
+struct database_conflict {
+  std::string table;  // payment_orders | payment_results
+  std::string pay_id;
+  std::string ours;    // the row the bus would have written
+  std::string theirs;  // what the table holds under its keys
+  int64_t found_at_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, database_conflict& x) {
+  return f(caf::meta::type_name("database_conflict"), x.table, x.pay_id, x.ours, x.theirs,
+           x.found_at_ms);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, webhook_update& x) {
   return f(caf::meta::type_name("webhook_update"), x.merchant_id, x.event_id, x.pay_id,

@@ -1,6 +1,8 @@
 // paybusd: the payment bus daemon. See docs/operations.md.
 
+#include <atomic>
 #include <csignal>
+#include <unistd.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <filesystem>
@@ -40,6 +42,10 @@ int bad_config(const std::string& line) {
   std::cerr << "paybusd: config error: " << line << std::endl;
   return exit_bad_config;
 }
+
+// Set by the database sink when the registry holds this instance's number
+// for another: the bus stops, and says why.
+std::atomic<bool> refused_instance{false};
 
 int fatal(const std::string& line) {
   spdlog::critical("{}", line);
@@ -180,9 +186,10 @@ int main(int argc, char** argv) {
   if (!config.store_sync)
     spdlog::warn("store.sync = false: acknowledged payments can be lost on a power failure");
 
-  auto instance_id = resolve_instance_id(*store, config, error);
-  if (!instance_id)
+  auto identity = resolve_instance(*store, config, error);
+  if (!identity)
     return fatal(error);
+  auto instance_id = std::optional<int32_t>{identity->id};
 
   // Never reuse a time step: not the newest stored id's, not this start's.
   int64_t floor_ms = unix_now_ms();
@@ -221,7 +228,14 @@ int main(int argc, char** argv) {
     if (!merchant.notify_url.empty())
       policy.default_webhook_merchants->insert(merchant.id);
   auto writer = spawn_store(system, *store, figures, store_limits, std::move(policy));
-  auto sink = spawn_sink(system, *store, figures, database, writer, sink_limits);
+  // A number taken while the registry was unreachable is entered before any
+  // row goes to the database; held by another instance, the bus stops.
+  sink_instance_claim claim{identity->id, identity->fingerprint, config.public_url,
+                            identity->confirmed, [](const std::string&) {
+                              refused_instance.store(true);
+                              kill(getpid(), SIGTERM);
+                            }};
+  auto sink = spawn_sink(system, *store, figures, database, writer, sink_limits, std::move(claim));
   auto reader = spawn_reader(system, *store);
   std::vector<order_shard_settings> shards;
   for (int32_t shard = 0; shard < config.order_shards; ++shard) {
@@ -323,6 +337,9 @@ int main(int argc, char** argv) {
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
   system.await_all_actors_done();
+  if (refused_instance.load())
+    return fatal("stopped: this instance's number belongs to another instance (see above); "
+                 "give this store its own number before starting it again");
   spdlog::info("stopped cleanly; {} rows still wait for the database", store->outbox_size());
   return exit_clean;
 }

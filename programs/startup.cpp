@@ -16,7 +16,7 @@
 
 namespace paybus {
 
-std::string instance_fingerprint(const std::string& data_dir) {
+std::string legacy_instance_fingerprint(const std::string& data_dir) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   char absolute[PATH_MAX] = {0};
@@ -24,54 +24,105 @@ std::string instance_fingerprint(const std::string& data_dir) {
   return crypto::sha256_hex(std::string{host} + ":" + dir).substr(0, 32);
 }
 
-std::optional<int32_t> resolve_instance_id(local_store& store,
-                                           const settings& config,
-                                           std::string& error) {
+namespace {
+
+/// The store's fingerprint: kept, or made now (random) and kept before any
+/// registry hears of it, so that a crash after registering finds the same.
+std::optional<std::string> store_fingerprint(local_store& store, bool numbered,
+                                             const settings& config, std::string& error) {
+  std::optional<std::string> kept;
+  auto status = store.get_meta("fingerprint", kept);
+  if (!status.ok()) {
+    error = "cannot read the instance fingerprint from the local store: " + status.ToString();
+    return std::nullopt;
+  }
+  if (kept)
+    return kept;
+  // A store numbered before it kept a fingerprint was registered under the
+  // old one; a new store gets a random identity of its own.
+  auto fingerprint = numbered ? legacy_instance_fingerprint(config.data_dir)
+                              : crypto::random_token(32);
+  status = store.put_meta("fingerprint", fingerprint);
+  if (!status.ok()) {
+    error = "cannot keep the instance fingerprint: " + status.ToString();
+    return std::nullopt;
+  }
+  return fingerprint;
+}
+
+} // namespace
+
+std::optional<instance_identity> resolve_instance(local_store& store, const settings& config,
+                                                  std::string& error) {
   std::optional<std::string> remembered;
   auto status = store.get_meta("instance_id", remembered);
   if (!status.ok()) {
     error = "cannot read the instance number from the local store: " + status.ToString();
     return std::nullopt;
   }
-  if (remembered) {
-    auto id = static_cast<int32_t>(std::strtol(remembered->c_str(), nullptr, 10));
-    if (config.instance_id && *config.instance_id != id)
-      spdlog::warn("node.instance_id = {} ignored: this store belongs to instance {}",
-                   *config.instance_id, id);
-    return id;
-  }
-  auto fingerprint = instance_fingerprint(config.data_dir);
+  auto fingerprint = store_fingerprint(store, remembered.has_value(), config, error);
+  if (!fingerprint)
+    return std::nullopt;
+  instance_identity identity;
+  identity.fingerprint = *fingerprint;
   pg_database database{{config.database_url, config.database_connect_timeout_ms,
                         config.database_statement_timeout_ms}};
   std::string registry_error;
-  auto registered = database.register_instance(fingerprint, config.public_url,
+  if (remembered) {
+    identity.id = static_cast<int32_t>(std::strtol(remembered->c_str(), nullptr, 10));
+    if (config.instance_id && *config.instance_id != identity.id)
+      spdlog::warn("node.instance_id = {} ignored: this store belongs to instance {}",
+                   *config.instance_id, identity.id);
+    // The registry must hold the number for this store (a number taken
+    // while it was unreachable is entered now).
+    auto holder = database.claim_instance(identity.id, identity.fingerprint, config.public_url,
+                                          registry_error);
+    if (!holder) {
+      spdlog::warn("instance registry unreachable ({}); instance {} is entered in it once the "
+                   "database answers",
+                   registry_error, identity.id);
+      return identity;
+    }
+    if (*holder != identity.fingerprint) {
+      error = "instance number " + std::to_string(identity.id)
+              + " belongs to another instance in paybus_instances ("
+              + (holder->empty() ? std::string{"no row, though this store's fingerprint is there"}
+                                 : "fingerprint " + *holder)
+              + "), not to this store (fingerprint " + identity.fingerprint
+              + "): two instances with one number would issue the same pay_ids; refusing to "
+                "start";
+      return std::nullopt;
+    }
+    identity.confirmed = true;
+    return identity;
+  }
+  auto registered = database.register_instance(identity.fingerprint, config.public_url,
                                                registry_error);
-  int32_t id = 0;
   if (registered) {
-    id = *registered;
-    spdlog::info("registered as instance {} (fingerprint {})", id, fingerprint);
+    identity.id = *registered;
+    identity.confirmed = true;
+    spdlog::info("registered as instance {} (fingerprint {})", identity.id, identity.fingerprint);
   } else if (config.instance_id) {
-    id = *config.instance_id;
-    spdlog::warn("instance registry unreachable ({}); using node.instance_id = {}",
-                 registry_error, id);
+    identity.id = *config.instance_id;
+    spdlog::warn("instance registry unreachable ({}); using node.instance_id = {}, entered in "
+                 "the registry once the database answers",
+                 registry_error, identity.id);
   } else {
     error = "first start needs an instance number, but the database is "
             "unreachable (" + registry_error + "); start the database or set "
             "node.instance_id";
     return std::nullopt;
   }
-  if (id < 1 || id > 99999) {
-    error = "instance number " + std::to_string(id) + " is outside 1..99999";
+  if (identity.id < 1 || identity.id > 99999) {
+    error = "instance number " + std::to_string(identity.id) + " is outside 1..99999";
     return std::nullopt;
   }
-  status = store.put_meta("instance_id", std::to_string(id));
-  if (status.ok())
-    status = store.put_meta("fingerprint", fingerprint);
+  status = store.put_meta("instance_id", std::to_string(identity.id));
   if (!status.ok()) {
     error = "cannot remember the instance number: " + status.ToString();
     return std::nullopt;
   }
-  return id;
+  return identity;
 }
 
 std::string redact_url(const std::string& url) {

@@ -1,7 +1,9 @@
 // paybus-replay: an offline tool over the local store of a stopped bus
 // (API.md section 1): stats, list, show, export, verify, replay.
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -112,6 +114,21 @@ int show(local_store& store, const std::string& pay_id) {
         json{{"status", to_string(late.status)}, {"channel_id", late.channel_id},
              {"channel_txn_id", late.channel_txn_id}, {"source", to_string(late.source)},
              {"amount", late.amount_minor}, {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
+    return true;
+  });
+  if (!status.ok())
+    return fail(status.ToString());
+  // Rows the transaction database holds otherwise, kept apart (not written).
+  status = store.scan("db_conflicts", pay_id + '\0', [&](std::string_view key, std::string_view value) {
+    if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
+      return false;
+    database_conflict conflict;
+    if (codec::decode_database_conflict(value, conflict))
+      shown["database_conflicts"].push_back(
+        json{{"table", conflict.table},
+             {"ours", json::parse(conflict.ours, nullptr, false)},
+             {"theirs", json::parse(conflict.theirs, nullptr, false)},
+             {"found_at", format_rfc3339_ms(conflict.found_at_ms)}});
     return true;
   });
   if (!status.ok())
@@ -285,10 +302,54 @@ int replay(local_store& store, const std::string& url) {
     auto read_status = store.read_outbox_rows(entries, rows, read);
     entries.resize(read);
     const auto& records = rows.records;
-    const auto& result_rows = rows.results;
-    if (!database.insert_orders(records, error) || !database.insert_results(result_rows, error))
+    // Rows the database holds otherwise under their keys are kept apart in
+    // the store, as the running bus does, never dropped.
+    store_changes done;
+    std::set<std::string> orders_apart;
+    auto keep_apart = [&](const std::string& table, const payment_record& keys, std::string ours) {
+      auto theirs = database.rows_held(table, keys, error);
+      if (!theirs)
+        return false;
+      std::cerr << "\npaybus-replay: payment " << keys.pay_id << ": the " << table
+                << " row is kept apart: the table holds " << *theirs << std::endl;
+      done.database_conflicts.push_back({table, keys.pay_id, std::move(ours), *theirs,
+                                         unix_now_ms()});
+      return true;
+    };
+    std::vector<std::string> differing;
+    if (!database.insert_orders(records, error, &differing))
       return fail("the database refused a batch: " + error);
-    status = store.remove_outbox(entries);
+    for (const auto& record : records)
+      if (std::find(differing.begin(), differing.end(), record.pay_id) != differing.end()) {
+        if (!keep_apart("payment_orders", record, row_json(record)))
+          return fail("cannot read what the database holds: " + error);
+        orders_apart.insert(record.pay_id);
+      }
+    std::vector<payment_result> result_rows;
+    for (const auto& result : rows.results) {
+      bool apart = orders_apart.count(result.pay_id) > 0;
+      if (!apart && !(status = store.database_conflict_kept(result.pay_id, "payment_orders",
+                                                            apart)).ok())
+        return fail(status.ToString());
+      payment_record keys;
+      keys.pay_id = result.pay_id;
+      if (!apart)
+        result_rows.push_back(result);
+      else if (!keep_apart("payment_results", keys, row_json(result)))
+        return fail("cannot read what the database holds: " + error);
+    }
+    if (!database.insert_results(result_rows, error, &differing))
+      return fail("the database refused a batch: " + error);
+    for (const auto& result : result_rows)
+      if (std::find(differing.begin(), differing.end(), result.pay_id) != differing.end()) {
+        payment_record keys;
+        keys.pay_id = result.pay_id;
+        if (!keep_apart("payment_results", keys, row_json(result)))
+          return fail("cannot read what the database holds: " + error);
+      }
+    for (const auto& entry : entries)
+      done.outbox_removed.push_back(entry.sequence);
+    status = store.apply(done);
     if (!status.ok())
       return fail(status.ToString());
     if (!read_status.ok()) {

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -8,6 +9,7 @@
 
 #include "actors/common/round_timer.hpp"
 #include "actors/ledger/sink_actor.hpp"
+#include "common/clock.hpp"
 #include "common/metrics.hpp"
 #include "common/thread_name.hpp"
 #include "storage/local/local_store.hpp"
@@ -26,6 +28,8 @@ struct sink_state {
   int64_t backoff_ms = 0;
   round_timer timer;
   bool reported_down = false;
+  sink_instance_claim claim;
+  bool refused = false;  // the registry holds our number for another instance: send nothing
 };
 
 using sink_pointer = sink_actor::stateful_pointer<sink_state>;
@@ -48,40 +52,153 @@ void database_down(sink_pointer self, const std::string& error) {
   schedule(self, st.backoff_ms);
 }
 
-/// Sends a batch's rows one by one (orders first), marking in `refused` the
-/// entries whose row the database refuses for its content: each is logged
-/// and counted, and stays in the outbox, to be sent again at the next start
-/// (after someone has put right what the database holds against it). False
-/// if the database failed otherwise meanwhile (a retry is scheduled).
-bool find_refused_rows(sink_pointer self, const std::vector<outbox_entry>& entries,
-                       const std::vector<payment_record>& records,
-                       const std::vector<size_t>& record_entries,
-                       const std::vector<payment_result>& results,
-                       const std::vector<size_t>& result_entries, std::vector<bool>& refused) {
+/// One batch of outbox rows on its way to the database, and what became of
+/// each entry.
+struct batch_delivery {
+  const std::vector<outbox_entry>& entries;
+  outbox_rows& rows;
+  std::vector<bool> refused;  // the database refused the row: it stays in the outbox
+  std::vector<database_conflict> conflicts;  // kept apart: the entry goes
+  std::unordered_set<std::string> orders_apart;
+};
+
+/// The database refused the row of `entry` for its content: logged and
+/// counted; it stays in the outbox, to be sent again at the next start
+/// (after someone has put right what the database holds against it).
+void refuse(sink_pointer self, batch_delivery& batch, size_t entry, const std::string& error) {
   auto& st = self->state;
-  auto one = [&](size_t entry, bool inserted, const std::string& error) {
-    if (inserted)
-      return true;
+  batch.refused[entry] = true;
+  st.figures->db_rows_refused_total.fetch_add(1, std::memory_order_relaxed);
+  const auto& refused = batch.entries[entry];
+  spdlog::error("the database refused the {} row of payment {} (outbox entry {}); it stays "
+                "in the local store and is sent again at the next start, the rows after it "
+                "go on: {}",
+                refused.kind == 'R' ? "payment_results" : "payment_orders", refused.pay_id,
+                refused.sequence, error);
+}
+
+/// Keeps apart the row of `entry` (for `pay_id`, `ours`): the database holds
+/// another under its keys. False if the database cannot say what it holds.
+bool keep_apart(sink_pointer self, batch_delivery& batch, const std::string& table,
+                const payment_record& keys, std::string ours, const char* why) {
+  auto& st = self->state;
+  std::string error;
+  auto theirs = st.database->rows_held(table, keys, error);
+  if (!theirs) {
+    database_down(self, error);
+    return false;
+  }
+  st.figures->db_rows_conflicting_total.fetch_add(1, std::memory_order_relaxed);
+  spdlog::error("payment {}: the {} row is not written: {}. Kept apart in the local store "
+                "(paybus-replay show {}); ours {}, the table holds {}",
+                keys.pay_id, table, why, keys.pay_id, ours, *theirs);
+  if (table == "payment_orders")
+    batch.orders_apart.insert(keys.pay_id);
+  batch.conflicts.push_back({table, keys.pay_id, std::move(ours), std::move(*theirs),
+                             unix_now_ms()});
+  return true;
+}
+
+/// Sends the orders (all at once, or one by one to find a refused one).
+/// False if the database failed meanwhile (a retry is scheduled).
+bool send_orders(sink_pointer self, batch_delivery& batch) {
+  auto& st = self->state;
+  const auto& records = batch.rows.records;
+  std::string error;
+  std::vector<std::string> differing;
+  auto apart = [&](const std::vector<std::string>& pay_ids) {
+    for (const auto& pay_id : pay_ids)
+      for (const auto& record : records)
+        if (record.pay_id == pay_id
+            && !keep_apart(self, batch, "payment_orders", record, row_json(record),
+                           "the table holds another row under its pay_id or its "
+                           "(merchant_id, merchant_order_no)"))
+          return false;
+    return true;
+  };
+  if (st.database->insert_orders(records, error, &differing))
+    return apart(differing);
+  if (!st.database->rows_refused()) {
+    database_down(self, error);
+    return false;
+  }
+  // The database refused a row for what it holds: sent again, it would be
+  // refused again, and hold back every row after it. Find it, row by row.
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (st.database->insert_orders({records[i]}, error, &differing)) {
+      if (!apart(differing))
+        return false;
+      continue;
+    }
     if (!st.database->rows_refused()) {
       database_down(self, error);
       return false;
     }
-    refused[entry] = true;
-    st.figures->db_rows_refused_total.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("the database refused the {} row of payment {} (outbox entry {}); it stays "
-                  "in the local store and is sent again at the next start, the rows after it "
-                  "go on: {}",
-                  entries[entry].kind == 'R' ? "payment_results" : "payment_orders",
-                  entries[entry].pay_id, entries[entry].sequence, error);
+    refuse(self, batch, batch.rows.record_entries[i], error);
+  }
+  return true;
+}
+
+/// Sends the results; one whose order is kept apart is kept apart too.
+bool send_results(sink_pointer self, batch_delivery& batch) {
+  auto& st = self->state;
+  std::vector<payment_result> results;
+  std::vector<size_t> entries;
+  for (size_t i = 0; i < batch.rows.results.size(); ++i) {
+    const auto& result = batch.rows.results[i];
+    bool order_apart = batch.orders_apart.count(result.pay_id) > 0;
+    if (!order_apart) {
+      auto status = st.store->database_conflict_kept(result.pay_id, "payment_orders",
+                                                     order_apart);
+      if (!status.ok()) {
+        spdlog::error("cannot read the store's database conflicts: {}", status.ToString());
+        schedule(self, st.limits.backoff_max_ms);
+        return false;
+      }
+    }
+    if (!order_apart) {
+      results.push_back(result);
+      entries.push_back(batch.rows.result_entries[i]);
+      continue;
+    }
+    payment_record keys;
+    keys.pay_id = result.pay_id;
+    if (!keep_apart(self, batch, "payment_results", keys, row_json(result),
+                    "its order is kept apart (the table holds another order under its keys)"))
+      return false;
+  }
+  std::string error;
+  std::vector<std::string> differing;
+  auto apart = [&](const std::vector<std::string>& pay_ids) {
+    for (const auto& pay_id : pay_ids)
+      for (const auto& result : results)
+        if (result.pay_id == pay_id) {
+          payment_record keys;
+          keys.pay_id = pay_id;
+          if (!keep_apart(self, batch, "payment_results", keys, row_json(result),
+                          "the table holds another result under its pay_id"))
+            return false;
+        }
     return true;
   };
-  std::string error;
-  for (size_t i = 0; i < records.size(); ++i)
-    if (!one(record_entries[i], st.database->insert_orders({records[i]}, error), error))
+  if (st.database->insert_results(results, error, &differing))
+    return apart(differing);
+  if (!st.database->rows_refused()) {
+    database_down(self, error);
+    return false;
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (st.database->insert_results({results[i]}, error, &differing)) {
+      if (!apart(differing))
+        return false;
+      continue;
+    }
+    if (!st.database->rows_refused()) {
+      database_down(self, error);
       return false;
-  for (size_t i = 0; i < results.size(); ++i)
-    if (!one(result_entries[i], st.database->insert_results({results[i]}, error), error))
-      return false;
+    }
+    refuse(self, batch, entries[i], error);
+  }
   return true;
 }
 
@@ -110,35 +227,22 @@ bool deliver_batch(sink_pointer self) {
     schedule(self, st.limits.backoff_max_ms);
     return false;
   }
-  auto& records = rows.records;
-  auto& results = rows.results;
-  auto& record_entries = rows.record_entries;
-  auto& result_entries = rows.result_entries;
-  std::string error;
-  std::vector<bool> refused(entries.size(), false);
-  if (!st.database->insert_orders(records, error)
-      || !st.database->insert_results(results, error)) {
-    if (!st.database->rows_refused()) {
-      database_down(self, error);
-      return false;
-    }
-    // The database refused a row for what it holds: sent again, it would be
-    // refused again, and hold back every row after it. Find it, row by row.
-    if (!find_refused_rows(self, entries, records, record_entries, results, result_entries,
-                           refused))
-      return false;
-  }
-  // The writer trims them in its next batch; a trim lost to a crash only
-  // sends rows again that the database ignores.
+  batch_delivery batch{entries, rows, std::vector<bool>(entries.size(), false), {}, {}};
+  if (!send_orders(self, batch) || !send_results(self, batch))
+    return false;
+  // The writer trims them in its next batch, with the rows kept apart; a
+  // trim lost to a crash only sends rows again, which the database ignores
+  // (or names again).
   std::vector<uint64_t> delivered;
   delivered.reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i)
-    if (!refused[i])
+    if (!batch.refused[i])
       delivered.push_back(entries[i].sequence);
   st.figures->db_rows_written_total.fetch_add(delivered.size(), std::memory_order_relaxed);
   st.next_sequence = entries.back().sequence + 1;
   if (!delivered.empty())
-    self->send(st.writer, delivered_atom::value, std::move(delivered));
+    self->send(st.writer, delivered_atom::value, std::move(delivered),
+               std::move(batch.conflicts));
   st.figures->db_backlog = st.store->outbox_size();
   return entries.size() == st.limits.batch_rows;
 }
@@ -149,9 +253,37 @@ void delivery_round(sink_pointer self) {
   // Commits from here on wake the sink again: what came before is read below.
   self->send(st.writer, reading_atom::value);
   std::string error;
+  if (st.refused)
+    return;
   if (!st.database->ensure_ready(error)) {
     database_down(self, error);
     return;
+  }
+  if (!st.claim.confirmed) {
+    auto holder = st.database->claim_instance(st.claim.id, st.claim.fingerprint, st.claim.uri,
+                                              error);
+    if (!holder) {
+      database_down(self, error);
+      return;
+    }
+    if (*holder != st.claim.fingerprint) {
+      st.refused = true;
+      auto why = "instance number " + std::to_string(st.claim.id)
+                 + " (node.instance_id, taken while the registry was unreachable) belongs to "
+                   "another instance in paybus_instances ("
+                 + (holder->empty() ? std::string{"this store's fingerprint is there under "
+                                                  "another number"}
+                                    : "fingerprint " + *holder)
+                 + "): two instances with one number issue the same pay_ids. Nothing is sent "
+                   "to the database; the bus stops";
+      spdlog::critical("{}", why);
+      if (st.claim.refuse)
+        st.claim.refuse(why);
+      return;
+    }
+    st.claim.confirmed = true;
+    spdlog::info("instance {} entered in the registry (fingerprint {})", st.claim.id,
+                 st.claim.fingerprint);
   }
   if (st.reported_down)
     spdlog::info("database is back, draining {} waiting rows",
@@ -173,7 +305,8 @@ void delivery_round(sink_pointer self) {
 sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
                                         metrics* figures,
                                         pg_database_options database,
-                                        store_actor writer, sink_actor_limits limits) {
+                                        store_actor writer, sink_actor_limits limits,
+                                        sink_instance_claim claim) {
   name_this_thread("pb-sink");
   auto& st = self->state;
   st.store = store;
@@ -181,6 +314,7 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
   st.database = std::make_unique<pg_database>(std::move(database));
   st.limits = limits;
   st.writer = std::move(writer);
+  st.claim = std::move(claim);
   st.figures->db_backlog = store->outbox_size();
   schedule(self, 0);
   return {
@@ -207,9 +341,11 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
 
 sink_actor spawn_sink(caf::actor_system& system, local_store& store,
                       metrics& figures, pg_database_options database,
-                      store_actor writer, sink_actor_limits limits) {
+                      store_actor writer, sink_actor_limits limits,
+                      sink_instance_claim claim) {
   return system.spawn<caf::detached>(sink_behavior, &store, &figures,
-                                     std::move(database), std::move(writer), limits);
+                                     std::move(database), std::move(writer), limits,
+                                     std::move(claim));
 }
 
 } // namespace paybus

@@ -122,6 +122,7 @@ public:
     for (const auto& update : batch_.webhook_updates)
       webhook_update_(update);
     out_.changes.outbox_removed = batch_.delivered;
+    out_.changes.database_conflicts = batch_.database_conflicts;
     out_.changes.nonces = batch_.nonces;
     state_.write_to(out_.changes);
     std::map<std::string, int64_t> earliest;

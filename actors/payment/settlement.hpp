@@ -28,6 +28,7 @@ struct store_batch {
   // entries the database holds now.
   std::vector<webhook_update> webhook_updates;
   std::vector<uint64_t> delivered;
+  std::vector<database_conflict> database_conflicts;  // kept apart, as they come
 };
 
 /// A result kept apart, never applied, and what it stood against.

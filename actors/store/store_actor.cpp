@@ -282,9 +282,12 @@ store_actor::behavior_type store_behavior(store_pointer self,
       queue_flush(self);
       return promise;
     },
-    [=](delivered_atom, std::vector<uint64_t>& sequences) {
+    [=](delivered_atom, std::vector<uint64_t>& sequences,
+        std::vector<database_conflict>& conflicts) {
       auto& st = self->state;
       st.batch.delivered.insert(st.batch.delivered.end(), sequences.begin(), sequences.end());
+      for (auto& conflict : conflicts)
+        st.batch.database_conflicts.push_back(std::move(conflict));
       queue_flush(self);
     },
     [=](reading_atom) {

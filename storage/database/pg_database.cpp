@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <libpq-fe.h>
+#include <nlohmann/json.hpp>
 
 #include "common/clock.hpp"
 
@@ -244,16 +245,51 @@ std::vector<const char*> column_parameters(std::vector<pg_array_literal>& column
 
 } // namespace
 
+std::string row_json(const payment_record& record) {
+  return nlohmann::json{{"pay_id", record.pay_id},
+                        {"merchant_id", record.order.merchant_id},
+                        {"merchant_order_no", record.order.merchant_order_no},
+                        {"amount", record.order.amount_minor},
+                        {"currency", record.order.currency},
+                        {"subject", record.order.subject},
+                        {"channel_id", record.order.channel_id},
+                        {"instance_id", record.instance_id},
+                        {"created_at", format_rfc3339_ms(record.created_at_ms)}}
+    .dump();
+}
+
+std::string row_json(const payment_result& result) {
+  return nlohmann::json{{"pay_id", result.pay_id},
+                        {"status", result.status},
+                        {"channel_id", result.channel_id},
+                        {"channel_txn_id", result.channel_txn_id},
+                        {"amount", result.amount_minor},
+                        {"finished_at", format_rfc3339_ms(result.finished_at_ms)},
+                        {"source", result.source}}
+    .dump();
+}
+
 bool pg_database::insert_orders(const std::vector<payment_record>& records,
-                                std::string& error) {
+                                std::string& error, std::vector<std::string>* differing) {
   if (records.empty())
     return true;
+  // Rows already there are left as they are (a row sent again after a
+  // crash); a row the table holds otherwise under its pay_id or its
+  // (merchant, merchant_order_no) is named in the answer, never hidden.
   static const std::string sql
-    = "INSERT INTO payment_orders (pay_id, merchant_id, merchant_order_no, amount, currency, "
-      "subject, channel_id, instance_id, created_at) "
-      "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], "
-      "$6::text[], $7::text[], $8::integer[], $9::timestamptz[]) "
-      "ON CONFLICT DO NOTHING";
+    = "WITH batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+      "$5::text[], $6::text[], $7::text[], $8::integer[], $9::timestamptz[]) AS b(pay_id, "
+      "merchant_id, merchant_order_no, amount, currency, subject, channel_id, instance_id, "
+      "created_at)), "
+      "taken AS (INSERT INTO payment_orders (pay_id, merchant_id, merchant_order_no, amount, "
+      "currency, subject, channel_id, instance_id, created_at) SELECT * FROM batch "
+      "ON CONFLICT DO NOTHING RETURNING pay_id) "
+      "SELECT b.pay_id FROM batch b WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.pay_id = "
+      "b.pay_id) AND NOT EXISTS (SELECT 1 FROM payment_orders o WHERE o.pay_id = b.pay_id AND "
+      "o.merchant_id = b.merchant_id AND o.merchant_order_no = b.merchant_order_no AND o.amount "
+      "= b.amount AND o.currency = b.currency AND o.subject IS NOT DISTINCT FROM b.subject AND "
+      "o.channel_id IS NOT DISTINCT FROM b.channel_id AND o.instance_id = b.instance_id AND "
+      "o.created_at = b.created_at)";
   std::vector<pg_array_literal> columns(9);
   for (const auto& record : records) {
     columns[0].add(record.pay_id);
@@ -266,19 +302,30 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
     columns[7].add(std::to_string(record.instance_id));
     columns[8].add(format_rfc3339_ms(record.created_at_ms));
   }
-  return execute(sql, column_parameters(columns), error);
+  std::vector<std::string> rows;
+  if (!execute(sql, column_parameters(columns), error, &rows))
+    return false;
+  if (differing != nullptr)
+    *differing = std::move(rows);
+  return true;
 }
 
 bool pg_database::insert_results(const std::vector<payment_result>& results,
-                                 std::string& error) {
+                                 std::string& error, std::vector<std::string>* differing) {
   if (results.empty())
     return true;
   static const std::string sql
-    = "INSERT INTO payment_results (pay_id, status, channel_id, channel_txn_id, amount, "
-      "finished_at, source) "
-      "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], "
-      "$6::timestamptz[], $7::text[]) "
-      "ON CONFLICT DO NOTHING";
+    = "WITH batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+      "$5::bigint[], $6::timestamptz[], $7::text[]) AS b(pay_id, status, channel_id, "
+      "channel_txn_id, amount, finished_at, source)), "
+      "taken AS (INSERT INTO payment_results (pay_id, status, channel_id, channel_txn_id, "
+      "amount, finished_at, source) SELECT * FROM batch ON CONFLICT DO NOTHING RETURNING "
+      "pay_id) "
+      "SELECT b.pay_id FROM batch b WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.pay_id = "
+      "b.pay_id) AND NOT EXISTS (SELECT 1 FROM payment_results r WHERE r.pay_id = b.pay_id AND "
+      "r.status = b.status AND r.channel_id IS NOT DISTINCT FROM b.channel_id AND "
+      "r.channel_txn_id IS NOT DISTINCT FROM b.channel_txn_id AND r.amount = b.amount AND "
+      "r.finished_at = b.finished_at AND r.source = b.source)";
   std::vector<pg_array_literal> columns(7);
   for (const auto& result : results) {
     columns[0].add(result.pay_id);
@@ -289,7 +336,30 @@ bool pg_database::insert_results(const std::vector<payment_result>& results,
     columns[5].add(format_rfc3339_ms(result.finished_at_ms));
     columns[6].add(to_string(result.source));
   }
-  return execute(sql, column_parameters(columns), error);
+  std::vector<std::string> rows;
+  if (!execute(sql, column_parameters(columns), error, &rows))
+    return false;
+  if (differing != nullptr)
+    *differing = std::move(rows);
+  return true;
+}
+
+std::optional<std::string> pg_database::rows_held(const std::string& table,
+                                                  const payment_record& record,
+                                                  std::string& error) {
+  std::vector<std::string> rows;
+  bool ok = table == "payment_orders"
+              ? execute("SELECT coalesce(json_agg(o)::text, '[]') FROM payment_orders o WHERE "
+                        "o.pay_id = $1 OR (o.merchant_id = $2 AND o.merchant_order_no = $3)",
+                        {record.pay_id.c_str(), record.order.merchant_id.c_str(),
+                         record.order.merchant_order_no.c_str()},
+                        error, &rows)
+              : execute("SELECT coalesce(json_agg(r)::text, '[]') FROM payment_results r WHERE "
+                        "r.pay_id = $1",
+                        {record.pay_id.c_str()}, error, &rows);
+  if (!ok)
+    return std::nullopt;
+  return rows.empty() ? std::string{"[]"} : rows.front();
 }
 
 std::optional<int32_t> pg_database::register_instance(
@@ -307,6 +377,40 @@ std::optional<int32_t> pg_database::register_instance(
     return std::nullopt;
   }
   return static_cast<int32_t>(std::stol(rows[0]));
+}
+
+std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
+                                                       const std::string& fingerprint,
+                                                       const std::string& uri,
+                                                       std::string& error) {
+  if (!ensure_ready(error))
+    return std::nullopt;
+  auto id = std::to_string(instance_id);
+  // Entered if free; the registry's own numbering then moves past it, so
+  // that it never hands the number to another instance.
+  std::vector<std::string> rows;
+  if (!execute("INSERT INTO paybus_instances (instance_id, fingerprint, uri) VALUES ($1, $2, $3) "
+               "ON CONFLICT DO NOTHING",
+               {id.c_str(), fingerprint.c_str(), uri.c_str()}, error)
+      || !execute("SELECT setval(pg_get_serial_sequence('paybus_instances', 'instance_id'), "
+                  "greatest((SELECT max(instance_id) FROM paybus_instances), 1))",
+                  {}, error)
+      || !execute("SELECT fingerprint FROM paybus_instances WHERE instance_id = $1", {id.c_str()},
+                  error, &rows))
+    return std::nullopt;
+  if (rows.empty()) {
+    // Free, but this fingerprint holds another number: the row was not entered.
+    std::vector<std::string> other;
+    if (!execute("SELECT instance_id::text FROM paybus_instances WHERE fingerprint = $1",
+                 {fingerprint.c_str()}, error, &other))
+      return std::nullopt;
+    return other.empty() ? std::string{} : "itself under number " + other.front();
+  }
+  if (rows.front() == fingerprint
+      && !execute("UPDATE paybus_instances SET uri = $2 WHERE instance_id = $1", {id.c_str(),
+                  uri.c_str()}, error))
+    return std::nullopt;
+  return rows.front();
 }
 
 } // namespace paybus

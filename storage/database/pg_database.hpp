@@ -37,20 +37,39 @@ public:
   /// returns false with a one-line `error`.
   bool ensure_ready(std::string& error);
 
-  /// Inserts payment_orders rows in one statement; rows already present are
-  /// left as they are (ON CONFLICT DO NOTHING). On failure the connection is
-  /// dropped, unless the database refused the rows themselves.
-  bool insert_orders(const std::vector<payment_record>& records,
-                     std::string& error);
+  /// Inserts payment_orders rows in one statement. A row already there as
+  /// it is (sent again after a crash) is left as it is; the pay_ids of rows
+  /// the table holds otherwise, under the same pay_id or (merchant,
+  /// merchant_order_no), go to `differing`: not inserted, never hidden. On
+  /// failure the connection is dropped, unless the database refused the rows
+  /// themselves.
+  bool insert_orders(const std::vector<payment_record>& records, std::string& error,
+                     std::vector<std::string>* differing = nullptr);
 
   /// Inserts payment_results rows the same way (their orders must be there).
-  bool insert_results(const std::vector<payment_result>& results, std::string& error);
+  bool insert_results(const std::vector<payment_result>& results, std::string& error,
+                      std::vector<std::string>* differing = nullptr);
+
+  /// What `table` (payment_orders or payment_results) holds under the
+  /// record's pay_id (and, for orders, its merchant and merchant_order_no),
+  /// as a JSON array of rows.
+  std::optional<std::string> rows_held(const std::string& table, const payment_record& record,
+                                       std::string& error);
 
   /// Registers this instance (or finds its earlier registration) and returns
   /// its instance number.
   std::optional<int32_t> register_instance(const std::string& fingerprint,
                                            const std::string& uri,
                                            std::string& error);
+
+  /// Enters `instance_id` (a number this instance took while the registry
+  /// was unreachable) for `fingerprint`, unless it is taken, and makes the
+  /// registry's numbering pass it. Returns the fingerprint the registry
+  /// holds for that number then (this one's if the claim stands), or, if
+  /// it holds none, "" or a word on where this fingerprint is registered
+  /// instead; nothing (and `error`) if the database cannot say.
+  std::optional<std::string> claim_instance(int32_t instance_id, const std::string& fingerprint,
+                                            const std::string& uri, std::string& error);
 
   /// Whether the last statement failed because the database refused its
   /// rows (SQLSTATE class 22, data exception, or 23, integrity constraint
@@ -73,6 +92,10 @@ private:
   bool rows_refused_ = false;
   pg_conn* connection_ = nullptr;
 };
+
+/// A row as the bus writes it, as JSON text (for a row kept apart).
+std::string row_json(const payment_record& record);
+std::string row_json(const payment_result& result);
 
 /// Builds a PostgreSQL array literal ({"a","b",NULL}) one element at a time,
 /// for a statement that takes a whole column as one parameter: its text and

@@ -73,6 +73,7 @@ struct store_changes {
   std::vector<webhook_entry> webhooks;       // new: merchant_id, due_ms, event_id, the rest
   std::vector<webhook_move> webhook_moves;   // the notifier's outcomes
   std::vector<uint64_t> outbox_removed;         // sequences the database holds
+  std::vector<database_conflict> database_conflicts;  // rows the database holds otherwise
   std::vector<payment_result> conflicts;  // kept under conflict_key, never applied
   std::vector<nonce_accepted> nonces;
 
@@ -81,6 +82,7 @@ struct store_changes {
            && outbox.empty()
            && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
            && webhook_moves.empty() && outbox_removed.empty() && conflicts.empty()
+           && database_conflicts.empty()
            && nonces.empty();
   }
 };
@@ -120,6 +122,10 @@ inline std::string idempotency_key(const std::string& merchant_id,
 
 /// The key a conflicting result is kept under: one entry however often the
 /// same answer comes.
+inline std::string database_conflict_key(const std::string& pay_id, const std::string& table) {
+  return pay_id + '\0' + table;
+}
+
 inline std::string conflict_key(const payment_result& late) {
   return late.pay_id + '\0' + late.channel_id + '\0' + to_string(late.status) + '\0' + late.channel_txn_id
          + '\0' + std::to_string(late.amount_minor);

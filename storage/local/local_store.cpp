@@ -28,7 +28,7 @@ namespace {
 
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta", "results", "dispatch", "webhooks", "conflicts"};
+     "meta", "results", "dispatch", "webhooks", "conflicts", "db_conflicts"};
 
 /// Drops nonces past their retention during compactions.
 class nonce_expiry_filter : public rocksdb::CompactionFilter {
@@ -161,6 +161,7 @@ std::unique_ptr<local_store> local_store::open(
   store->dispatch_ = store->handles_[7];
   store->webhooks_ = store->handles_[8];
   store->conflicts_ = store->handles_[9];
+  store->db_conflicts_ = store->handles_[10];
   status = store->queue_webhooks_by_merchant();
   if (!status.ok()) {
     error = "cannot move the webhook outbox of " + dir + " to queues by merchant: "
@@ -297,6 +298,9 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
               codec::encode_webhook(hook));
   for (const auto& late : changes.conflicts)
     batch.Put(conflicts_, conflict_key(late), codec::encode_result(late));
+  for (const auto& conflict : changes.database_conflicts)
+    batch.Put(db_conflicts_, database_conflict_key(conflict.pay_id, conflict.table),
+              codec::encode_database_conflict(conflict));
   for (const auto& nonce : changes.nonces)
     batch.Put(nonces_, nonce_key(nonce.merchant_id, nonce.nonce),
               codec::encode_u64_be(static_cast<uint64_t>(nonce.seen_at_ms)));
@@ -439,6 +443,15 @@ rocksdb::Status local_store::read_outbox_rows(const std::vector<outbox_entry>& e
     return rocksdb::Status::Corruption(what + ", which the store does not hold");
   }
   return rocksdb::Status::OK();
+}
+
+rocksdb::Status local_store::database_conflict_kept(const std::string& pay_id,
+                                                    const std::string& table, bool& kept) {
+  std::string ignored;
+  auto status = db_->Get(rocksdb::ReadOptions{}, db_conflicts_,
+                         database_conflict_key(pay_id, table), &ignored);
+  kept = status.ok();
+  return status.IsNotFound() ? rocksdb::Status::OK() : status;
 }
 
 rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entries) {

@@ -45,6 +45,9 @@ struct local_store_options {
 ///            encoded payment_result: a result that contradicts the payment's
 ///            final one (or its flagged one), kept for the people who settle
 ///            it (never applied)
+///   db_conflicts pay_id \0 table -> encoded database_conflict: a row the
+///            transaction database holds otherwise under the same keys, kept
+///            apart instead of the row that was not written
 /// Thread-safety: reads from any thread; `apply` only from the single writer.
 class local_store {
 public:
@@ -113,6 +116,10 @@ public:
   /// not absent.
   rocksdb::Status read_outbox_rows(const std::vector<outbox_entry>& entries, outbox_rows& rows,
                                    size_t& read);
+  /// Whether a row of `table` for `pay_id` was kept apart (the database
+  /// holds another under its keys).
+  rocksdb::Status database_conflict_kept(const std::string& pay_id, const std::string& table,
+                                         bool& kept);
   /// Removes delivered entries. Tools; a running bus writes through its
   /// store writer (apply).
   rocksdb::Status remove_outbox(const std::vector<outbox_entry>& entries);
@@ -163,6 +170,7 @@ private:
   rocksdb::ColumnFamilyHandle* dispatch_ = nullptr;
   rocksdb::ColumnFamilyHandle* webhooks_ = nullptr;
   rocksdb::ColumnFamilyHandle* conflicts_ = nullptr;
+  rocksdb::ColumnFamilyHandle* db_conflicts_ = nullptr;
   std::atomic<int64_t> webhook_backlog_{0};
   bool sync_ = true;
   int64_t nonce_retention_ms_ = 600'000;

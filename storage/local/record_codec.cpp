@@ -177,6 +177,25 @@ bool decode_record(std::string_view bytes, payment_record& record) {
   return ok;
 }
 
+std::string encode_database_conflict(const database_conflict& conflict) {
+  std::string out;
+  out.push_back(1);
+  put_string(out, conflict.table);
+  put_string(out, conflict.pay_id);
+  put_string(out, conflict.ours);
+  put_string(out, conflict.theirs);
+  put_i64(out, conflict.found_at_ms);
+  return out;
+}
+
+bool decode_database_conflict(std::string_view bytes, database_conflict& conflict) {
+  reader in{bytes};
+  uint8_t version = 0;
+  return in.u8(version) && version == 1 && in.string(conflict.table)
+         && in.string(conflict.pay_id) && in.string(conflict.ours) && in.string(conflict.theirs)
+         && in.i64(conflict.found_at_ms) && in.at_end();
+}
+
 std::string encode_webhook(const webhook_entry& entry) {
   std::string out;
   out.push_back(1);

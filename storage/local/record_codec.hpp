@@ -21,6 +21,10 @@ bool decode_record(std::string_view bytes, payment_record& record);
 std::string encode_result(const payment_result& result);
 bool decode_result(std::string_view bytes, payment_result& result);
 
+/// A row the database holds otherwise, kept apart.
+std::string encode_database_conflict(const database_conflict& conflict);
+bool decode_database_conflict(std::string_view bytes, database_conflict& conflict);
+
 /// A merchant notification waiting for delivery.
 struct webhook_entry {
   std::string merchant_id;     // from the key

@@ -461,5 +461,180 @@ class ContractGaps(unittest.TestCase):
             shutil.rmtree(odd, ignore_errors=True)
 
 
+REPLAY = os.path.join(os.environ.get("PAYBUS_BUILD", "build"), "tools", "paybus-replay")
+
+
+class RowsKeptApart(unittest.TestCase):
+    def test_a_row_the_database_holds_otherwise_is_kept_apart_not_dropped(self):
+        pg = PgCluster()
+        pg.start()
+        sim_a = ChannelSim("sim-a").start()
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (sim_a.url, 100)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                first = client.pay("APART-0")[1]["pay_id"]
+                wait_status(self, client, first)
+                pg.wait_rows(f"SELECT 1 FROM payment_results WHERE pay_id = '{first}'")
+                # Another writer put an order under demo's next merchant_order_no.
+                pg.query("INSERT INTO payment_orders (pay_id, merchant_id, merchant_order_no, amount, "
+                         "currency, instance_id, created_at) VALUES ('111111111111111111111111', "
+                         "'demo', 'APART-1', 5, 'USD', 9, now())")
+                pay_id = client.pay("APART-1")[1]["pay_id"]
+                self.assertEqual(wait_status(self, client, pay_id)["status"], "SUCCEEDED")
+                # Its order row and its result row are kept apart, never written or dropped.
+                bus.wait_metric("paybus_db_rows_conflicting_total", lambda v: v == 2)
+                bus.wait_metric("paybus_db_backlog", lambda v: v == 0)
+            self.assertEqual(pg.query("SELECT pay_id, amount FROM payment_orders WHERE "
+                                      "merchant_order_no = 'APART-1'"),
+                             [["111111111111111111111111", "5"]])
+            self.assertEqual(pg.query(f"SELECT count(*) FROM payment_results WHERE pay_id = '{pay_id}'"),
+                             [["0"]])
+            self.assertIn("kept apart", bus.log())
+            bus.stop()
+            shown = subprocess.run([REPLAY, "--store", os.path.join(bus.dir, "data", "store"), "show",
+                                    pay_id], capture_output=True, text=True, timeout=30)
+            self.assertEqual(shown.returncode, 0, shown.stderr)
+            kept = json.loads(shown.stdout)["database_conflicts"]
+            self.assertEqual(sorted(k["table"] for k in kept), ["payment_orders", "payment_results"])
+            order = next(k for k in kept if k["table"] == "payment_orders")
+            self.assertEqual(order["ours"]["pay_id"], pay_id)
+            self.assertEqual(order["theirs"][0]["pay_id"], "111111111111111111111111")
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim_a.destroy()
+            pg.destroy()
+
+
+class InstanceNumbers(unittest.TestCase):
+    def setUp(self):
+        self.pg = PgCluster()
+        self.pg.start()
+        self.buses = []
+
+    def tearDown(self):
+        for bus in self.buses:
+            bus.destroy()
+        self.pg.destroy()
+
+    def bus(self, sets=()):
+        bus = Bus(self.pg.url, sets=list(sets))
+        self.buses.append(bus)
+        return bus
+
+    def test_a_number_taken_while_the_registry_was_down_is_entered_and_never_handed_out(self):
+        self.pg.stop()
+        first = self.bus(["node.instance_id=7"]).start()
+        self.assertIn("using node.instance_id = 7", first.log())
+        self.pg.start()
+        rows = self.pg.wait_rows("SELECT instance_id, fingerprint FROM paybus_instances", 60)
+        self.assertEqual([r[0] for r in rows], ["7"], first.log()[-2000:])
+        second = self.bus().start()
+        self.assertIn("registered as instance 8", second.log())
+        fingerprints = [r[0] for r in self.pg.query("SELECT fingerprint FROM paybus_instances")]
+        self.assertEqual(len(set(fingerprints)), 2)
+        self.assertIsNone(first.process.poll())
+
+    def test_a_number_the_registry_gave_another_instance_meanwhile_is_refused_at_start(self):
+        self.pg.stop()
+        first = self.bus(["node.instance_id=1"]).start()
+        first.stop()
+        self.pg.start()
+        second = self.bus().start()
+        self.assertIn("registered as instance 1", second.log())
+        first.start(wait=False)
+        self.assertEqual(first.process.wait(60), 1)
+        self.assertIn("belongs to another instance", first.log())
+
+    def test_two_stores_made_at_one_path_on_one_host_get_two_numbers(self):
+        # As containers started from one image: same host name, same data_dir.
+        first = self.bus().start()
+        self.assertIn("registered as instance 1", first.log())
+        first.stop()
+        kept = first.dir + "-first"
+        os.rename(first.dir, kept)
+        try:
+            os.makedirs(first.dir)
+            second = Bus(self.pg.url, data_dir=first.dir)
+            self.buses.append(second)
+            second.start()
+            self.assertIn("registered as instance 2", second.log())
+        finally:
+            shutil.rmtree(kept, ignore_errors=True)
+
+    def test_a_running_bus_whose_number_another_instance_holds_stops(self):
+        # The bus reaches PostgreSQL through a socket the test opens when it
+        # chooses: first unreachable (the bus takes node.instance_id), then,
+        # once another instance holds that number, reachable.
+        proxy = UnixSocketProxy(self.pg.url)
+        try:
+            first = Bus(proxy.url, sets=["node.instance_id=3"])
+            self.buses.append(first)
+            first.start()
+            self.assertIn("using node.instance_id = 3", first.log())
+            self.pg.query("CREATE TABLE IF NOT EXISTS paybus_instances (instance_id serial PRIMARY "
+                          "KEY, fingerprint text UNIQUE NOT NULL, uri text, registered_at "
+                          "timestamptz NOT NULL DEFAULT now()); INSERT INTO paybus_instances "
+                          "(instance_id, fingerprint) VALUES (3, 'another-instance')")
+            proxy.open()
+            self.assertEqual(first.process.wait(60), 1, first.log()[-2000:])
+            self.assertIn("belongs to another instance", first.log())
+            self.assertEqual(self.pg.query("SELECT fingerprint FROM paybus_instances"),
+                             [["another-instance"]])
+        finally:
+            proxy.close()
+
+
+class UnixSocketProxy:
+    """PostgreSQL's Unix socket, forwarded from a directory of its own once `open()`
+    is called; until then, connecting there fails."""
+
+    def __init__(self, url):
+        self.target_dir = url.split("host=", 1)[1].split("&", 1)[0]
+        self.dir = make_temp_dir("pgproxy")
+        self.url = url.replace(self.target_dir, self.dir)
+        self.listener = None
+
+    def open(self):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(os.path.join(self.dir, ".s.PGSQL.5432"))
+        self.listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.connect(os.path.join(self.target_dir, ".s.PGSQL.5432"))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        if self.listener is not None:
+            self.listener.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()

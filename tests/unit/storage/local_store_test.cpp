@@ -605,3 +605,27 @@ TEST_CASE("outbox rows are read up to the first entry the store cannot read, and
   CHECK(store->read_outbox_rows(entries, rows, read).ok());
   CHECK(read == 1);
 }
+
+TEST_CASE("a row the database holds otherwise is kept apart under its pay_id and table") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  store_changes changes;
+  changes.database_conflicts = {{"payment_orders", "100", R"({"pay_id":"100"})",
+                                 R"([{"pay_id":"111"}])", 42}};
+  REQUIRE(store->apply(changes).ok());
+  bool kept = false;
+  REQUIRE(store->database_conflict_kept("100", "payment_orders", kept).ok());
+  CHECK(kept);
+  REQUIRE(store->database_conflict_kept("100", "payment_results", kept).ok());
+  CHECK_FALSE(kept);
+  std::vector<database_conflict> read;
+  REQUIRE(store->scan("db_conflicts", "", [&](std::string_view, std::string_view value) {
+    database_conflict conflict;
+    REQUIRE(codec::decode_database_conflict(value, conflict));
+    read.push_back(conflict);
+    return true;
+  }).ok());
+  REQUIRE(read.size() == 1);
+  CHECK(read[0].theirs == R"([{"pay_id":"111"}])");
+  CHECK(read[0].found_at_ms == 42);
+}

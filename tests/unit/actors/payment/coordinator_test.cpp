@@ -56,7 +56,7 @@ store_actor::behavior_type fake_store(std::shared_ptr<seen> log) {
     [](route_atom, payment_routed&) { return true; },
     [](std::vector<nonce_accepted>&) {},
     [](webhook_atom, std::vector<webhook_update>&) { return true; },
-    [](delivered_atom, std::vector<uint64_t>&) {},
+    [](delivered_atom, std::vector<uint64_t>&, std::vector<database_conflict>&) {},
     [](reading_atom) {},
     [](attach_atom, caf::actor&, caf::actor&, caf::actor&) {},
     [](flush_atom) {},

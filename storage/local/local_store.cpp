@@ -106,6 +106,9 @@ std::unique_ptr<local_store> local_store::open(
   db_options.db_write_buffer_size = 3 * options.write_buffer_bytes;  // all memtables together
   db_options.info_log = std::make_shared<rocksdb_to_spdlog>();
   db_options.max_manifest_file_size = 64u << 20;
+  if (options.env != nullptr)
+    db_options.env = options.env;
+  db_options.max_file_opening_threads = options.file_opening_threads;
 
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);

@@ -12,6 +12,7 @@
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/write_batch.h>
 
 #include "messages/types.hpp"
@@ -29,6 +30,10 @@ struct local_store_options {
   // less free space than this, before RocksDB's log can run into ENOSPC:
   // a write error in the log is one RocksDB does not recover from in place.
   uint64_t min_free_bytes = 64u << 20;
+  // Where RocksDB keeps its files: the machine's file system unless set
+  // (the deterministic simulation keeps a store in memory).
+  rocksdb::Env* env = nullptr;
+  int file_opening_threads = 16;  // RocksDB's threads that open table files at open
 };
 
 /// The RocksDB local store. Column families:

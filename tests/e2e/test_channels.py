@@ -582,17 +582,17 @@ class MalformedChannel:
 
 
 @contextlib.contextmanager
-def beside_a_sound_channel(channel, weights=(100, 100)):
-    """A throwaway PostgreSQL, a real simulator sim-b, and a bus paying through `channel` (as
-    sim-a) and sim-b with `weights`; yields (pg, sim_b, bus, client), then destroys them all,
-    `channel` too."""
+def beside_a_sound_channel(channel, weights=(100, 100), sets=None):
+    """A throwaway PostgreSQL, a real simulator sim-b, and a bus (with `sets`) paying through
+    `channel` (as sim-a) and sim-b with `weights`; yields (pg, sim_b, bus, client), then
+    destroys them all, `channel` too."""
     pg = PgCluster()
     pg.start()
     sim_b = ChannelSim("sim-b").start()
     bus = None
     try:
-        bus = Bus(pg.url, channels={"sim-a": (channel.url, weights[0]),
-                                    "sim-b": (sim_b.url, weights[1])}).start()
+        bus = Bus(pg.url, sets=sets, channels={"sim-a": (channel.url, weights[0]),
+                                               "sim-b": (sim_b.url, weights[1])}).start()
         with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
             yield pg, sim_b, bus, client
     finally:

@@ -18,6 +18,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import CHANNEL_SIM, Bus, ChannelSim, PgCluster, free_port, keys_dir, make_temp_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
+from test_channels import beside_a_sound_channel  # noqa: E402
 
 
 FINAL = ("SUCCEEDED", "FAILED", "CLOSED")
@@ -159,25 +160,18 @@ class ScriptedChannel:
         self.go_down()
 
 
-@contextlib.contextmanager
-def beside_a_simulator(channel, weights=(100, 100), sets=None):
-    """A throwaway PostgreSQL, a real simulator sim-b, and a bus paying through `channel` (as
-    sim-a) and sim-b; yields (pg, sim_b, bus, client), then destroys them all."""
-    pg = PgCluster()
-    pg.start()
-    sim_b = ChannelSim("sim-b").start()
-    bus = None
-    try:
-        bus = Bus(pg.url, sets=sets, channels={"sim-a": (channel.url, weights[0]),
-                                               "sim-b": (sim_b.url, weights[1])}).start()
-        with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
-            yield pg, sim_b, bus, client
-    finally:
-        if bus is not None:
-            bus.destroy()
-        sim_b.destroy()
-        channel.destroy()
-        pg.destroy()
+def pay_through_sim_a(test, channel, sim_b, client, prefix):
+    """Pays `prefix`-N until one goes to `channel` (sim-a, weighted 1000 to sim-b's 1);
+    its pay_id."""
+    for n in range(10):
+        status, body, _ = client.pay(f"{prefix}-{n}")
+        test.assertEqual(status, 202, body)
+        pay_id = body["pay_id"]
+        wait_for(test, "a request to either channel",
+                 lambda: channel.pay_requests(pay_id) or pay_id in sim_b.payments(), 30)
+        if channel.pay_requests(pay_id):
+            return pay_id
+    test.fail("no payment went to sim-a")
 
 
 def paid(channel_id, pay_id, status="SUCCEEDED"):
@@ -208,7 +202,7 @@ class LostPayRequest(unittest.TestCase):
             return signed_answer("sim-a", method, path, paid("sim-a", pay_id))
 
         channel = ScriptedChannel("sim-a", script)
-        with beside_a_simulator(channel) as (pg, sim_b, bus, client):
+        with beside_a_sound_channel(channel) as (pg, sim_b, bus, client):
             for n in range(200):
                 status, body, _ = client.pay(f"LOST-{n}")
                 self.assertEqual(status, 202, body)
@@ -250,16 +244,9 @@ class ForgetfulChannel(unittest.TestCase):
             return signed_answer("sim-a", method, path, paid("sim-a", pay_id, said))
 
         channel = ScriptedChannel("sim-a", script)
-        with beside_a_simulator(channel, weights=(1000, 1),
+        with beside_a_sound_channel(channel, weights=(1000, 1),
                                 sets=["channels.0.settle_ms=0"]) as (pg, sim_b, bus, client):
-            for n in range(10):  # routed to sim-a 999 times in 1000
-                status, body, _ = client.pay(f"HELD-{n}")
-                self.assertEqual(status, 202, body)
-                pay_id = body["pay_id"]
-                wait_for(self, "a request to either channel",
-                         lambda: channel.pay_requests(pay_id) or pay_id in sim_b.payments(), 30)
-                if channel.pay_requests(pay_id):
-                    break
+            pay_id = pay_through_sim_a(self, channel, sim_b, client, "HELD")
             wait_for(self, "sim-a to take the payment", lambda: channel.pay_requests(pay_id), 30)
             if restart:
                 # The bus stops hard after the ACCEPTED; what sim-a said must outlive it.
@@ -371,16 +358,9 @@ class ReplayedAnswers(unittest.TestCase):
             return signed_answer("sim-a", method, path, paid("sim-a", pay_id))
 
         channel = ScriptedChannel("sim-a", script)
-        with beside_a_simulator(channel, weights=(1000, 1),
+        with beside_a_sound_channel(channel, weights=(1000, 1),
                                 sets=["channels.0.settle_ms=1500"]) as (pg, sim_b, bus, client):
-            for n in range(10):  # routed to sim-a 999 times in 1000
-                status, body, _ = client.pay(f"REPLAY-{n}")
-                self.assertEqual(status, 202, body)
-                pay_id = body["pay_id"]
-                wait_for(self, "a request to either channel",
-                         lambda: channel.pay_requests(pay_id) or pay_id in sim_b.payments(), 30)
-                if channel.pay_requests(pay_id):
-                    break
+            pay_id = pay_through_sim_a(self, channel, sim_b, client, "REPLAY")
             final = wait_status(self, client, pay_id, timeout=60)
             self.assertEqual((final["status"], final["channel"]), ("SUCCEEDED", "sim-a"),
                              bus.log()[-3000:])

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <libpq-fe.h>
@@ -276,6 +277,8 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
   // Rows already there are left as they are (a row sent again after a
   // crash); a row the table holds otherwise under its pay_id or its
   // (merchant, merchant_order_no) is named in the answer, never hidden.
+  // The common case costs one hash of the batch: only rows not taken are
+  // compared, in a second statement, with what the table holds.
   static const std::string sql
     = "WITH batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
       "$5::text[], $6::text[], $7::text[], $8::integer[], $9::timestamptz[]) AS b(pay_id, "
@@ -284,26 +287,49 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
       "taken AS (INSERT INTO payment_orders (pay_id, merchant_id, merchant_order_no, amount, "
       "currency, subject, channel_id, instance_id, created_at) SELECT * FROM batch "
       "ON CONFLICT DO NOTHING RETURNING pay_id) "
-      "SELECT b.pay_id FROM batch b WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.pay_id = "
-      "b.pay_id) AND NOT EXISTS (SELECT 1 FROM payment_orders o WHERE o.pay_id = b.pay_id AND "
-      "o.merchant_id = b.merchant_id AND o.merchant_order_no = b.merchant_order_no AND o.amount "
-      "= b.amount AND o.currency = b.currency AND o.subject IS NOT DISTINCT FROM b.subject AND "
-      "o.channel_id IS NOT DISTINCT FROM b.channel_id AND o.instance_id = b.instance_id AND "
-      "o.created_at = b.created_at)";
-  std::vector<pg_array_literal> columns(9);
-  for (const auto& record : records) {
-    columns[0].add(record.pay_id);
-    columns[1].add(record.order.merchant_id);
-    columns[2].add(record.order.merchant_order_no);
-    columns[3].add(std::to_string(record.order.amount_minor));
-    columns[4].add(record.order.currency);
-    add_or_null(columns[5], record.order.subject);
-    add_or_null(columns[6], record.order.channel_id);
-    columns[7].add(std::to_string(record.instance_id));
-    columns[8].add(format_rfc3339_ms(record.created_at_ms));
-  }
+      "SELECT pay_id FROM batch EXCEPT SELECT pay_id FROM taken";
+  static const std::string compare
+    = "SELECT b.pay_id FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+      "$5::text[], $6::text[], $7::text[], $8::integer[], $9::timestamptz[]) AS b(pay_id, "
+      "merchant_id, merchant_order_no, amount, currency, subject, channel_id, instance_id, "
+      "created_at) WHERE NOT EXISTS (SELECT 1 FROM payment_orders o WHERE o.pay_id = b.pay_id "
+      "AND o.merchant_id = b.merchant_id AND o.merchant_order_no = b.merchant_order_no AND "
+      "o.amount = b.amount AND o.currency = b.currency AND o.subject IS NOT DISTINCT FROM "
+      "b.subject AND o.channel_id IS NOT DISTINCT FROM b.channel_id AND o.instance_id = "
+      "b.instance_id AND o.created_at = b.created_at)";
+  auto columns_of = [](const std::vector<const payment_record*>& rows) {
+    std::vector<pg_array_literal> columns(9);
+    for (const auto* record : rows) {
+      columns[0].add(record->pay_id);
+      columns[1].add(record->order.merchant_id);
+      columns[2].add(record->order.merchant_order_no);
+      columns[3].add(std::to_string(record->order.amount_minor));
+      columns[4].add(record->order.currency);
+      add_or_null(columns[5], record->order.subject);
+      add_or_null(columns[6], record->order.channel_id);
+      columns[7].add(std::to_string(record->instance_id));
+      columns[8].add(format_rfc3339_ms(record->created_at_ms));
+    }
+    return columns;
+  };
+  std::vector<const payment_record*> all;
+  for (const auto& record : records)
+    all.push_back(&record);
+  auto columns = columns_of(all);
+  std::vector<std::string> not_taken;
+  if (!execute(sql, column_parameters(columns), error, &not_taken))
+    return false;
+  if (differing != nullptr)
+    differing->clear();
+  if (not_taken.empty())
+    return true;
+  std::vector<const payment_record*> again;
+  for (const auto& record : records)
+    if (std::find(not_taken.begin(), not_taken.end(), record.pay_id) != not_taken.end())
+      again.push_back(&record);
+  auto compared = columns_of(again);
   std::vector<std::string> rows;
-  if (!execute(sql, column_parameters(columns), error, &rows))
+  if (!execute(compare, column_parameters(compared), error, &rows))
     return false;
   if (differing != nullptr)
     *differing = std::move(rows);
@@ -321,23 +347,46 @@ bool pg_database::insert_results(const std::vector<payment_result>& results,
       "taken AS (INSERT INTO payment_results (pay_id, status, channel_id, channel_txn_id, "
       "amount, finished_at, source) SELECT * FROM batch ON CONFLICT DO NOTHING RETURNING "
       "pay_id) "
-      "SELECT b.pay_id FROM batch b WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.pay_id = "
-      "b.pay_id) AND NOT EXISTS (SELECT 1 FROM payment_results r WHERE r.pay_id = b.pay_id AND "
-      "r.status = b.status AND r.channel_id IS NOT DISTINCT FROM b.channel_id AND "
-      "r.channel_txn_id IS NOT DISTINCT FROM b.channel_txn_id AND r.amount = b.amount AND "
-      "r.finished_at = b.finished_at AND r.source = b.source)";
-  std::vector<pg_array_literal> columns(7);
-  for (const auto& result : results) {
-    columns[0].add(result.pay_id);
-    columns[1].add(to_string(result.status));
-    add_or_null(columns[2], result.channel_id);
-    add_or_null(columns[3], result.channel_txn_id);
-    columns[4].add(std::to_string(result.amount_minor));
-    columns[5].add(format_rfc3339_ms(result.finished_at_ms));
-    columns[6].add(to_string(result.source));
-  }
+      "SELECT pay_id FROM batch EXCEPT SELECT pay_id FROM taken";
+  static const std::string compare
+    = "SELECT b.pay_id FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+      "$5::bigint[], $6::timestamptz[], $7::text[]) AS b(pay_id, status, channel_id, "
+      "channel_txn_id, amount, finished_at, source) WHERE NOT EXISTS (SELECT 1 FROM "
+      "payment_results r WHERE r.pay_id = b.pay_id AND r.status = b.status AND r.channel_id IS "
+      "NOT DISTINCT FROM b.channel_id AND r.channel_txn_id IS NOT DISTINCT FROM "
+      "b.channel_txn_id AND r.amount = b.amount AND r.finished_at = b.finished_at AND "
+      "r.source = b.source)";
+  auto columns_of = [](const std::vector<const payment_result*>& rows) {
+    std::vector<pg_array_literal> columns(7);
+    for (const auto* result : rows) {
+      columns[0].add(result->pay_id);
+      columns[1].add(to_string(result->status));
+      add_or_null(columns[2], result->channel_id);
+      add_or_null(columns[3], result->channel_txn_id);
+      columns[4].add(std::to_string(result->amount_minor));
+      columns[5].add(format_rfc3339_ms(result->finished_at_ms));
+      columns[6].add(to_string(result->source));
+    }
+    return columns;
+  };
+  std::vector<const payment_result*> all;
+  for (const auto& result : results)
+    all.push_back(&result);
+  auto columns = columns_of(all);
+  std::vector<std::string> not_taken;
+  if (!execute(sql, column_parameters(columns), error, &not_taken))
+    return false;
+  if (differing != nullptr)
+    differing->clear();
+  if (not_taken.empty())
+    return true;
+  std::vector<const payment_result*> again;
+  for (const auto& result : results)
+    if (std::find(not_taken.begin(), not_taken.end(), result.pay_id) != not_taken.end())
+      again.push_back(&result);
+  auto compared = columns_of(again);
   std::vector<std::string> rows;
-  if (!execute(sql, column_parameters(columns), error, &rows))
+  if (!execute(compare, column_parameters(compared), error, &rows))
     return false;
   if (differing != nullptr)
     *differing = std::move(rows);

@@ -18,7 +18,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import CHANNEL_SIM, Bus, ChannelSim, PgCluster, free_port, keys_dir, make_temp_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
-from test_channels import beside_a_sound_channel  # noqa: E402
+from test_channels import beside_a_sound_channel, notification  # noqa: E402
 
 
 FINAL = ("SUCCEEDED", "FAILED", "CLOSED")
@@ -272,20 +272,6 @@ class ForgetfulChannel(unittest.TestCase):
         self.run_forgetful(restart=True)
 
 
-def notification(channel_id, body):
-    """A raw, signed `POST /v1/channels/{channel_id}/notify` request for `body`."""
-    target = f"/v1/channels/{channel_id}/notify"
-    timestamp, nonce = str(int(time.time())), base64.urlsafe_b64encode(os.urandom(15)).decode()
-    canonical = "\n".join(["POST", target, timestamp, nonce, hashlib.sha256(body).hexdigest()])
-    raw = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{keys_dir()}/{channel_id}.key.pem"],
-                         input=canonical.encode(), capture_output=True, check=True).stdout
-    return (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"X-Paybus-Channel: {channel_id}\r\nX-Paybus-Timestamp: {timestamp}\r\n"
-            f"X-Paybus-Nonce: {nonce}\r\n"
-            f"X-Paybus-Signature: rsa-sha256={base64.b64encode(raw).decode()}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
 class EarlyResult(unittest.TestCase):
     def test_a_notification_for_a_pay_id_yet_to_come_never_decides_it(self):
         # pay_ids are predictable (time, instance, shard, counter): sim-b, which is never
@@ -307,7 +293,7 @@ class EarlyResult(unittest.TestCase):
                 for pay_id in sorted(foretold):
                     body = json.dumps({"pay_id": pay_id, "channel_txn_id": f"forged-{pay_id}",
                                        "status": "SUCCEEDED", "amount": 1999}).encode()
-                    answer = raw_http(bus.port, notification("sim-b", body))
+                    answer = raw_http(bus.port, notification("sim-b", "sim-b", body))
                     self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
                 self.assertLess(time.time() * 1000, start_ms, "signing took too long")
                 while time.time() * 1000 < start_ms:
@@ -380,7 +366,7 @@ class ReplayedAnswers(unittest.TestCase):
                 wait_status(self, client, pay_id)
             body = json.dumps({"pay_id": pay_id, "channel_txn_id": "sim-a-1",
                                "status": "SUCCEEDED", "amount": 1999}).encode()
-            request = notification("sim-a", body)
+            request = notification("sim-a", "sim-a", body)
             self.assertTrue(raw_http(bus.port, request).startswith(b"HTTP/1.1 200"))
             self.assertIn(b"replayed_request", raw_http(bus.port, request))
             # The nonce outlives the process: the same request after a restart.

@@ -76,4 +76,12 @@ bool parse_rfc3339_ms(const std::string& text, int64_t& unix_ms) {
   return true;
 }
 
+std::string utc_day(int64_t unix_ms) {
+  return format_rfc3339_ms(unix_ms).substr(0, 10);
+}
+
+bool parse_utc_day(const std::string& day, int64_t& start_ms) {
+  return day.size() == 10 && parse_rfc3339_ms(day + "T00:00:00Z", start_ms);
+}
+
 } // namespace paybus

@@ -1,5 +1,7 @@
 #include "common/crypto.hpp"
 
+#include <new>
+
 #include <time.h>
 
 #include <algorithm>
@@ -74,6 +76,26 @@ std::string sha256_hex(std::string_view data) {
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
          digest);
   return to_hex(digest, sizeof(digest));
+}
+
+sha256_stream::sha256_stream() : context_(EVP_MD_CTX_new()) {
+  if (context_ == nullptr || EVP_DigestInit_ex(context_, EVP_sha256(), nullptr) != 1)
+    throw std::bad_alloc();
+}
+
+sha256_stream::~sha256_stream() {
+  EVP_MD_CTX_free(context_);
+}
+
+void sha256_stream::update(std::string_view data) {
+  EVP_DigestUpdate(context_, data.data(), data.size());
+}
+
+std::string sha256_stream::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(context_, digest, &size);
+  return to_hex(digest, size);
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {

@@ -12,6 +12,21 @@ namespace paybus::crypto {
 /// Lowercase hex of SHA-256(data).
 std::string sha256_hex(std::string_view data);
 
+/// SHA-256 of data that comes in pieces (a body streamed to a file).
+class sha256_stream {
+public:
+  sha256_stream();
+  ~sha256_stream();
+  sha256_stream(const sha256_stream&) = delete;
+  sha256_stream& operator=(const sha256_stream&) = delete;
+  void update(std::string_view data);
+  /// The digest in lower-case hex; the stream is done with.
+  std::string hex();
+
+private:
+  EVP_MD_CTX* context_;
+};
+
 /// Lowercase hex of HMAC-SHA256(key, data).
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 

@@ -2,11 +2,21 @@
 
 #include "common/crypto.hpp"
 
+#include <strings.h>
+
+#include <cstring>
+
 namespace paybus {
 
 std::string canonical_string(std::string_view method, std::string_view target,
                              std::string_view timestamp, std::string_view nonce,
                              std::string_view body) {
+  return canonical_string_hashed(method, target, timestamp, nonce, crypto::sha256_hex(body));
+}
+
+std::string canonical_string_hashed(std::string_view method, std::string_view target,
+                                    std::string_view timestamp, std::string_view nonce,
+                                    std::string_view body_sha256_hex) {
   std::string text;
   text.reserve(method.size() + target.size() + timestamp.size() + nonce.size()
                + 68);
@@ -18,7 +28,7 @@ std::string canonical_string(std::string_view method, std::string_view target,
   text.push_back('\n');
   text.append(nonce);
   text.push_back('\n');
-  text.append(crypto::sha256_hex(body));
+  text.append(body_sha256_hex);
   return text;
 }
 
@@ -93,6 +103,15 @@ bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
                         std::string_view nonce, std::string_view signature,
                         std::string_view body, int64_t now_ms,
                         int64_t window_seconds) {
+  return verify_rsa_message_hashed(key, method, target, timestamp, nonce, signature,
+                                   crypto::sha256_hex(body), now_ms, window_seconds);
+}
+
+bool verify_rsa_message_hashed(EVP_PKEY* key, std::string_view method,
+                               std::string_view target, std::string_view timestamp,
+                               std::string_view nonce, std::string_view signature,
+                               std::string_view body_sha256_hex, int64_t now_ms,
+                               int64_t window_seconds) {
   int64_t seconds = 0;
   std::string_view scheme;
   std::string_view value;
@@ -103,7 +122,30 @@ bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
   if (skew > window_seconds || skew < -window_seconds)
     return false;
   return crypto::rsa_sha256_verify_base64(
-    key, canonical_string(method, target, timestamp, nonce, body), value);
+    key, canonical_string_hashed(method, target, timestamp, nonce, body_sha256_hex), value);
+}
+
+void take_signature_header(std::string_view line, received_signature& into) {
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos)
+    return;
+  auto name = line.substr(0, colon);
+  auto value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+    value.remove_prefix(1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
+    value.remove_suffix(1);
+  auto is = [&](const char* header) {
+    return name.size() == std::strlen(header) && strncasecmp(name.data(), header, name.size()) == 0;
+  };
+  if (is("X-Paybus-Timestamp"))
+    into.timestamp = value;
+  else if (is("X-Paybus-Nonce"))
+    into.nonce = value;
+  else if (is("X-Paybus-Signature"))
+    into.signature = value;
+  else if (is("X-Paybus-Channel"))
+    into.channel = value;
 }
 
 } // namespace paybus

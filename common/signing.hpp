@@ -16,6 +16,11 @@ std::string canonical_string(std::string_view method, std::string_view target,
                              std::string_view timestamp, std::string_view nonce,
                              std::string_view body);
 
+/// The same, from the body's hash (hex SHA-256): a body too big to hold.
+std::string canonical_string_hashed(std::string_view method, std::string_view target,
+                                    std::string_view timestamp, std::string_view nonce,
+                                    std::string_view body_sha256_hex);
+
 /// 16 to 64 of [A-Za-z0-9_-].
 bool valid_nonce(std::string_view nonce);
 
@@ -51,5 +56,24 @@ bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
                         std::string_view nonce, std::string_view signature,
                         std::string_view body, int64_t now_ms,
                         int64_t window_seconds);
+
+/// The same over a body given by its hash (hex SHA-256): a statement,
+/// streamed to a file while it was hashed.
+bool verify_rsa_message_hashed(EVP_PKEY* key, std::string_view method,
+                               std::string_view target, std::string_view timestamp,
+                               std::string_view nonce, std::string_view signature,
+                               std::string_view body_sha256_hex, int64_t now_ms,
+                               int64_t window_seconds);
+
+/// The signature headers of a channel's answer, as received.
+struct received_signature {
+  std::string channel;  // X-Paybus-Channel
+  std::string timestamp;
+  std::string nonce;
+  std::string signature;
+};
+
+/// Takes one raw header line ("Name: value\r\n") if it is one of the four.
+void take_signature_header(std::string_view line, received_signature& into);
 
 } // namespace paybus

@@ -33,10 +33,7 @@ namespace {
 struct http_exchange {
   long status = 0;
   std::string body;
-  std::string timestamp;
-  std::string nonce;
-  std::string signature;
-  std::string channel;
+  received_signature signed_by;
   bool transport_ok = false;
   bool request_started = false;  // libcurl was about to send the request, once or more
   bool never_sent = false;  // provably nothing of the request reached a socket
@@ -51,28 +48,7 @@ size_t collect_body(char* data, size_t size, size_t count, void* out) {
 }
 
 size_t collect_header(char* data, size_t size, size_t count, void* out) {
-  auto* exchange = static_cast<http_exchange*>(out);
-  std::string_view line{data, size * count};
-  auto colon = line.find(':');
-  if (colon == std::string_view::npos)
-    return size * count;
-  auto name = line.substr(0, colon);
-  auto value = line.substr(colon + 1);
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-    value.remove_prefix(1);
-  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
-    value.remove_suffix(1);
-  auto is = [&](const char* header) {
-    return name.size() == std::strlen(header) && strncasecmp(name.data(), header, name.size()) == 0;
-  };
-  if (is("X-Paybus-Timestamp"))
-    exchange->timestamp = value;
-  else if (is("X-Paybus-Nonce"))
-    exchange->nonce = value;
-  else if (is("X-Paybus-Signature"))
-    exchange->signature = value;
-  else if (is("X-Paybus-Channel"))
-    exchange->channel = value;
+  take_signature_header({data, size * count}, static_cast<http_exchange*>(out)->signed_by);
   return size * count;
 }
 
@@ -180,14 +156,15 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     outcome.reason = "HTTP " + std::to_string(exchange.status);
     return outcome;
   }
-  if (exchange.channel != settings.id
+  const auto& signed_by = exchange.signed_by;
+  if (signed_by.channel != settings.id
       || !verify_rsa_message(settings.channel_key.get(), job.method, job.target,
-                             exchange.timestamp, exchange.nonce, exchange.signature,
+                             signed_by.timestamp, signed_by.nonce, signed_by.signature,
                              exchange.body, unix_now_ms(), settings.window_seconds)) {
     outcome.reason = "bad or missing signature on the channel's answer";
     return outcome;
   }
-  if (!answers.fresh(exchange.timestamp, exchange.nonce, unix_now_ms())) {
+  if (!answers.fresh(signed_by.timestamp, signed_by.nonce, unix_now_ms())) {
     outcome.reason = "a replayed answer: its nonce was seen already, or it was signed before "
                      "the bus started";
     spdlog::warn("channel {}: {} for payment {}; not believed, the payment is asked again",

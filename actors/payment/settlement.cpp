@@ -148,6 +148,13 @@ private:
     out_.changes.outbox.push_back({0, kind, pay_id});
   }
 
+  /// A payment joined its result: a SUCCEEDED one is indexed by channel and
+  /// day (once: a payment joins once).
+  void index_success(const payment_record& record, const payment_result& result) {
+    if (result.status == payment_status::succeeded)
+      out_.changes.succeeded.emplace_back(record.order.currency, result);
+  }
+
   void webhook(const payment_record& record) {
     if (!wants_webhook(policy_, record))
       return;
@@ -222,6 +229,7 @@ private:
     outbox('O', record.pay_id);
     if (joins) {
       outbox('R', record.pay_id);
+      index_success(record, *early);
       webhook(record);
     } else {
       state_.set_dispatch(record.pay_id, true);
@@ -325,6 +333,7 @@ private:
       join(*order, result);
       state_.put_order(*order);
       outbox('R', result.pay_id);
+      index_success(*order, result);
       webhook(*order);
       state_.set_dispatch(result.pay_id, false);
       answer.joined = true;

@@ -76,6 +76,9 @@ struct store_changes {
   std::vector<database_conflict> database_conflicts;  // rows the database holds otherwise
   std::vector<payment_result> conflicts;  // kept under conflict_key, never applied
   std::vector<nonce_accepted> nonces;
+  // Payments that became SUCCEEDED (the order's currency, the result):
+  // indexed by channel and UTC day for reconciliation.
+  std::vector<std::pair<std::string, payment_result>> succeeded;
 
   bool empty() const {
     return orders.empty() && idempotency.empty() && results.empty() && results_removed.empty()
@@ -83,7 +86,7 @@ struct store_changes {
            && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
            && webhook_moves.empty() && outbox_removed.empty() && conflicts.empty()
            && database_conflicts.empty()
-           && nonces.empty();
+           && nonces.empty() && succeeded.empty();
   }
 };
 

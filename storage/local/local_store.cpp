@@ -28,7 +28,31 @@ namespace {
 
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta", "results", "dispatch", "webhooks", "conflicts", "db_conflicts"};
+     "meta", "results", "dispatch", "webhooks", "conflicts", "db_conflicts", "succeeded"};
+
+/// The key of a payment in the `succeeded` index: channel, NUL, UTC day, NUL, pay_id.
+std::string succeeded_key(const std::string& channel_id, const std::string& day,
+                          const std::string& pay_id) {
+  std::string key;
+  key.reserve(channel_id.size() + day.size() + pay_id.size() + 2);
+  key.append(channel_id);
+  key.push_back('\0');
+  key.append(day);
+  key.push_back('\0');
+  key.append(pay_id);
+  return key;
+}
+
+/// Puts the index entry of a payment that became SUCCEEDED: the order's
+/// currency (3 bytes), then the result as the results family holds it.
+void put_succeeded(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* family,
+                   const std::string& currency, const payment_result& result) {
+  std::string value = currency;
+  value.resize(3, ' ');
+  value.append(codec::encode_result(result));
+  batch.Put(family, succeeded_key(result.channel_id, utc_day(result.finished_at_ms), result.pay_id),
+            value);
+}
 
 /// Drops nonces past their retention during compactions.
 class nonce_expiry_filter : public rocksdb::CompactionFilter {
@@ -165,6 +189,16 @@ std::unique_ptr<local_store> local_store::open(
   store->webhooks_ = store->handles_[8];
   store->conflicts_ = store->handles_[9];
   store->db_conflicts_ = store->handles_[10];
+  store->succeeded_ = store->handles_[11];
+  status = store->index_succeeded_payments();
+  if (status.IsNoSpace()) {
+    spdlog::warn("local store: no room to index the succeeded payments by channel and day; "
+                 "indexed at the next start");
+  } else if (!status.ok()) {
+    error = "cannot index the succeeded payments of " + dir + " by channel and day: "
+            + status.ToString();
+    return nullptr;
+  }
   status = store->queue_webhooks_by_merchant();
   if (!status.ok()) {
     error = "cannot move the webhook outbox of " + dir + " to queues by merchant: "
@@ -260,6 +294,8 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
     batch.Put(idem_, key, pay_id);
   for (const auto& result : changes.results)
     batch.Put(results_, result.pay_id, codec::encode_result(result));
+  for (const auto& [currency, result] : changes.succeeded)
+    put_succeeded(batch, succeeded_, currency, result);
   for (const auto& pay_id : changes.results_removed)
     batch.Delete(results_, pay_id);
   uint64_t sequence = next_sequence_;
@@ -526,6 +562,66 @@ rocksdb::Status local_store::scan(
     return it->status();
   }
   return rocksdb::Status::InvalidArgument("no such column family", family);
+}
+
+rocksdb::Status local_store::succeeded_on(
+  const std::string& channel_id, const std::string& day, const std::string& after,
+  const std::function<bool(const succeeded_payment&)>& visit) {
+  auto prefix = succeeded_key(channel_id, day, "");
+  auto from = prefix + after;
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, succeeded_)};
+  succeeded_payment payment;
+  it->Seek(from);
+  if (!after.empty() && it->Valid() && it->key() == from)
+    it->Next();
+  for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto value = it->value().ToStringView();
+    if (value.size() < 3 || !codec::decode_result(value.substr(3), payment.result))
+      return rocksdb::Status::Corruption("an unreadable entry in the succeeded index",
+                                         it->key().ToString());
+    payment.currency.assign(value.substr(0, 3));
+    if (!visit(payment))
+      break;
+  }
+  return it->status();
+}
+
+rocksdb::Status local_store::index_succeeded_payments() {
+  static const std::string done = "succeeded_index";
+  std::optional<std::string> marker;
+  auto status = get_meta(done, marker);
+  if (!status.ok() || marker)
+    return status;
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, orders_)};
+  rocksdb::WriteBatch batch;
+  int64_t indexed = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    payment_record record;
+    if (!codec::decode_record(it->value().ToStringView(), record)
+        || record.status != payment_status::succeeded)
+      continue;  // damage is reported where payments are read
+    std::optional<payment_result> result;
+    status = get_result(record.pay_id, result);
+    if (!status.ok())
+      return status;
+    if (!result || result->flagged || result->status != payment_status::succeeded)
+      continue;
+    put_succeeded(batch, succeeded_, record.order.currency, *result);
+    ++indexed;
+    if (batch.Count() >= 10'000) {
+      status = write(sync_, batch);
+      if (!status.ok())
+        return status;
+      batch.Clear();
+    }
+  }
+  if (!it->status().ok())
+    return it->status();
+  batch.Put(meta_, done, "1");
+  status = write(sync_, batch);
+  if (status.ok() && indexed > 0)
+    spdlog::info("local store: {} succeeded payments indexed by channel and day", indexed);
+  return status;
 }
 
 std::map<std::string, uint64_t> local_store::count_keys() {

@@ -53,6 +53,10 @@ struct local_store_options {
 ///   db_conflicts pay_id \0 table -> encoded database_conflict: a row the
 ///            transaction database holds otherwise under the same keys, kept
 ///            apart instead of the row that was not written
+///   succeeded channel_id \0 YYYY-MM-DD \0 pay_id -> currency (3 bytes) +
+///            encoded payment_result: every SUCCEEDED payment by the channel
+///            and UTC day of its result, written with the result
+///            (reconciliation reads one channel's day in pay_id order)
 /// Thread-safety: reads from any thread; `apply` only from the single writer.
 class local_store {
 public:
@@ -148,6 +152,19 @@ public:
   /// Compacts the nonce family now (expired nonces go); tests and tools.
   rocksdb::Status compact_nonces();
 
+  /// A payment of the `succeeded` index.
+  struct succeeded_payment {
+    std::string currency;
+    payment_result result;  // its pay_id, channel, transaction, amount, finished_at
+  };
+  /// Calls `visit` for each payment that became SUCCEEDED through
+  /// `channel_id` with its result finished on UTC day `day` ("YYYY-MM-DD"),
+  /// in pay_id order from the first after `after` (empty: from the first),
+  /// until it returns false. Corruption for an entry that cannot be read.
+  rocksdb::Status succeeded_on(const std::string& channel_id, const std::string& day,
+                               const std::string& after,
+                               const std::function<bool(const succeeded_payment&)>& visit);
+
   /// Calls `visit(key, value)` for each entry of column family `family` in
   /// key order from `from`, until it returns false. Offline tools only.
   rocksdb::Status scan(const std::string& family, const std::string& from,
@@ -176,6 +193,11 @@ private:
   rocksdb::ColumnFamilyHandle* webhooks_ = nullptr;
   rocksdb::ColumnFamilyHandle* conflicts_ = nullptr;
   rocksdb::ColumnFamilyHandle* db_conflicts_ = nullptr;
+  rocksdb::ColumnFamilyHandle* succeeded_ = nullptr;
+
+  /// Indexes the SUCCEEDED payments of a store written before the
+  /// `succeeded` family existed, once (a meta entry says it is done).
+  rocksdb::Status index_succeeded_payments();
   std::atomic<int64_t> webhook_backlog_{0};
   bool sync_ = true;
   int64_t nonce_retention_ms_ = 600'000;

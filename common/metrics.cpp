@@ -83,6 +83,16 @@ void metrics::count_channel_request(const std::string& channel, const std::strin
   ++channel_requests_[{channel, outcome}];
 }
 
+void metrics::count_reconciliation(const std::string& channel, uint64_t lines,
+                                   const std::map<std::string, uint64_t>& differences,
+                                   int64_t finished_unix_ms) {
+  std::lock_guard lock{channel_mutex_};
+  reconciliation_lines_[channel] += lines;
+  for (const auto& [what, count] : differences)
+    reconciliation_differences_[{channel, what}] += count;
+  reconciliation_success_ms_[channel] = finished_unix_ms;
+}
+
 std::string metrics::render_prometheus() const {
   std::string out;
   out.reserve(8192);
@@ -140,6 +150,24 @@ std::string metrics::render_prometheus() const {
                   "Circuit breaker per channel: 0 closed, 1 open, 2 half-open.");
     for (const auto& [channel, state] : breaker_states_)
       append_value(out, "paybus_channel_breaker_state{channel=\"" + channel + "\"}", state);
+    append_metric(out, "paybus_reconciliation_lines_total", "counter",
+                  "Statement lines read by reconciliation runs that finished, by channel.");
+    for (const auto& [channel, count] : reconciliation_lines_)
+      append_value(out, "paybus_reconciliation_lines_total{channel=\"" + channel + "\"}",
+                   static_cast<double>(count));
+    append_metric(out, "paybus_reconciliation_differences_total", "counter",
+                  "Lines and payments of finished reconciliation runs in each class but "
+                  "matched, by channel and class.");
+    for (const auto& [key, count] : reconciliation_differences_)
+      append_value(out, "paybus_reconciliation_differences_total{channel=\"" + key.first
+                          + "\",class=\"" + key.second + "\"}",
+                   static_cast<double>(count));
+    append_metric(out, "paybus_reconciliation_last_success_timestamp_seconds", "gauge",
+                  "When the last reconciliation run of each channel finished (unix seconds).");
+    for (const auto& [channel, at] : reconciliation_success_ms_)
+      append_value(out, "paybus_reconciliation_last_success_timestamp_seconds{channel=\""
+                          + channel + "\"}",
+                   static_cast<double>(at) / 1000.0);
   }
 
   auto usage = crypto::private_key_usage_so_far();

@@ -87,6 +87,12 @@ public:
   /// Counts a request to a channel by its outcome.
   void count_channel_request(const std::string& channel, const std::string& outcome);
 
+  /// A reconciliation run of `channel` finished: its statement's data lines,
+  /// the count of each class but matched (by name), and when it finished.
+  void count_reconciliation(const std::string& channel, uint64_t lines,
+                            const std::map<std::string, uint64_t>& differences,
+                            int64_t finished_unix_ms);
+
   /// Counts one answered HTTP request.
   void count_response(int status_code, int64_t duration_us);
 
@@ -102,6 +108,9 @@ private:
   mutable std::mutex channel_mutex_;
   std::map<std::pair<std::string, std::string>, uint64_t> channel_requests_;
   std::map<std::string, int> breaker_states_;
+  std::map<std::string, uint64_t> reconciliation_lines_;  // by channel
+  std::map<std::pair<std::string, std::string>, uint64_t> reconciliation_differences_;
+  std::map<std::string, int64_t> reconciliation_success_ms_;  // by channel
   std::array<std::atomic<uint64_t>, duration_bounds_seconds.size() + 1> join_buckets_{};
   std::atomic<uint64_t> join_count_{0};
   std::atomic<uint64_t> join_sum_ms_{0};

@@ -1,5 +1,7 @@
 #include "config/settings.hpp"
 
+#include <cctype>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -181,6 +183,15 @@ bool valid_http_url(const std::string& url) {
   return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
 }
 
+/// "HH:MM", 00:00 to 23:59.
+bool valid_time_of_day(const std::string& text) {
+  return text.size() == 5 && text[2] == ':' && std::isdigit(static_cast<unsigned char>(text[0]))
+         && std::isdigit(static_cast<unsigned char>(text[1]))
+         && std::isdigit(static_cast<unsigned char>(text[3]))
+         && std::isdigit(static_cast<unsigned char>(text[4])) && std::stoi(text.substr(0, 2)) < 24
+         && std::stoi(text.substr(3, 2)) < 60;
+}
+
 void read_all(key_reader& in, settings& out) {
   in.string("node.data_dir", out.data_dir);
   if (out.data_dir.empty())
@@ -243,6 +254,12 @@ void read_all(key_reader& in, settings& out) {
   // API: an undelivered webhook is retried for at least 24 hours.
   in.integer("notify.give_up_after_ms", out.notify_give_up_after_ms, 86'400'000, 30 * 86'400'000LL);
   in.integer("notify.untargeted_wait_ms", out.notify_untargeted_wait_ms, 100, 3'600'000);
+  in.string("reconciliation.at", out.reconciliation_at);
+  if (!out.reconciliation_at.empty() && !valid_time_of_day(out.reconciliation_at))
+    in.fail("reconciliation.at", "expected HH:MM (UTC), or \"\" for no daily run");
+  in.string("reconciliation.reports_dir", out.reconciliation_reports_dir);
+  if (out.reconciliation_reports_dir.empty())
+    out.reconciliation_reports_dir = out.data_dir + "/reports";
   in.string("actors.scheduler", out.scheduler_policy);
   if (out.scheduler_policy != "sharing" && out.scheduler_policy != "stealing")
     in.fail("actors.scheduler", "expected sharing or stealing");
@@ -296,6 +313,15 @@ void read_all(key_reader& in, settings& out) {
     in.integer(prefix + "breaker_failures", channel.breaker_failures, 1, 1000);
     in.integer(prefix + "breaker_open_ms", channel.breaker_open_ms, 10, 3'600'000);
     in.integer(prefix + "settle_ms", channel.settle_ms, 0, 3'600'000);
+    in.string(prefix + "statement_url", channel.statement_url);
+    if (channel.statement_url.empty())
+      channel.statement_url = channel.url + (channel.url.empty() || channel.url.back() != '/' ? "/" : "")
+                              + "v1/statements/{date}";
+    else if (channel.statement_url.find("{date}") == std::string::npos
+             || (!valid_http_url(channel.statement_url)
+                 && channel.statement_url.rfind("file:///", 0) != 0))
+      in.fail(prefix + "statement_url",
+              "expected an http(s):// URL or file:///path with {date} in it");
     if (channel.public_key_path.empty())
       in.fail(prefix + "public_key", "a channel needs the public key that verifies its signatures");
     if (!valid_id(channel.id))

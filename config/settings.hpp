@@ -27,6 +27,9 @@ struct channel_settings {
   int64_t breaker_open_ms = 5000;
   // A query's NOT_FOUND is believed only this long after the last pay request left.
   int64_t settle_ms = 10'000;
+  // Where its statements are: "" is {url}/v1/statements/{date}; an http(s)
+  // URL or "file:///path/{date}.csv" with "{date}" in it.
+  std::string statement_url;
 };
 
 /// Every configuration key of paybusd, with its default. docs/configuration.md
@@ -76,6 +79,9 @@ struct settings {
   int64_t notify_retry_max_ms = 3'600'000;
   int64_t notify_give_up_after_ms = 25 * 3'600'000LL;
   int64_t notify_untargeted_wait_ms = 60'000;
+  // [reconciliation]
+  std::string reconciliation_at = "02:30";  // UTC time of day; "" = no daily run
+  std::string reconciliation_reports_dir;   // "" = <data_dir>/reports
   // [actors]
   std::string scheduler_policy = "sharing";  // "sharing" or "stealing"
   int64_t scheduler_threads = 1;             // 0: one per core

@@ -55,6 +55,7 @@ struct call {
   caf::io::connection_handle hdl;
   uint64_t sequence = 0;
   bool keep_alive = true;
+  bool reconciliation = false;  // late: the run goes on, its report comes when it is done
 };
 
 struct ingress_state {
@@ -184,9 +185,15 @@ void expire_calls(ingress_broker* self) {
   while (!st.call_deadlines.empty() && st.call_deadlines.front().first <= now) {
     async_reply reply{self, st.call_deadlines.front().second};
     st.call_deadlines.pop_front();
-    reply(503, error_json("store_unavailable",
-                          "the local store did not answer in time; retry with "
-                          "the same merchant_order_no"));
+    auto found = st.calls.find(reply.id);
+    if (found != st.calls.end() && found->second.reconciliation)
+      reply(503, error_json("reconciliation_running",
+                            "the run goes on past http.request_timeout_ms; its report is "
+                            "written when it is done (see the log)"));
+    else
+      reply(503, error_json("store_unavailable",
+                            "the local store did not answer in time; retry with "
+                            "the same merchant_order_no"));
   }
 }
 
@@ -389,6 +396,67 @@ void serve_notification(const request_slot& slot, const http_request& request,
       [=](caf::error& error) { answer_store_error(reply, error); });
 }
 
+/// POST /v1/admin/reconcile {"channel", "date", "file"?, "repair"?}: runs a
+/// channel's reconciliation and answers with its summary (200) or why it
+/// failed (502). Only from a loopback address, signed with the bus's own
+/// key (signing.private_key): the operator's until the admin console.
+void serve_reconcile(const request_slot& slot, const http_request& request) {
+  auto* self = slot.self;
+  auto& st = self->state;
+  const auto& ctx = *st.context;
+  auto peer = self->remote_addr(slot.hdl);
+  if (peer != "127.0.0.1" && peer != "::1" && peer != "::ffff:127.0.0.1")
+    return slot.error(403, "forbidden", "reconciliation is run from this machine only");
+  auto now_ms = unix_now_ms();
+  if (!ctx.bus_key || request.auth_duplicated
+      || !verify_rsa_message(ctx.bus_key.get(), "POST", request.target, request.timestamp,
+                             request.nonce, request.signature, request.body, now_ms,
+                             ctx.timestamp_window_seconds))
+    return slot.error(401, "unauthenticated",
+                      "missing, malformed or invalid signature (sign with the bus's own key)");
+  if (st.nonces->seen("admin", request.nonce))
+    return slot.error(401, "replayed_request", "this nonce was already used");
+  st.nonces->remember("admin", request.nonce, now_ms);
+  auto body = nlohmann::json::parse(request.body, nullptr, false);
+  auto text = [&](const char* name) -> std::optional<std::string> {
+    if (!body.is_object() || !body.contains(name) || !body[name].is_string())
+      return std::nullopt;
+    return body[name].get<std::string>();
+  };
+  auto channel = text("channel");
+  auto date = text("date");
+  auto file = text("file").value_or("");
+  int64_t day_start = 0;
+  if (!channel || !date || !parse_utc_day(*date, day_start))
+    return slot.error(400, "invalid_field",
+                      "expected {\"channel\": ID, \"date\": \"YYYY-MM-DD\"} (and \"file\", \"repair\")");
+  if (!file.empty() && file.front() != '/')
+    return slot.error(400, "invalid_field", "file must be an absolute path");
+  bool repair = true;
+  if (body.contains("repair")) {
+    if (!body["repair"].is_boolean())
+      return slot.error(400, "invalid_field", "repair must be true or false");
+    repair = body["repair"].get<bool>();
+  }
+  auto reconciler = ctx.reconcilers.find(*channel);
+  if (reconciler == ctx.reconcilers.end())
+    return slot.error(404, "not_found", "no such channel");
+  auto reply = slot.start();
+  st.calls.at(reply.id).reconciliation = true;
+  self->request(reconciler->second, std::chrono::seconds{86400}, reconcile_atom::value, *date, file,
+                repair)
+    .then(
+      [=](bool ok, const std::string& answer) {
+        if (ok)
+          reply(200, answer);
+        else
+          reply(502, error_json("reconciliation_failed", answer));
+      },
+      [=](caf::error& error) {
+        reply(503, error_json("reconciliation_unavailable", caf::to_string(error)));
+      });
+}
+
 /// The merchant a /v1/payments* request is signed by, or nothing once it
 /// has been answered (401, or 503 when the store cannot be read).
 const merchant_credentials* authenticate_merchant(const request_slot& slot,
@@ -509,7 +577,8 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl, connection& 
   if (!to.method_allowed)
     return slot.error(405, "method_not_allowed",
                       to.kind == route_kind::payments ? "use POST or GET"
-                      : to.kind == route_kind::channel_notify ? "use POST"
+                      : to.kind == route_kind::channel_notify || to.kind == route_kind::reconcile
+                        ? "use POST"
                                                               : "use GET",
                       std::string{"Allow: "} + to.allow + "\r\n");
   switch (to.kind) {
@@ -519,6 +588,8 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl, connection& 
       return serve_operations(slot, to.kind);
     case route_kind::channel_notify:
       return serve_notification(slot, request, std::string{to.channel_id});
+    case route_kind::reconcile:
+      return serve_reconcile(slot, request);
     default:
       return serve_payments(slot, request, to);
   }

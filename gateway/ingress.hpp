@@ -41,6 +41,10 @@ struct ingress_context {
   store_actor store;
   coordinator_actor coordinator;
   std::unordered_map<std::string, crypto::pkey_ptr> channel_keys;  // verify notifications
+  // POST /v1/admin/reconcile: a loopback client signing with the bus's own
+  // key runs a channel's reconciliation actor.
+  crypto::pkey_ptr bus_key;
+  std::unordered_map<std::string, reconciliation_actor> reconcilers;
   metrics* figures = nullptr;
   local_store* store_reads = nullptr;  // nonce look-ups (memory and block cache)
   int64_t recent_nonce_ms = 10'000;    // nonces also kept in memory this long

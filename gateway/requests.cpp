@@ -31,6 +31,10 @@ route route_request(std::string_view method, std::string_view target) {
     out.channel_id = path.substr(13, path.size() - 20);
     out.method_allowed = post;
     out.allow = "POST";
+  } else if (path == "/v1/admin/reconcile") {
+    out.kind = route_kind::reconcile;
+    out.method_allowed = post;
+    out.allow = "POST";
   } else if (path == "/v1/payments") {
     out.kind = route_kind::payments;
     out.method_allowed = get || post;

@@ -21,6 +21,7 @@ enum class route_kind {
   channel_notify,       // POST /v1/channels/{id}/notify
   payments,             // POST or GET /v1/payments
   payment,              // GET /v1/payments/{pay_id}
+  reconcile,            // POST /v1/admin/reconcile (loopback, signed with the bus's key)
   not_found,
 };
 

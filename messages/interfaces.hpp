@@ -79,6 +79,7 @@ CAF_ADD_ATOM(paybus, paybus, attach_atom, "attach")
 CAF_ADD_ATOM(paybus, paybus, webhook_atom, "webhook")
 CAF_ADD_ATOM(paybus, paybus, delivered_atom, "delivered")
 CAF_ADD_ATOM(paybus, paybus, reading_atom, "reading")
+CAF_ADD_ATOM(paybus, paybus, reconcile_atom, "reconcile")
 
 namespace paybus {
 
@@ -176,5 +177,16 @@ using notifier_actor = caf::typed_actor<
   caf::reacts_to<tick_atom, uint64_t>,
   // Internal: delivery N's HTTP status (0: no answer), from the sender's thread.
   caf::reacts_to<done_atom, uint64_t, int32_t>>;
+
+/// Reconciles one channel's statements with the bus (detached: it reads
+/// files and the store, and waits for the store writer's repairs). One per
+/// channel: two runs of one channel never overlap, runs of two channels may.
+using reconciliation_actor = caf::typed_actor<
+  // Runs the given UTC day ("YYYY-MM-DD") from a file ("": the channel's
+  // signed statement), repairing or not: true and the summary JSON, or
+  // false and why the run failed (it then wrote no report).
+  caf::replies_to<reconcile_atom, std::string, std::string, bool>::with<bool, std::string>,
+  // Internal: the daily run is due, or a failed one is tried again.
+  caf::reacts_to<tick_atom>>;
 
 } // namespace paybus

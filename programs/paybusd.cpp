@@ -22,6 +22,7 @@
 #include "actors/channel/channel_actor.hpp"
 #include "actors/ledger/sink_actor.hpp"
 #include "actors/payment/coordinator.hpp"
+#include "actors/reconcile/reconcile_actor.hpp"
 #include "actors/store/store_actor.hpp"
 #include "actors/webhook/notifier.hpp"
 #include "common/clock.hpp"
@@ -300,6 +301,24 @@ int main(int argc, char** argv) {
   // The writer tells them, after each commit, of the work it gave them.
   caf::anon_send(writer, attach_atom::value, caf::actor_cast<caf::actor>(sink),
                  caf::actor_cast<caf::actor>(notifier), caf::actor_cast<caf::actor>(coordinator));
+  std::vector<reconciliation_actor> reconcilers;
+  for (const auto& channel : config.channels) {
+    reconciliation_settings reconcile;
+    reconcile.source.channel_id = channel.id;
+    reconcile.source.url_template = channel.statement_url;
+    reconcile.source.ca_file = channel.ca_file;
+    reconcile.source.connect_timeout_ms = std::min<int64_t>(channel.timeout_ms, 10'000);
+    reconcile.source.window_seconds = config.timestamp_window_seconds;
+    reconcile.bus_key = signing_key;
+    reconcile.channel_key = channel_keys.at(channel.id);
+    reconcile.places.reports_dir = config.reconciliation_reports_dir;
+    reconcile.places.scratch_dir = config.data_dir + "/reconcile-scratch";
+    reconcile.daily_at = config.reconciliation_at;
+    reconcilers.push_back(spawn_reconciliation(system, std::move(reconcile), *store, writer,
+                                               figures));
+    context->reconcilers.emplace(channel.id, reconcilers.back());
+  }
+  context->bus_key = signing_key;
   context->coordinator = coordinator;
   context->channel_keys = channel_keys;
   context->shards = shards;
@@ -333,6 +352,9 @@ int main(int argc, char** argv) {
   for (auto& channel : channels)
     caf::anon_send_exit(channel.handle, caf::exit_reason::user_shutdown);
   channels.clear();
+  for (auto& reconciler : reconcilers)
+    caf::anon_send_exit(reconciler, caf::exit_reason::user_shutdown);
+  reconcilers.clear();
   caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fcntl.h>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
@@ -54,6 +55,20 @@ struct sim_mode {
   double notify_loss_ratio = 0;
   double notify_duplicate_ratio = 0;
   bool down = false;          // refuses connections
+  // A payment answered ACCEPTED keeps being answered ACCEPTED to queries
+  // after it settled (its statement line says SUCCEEDED): with its
+  // notification lost, only reconciliation finishes it.
+  bool query_lag = false;
+  // Differences planted in statements, taken from the day's lines in
+  // pay_id order: the first `statement_drop` lines left out, the next
+  // `statement_change_amount` at one minor unit more, the next
+  // `statement_duplicate` written twice; then `statement_foreign` lines of
+  // pay_ids no bus issued and `statement_malformed` lines that do not parse.
+  int64_t statement_drop = 0;
+  int64_t statement_change_amount = 0;
+  int64_t statement_duplicate = 0;
+  int64_t statement_foreign = 0;
+  int64_t statement_malformed = 0;
 };
 
 void to_json(json& j, const sim_mode& m) {
@@ -62,7 +77,12 @@ void to_json(json& j, const sim_mode& m) {
            {"timeout_ratio", m.timeout_ratio}, {"pay_delay_ms", m.pay_delay_ms},
            {"notify_delay_ms", m.notify_delay_ms},
            {"notify_loss_ratio", m.notify_loss_ratio},
-           {"notify_duplicate_ratio", m.notify_duplicate_ratio}, {"down", m.down}};
+           {"notify_duplicate_ratio", m.notify_duplicate_ratio}, {"down", m.down},
+           {"query_lag", m.query_lag}, {"statement_drop", m.statement_drop},
+           {"statement_change_amount", m.statement_change_amount},
+           {"statement_duplicate", m.statement_duplicate},
+           {"statement_foreign", m.statement_foreign},
+           {"statement_malformed", m.statement_malformed}};
 }
 
 /// Applies the keys present in `patch`; false with `error` on a bad one.
@@ -77,6 +97,12 @@ bool apply_mode(sim_mode& mode, const json& patch, std::string& error) {
       if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 1)
         return false;
       slot = value.get<double>();
+      return true;
+    };
+    auto count = [&](int64_t& slot) {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > 1'000'000)
+        return false;
+      slot = value.get<int64_t>();
       return true;
     };
     auto millis = [&](int64_t& slot) {
@@ -95,6 +121,12 @@ bool apply_mode(sim_mode& mode, const json& patch, std::string& error) {
               : key == "notify_loss_ratio"      ? ratio(next.notify_loss_ratio)
               : key == "notify_duplicate_ratio" ? ratio(next.notify_duplicate_ratio)
               : key == "down" ? (value.is_boolean() ? (next.down = value.get<bool>(), true) : false)
+              : key == "query_lag" ? (value.is_boolean() ? (next.query_lag = value.get<bool>(), true) : false)
+              : key == "statement_drop"          ? count(next.statement_drop)
+              : key == "statement_change_amount" ? count(next.statement_change_amount)
+              : key == "statement_duplicate"     ? count(next.statement_duplicate)
+              : key == "statement_foreign"       ? count(next.statement_foreign)
+              : key == "statement_malformed"     ? count(next.statement_malformed)
                               : false;
     if (!ok) {
       error = "bad or unknown mode key " + key;
@@ -120,6 +152,7 @@ struct payment {
   std::string notify_url;
   int64_t paid_at_ms = 0;
   int pay_requests = 0;
+  bool lagging = false;  // settled, but queries still hear ACCEPTED (query_lag)
 };
 
 /// Sends result notifications from their own thread, signed, with libcurl.
@@ -448,7 +481,8 @@ private:
   }
 
   json payment_json(const payment& p) const {
-    return json{{"pay_id", p.pay_id}, {"channel_txn_id", p.channel_txn_id}, {"status", p.status}};
+    return json{{"pay_id", p.pay_id}, {"channel_txn_id", p.channel_txn_id},
+                {"status", p.lagging ? "ACCEPTED" : p.status}};
   }
 
   void notify(const payment& p) {
@@ -523,8 +557,10 @@ private:
                     : payment_json(found->second);
       return respond(fd, request, signed_response(request, 200, "application/json", body.dump()));
     }
-    if (target.rfind("/v1/statements/", 0) == 0 && request.method == "GET")
-      return respond(fd, request, signed_response(request, 200, "text/csv", statement(std::string{target.substr(15)})));
+    if (target.rfind("/v1/statements/", 0) == 0 && request.method == "GET") {
+      if (auto csv = statement(std::string{target.substr(15)}))
+        return respond(fd, request, signed_response(request, 200, "text/csv", *csv));
+    }
     respond(fd, request, signed_response(request, 404, "application/json", paybus::error_json("not_found", "no such resource")));
   }
 
@@ -570,22 +606,44 @@ private:
     respond(fd, request, signed_response(request, 200, "application/json", answer.dump()));
     if (stored.status == "ACCEPTED") {
       stored.status = "SUCCEEDED";  // it settles; only the notification tells
+      stored.lagging = mode_.query_lag;
       stored.paid_at_ms = unix_now_ms() + mode_.notify_delay_ms;
       notify(stored);
     }
   }
 
-  std::string statement(const std::string& date) {
+  /// The day's statement, with the differences the mode plants; nullopt
+  /// for a target that is not a date.
+  std::optional<std::string> statement(const std::string& date) {
+    int64_t day_start = 0;
+    if (!paybus::parse_rfc3339_ms(date + "T00:00:00Z", day_start) || date.size() != 10)
+      return std::nullopt;
     std::string csv = "channel_txn_id,pay_id,amount,currency,status,paid_at\n";
+    int64_t index = 0;
+    auto drop_end = mode_.statement_drop;
+    auto change_end = drop_end + mode_.statement_change_amount;
+    auto duplicate_end = change_end + mode_.statement_duplicate;
     for (const auto& [id, p] : payments_) {
       if (p.status != "SUCCEEDED")
         continue;
       auto paid_at = paybus::format_rfc3339_ms(p.paid_at_ms);
       if (paid_at.compare(0, 10, date) != 0)
         continue;
-      csv += p.channel_txn_id + "," + p.pay_id + "," + std::to_string(p.amount) + "," + p.currency
-             + ",SUCCEEDED," + paid_at + "\n";
+      auto at = index++;
+      if (at < drop_end)
+        continue;
+      auto amount = p.amount + (at < change_end ? 1 : 0);
+      auto line = p.channel_txn_id + "," + p.pay_id + "," + std::to_string(amount) + ","
+                  + p.currency + ",SUCCEEDED," + paid_at + "\n";
+      csv += line;
+      if (at >= change_end && at < duplicate_end)
+        csv += line;
     }
+    for (int64_t i = 0; i < mode_.statement_foreign; ++i)
+      csv += channel_id_ + "-foreign-" + std::to_string(i + 1) + ",9" + std::to_string(100000 + i)
+             + ",100,CNY,SUCCEEDED," + date + "T12:00:00.000Z\n";
+    for (int64_t i = 0; i < mode_.statement_malformed; ++i)
+      csv += channel_id_ + "-malformed-" + std::to_string(i + 1) + ",not a line\n";
     return csv;
   }
 

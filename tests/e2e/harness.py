@@ -239,8 +239,9 @@ CHANNEL_SIM = os.path.join(BUILD, "tools", "paybus-channel-sim")
 class ChannelSim:
     """One paybus-channel-sim process."""
 
-    def __init__(self, channel_id, args=()):
+    def __init__(self, channel_id, args=(), key_owner=None):
         self.channel_id = channel_id
+        self.key_owner = key_owner or channel_id  # another's key: a forger
         self.port = free_port()
         self.admin_port = free_port()
         self.args = list(args)
@@ -258,7 +259,7 @@ class ChannelSim:
             self.process = subprocess.Popen(
                 [CHANNEL_SIM, "--listen", f"127.0.0.1:{self.port}", "--channel-id", self.channel_id,
                  "--admin", f"127.0.0.1:{self.admin_port}",
-                 "--key", f"{keys}/{self.channel_id}.key.pem",
+                 "--key", f"{keys}/{self.key_owner}.key.pem",
                  "--bus-public-key", f"{keys}/paybus.pub.pem"] + self.args,
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <stdexcept>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "actors/reconcile/reconciler.hpp"
+#include "actors/reconcile/store_side.hpp"
+#include "actors/store/commit.hpp"
 #include "common/clock.hpp"
 #include "common/pay_id.hpp"
 #include "storage/local/local_store.hpp"
@@ -370,6 +374,37 @@ int replay(local_store& store, const std::string& url) {
   return 0;
 }
 
+/// Reconciles a channel's statement file of a day with the stopped store:
+/// the same comparison and report as the bus's reconciliation actor; with
+/// `repair`, repairs committed as the store writer would (a settlement, one
+/// synced batch each), else nothing written to the store.
+int reconcile(local_store& store, const std::string& channel, const std::string& date,
+              const std::string& file, const std::string& reports_dir, bool repair) {
+  reconciliation::store_bus_view bus{store, [&](const payment_result& result) {
+    store_batch batch;
+    batch.results.push_back(result);
+    store_batch_answers answers;
+    auto status = commit(store, batch, answers);
+    if (!status.ok())
+      throw std::runtime_error("cannot write a repair: " + status.ToString());
+    return answers.results.at(0).joined && answers.results.at(0).changed;
+  }};
+  reconciliation::run_request request{channel, date, file, repair};
+  reconciliation::run_places places{reports_dir, reports_dir + "/.scratch"};
+  reconciliation::statement_source no_channel;  // a file only
+  no_channel.channel_id = channel;
+  reconciliation::run_summary summary;
+  std::string error;
+  if (!reconciliation::run_reconciliation(request, no_channel, places, bus, summary, error))
+    return fail("reconcile: " + error);
+  std::error_code ignored;
+  std::filesystem::remove_all(places.scratch_dir, ignored);
+  std::cout << reconciliation::summary_json(summary) << std::endl;
+  std::cerr << "paybus-replay: report " << summary.report_path
+            << (repair ? "" : " (report only: nothing repaired; --repair repairs)") << std::endl;
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -396,6 +431,17 @@ int main(int argc, char** argv) {
   std::string url;
   auto* replay_cmd = app.add_subcommand("replay", "deliver what the database has not received");
   replay_cmd->add_option("--database", url, "libpq connection URI")->required();
+  std::string channel, date, file, reports_dir;
+  bool repair = false;
+  auto* reconcile_cmd = app.add_subcommand(
+    "reconcile", "compare a channel's statement file of a day with the store (report only unless --repair)");
+  reconcile_cmd->add_option("--channel", channel, "the channel id")->required();
+  reconcile_cmd->add_option("--date", date, "the UTC day, YYYY-MM-DD")->required();
+  reconcile_cmd->add_option("--file", file, "the statement (API.md section 4's CSV)")
+    ->required()->check(CLI::ExistingFile);
+  reconcile_cmd->add_option("--reports", reports_dir,
+                            "where the report goes (default: reports/ beside the store)");
+  reconcile_cmd->add_flag("--repair", repair, "write the repairs (results, source reconciliation)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -422,5 +468,11 @@ int main(int argc, char** argv) {
     return webhooks(*store);
   if (*replay_cmd)
     return replay(*store, url);
+  if (*reconcile_cmd)
+    return reconcile(*store, channel, date, file,
+                     reports_dir.empty()
+                       ? (std::filesystem::path{dir}.parent_path() / "reports").string()
+                       : reports_dir,
+                     repair);
   return 2;
 }

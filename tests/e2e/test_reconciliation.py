@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, ChannelSim, PgCluster, keys_dir, make_temp_dir, raw_http  # noqa: E402
+from harness import BUILD, Bus, ChannelSim, PgCluster, keys_dir, make_temp_dir, raw_http  # noqa: E402
 from paybus_client import Client  # noqa: E402
 from test_money_safety import wait_for, wait_status  # noqa: E402
 from test_webhooks import Receiver  # noqa: E402
@@ -223,6 +223,38 @@ class Reconciliation(unittest.TestCase):
         self.assertTrue(self.pg.wait_rows("SELECT 1 FROM payment_results WHERE source = 'reconciliation' "
                                           "HAVING count(*) = 3"))
         self.assertEqual(self.pg.scalar("SELECT count(*) FROM payment_results"), "3")
+
+    def test_paybus_replay_reconciles_a_stopped_store_and_repairs_only_when_told(self):
+        lagging = self.lagging_payments(1)[0]
+        folder = make_temp_dir("statements")
+        path = os.path.join(folder, f"{self.date}.csv")
+        with open(path, "w") as f:
+            f.write("channel_txn_id,pay_id,amount,currency,status,paid_at\n")
+            f.write(f"T-1,{lagging},1000,CNY,SUCCEEDED,{self.date}T12:00:00Z\n")
+        self.bus.stop()
+        store = os.path.join(self.bus.dir, "data", "store")
+        replay = os.path.join(BUILD, "tools", "paybus-replay")
+
+        def run(*more):
+            out = subprocess.run([replay, "--store", store, "reconcile", "--channel", "sim-a",
+                                  "--date", self.date, "--file", path, *more],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return json.loads(out.stdout)
+
+        def status():
+            out = subprocess.run([replay, "--store", store, "show", lagging],
+                                 capture_output=True, text=True, timeout=60, check=True)
+            return json.loads(out.stdout)["status"]
+
+        self.assertEqual(run()["counts"]["repaired"], 1)
+        self.assertEqual(status(), "PROCESSING")  # report only: nothing written
+        self.assertEqual(run("--repair")["counts"]["repaired"], 1)
+        self.assertEqual(status(), "SUCCEEDED")
+        self.assertEqual(run("--repair")["counts"]["matched"], 1)  # never twice
+        self.bus.start()
+        self.assertTrue(self.pg.wait_rows(f"SELECT 1 FROM payment_results WHERE pay_id = '{lagging}' "
+                                          "AND source = 'reconciliation'"))
 
     def _reconcile_ignoring_errors(self, path):
         try:

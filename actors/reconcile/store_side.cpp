@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
 #include "storage/local/local_store.hpp"
@@ -91,6 +92,7 @@ scratch_sorter::scratch_sorter(std::string dir) : dir_(std::move(dir)) {
   options.write_buffer_size = 16u << 20;
   options.max_write_buffer_number = 2;
   options.disable_auto_compactions = true;  // read once, merged by the iterator
+  options.compression = rocksdb::kNoCompression;  // scratch, read once: not worth the CPU
   options.max_background_jobs = 1;
   options.max_open_files = 256;
   rocksdb::DB* db = nullptr;

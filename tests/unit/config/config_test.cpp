@@ -136,3 +136,23 @@ TEST_CASE("errors that quote the config's own text stay on one line") {
   CHECK(key_error.find('\n') == std::string::npos);
   CHECK(key_error.find("\\n") != std::string::npos);
 }
+
+TEST_CASE("reconciliation keys: defaults, a time of day, statement URLs with the day in them") {
+  settings out;
+  std::string error;
+  REQUIRE(parse_settings(good, "test.toml", {}, out, error));
+  CHECK(out.reconciliation_at == "02:30");
+  CHECK(out.reconciliation_reports_dir == "var/x/reports");
+  CHECK(out.channels.at(0).statement_url == "http://127.0.0.1:9001/v1/statements/{date}");
+  REQUIRE(parse_settings(good, "test.toml",
+                         {"reconciliation.at=", "channels.0.statement_url=file:///s/{date}.csv"},
+                         out, error));
+  CHECK(out.reconciliation_at.empty());
+  CHECK(out.channels.at(0).statement_url == "file:///s/{date}.csv");
+  CHECK(error_of(good, {"reconciliation.at=24:00"}).find("reconciliation.at") != std::string::npos);
+  CHECK(error_of(good, {"reconciliation.at=2:30"}).find("reconciliation.at") != std::string::npos);
+  CHECK(error_of(good, {"channels.0.statement_url=http://x/statement"}).find("statement_url")
+        != std::string::npos);
+  CHECK(error_of(good, {"channels.0.statement_url=ftp://x/{date}"}).find("statement_url")
+        != std::string::npos);
+}

@@ -629,3 +629,82 @@ TEST_CASE("a row the database holds otherwise is kept apart under its pay_id and
   CHECK(read[0].theirs == R"([{"pay_id":"111"}])");
   CHECK(read[0].found_at_ms == 42);
 }
+
+TEST_CASE("SUCCEEDED payments are indexed by channel and day with their result, once") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  std::vector<order_stored> created;
+  REQUIRE(commit(*store, {record("176378220012300001000001", "I-1"),
+                          record("176378220012300001000002", "I-2"),
+                          record("176378220012300001000003", "I-3")},
+                 {}, created)
+            .ok());
+  auto other = result_for("176378220012300001000003", 100);
+  other.channel_id = "sim-b";
+  commit_results(*store, {result_for("176378220012300001000001", 100),
+                          result_for("176378220012300001000002", 100, payment_status::failed),
+                          other});
+  // The same answer again changes nothing, and indexes nothing twice.
+  commit_results(*store, {result_for("176378220012300001000001", 100)});
+  // A result before its order is indexed when the order joins it.
+  commit_results(*store, {result_for("176378220012300001000004", 100)});
+  auto early = record("176378220012300001000004", "I-4");
+  early.routed_channel = "sim-a";
+  REQUIRE(commit(*store, {early}, {}, created).ok());
+
+  auto day = [&](const std::string& channel, const std::string& date, const std::string& after = "") {
+    std::vector<std::string> ids;
+    REQUIRE(store->succeeded_on(channel, date, after, [&](const local_store::succeeded_payment& p) {
+      CHECK(p.currency == "CNY");
+      CHECK(p.result.channel_id == channel);
+      ids.push_back(p.result.pay_id);
+      return true;
+    }).ok());
+    return ids;
+  };
+  CHECK(day("sim-a", "2025-11-22")
+        == std::vector<std::string>{"176378220012300001000001", "176378220012300001000004"});
+  CHECK(day("sim-a", "2025-11-22", "176378220012300001000001")
+        == std::vector<std::string>{"176378220012300001000004"});
+  CHECK(day("sim-b", "2025-11-22") == std::vector<std::string>{"176378220012300001000003"});
+  CHECK(day("sim-a", "2025-11-21").empty());
+  CHECK(day("sim-a", "2025-11-23").empty());
+}
+
+TEST_CASE("a store written before the index has its SUCCEEDED payments indexed at open") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    std::vector<order_stored> created;
+    REQUIRE(commit(*store, {record("176378220012300001000001", "I-1")}, {}, created).ok());
+    commit_results(*store, {result_for("176378220012300001000001", 100)});
+  }
+  {
+    // As an older bus left it: no index entries, no marker.
+    rocksdb::DB* raw = nullptr;
+    std::vector<std::string> names;
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions{}, dir.path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& name : names)
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions{});
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions{}, dir.path, families, &handles, &raw).ok());
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "succeeded")
+        REQUIRE(raw->DropColumnFamily(handles[i]).ok());
+      if (names[i] == "meta")
+        REQUIRE(raw->Delete(rocksdb::WriteOptions{}, handles[i], "succeeded_index").ok());
+    }
+    for (auto* handle : handles)
+      raw->DestroyColumnFamilyHandle(handle);
+    delete raw;
+  }
+  auto store = open_store(dir.path);
+  int found = 0;
+  REQUIRE(store->succeeded_on("sim-a", "2025-11-22", "", [&](const local_store::succeeded_payment& p) {
+    CHECK(p.result.pay_id == "176378220012300001000001");
+    ++found;
+    return true;
+  }).ok());
+  CHECK(found == 1);
+}

@@ -3,6 +3,7 @@
 #include <csv.h>
 
 #include <algorithm>
+#include <charconv>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -20,15 +21,12 @@ int no_spaces(unsigned char) {
 }
 
 bool parse_amount(const std::string& text, int64_t& amount) {
-  if (text.empty() || text.size() > 15)  // 10^15 minor units: beyond any payment
+  // Digits only (no sign, no spaces), at most 10^15 minor units: beyond any payment.
+  uint64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || text.size() > 15 || error != std::errc{} || end != text.data() + text.size())
     return false;
-  int64_t value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9')
-      return false;
-    value = value * 10 + (c - '0');
-  }
-  amount = value;
+  amount = static_cast<int64_t>(value);
   return true;
 }
 

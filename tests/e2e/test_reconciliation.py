@@ -56,6 +56,16 @@ def reconcile(bus, channel, date, file=None, repair=True, timeout=120):
     return int(head.split(" ", 2)[1]), json.loads(payload)
 
 
+def statement_file(date, lines):
+    """A statement of `date` in a folder of its own, with `lines` (text, each ending in a
+    newline) after the header; its path."""
+    path = os.path.join(make_temp_dir("statements"), f"{date}.csv")
+    with open(path, "w") as f:
+        f.write("channel_txn_id,pay_id,amount,currency,status,paid_at\n")
+        f.writelines(lines)
+    return path
+
+
 def report_lines(bus, channel, date):
     path = os.path.join(bus.dir, "data", "reports", "reconciliation", channel, date + ".jsonl")
     with open(path) as f:
@@ -200,14 +210,10 @@ class Reconciliation(unittest.TestCase):
 
     def test_killed_during_a_run_then_run_again_repairs_nothing_twice(self):
         lagging = self.lagging_payments(3)
-        folder = make_temp_dir("statements")
-        path = os.path.join(folder, f"{self.date}.csv")
-        with open(path, "w") as f:
-            f.write("channel_txn_id,pay_id,amount,currency,status,paid_at\n")
-            for pay_id in lagging:
-                f.write(f"T-{pay_id},{pay_id},1000,CNY,SUCCEEDED,{self.date}T12:00:00Z\n")
-            for i in range(1_000_000):  # long enough to be killed in the middle
-                f.write(f"X-{i},8{i:09d},100,CNY,SUCCEEDED,{self.date}T12:00:00Z\n")
+        path = statement_file(self.date, [
+            f"T-{pay_id},{pay_id},1000,CNY,SUCCEEDED,{self.date}T12:00:00Z\n" for pay_id in lagging] + [
+            # long enough to be killed in the middle
+            f"X-{i},8{i:09d},100,CNY,SUCCEEDED,{self.date}T12:00:00Z\n" for i in range(1_000_000)])
         threading.Thread(target=lambda: self._reconcile_ignoring_errors(path), daemon=True).start()
         wait_for(self, "the run to start", lambda: "started (" + path in self.bus.log())
         self.bus.kill9()
@@ -226,11 +232,7 @@ class Reconciliation(unittest.TestCase):
 
     def test_paybus_replay_reconciles_a_stopped_store_and_repairs_only_when_told(self):
         lagging = self.lagging_payments(1)[0]
-        folder = make_temp_dir("statements")
-        path = os.path.join(folder, f"{self.date}.csv")
-        with open(path, "w") as f:
-            f.write("channel_txn_id,pay_id,amount,currency,status,paid_at\n")
-            f.write(f"T-1,{lagging},1000,CNY,SUCCEEDED,{self.date}T12:00:00Z\n")
+        path = statement_file(self.date, [f"T-1,{lagging},1000,CNY,SUCCEEDED,{self.date}T12:00:00Z\n"])
         self.bus.stop()
         store = os.path.join(self.bus.dir, "data", "store")
         replay = os.path.join(BUILD, "tools", "paybus-replay")

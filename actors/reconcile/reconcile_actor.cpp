@@ -126,7 +126,7 @@ reconciliation_actor::behavior_type reconciliation_behavior(
     // report (the bus was down then), else at the time.
     auto now = unix_now_ms();
     int64_t first = until_next(st.settings.daily_at, now);
-    if (first > until_next("00:00", now) && !reported(st, utc_day(now - day_ms)))
+    if (first >= until_next("00:00", now) && !reported(st, utc_day(now - day_ms)))
       first = 5'000;
     self->delayed_send(self, std::chrono::milliseconds{first}, tick_atom::value);
   }

@@ -258,6 +258,26 @@ class Reconciliation(unittest.TestCase):
         self.assertTrue(self.pg.wait_rows(f"SELECT 1 FROM payment_results WHERE pay_id = '{lagging}' "
                                           "AND source = 'reconciliation'"))
 
+    def test_the_daily_run_reconciles_the_previous_day_and_a_failed_one_is_tried_again(self):
+        yesterday = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).strftime("%Y-%m-%d")
+        self.bus.stop()
+        # Its time has passed today (00:00): at start, the previous day is run at once.
+        self.bus = Bus(self.pg.url, data_dir=self.bus.dir,
+                       channels={"sim-a": (self.sim.url, 100),
+                                 "sim-b": ("http://127.0.0.1:9", 0,
+                                           {"statement_url": "http://127.0.0.1:9/statements/{date}"})},
+                       extra_config='[reconciliation]\nat = "00:00"\n')
+        self.bus.start()
+        wait_for(self, "the daily run of sim-a", lambda: os.path.exists(summary_path(self.bus, "sim-a", yesterday)))
+        with open(summary_path(self.bus, "sim-a", yesterday)) as f:
+            self.assertEqual(json.load(f)["date"], yesterday)
+        wait_for(self, "sim-b's failed run to be scheduled again",
+                 lambda: f"reconciliation sim-b {yesterday}: tried again in 60 s" in self.bus.log())
+        self.assertIn(f"reconciliation sim-b {yesterday}: failed, no report written", self.bus.log())
+        self.assertFalse(os.path.exists(summary_path(self.bus, "sim-b", yesterday)))
+        self.assertIsNotNone(self.bus.metric(
+            'paybus_reconciliation_last_success_timestamp_seconds{channel="sim-a"}'))
+
     def _reconcile_ignoring_errors(self, path):
         try:
             reconcile(self.bus, "sim-a", self.date, file=path)

@@ -302,6 +302,10 @@ int main(int argc, char** argv) {
   caf::anon_send(writer, attach_atom::value, caf::actor_cast<caf::actor>(sink),
                  caf::actor_cast<caf::actor>(notifier), caf::actor_cast<caf::actor>(coordinator));
   std::vector<reconciliation_actor> reconcilers;
+  auto reconciliation_stopping = std::make_shared<std::atomic<bool>>(false);
+  // What a run killed with the process left behind (a download, a sort).
+  std::error_code ignored;
+  std::filesystem::remove_all(config.data_dir + "/reconcile-scratch", ignored);
   for (const auto& channel : config.channels) {
     reconciliation_settings reconcile;
     reconcile.source.channel_id = channel.id;
@@ -314,6 +318,7 @@ int main(int argc, char** argv) {
     reconcile.places.reports_dir = config.reconciliation_reports_dir;
     reconcile.places.scratch_dir = config.data_dir + "/reconcile-scratch";
     reconcile.daily_at = config.reconciliation_at;
+    reconcile.stopping = reconciliation_stopping;
     reconcilers.push_back(spawn_reconciliation(system, std::move(reconcile), *store, writer,
                                                figures));
     context->reconcilers.emplace(channel.id, reconcilers.back());
@@ -352,6 +357,7 @@ int main(int argc, char** argv) {
   for (auto& channel : channels)
     caf::anon_send_exit(channel.handle, caf::exit_reason::user_shutdown);
   channels.clear();
+  reconciliation_stopping->store(true);
   for (auto& reconciler : reconcilers)
     caf::anon_send_exit(reconciler, caf::exit_reason::user_shutdown);
   reconcilers.clear();

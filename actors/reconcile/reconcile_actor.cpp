@@ -152,6 +152,7 @@ reconciliation_actor spawn_reconciliation(caf::actor_system& system,
                                           store_actor writer, metrics& figures) {
   settings.source.bus_key = settings.bus_key.get();
   settings.source.channel_key = settings.channel_key.get();
+  settings.source.stopping = settings.stopping.get();
   return system.spawn<caf::detached>(reconciliation_behavior, std::move(settings), &store,
                                      std::move(writer), &figures);
 }

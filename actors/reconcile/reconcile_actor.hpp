@@ -5,6 +5,8 @@
 // tried again with backoff until it succeeds. Its repairs go through the
 // store writer like any result; the store writer tells the coordinator.
 
+#include <atomic>
+#include <memory>
 #include <string>
 
 #include <caf/actor_system.hpp>
@@ -24,6 +26,9 @@ struct reconciliation_settings {
   crypto::pkey_ptr channel_key;
   reconciliation::run_places places;
   std::string daily_at;  // "HH:MM" UTC; "": no daily run
+  // Set when the bus stops: a run in progress gives up (no report), so that
+  // a statement that downloads slowly never holds the stop up.
+  std::shared_ptr<std::atomic<bool>> stopping;
 };
 
 reconciliation_actor spawn_reconciliation(caf::actor_system& system,

@@ -191,6 +191,8 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
     crypto::sha256_stream hash;
     bool hashed = statement.fetched.sha256.empty();
     if (!read_file(statement.fetched.path, [&](std::string_view bytes) {
+          if (source.stopping != nullptr && source.stopping->load())
+            throw std::runtime_error("the bus is stopping");
           if (hashed)
             hash.update(bytes);
           run.feed(bytes);

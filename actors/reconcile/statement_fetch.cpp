@@ -42,6 +42,11 @@ size_t on_body(char* data, size_t size, size_t count, void* out) {
   return length;
 }
 
+int on_progress(void* stopping, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* flag = static_cast<const std::atomic<bool>*>(stopping);
+  return flag != nullptr && flag->load() ? 1 : 0;  // non-zero: libcurl gives up
+}
+
 size_t on_header(char* data, size_t size, size_t count, void* out) {
   auto& into = *static_cast<download*>(out);
   if (into.answered_ms == 0)
@@ -140,6 +145,9 @@ bool fetch_statement(const statement_source& source, const std::string& date,
   curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &into);
   curl_easy_setopt(easy.get(), CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(easy.get(), CURLOPT_HEADERDATA, &into);
+  curl_easy_setopt(easy.get(), CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(easy.get(), CURLOPT_XFERINFODATA, source.stopping);
+  curl_easy_setopt(easy.get(), CURLOPT_NOPROGRESS, 0L);
   auto code = curl_easy_perform(easy.get());
   bool closed = std::fclose(into.file) == 0;
   long status = 0;
@@ -154,6 +162,8 @@ bool fetch_statement(const statement_source& source, const std::string& date,
     return fail("the statement is larger than 4 GiB");
   if (into.write_failed || !closed)
     return fail("cannot write " + download_path + " (is the disk full?)");
+  if (code == CURLE_ABORTED_BY_CALLBACK)
+    return fail("the bus is stopping");
   if (code != CURLE_OK)
     return fail(std::string{"cannot fetch "} + url + ": " + curl_easy_strerror(code));
   if (status == 404) {

@@ -6,6 +6,7 @@
 // once the channel's signature over that hash verifies; or a `file://`
 // path, read as it is (the operator vouches for it).
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -23,6 +24,8 @@ struct statement_source {
   EVP_PKEY* channel_key = nullptr;  // verifies the answer
   int64_t connect_timeout_ms = 3000;
   int64_t window_seconds = 300;
+  // Set when the bus stops: a download in progress is given up at once.
+  const std::atomic<bool>* stopping = nullptr;
 };
 
 struct fetched_statement {

@@ -278,6 +278,26 @@ class Reconciliation(unittest.TestCase):
         self.assertIsNotNone(self.bus.metric(
             'paybus_reconciliation_last_success_timestamp_seconds{channel="sim-a"}'))
 
+    def test_a_statement_that_never_comes_does_not_hold_the_stop_up(self):
+        import socket
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the kernel; nothing ever answers
+        try:
+            self.bus.stop()
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/statements/{{date}}"
+            self.bus = Bus(self.pg.url, data_dir=self.bus.dir,
+                           channels={"sim-a": (self.sim.url, 100, {"statement_url": url})},
+                           extra_config='[reconciliation]\nat = "00:00"\n')
+            self.bus.start()
+            wait_for(self, "the daily run to start", lambda: "reconciliation sim-a" in self.bus.log()
+                     and "started (the channel's statement)" in self.bus.log())
+            # Within the harness's 30 s, not after the statement's 60 s stall limit.
+            self.assertEqual(self.bus.stop(timeout=30), 0, self.bus.log())
+            self.assertIn("the bus is stopping", self.bus.log())
+        finally:
+            silent.close()
+
     def _reconcile_ignoring_errors(self, path):
         try:
             reconcile(self.bus, "sim-a", self.date, file=path)

@@ -83,7 +83,7 @@ class Reconciliation(unittest.TestCase):
         self.sim = ChannelSim("sim-a").start()
         self.receiver = Receiver()
         self.bus = Bus(self.pg.url, channels={"sim-a": (self.sim.url, 100)},
-                       extra_config='[reconciliation]\nat = ""\n')
+                       reconcile_at="")
         self.bus.start()
         self.client = Client("127.0.0.1", self.bus.port)
         self.date = today()
@@ -195,7 +195,7 @@ class Reconciliation(unittest.TestCase):
             self.bus = Bus(self.pg.url, data_dir=self.bus.dir,
                            channels={"sim-a": (self.sim.url, 100,
                                                {"statement_url": forger.url + "/v1/statements/{date}"})},
-                           extra_config='[reconciliation]\nat = ""\n')
+                           reconcile_at="")
             self.bus.start()
             self.client.close()
             self.client = Client("127.0.0.1", self.bus.port)
@@ -266,7 +266,7 @@ class Reconciliation(unittest.TestCase):
                        channels={"sim-a": (self.sim.url, 100),
                                  "sim-b": ("http://127.0.0.1:9", 0,
                                            {"statement_url": "http://127.0.0.1:9/statements/{date}"})},
-                       extra_config='[reconciliation]\nat = "00:00"\n')
+                       reconcile_at="00:00")
         self.bus.start()
         wait_for(self, "the daily run of sim-a", lambda: os.path.exists(summary_path(self.bus, "sim-a", yesterday)))
         with open(summary_path(self.bus, "sim-a", yesterday)) as f:
@@ -288,7 +288,7 @@ class Reconciliation(unittest.TestCase):
             url = f"http://127.0.0.1:{silent.getsockname()[1]}/statements/{{date}}"
             self.bus = Bus(self.pg.url, data_dir=self.bus.dir,
                            channels={"sim-a": (self.sim.url, 100, {"statement_url": url})},
-                           extra_config='[reconciliation]\nat = "00:00"\n')
+                           reconcile_at="00:00")
             self.bus.start()
             wait_for(self, "the daily run to start", lambda: "reconciliation sim-a" in self.bus.log()
                      and "started (the channel's statement)" in self.bus.log())

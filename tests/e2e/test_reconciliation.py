@@ -82,8 +82,10 @@ class Reconciliation(unittest.TestCase):
         self.pg.start()
         self.sim = ChannelSim("sim-a").start()
         self.receiver = Receiver()
+        # A run is answered when it is done: a million lines under ASan take longer than
+        # the default request timeout.
         self.bus = Bus(self.pg.url, channels={"sim-a": (self.sim.url, 100)},
-                       reconcile_at="")
+                       sets=["http.request_timeout_ms=300000"], reconcile_at="")
         self.bus.start()
         self.client = Client("127.0.0.1", self.bus.port)
         self.date = today()

@@ -511,7 +511,8 @@ private:
                                             request.keep_alive));
         return;
       }
-      write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(), request.keep_alive));
+      // Down (or up) before the answer: a caller's next request meets the new
+      // state, never a listener that is still open for a moment.
       if (mode_.down) {
         close_listener();
         // Down means down: open connections break too.
@@ -524,6 +525,7 @@ private:
       }
       else if (listener_ < 0)
         open_listener();
+      write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(), request.keep_alive));
       return;
     }
     if (target == "/sim/mode" && request.method == "GET")

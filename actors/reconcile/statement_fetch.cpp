@@ -103,7 +103,7 @@ bool fetch_statement(const statement_source& source, const std::string& date,
     out.path = url.substr(7);
     std::error_code failed;
     if (!std::filesystem::is_regular_file(out.path, failed)) {
-      out.served = !std::filesystem::exists(out.path, failed) ? false : true;
+      out.served = std::filesystem::exists(out.path, failed);  // there, but not a file
       error = "no statement file " + out.path;
       return false;
     }

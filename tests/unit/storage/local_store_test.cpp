@@ -196,6 +196,30 @@ TEST_CASE("meta values persist, and a second open of a held store is refused") {
 
 namespace {
 
+/// A store opened with RocksDB alone, every family as it is: to write what an
+/// earlier build left behind.
+struct raw_store {
+  std::vector<std::string> names;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+
+  explicit raw_store(const std::string& path) {
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions{}, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& name : names)
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions{});
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions{}, path, families, &handles, &db).ok());
+  }
+  ~raw_store() {
+    for (auto* handle : handles)
+      db->DestroyColumnFamilyHandle(handle);
+    delete db;
+  }
+  rocksdb::ColumnFamilyHandle* family(const std::string& name) const {
+    return handles.at(static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin()));
+  }
+};
+
 payment_result result_for(const std::string& pay_id, int64_t amount,
                           payment_status status = payment_status::succeeded) {
   payment_result r;
@@ -529,29 +553,18 @@ TEST_CASE("webhooks: entries of the one-queue layout move to their merchant's qu
   }
   {
     // What an earlier build wrote: the due time first, then the event id.
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions{}, dir.path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const auto& name : names)
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions{});
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions{}, dir.path, families, &handles, &raw).ok());
-    auto webhooks = std::find(names.begin(), names.end(), "webhooks") - names.begin();
+    raw_store raw{dir.path};
     for (const auto& [pay_id, due] : {std::pair{"100", 1763782202000}, {"404", 1763782203000}}) {
       webhook_entry entry;
       entry.event_id = std::string{"evt_"} + pay_id;
       entry.pay_id = pay_id;
       entry.attempt = 2;
       entry.first_due_ms = 1763782201000;
-      REQUIRE(raw->Put(rocksdb::WriteOptions{}, handles[static_cast<size_t>(webhooks)],
+      REQUIRE(raw.db->Put(rocksdb::WriteOptions{}, raw.family("webhooks"),
                        codec::encode_u64_be(static_cast<uint64_t>(due)) + entry.event_id,
                        codec::encode_webhook(entry))
                 .ok());
     }
-    for (auto* handle : handles)
-      REQUIRE(raw->DestroyColumnFamilyHandle(handle).ok());
-    delete raw;
   }
   auto store = open_store(dir.path);
   auto due = due_webhooks(*store);
@@ -681,23 +694,9 @@ TEST_CASE("a store written before the index has its SUCCEEDED payments indexed a
   }
   {
     // As an older bus left it: no index entries, no marker.
-    rocksdb::DB* raw = nullptr;
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions{}, dir.path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const auto& name : names)
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions{});
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions{}, dir.path, families, &handles, &raw).ok());
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "succeeded")
-        REQUIRE(raw->DropColumnFamily(handles[i]).ok());
-      if (names[i] == "meta")
-        REQUIRE(raw->Delete(rocksdb::WriteOptions{}, handles[i], "succeeded_index").ok());
-    }
-    for (auto* handle : handles)
-      raw->DestroyColumnFamilyHandle(handle);
-    delete raw;
+    raw_store raw{dir.path};
+    REQUIRE(raw.db->DropColumnFamily(raw.family("succeeded")).ok());
+    REQUIRE(raw.db->Delete(rocksdb::WriteOptions{}, raw.family("meta"), "succeeded_index").ok());
   }
   auto store = open_store(dir.path);
   int found = 0;

@@ -68,6 +68,34 @@ void metrics::set_breaker_state(const std::string& channel, int state) {
   breaker_states_[channel] = state;
 }
 
+void metrics::set_channel_in_flight(const std::string& channel, int64_t count) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  channel_in_flight_[channel] = count;
+}
+
+void metrics::set_channel_switch(const std::string& channel, int64_t weight, bool enabled) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  channel_switches_[channel] = {weight, enabled};
+}
+
+void metrics::set_degraded(const std::string& which, bool paused) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  degraded_[which] = paused;
+}
+
+metrics::channel_figures metrics::channel(const std::string& channel) const {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  channel_figures figures;
+  if (auto found = breaker_states_.find(channel); found != breaker_states_.end())
+    figures.breaker_state = found->second;
+  if (auto found = channel_in_flight_.find(channel); found != channel_in_flight_.end())
+    figures.in_flight = found->second;
+  for (auto at = channel_requests_.lower_bound({channel, ""});
+       at != channel_requests_.end() && at->first.first == channel; ++at)
+    figures.requests[at->first.second] = at->second;
+  return figures;
+}
+
 void metrics::observe_join_latency(int64_t latency_ms) {
   double seconds = static_cast<double>(latency_ms < 0 ? 0 : latency_ms) / 1000.0;
   size_t bucket = 0;
@@ -147,9 +175,30 @@ std::string metrics::render_prometheus() const {
                           + key.second + "\"}",
                    static_cast<double>(count));
     append_metric(out, "paybus_channel_breaker_state", "gauge",
-                  "Circuit breaker per channel: 0 closed, 1 open, 2 half-open.");
+                  "Circuit breaker per channel: 0 closed, 1 open, 2 half-open, 3 held open by "
+                  "the operator.");
     for (const auto& [channel, state] : breaker_states_)
       append_value(out, "paybus_channel_breaker_state{channel=\"" + channel + "\"}", state);
+    append_metric(out, "paybus_channel_in_flight", "gauge",
+                  "Requests outstanding at each channel.");
+    for (const auto& [channel, count] : channel_in_flight_)
+      append_value(out, "paybus_channel_in_flight{channel=\"" + channel + "\"}",
+                   static_cast<double>(count));
+    append_metric(out, "paybus_channel_weight", "gauge",
+                  "Routing weight of each channel (the configuration's, or the operator's).");
+    for (const auto& [channel, switched] : channel_switches_)
+      append_value(out, "paybus_channel_weight{channel=\"" + channel + "\"}",
+                   static_cast<double>(switched.first));
+    append_metric(out, "paybus_channel_enabled", "gauge",
+                  "1 while a channel takes new payments, 0 once the operator disabled it.");
+    for (const auto& [channel, switched] : channel_switches_)
+      append_value(out, "paybus_channel_enabled{channel=\"" + channel + "\"}",
+                   switched.second ? 1 : 0);
+    append_metric(out, "paybus_degraded", "gauge",
+                  "1 while the operator has paused that non-core work (webhooks, db_feed, "
+                  "order_repair, reconciliation).");
+    for (const auto& [which, paused] : degraded_)
+      append_value(out, "paybus_degraded{switch=\"" + which + "\"}", paused ? 1 : 0);
     append_metric(out, "paybus_reconciliation_lines_total", "counter",
                   "Statement lines read by reconciliation runs that finished, by channel.");
     for (const auto& [channel, count] : reconciliation_lines_)

@@ -78,8 +78,23 @@ public:
     store_up.store(1);  // writable until a write says otherwise
   }
 
-  /// Records a channel's circuit state: 0 closed, 1 open, 2 half-open.
+  /// Records a channel's circuit state: 0 closed, 1 open, 2 half-open,
+  /// 3 held open by the operator.
   void set_breaker_state(const std::string& channel, int state);
+  /// Requests outstanding at a channel now.
+  void set_channel_in_flight(const std::string& channel, int64_t count);
+  /// The operator's switches: a channel's weight and whether it takes new
+  /// payments; whether a kind of non-core work is paused.
+  void set_channel_switch(const std::string& channel, int64_t weight, bool enabled);
+  void set_degraded(const std::string& which, bool paused);
+
+  /// A channel's figures since start, for the admin console.
+  struct channel_figures {
+    int breaker_state = 0;
+    int64_t in_flight = 0;
+    std::map<std::string, uint64_t> requests;  // by outcome
+  };
+  channel_figures channel(const std::string& channel) const;
 
   /// Records the time from an order's creation to its result joining it.
   void observe_join_latency(int64_t latency_ms);
@@ -108,6 +123,9 @@ private:
   mutable std::mutex channel_mutex_;
   std::map<std::pair<std::string, std::string>, uint64_t> channel_requests_;
   std::map<std::string, int> breaker_states_;
+  std::map<std::string, int64_t> channel_in_flight_;
+  std::map<std::string, std::pair<int64_t, bool>> channel_switches_;  // weight, enabled
+  std::map<std::string, bool> degraded_;
   std::map<std::string, uint64_t> reconciliation_lines_;  // by channel
   std::map<std::pair<std::string, std::string>, uint64_t> reconciliation_differences_;
   std::map<std::string, int64_t> reconciliation_success_ms_;  // by channel

@@ -1,6 +1,10 @@
 #include "config/settings.hpp"
 
+#include <arpa/inet.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cstring>
 
 #include <algorithm>
 #include <cerrno>
@@ -225,10 +229,28 @@ void read_all(key_reader& in, settings& out) {
   in.integer("http.timestamp_window_seconds", out.timestamp_window_seconds, 1, 3600);
 
   in.string("admin.listen", out.admin_listen);
-  std::string admin_host;
-  uint16_t admin_port = 0;
-  if (!split_host_port(out.admin_listen, admin_host, admin_port))
-    in.fail("admin.listen", "expected HOST:PORT, got '" + out.admin_listen + "'");
+  in.string("admin.certificate", out.admin_certificate);
+  in.string("admin.key", out.admin_key);
+  in.string("admin.cafile", out.admin_cafile);
+  bool admin_tls = !out.admin_certificate.empty() || !out.admin_key.empty()
+                   || !out.admin_cafile.empty();
+  if (!out.admin_listen.empty()
+      && !split_host_port(out.admin_listen, out.admin_host, out.admin_port))
+    in.fail("admin.listen", "expected HOST:PORT (or \"\" for no admin console), got '"
+                              + out.admin_listen + "'");
+  else if (admin_tls) {
+    for (auto [key, path] : {std::pair{"admin.certificate", &out.admin_certificate},
+                             std::pair{"admin.key", &out.admin_key},
+                             std::pair{"admin.cafile", &out.admin_cafile}}) {
+      if (path->empty())
+        in.fail(key, "mutual TLS needs admin.certificate, admin.key and admin.cafile together");
+      else if (::access(path->c_str(), R_OK) != 0)
+        in.fail(key, "cannot read '" + *path + "': " + std::strerror(errno));
+    }
+  } else if (!out.admin_listen.empty() && !is_loopback_host(out.admin_host))
+    in.fail("admin.listen", "'" + out.admin_listen + "' is not a loopback address: an admin "
+                            "console reachable from other machines needs admin.certificate, "
+                            "admin.key and admin.cafile (mutual TLS)");
 
   in.string("database.url", out.database_url);
   if (out.database_url.empty())
@@ -338,6 +360,14 @@ void read_all(key_reader& in, settings& out) {
 }
 
 } // namespace
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1")
+    return true;
+  in_addr address{};
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1
+         && (ntohl(address.s_addr) >> 24) == 127;
+}
 
 bool split_host_port(const std::string& text, std::string& host,
                      uint16_t& port) {

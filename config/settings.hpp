@@ -54,8 +54,13 @@ struct settings {
   int64_t http_gather_us = 0;
   int64_t request_timeout_ms = 10'000;
   int64_t timestamp_window_seconds = 300;
-  // [admin]
+  // [admin]: "" publishes no admin actor
   std::string admin_listen = "127.0.0.1:8079";
+  std::string admin_host;  // from admin_listen
+  uint16_t admin_port = 0;
+  std::string admin_certificate;  // PEM; with key and cafile: mutual TLS
+  std::string admin_key;
+  std::string admin_cafile;
   // [database]
   std::string database_url = "postgresql:///paybus?host=/var/run/postgresql";
   int64_t database_batch_rows = 500;
@@ -105,6 +110,9 @@ bool parse_settings(const std::string& text, const std::string& source_name,
                     std::string& error);
 
 /// Splits "host:port"; false if malformed.
+/// Whether `host` names this machine only: localhost, 127.0.0.0/8 or ::1.
+bool is_loopback_host(const std::string& host);
+
 bool split_host_port(const std::string& text, std::string& host,
                      uint16_t& port);
 

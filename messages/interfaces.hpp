@@ -33,6 +33,10 @@ inline std::string to_string(errc code) {
   return "unknown";
 }
 
+/// The admin console's counterpart in paybusd (API.md section 8), published
+/// on admin.listen through CAF's middleman.
+using admin_actor = caf::typed_actor<caf::replies_to<admin_request>::with<admin_reply>>;
+
 } // namespace paybus
 
 CAF_ERROR_CODE_ENUM(paybus::errc, "paybus")
@@ -58,6 +62,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (std::vector<uint64_t>))
   CAF_ADD_TYPE_ID(paybus, (paybus::database_conflict))
   CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::database_conflict>))
+  CAF_ADD_TYPE_ID(paybus, (paybus::admin_request))
+  CAF_ADD_TYPE_ID(paybus, (paybus::admin_reply))
 CAF_END_TYPE_ID_BLOCK(paybus)
 
 CAF_ADD_ATOM(paybus, paybus, create_atom, "create")
@@ -80,6 +86,10 @@ CAF_ADD_ATOM(paybus, paybus, webhook_atom, "webhook")
 CAF_ADD_ATOM(paybus, paybus, delivered_atom, "delivered")
 CAF_ADD_ATOM(paybus, paybus, reading_atom, "reading")
 CAF_ADD_ATOM(paybus, paybus, reconcile_atom, "reconcile")
+CAF_ADD_ATOM(paybus, paybus, admin_atom, "admin")
+CAF_ADD_ATOM(paybus, paybus, resend_atom, "resend")
+CAF_ADD_ATOM(paybus, paybus, inspect_atom, "inspect")
+CAF_ADD_ATOM(paybus, paybus, backlog_atom, "backlog")
 
 namespace paybus {
 
@@ -117,6 +127,13 @@ using store_actor = caf::typed_actor<
   // put to) and the coordinator (a coordinator_actor, told of payments a
   // result made final); any may be null.
   caf::reacts_to<attach_atom, caf::actor, caf::actor, caf::actor>,
+  // The admin console's changes: the switches (JSON; "" leaves them) and
+  // one audit entry (key and JSON) in one synced batch, after what is
+  // queued; true once durable.
+  caf::replies_to<admin_atom, std::string, std::string, std::string>::with<bool>,
+  // Queues the webhook of a final payment again, due now (same event_id;
+  // one waiting is moved to now): true and the event_id, or false and why not.
+  caf::replies_to<resend_atom, std::string>::with<bool, std::string>,
   // Internal: commits everything queued so far as one synced WriteBatch.
   caf::reacts_to<flush_atom>,
   // Internal: nonces waited long enough for a commit to ride with.
@@ -131,7 +148,13 @@ using reader_actor = caf::typed_actor<
   // Looks a payment up by (merchant id, merchant order no).
   caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>,
   // Unfinished payments from a pay_id on, at most the given number.
-  caf::replies_to<resume_atom, std::string, uint32_t>::with<std::vector<payment_record>>>;
+  caf::replies_to<resume_atom, std::string, uint32_t>::with<std::vector<payment_record>>,
+  // Everything the store holds of a pay_id, as the admin console shows it
+  // (JSON; "" if the store holds no order or result of it).
+  caf::replies_to<inspect_atom, std::string>::with<std::string>,
+  // What waits (JSON: db, notify, dispatch, oldest_db_seconds,
+  // oldest_notify_seconds).
+  caf::replies_to<backlog_atom>::with<std::string>>;
 
 /// Feeds the transaction database from the local store's outbox (detached:
 /// libpq blocks).

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include <caf/meta/type_name.hpp>
@@ -281,6 +282,31 @@ struct database_conflict {
   std::string theirs;  // what the table holds under its keys
   int64_t found_at_ms = 0;
 };
+
+/// A command of the admin console (API.md section 8), as typed: its words,
+/// and who sends it (the subject of the console's certificate, or "local").
+/// Crosses the network: registered by this name in paybusd and paybus-admin.
+struct admin_request {
+  std::vector<std::string> words;
+  std::string who;
+};
+
+/// The bus's answer: the command's JSON document (API.md section 8), or
+/// `failed` and {"error": {"code", "message"}}.
+struct admin_reply {
+  bool failed = false;
+  std::string json;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, admin_request& x) {
+  return f(caf::meta::type_name("admin_request"), x.words, x.who);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, admin_reply& x) {
+  return f(caf::meta::type_name("admin_reply"), x.failed, x.json);
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, database_conflict& x) {

@@ -17,6 +17,7 @@
 #include "actors/payment/payment_rules.hpp"
 #include "actors/channel/channel_actor.hpp"
 #include "common/clock.hpp"
+#include "common/live_switches.hpp"
 #include "common/metrics.hpp"
 
 namespace paybus {
@@ -28,6 +29,8 @@ struct front_state {
   metrics* figures = nullptr;
   std::unique_ptr<circuit_breaker> breaker;
   uint64_t next_request = 0;
+  switch_view switches;
+  bool forced_open = false;  // by the operator: nothing goes out
   // The requests in flight, by id.
   std::unordered_map<uint64_t, caf::typed_response_promise<channel_outcome>> waiting;
   // Last: it stops its thread before the promises above go.
@@ -39,6 +42,18 @@ using front_pointer = channel_actor::stateful_pointer<front_state>;
 /// Whether a request may go out now (a half-open breaker lets one probe).
 bool admit(front_pointer self) {
   auto& st = self->state;
+  if (st.switches.refresh()) {
+    const auto* steered = st.switches.state().find(st.settings.id);
+    bool forced = steered != nullptr && steered->breaker_forced;
+    if (forced != st.forced_open)
+      spdlog::warn("channel {}: circuit {} by the operator", st.settings.id,
+                   forced ? "held open" : "handed back to the failure rules");
+    st.forced_open = forced;
+  }
+  if (st.forced_open) {
+    st.figures->set_breaker_state(st.settings.id, 3);
+    return false;
+  }
   if (st.waiting.size() >= st.settings.max_queue)
     return false;
   auto now = monotonic_now_ms();
@@ -71,6 +86,7 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   st.settings = settings;
   st.figures = figures;
   st.breaker = std::make_unique<circuit_breaker>(settings.breaker_failures, settings.breaker_open_ms);
+  st.switches = switch_view{settings.switches};
   figures->set_breaker_state(settings.id, 0);
   // Outcomes come back as messages to this actor, if it is still there.
   st.client = std::make_unique<channel_client>(
@@ -84,6 +100,7 @@ channel_actor::behavior_type front_behavior(front_pointer self,
     auto id = ++st.next_request;
     auto promise = self->make_response_promise<channel_outcome>();
     st.waiting.emplace(id, promise);
+    st.figures->set_channel_in_flight(st.settings.id, static_cast<int64_t>(st.waiting.size()));
     send(*st.client, id);
     return promise;
   };
@@ -91,7 +108,8 @@ channel_actor::behavior_type front_behavior(front_pointer self,
     [=](pay_atom, payment_record& record) -> caf::result<channel_outcome> {
       if (!admit(self)) {
         channel_outcome outcome{record.pay_id, self->state.settings.id, channel_status::unavailable, "",
-                                "circuit open or queue full: not sent"};
+                                self->state.forced_open ? "circuit held open by the operator: not sent"
+                                                           : "circuit open or queue full: not sent"};
         self->state.figures->count_channel_request(self->state.settings.id, to_string(outcome.status));
         return outcome;
       }
@@ -112,6 +130,7 @@ channel_actor::behavior_type front_behavior(front_pointer self,
         return;
       auto promise = std::move(found->second);
       st.waiting.erase(found);
+      st.figures->set_channel_in_flight(st.settings.id, static_cast<int64_t>(st.waiting.size()));
       observe(self, outcome);
       promise.deliver(std::move(outcome));
     },

@@ -14,6 +14,7 @@
 namespace paybus {
 
 class metrics;
+class live_switches;
 
 struct channel_settings_runtime {
   std::string id;
@@ -28,6 +29,7 @@ struct channel_settings_runtime {
   int breaker_failures = 5;        // consecutive UNKNOWNs that open the breaker
   int64_t breaker_open_ms = 5000;  // then one probe
   int64_t window_seconds = 300;
+  const live_switches* switches = nullptr;  // the operator may hold the breaker open
 };
 
 channel_actor spawn_channel(caf::actor_system& system, channel_settings_runtime settings,

@@ -10,6 +10,7 @@
 #include "actors/common/round_timer.hpp"
 #include "actors/ledger/sink_actor.hpp"
 #include "common/clock.hpp"
+#include "common/live_switches.hpp"
 #include "common/metrics.hpp"
 #include "common/thread_name.hpp"
 #include "storage/local/local_store.hpp"
@@ -255,6 +256,11 @@ void delivery_round(sink_pointer self) {
   std::string error;
   if (st.refused)
     return;
+  if (st.limits.switches != nullptr && st.limits.switches->paused(degrade_switch::db_feed)) {
+    st.figures->db_backlog = st.store->outbox_size();
+    schedule(self, st.limits.paused_poll_ms);
+    return;
+  }
   if (!st.database->ensure_ready(error)) {
     database_down(self, error);
     return;

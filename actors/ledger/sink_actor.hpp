@@ -14,6 +14,8 @@
 
 namespace paybus {
 
+class live_switches;
+
 class local_store;
 class metrics;
 
@@ -23,6 +25,10 @@ struct sink_actor_limits {
   int64_t gather_ms = 20;  // wait after new rows appear, to batch them
   int64_t backoff_min_ms = 200;
   int64_t backoff_max_ms = 5000;
+  // `degrade db_feed on`: no rows go to the database (the outbox keeps
+  // them); resumed, the next poll delivers them.
+  const live_switches* switches = nullptr;
+  int64_t paused_poll_ms = 200;
 };
 
 /// The instance number this bus issues pay_ids under, until the registry

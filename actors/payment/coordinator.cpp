@@ -16,6 +16,7 @@
 #include "actors/payment/coordinator.hpp"
 #include "actors/payment/driver.hpp"
 #include "common/clock.hpp"
+#include "common/live_switches.hpp"
 #include "common/metrics.hpp"
 
 namespace paybus {
@@ -40,12 +41,29 @@ struct coordinator_state {
   std::unordered_map<std::string, channel_actor> channels;
   std::unique_ptr<payment_driver> driver;
   metrics* figures = nullptr;
+  switch_view switches;
 };
 
 using coordinator_pointer = coordinator_actor::stateful_pointer<coordinator_state>;
 
 moment now() {
   return {monotonic_now_ms(), unix_now_ms()};
+}
+
+/// Hands the operator's switches to the driver when they changed.
+void steer(coordinator_pointer self) {
+  auto& st = self->state;
+  if (!st.switches.refresh())
+    return;
+  std::vector<driver_channel> steered;
+  for (const auto& channel : st.switches.state().channels) {
+    driver_channel one;
+    one.id = channel.id;
+    one.weight = channel.weight;
+    one.enabled = channel.enabled && !channel.breaker_forced;
+    steered.push_back(std::move(one));
+  }
+  st.driver->steer(steered, st.switches.state().is_paused(degrade_switch::order_repair));
 }
 
 void carry_out(coordinator_pointer self, drive_actions actions);
@@ -160,8 +178,10 @@ void carry_out(coordinator_pointer self, drive_actions actions) {
 coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
                                                       store_actor store, reader_actor reader,
                                                       std::vector<coordinator_channel> channels,
-                                                      size_t max_in_memory, metrics* figures) {
+                                                      size_t max_in_memory, metrics* figures,
+                                                      const live_switches* switches) {
   auto& st = self->state;
+  st.switches = switch_view{switches};
   st.store = std::move(store);
   st.reader = std::move(reader);
   st.figures = figures;
@@ -172,9 +192,11 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
   }
   st.driver = std::make_unique<payment_driver>(std::move(seen), max_in_memory, rule_timing{},
                                                now(), std::random_device{}());
+  steer(self);
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
   return {
     [=](std::vector<payment_record>& records) {
+      steer(self);
       carry_out(self, self->state.driver->admit(std::move(records), false, now()));
     },
     [=](resume_atom, std::vector<payment_record>& records) {
@@ -186,6 +208,7 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
         = static_cast<int64_t>(self->state.driver->driving());
     },
     [=](tick_atom) {
+      steer(self);
       carry_out(self, self->state.driver->tick(now()));
       self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
     },
@@ -197,9 +220,10 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
 coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
                                     reader_actor reader,
                                     std::vector<coordinator_channel> channels,
-                                    size_t max_in_memory, metrics& figures) {
+                                    size_t max_in_memory, metrics& figures,
+                                    const live_switches* switches) {
   return system.spawn(coordinator_behavior, std::move(store), std::move(reader),
-                      std::move(channels), max_in_memory, &figures);
+                      std::move(channels), max_in_memory, &figures, switches);
 }
 
 } // namespace paybus

@@ -165,8 +165,9 @@ void payment_driver::pump(moment now, drive_actions& out) {
     bool any_slot = false;
     std::vector<route_candidate> candidates;
     for (const auto& slots : channels_) {
-      candidates.push_back({slots.channel.id, slots.channel.weight, has_slot(slots)});
-      any_slot = any_slot || has_slot(slots);
+      bool usable = has_slot(slots) && slots.channel.enabled;
+      candidates.push_back({slots.channel.id, slots.channel.weight, usable});
+      any_slot = any_slot || usable;
     }
     if (!any_slot)
       return;  // a finishing request pumps again
@@ -185,7 +186,8 @@ void payment_driver::pump(moment now, drive_actions& out) {
     }
     std::optional<std::string> chosen;
     auto* recorded = payment.channel.empty() ? nullptr : find_channel(payment.channel);
-    if (recorded != nullptr && has_slot(*recorded) && !payment.excluded.count(payment.channel)) {
+    if (recorded != nullptr && has_slot(*recorded) && recorded->channel.enabled
+        && !payment.excluded.count(payment.channel)) {
       chosen = payment.channel;  // where the store already says it goes
     } else {
       double draw = std::uniform_real_distribution<double>{0, 1}(rng_);
@@ -203,8 +205,21 @@ void payment_driver::pump(moment now, drive_actions& out) {
   }
 }
 
+void payment_driver::steer(const std::vector<driver_channel>& channels, bool repair_paused) {
+  for (const auto& steered : channels)
+    if (auto* slots = find_channel(steered.id)) {
+      slots->channel.weight = steered.weight;
+      slots->channel.enabled = steered.enabled;
+    }
+  repair_paused_ = repair_paused;
+}
+
 void payment_driver::query(driven_payment& payment, moment now, drive_actions& out) {
   auto pay_id = payment.record.pay_id;
+  if (repair_paused_) {
+    later(pay_id, stage::query, retry_.route_retry_ms, now);
+    return;
+  }
   auto* slots = find_channel(payment.channel);
   if (slots == nullptr) {
     drive_action action;

@@ -37,6 +37,7 @@ struct driver_channel {
   int64_t weight = 0;
   size_t max_in_flight = 16;   // requests outstanding at once
   int64_t settle_ms = 10'000;  // a NOT_FOUND is believed this long after a pay request left
+  bool enabled = true;         // takes new payments (what it holds is still asked)
 };
 
 /// Something the coordinator is to do for the driver.
@@ -110,6 +111,11 @@ public:
   drive_actions unfinished_read(std::vector<payment_record> records, uint32_t limit,
                                 moment now);
   void unfinished_failed();
+  /// The operator's switches: each channel's weight and whether it takes
+  /// new payments (by id; channels not named keep theirs), and whether
+  /// order repair (the queries of unknown outcomes) is paused: a paused
+  /// query waits, and is asked once repair resumes.
+  void steer(const std::vector<driver_channel>& channels, bool repair_paused);
   /// Time passed: due waits end, room in memory is filled from the store.
   drive_actions tick(moment now);
 
@@ -192,6 +198,7 @@ private:
   std::multimap<int64_t, std::string> timers_;  // due (monotonic ms) -> pay_id
   std::multimap<int64_t, std::pair<std::string, uint64_t>> deadlines_;  // -> pay_id, op
   uint64_t next_op_ = 0;
+  bool repair_paused_ = false;
   std::mt19937_64 rng_;
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "actors/payment/payment_rules.hpp"
+#include "common/live_switches.hpp"
 #include "common/pay_id.hpp"
 #include "messages/interfaces.hpp"
 
@@ -25,6 +26,9 @@ struct order_shard_settings {
   // Channels and weights: each order is routed here, in its acceptance batch
   // (the coordinator may still move it if that channel is busy or refuses).
   std::vector<std::pair<std::string, int64_t>> channels;
+  // The operator's weights and enabled channels, taken over the ones above
+  // whenever they change (null: the configured weights, all enabled).
+  const live_switches* switches = nullptr;
 };
 
 class order_shard {
@@ -39,6 +43,7 @@ private:
   int32_t instance_id_;
   pay_id_generator generator_;
   std::vector<route_candidate> candidates_;
+  switch_view switches_;
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

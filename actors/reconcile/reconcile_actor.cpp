@@ -12,6 +12,7 @@
 
 #include "actors/reconcile/store_side.hpp"
 #include "common/clock.hpp"
+#include "common/live_switches.hpp"
 #include "common/metrics.hpp"
 #include "common/thread_name.hpp"
 #include "storage/local/local_store.hpp"
@@ -96,6 +97,13 @@ void daily(reconciliation_pointer self) {
   auto now = unix_now_ms();
   auto date = utc_day(now - day_ms);
   int64_t next = until_next(st.settings.daily_at, now);
+  if (st.settings.switches != nullptr
+      && st.settings.switches->paused(degrade_switch::reconciliation)) {
+    if (!reported(st, date))
+      next = std::min<int64_t>(next, 60'000);
+    self->delayed_send(self, std::chrono::milliseconds{next}, tick_atom::value);
+    return;
+  }
   if (!reported(st, date)) {
     reconciliation::run_request request{st.settings.source.channel_id, date, "", true};
     reconciliation::run_summary summary;

@@ -17,6 +17,8 @@
 
 namespace paybus {
 
+class live_switches;
+
 class local_store;
 class metrics;
 
@@ -29,6 +31,9 @@ struct reconciliation_settings {
   // Set when the bus stops: a run in progress gives up (no report), so that
   // a statement that downloads slowly never holds the stop up.
   std::shared_ptr<std::atomic<bool>> stopping;
+  // `degrade reconciliation on`: the daily run waits (looked at again every
+  // minute); a run asked for by an operator still runs.
+  const live_switches* switches = nullptr;
 };
 
 reconciliation_actor spawn_reconciliation(caf::actor_system& system,

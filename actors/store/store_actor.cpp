@@ -1,5 +1,6 @@
 #include <chrono>
 #include <vector>
+#include <tuple>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -194,6 +195,52 @@ void commit_pending(store_pointer self) {
   st.webhook_promises.clear();
 }
 
+/// `webhook resend`: the payment's webhook queued again, due now (its
+/// waiting entry, if any, moved to now; attempts so far kept). Applied at
+/// once, after what is queued.
+std::tuple<bool, std::string> resend_webhook(store_pointer self, const std::string& pay_id) {
+  auto& st = self->state;
+  commit_pending(self);
+  std::optional<payment_record> record;
+  auto status = st.store->get(pay_id, record);
+  if (!status.ok())
+    return {false, "the local store cannot be read: " + status.ToString()};
+  if (!record)
+    return {false, "no payment " + pay_id + " in the local store"};
+  if (!is_final_status(record->status))
+    return {false, "payment " + pay_id + " is " + to_string(record->status)
+                     + ": its webhook goes once it is final"};
+  if (!wants_webhook(st.policy, *record))
+    return {false, "payment " + pay_id + " has no webhook target (no notify_url on the order, "
+                     "none configured for merchant " + record->order.merchant_id + ")"};
+  auto now = unix_now_ms();
+  webhook_entry entry;
+  entry.merchant_id = record->order.merchant_id;
+  entry.event_id = "evt_" + pay_id;
+  entry.pay_id = pay_id;
+  entry.first_due_ms = now;
+  std::optional<webhook_entry> waiting;
+  status = st.store->find_webhook(entry.merchant_id, entry.event_id, waiting);
+  if (!status.ok())
+    return {false, "the local store cannot be read: " + status.ToString()};
+  store_changes changes;
+  if (waiting) {
+    entry = *waiting;
+    entry.due_ms = now;
+    changes.webhook_moves.push_back({*waiting, entry});
+  } else {
+    entry.due_ms = now;
+    changes.webhooks.push_back(entry);
+  }
+  status = st.store->apply(changes);
+  if (!status.ok())
+    return {false, "the local store cannot write: " + status.ToString()};
+  if (st.notifier)
+    self->send(st.notifier, std::vector<webhook_queued>{{entry.merchant_id, now}});
+  st.figures->notify_backlog = st.store->webhook_backlog();
+  return {true, entry.event_id};
+}
+
 void queue_flush(store_pointer self) {
   auto& st = self->state;
   if (pending_writes(st) >= st.limits.max_batch_writes) {
@@ -302,6 +349,23 @@ store_actor::behavior_type store_behavior(store_pointer self,
       st.notifier = caf::actor_cast<notifier_actor>(notifier);
       st.coordinator = caf::actor_cast<coordinator_actor>(coordinator);
     },
+    [=](admin_atom, const std::string& switches, const std::string& audit_key,
+        const std::string& audit) -> bool {
+      auto& st = self->state;
+      commit_pending(self);
+      std::vector<std::pair<std::string, std::string>> entries;
+      if (!switches.empty())
+        entries.emplace_back("switches", switches);
+      if (!audit_key.empty())
+        entries.emplace_back(audit_key, audit);
+      auto status = st.store->put_admin(entries);
+      if (!status.ok()) {
+        spdlog::error("local store: cannot write an admin change: {}", status.ToString());
+        return false;
+      }
+      return true;
+    },
+    [=](resend_atom, const std::string& pay_id) { return resend_webhook(self, pay_id); },
     [=](flush_atom) { commit_pending(self); },
     [=](nonce_flush_atom) {
       auto& st = self->state;

@@ -23,6 +23,7 @@
 #include "actors/webhook/notifier.hpp"
 #include "actors/webhook/webhook_sender.hpp"
 #include "common/clock.hpp"
+#include "common/live_switches.hpp"
 #include "common/crypto.hpp"
 #include "common/metrics.hpp"
 #include "common/thread_name.hpp"
@@ -159,6 +160,14 @@ void finished(notifier_pointer self, uint64_t id, int32_t http_status) {
 
 void round(notifier_pointer self) {
   auto& st = self->state;
+  if (st.settings.switches != nullptr
+      && st.settings.switches->paused(degrade_switch::webhooks)) {
+    if (!st.unsent.empty())
+      hand_back(self, std::exchange(st.unsent, {}));
+    st.figures->notify_backlog = st.store->webhook_backlog();
+    schedule(self, st.settings.poll_ms);
+    return;
+  }
   if (!st.unsent.empty())
     hand_back(self, std::exchange(st.unsent, {}));
   auto now = unix_now_ms();

@@ -13,6 +13,8 @@
 
 namespace paybus {
 
+class live_switches;
+
 class local_store;
 class metrics;
 
@@ -33,6 +35,9 @@ struct notifier_settings {
   int64_t give_up_after_ms = 25 * 3'600'000;  // then logged and dropped
   int64_t untargeted_wait_ms = 60'000;  // no URL to go to: looked at again then
   int64_t poll_ms = 200;
+  // `degrade webhooks on`: no delivery starts (what waits stays in the
+  // outbox); resumed, the next poll delivers it.
+  const live_switches* switches = nullptr;
 };
 
 /// Reads due webhooks from `store` and has `writer` apply every outcome.

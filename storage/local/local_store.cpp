@@ -28,7 +28,7 @@ namespace {
 
 const std::vector<std::string> family_names
   = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta", "results", "dispatch", "webhooks", "conflicts", "db_conflicts", "succeeded"};
+     "meta", "results", "dispatch", "webhooks", "conflicts", "db_conflicts", "succeeded", "admin"};
 
 /// The key of a payment in the `succeeded` index: channel, NUL, UTC day, NUL, pay_id.
 std::string succeeded_key(const std::string& channel_id, const std::string& day,
@@ -190,6 +190,7 @@ std::unique_ptr<local_store> local_store::open(
   store->conflicts_ = store->handles_[9];
   store->db_conflicts_ = store->handles_[10];
   store->succeeded_ = store->handles_[11];
+  store->admin_ = store->handles_[12];
   status = store->index_succeeded_payments();
   if (status.IsNoSpace()) {
     spdlog::warn("local store: no room to index the succeeded payments by channel and day; "
@@ -498,6 +499,102 @@ rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entr
   for (const auto& entry : entries)
     changes.outbox_removed.push_back(entry.sequence);
   return apply(changes);
+}
+
+rocksdb::Status local_store::get_admin(const std::string& name,
+                                       std::optional<std::string>& value) {
+  std::string bytes;
+  auto status = db_->Get(rocksdb::ReadOptions{}, admin_, name, &bytes);
+  if (status.IsNotFound()) {
+    value.reset();
+    return rocksdb::Status::OK();
+  }
+  if (status.ok())
+    value = std::move(bytes);
+  return status;
+}
+
+rocksdb::Status local_store::put_admin(
+  const std::vector<std::pair<std::string, std::string>>& entries) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [name, value] : entries)
+    batch.Put(admin_, name, value);
+  return write(true, batch);
+}
+
+rocksdb::Status local_store::admin_tail(const std::string& prefix, size_t count,
+                                        std::vector<std::string>& values) {
+  values.clear();
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, admin_)};
+  // The last key under the prefix: seek before the first key past it.
+  std::string past = prefix;
+  past.push_back('\xff');
+  it->SeekForPrev(past);
+  for (; it->Valid() && values.size() < count && it->key().starts_with(prefix); it->Prev())
+    values.push_back(it->value().ToString());
+  std::reverse(values.begin(), values.end());
+  return it->status();
+}
+
+rocksdb::Status local_store::find_webhook(const std::string& merchant_id,
+                                          const std::string& event_id,
+                                          std::optional<webhook_entry>& entry) {
+  entry.reset();
+  std::string prefix = merchant_id;
+  prefix.push_back('\0');
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto key = it->key().ToStringView();
+    if (key.size() != prefix.size() + 8 + event_id.size() || key.substr(prefix.size() + 8) != event_id)
+      continue;
+    webhook_entry found;
+    if (!codec::decode_webhook(it->value().ToStringView(), found))
+      return rocksdb::Status::Corruption("webhook entry of " + event_id + " cannot be read");
+    std::string_view merchant;
+    split_webhook_key(key, merchant, found.due_ms);
+    found.merchant_id = merchant_id;
+    entry = std::move(found);
+    return rocksdb::Status::OK();
+  }
+  return it->status();
+}
+
+rocksdb::Status local_store::count_dispatch(uint64_t& count) {
+  count = 0;
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, dispatch_)};
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    ++count;
+  return it->status();
+}
+
+rocksdb::Status local_store::oldest_waiting(std::optional<std::string>& outbox_pay_id,
+                                            std::optional<int64_t>& webhook_first_due_ms) {
+  outbox_pay_id.reset();
+  webhook_first_due_ms.reset();
+  {
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, outbox_)};
+    it->SeekToFirst();
+    if (it->Valid() && it->value().size() > 1)
+      outbox_pay_id = it->value().ToString().substr(1);
+    if (!it->status().ok())
+      return it->status();
+  }
+  // The head of each merchant's queue holds its earliest due entry.
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
+  for (it->SeekToFirst(); it->Valid();) {
+    webhook_entry head;
+    if (codec::decode_webhook(it->value().ToStringView(), head)
+        && (!webhook_first_due_ms || head.first_due_ms < *webhook_first_due_ms))
+      webhook_first_due_ms = head.first_due_ms;
+    auto key = it->key().ToStringView();
+    auto end = key.find('\0');
+    if (end == std::string_view::npos)
+      break;
+    std::string next{key.substr(0, end)};
+    next.push_back('\x01');  // past this merchant's queue
+    it->Seek(next);
+  }
+  return it->status();
 }
 
 rocksdb::Status local_store::get_meta(const std::string& name,

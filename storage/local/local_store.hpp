@@ -57,6 +57,9 @@ struct local_store_options {
 ///            encoded payment_result: every SUCCEEDED payment by the channel
 ///            and UTC day of its result, written with the result
 ///            (reconciliation reads one channel's day in pay_id order)
+///   admin    "switches" -> the operator's switches (JSON, common/live_switches.hpp);
+///            "audit/" + u64 big-endian at_ms + u64 big-endian number -> one
+///            change made through the admin console (JSON: at, who, command, result)
 /// Thread-safety: reads from any thread; `apply` only from the single writer.
 class local_store {
 public:
@@ -170,6 +173,23 @@ public:
   rocksdb::Status scan(const std::string& family, const std::string& from,
                        const std::function<bool(std::string_view, std::string_view)>& visit);
 
+  /// An entry of the `admin` family, if any.
+  rocksdb::Status get_admin(const std::string& name, std::optional<std::string>& value);
+  /// Puts entries of the `admin` family in one synced batch. Single writer only.
+  rocksdb::Status put_admin(const std::vector<std::pair<std::string, std::string>>& entries);
+  /// The last `count` values under `prefix` in the `admin` family, oldest first.
+  rocksdb::Status admin_tail(const std::string& prefix, size_t count,
+                             std::vector<std::string>& values);
+  /// The webhook outbox entry of `event_id` in `merchant_id`'s queue, if one waits.
+  rocksdb::Status find_webhook(const std::string& merchant_id, const std::string& event_id,
+                               std::optional<webhook_entry>& entry);
+  /// The payments not final yet (the `dispatch` family), counted.
+  rocksdb::Status count_dispatch(uint64_t& count);
+  /// The oldest outbox entry's pay_id and the earliest first_due_ms of a
+  /// waiting webhook, if any.
+  rocksdb::Status oldest_waiting(std::optional<std::string>& outbox_pay_id,
+                                 std::optional<int64_t>& webhook_first_due_ms);
+
   /// Number of keys per column family (tests and `verify`).
   std::map<std::string, uint64_t> count_keys();
 
@@ -194,6 +214,7 @@ private:
   rocksdb::ColumnFamilyHandle* conflicts_ = nullptr;
   rocksdb::ColumnFamilyHandle* db_conflicts_ = nullptr;
   rocksdb::ColumnFamilyHandle* succeeded_ = nullptr;
+  rocksdb::ColumnFamilyHandle* admin_ = nullptr;
 
   /// Indexes the SUCCEEDED payments of a store written before the
   /// `succeeded` family existed, once (a meta entry says it is done).

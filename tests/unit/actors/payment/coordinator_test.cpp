@@ -59,6 +59,8 @@ store_actor::behavior_type fake_store(std::shared_ptr<seen> log) {
     [](delivered_atom, std::vector<uint64_t>&, std::vector<database_conflict>&) {},
     [](reading_atom) {},
     [](attach_atom, caf::actor&, caf::actor&, caf::actor&) {},
+    [](admin_atom, std::string&, std::string&, std::string&) { return true; },
+    [](resend_atom, std::string&) { return std::make_tuple(false, std::string{}); },
     [](flush_atom) {},
     [](nonce_flush_atom) {},
     [](tick_atom) {},
@@ -70,6 +72,8 @@ reader_actor::behavior_type fake_reader(int) {
     [](get_atom, std::string&) { return payment_lookup{}; },
     [](find_atom, std::string&, std::string&) { return payment_lookup{}; },
     [](resume_atom, std::string&, uint32_t) { return std::vector<payment_record>{}; },
+    [](inspect_atom, std::string&) { return std::string{}; },
+    [](backlog_atom) { return std::string{}; },
   };
 }
 

@@ -16,6 +16,10 @@ find_library(CAF_IO_LIBRARY caf_io REQUIRED)
 add_library(caf INTERFACE)
 target_include_directories(caf SYSTEM INTERFACE ${CAF_INCLUDE_DIR})
 target_link_libraries(caf INTERFACE ${CAF_IO_LIBRARY} ${CAF_CORE_LIBRARY} Threads::Threads)
+# The admin console's mutual TLS (caf::openssl::publish / remote_actor).
+find_library(CAF_OPENSSL_LIBRARY caf_openssl REQUIRED)
+add_library(caf_openssl INTERFACE)
+target_link_libraries(caf_openssl INTERFACE ${CAF_OPENSSL_LIBRARY} caf OpenSSL::SSL)
 
 find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
 find_library(HTTP_PARSER_LIBRARY http_parser REQUIRED)

@@ -15,10 +15,14 @@
 #include <caf/io/doorman.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/network/default_multiplexer.hpp>
+#include <caf/io/publish.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/send.hpp>
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
+#include "actors/admin/admin_actor.hpp"
 #include "actors/channel/channel_actor.hpp"
 #include "actors/ledger/sink_actor.hpp"
 #include "actors/payment/coordinator.hpp"
@@ -26,6 +30,7 @@
 #include "actors/store/store_actor.hpp"
 #include "actors/webhook/notifier.hpp"
 #include "common/clock.hpp"
+#include "common/live_switches.hpp"
 #include "common/metrics.hpp"
 #include "common/pay_id.hpp"
 #include "config/settings.hpp"
@@ -198,9 +203,54 @@ int main(int argc, char** argv) {
     floor_ms = std::max(floor_ms, last->unix_ms);
   std::this_thread::sleep_for(std::chrono::milliseconds{2});
 
+  // The operator's switches: the configuration's channels, with what the
+  // admin console changed laid over them.
+  switch_state initial_switches;
+  for (const auto& channel : config.channels)
+    initial_switches.channels.push_back({channel.id, channel.weight, true, false, false});
+  {
+    std::optional<std::string> stored;
+    auto status = store->get_admin("switches", stored);
+    std::vector<std::string> dropped;
+    if (!status.ok())
+      return fatal("cannot read the admin switches: " + status.ToString());
+    if (stored && !overlay_switches(*stored, initial_switches, dropped, error))
+      return fatal(error);
+    for (const auto& gone : dropped)
+      spdlog::warn("admin: channel {} has switches in the store but is no longer configured",
+                   gone);
+  }
+  if (!initial_switches.log_level.empty())
+    spdlog::set_level(spdlog::level::from_str(initial_switches.log_level));
+  live_switches switches{initial_switches};
+  std::vector<std::string> audit;
+  if (auto status = store->admin_tail("audit/", 1000, audit); !status.ok())
+    return fatal("cannot read the admin audit log: " + status.ToString());
+
   metrics figures;
+  show_switches(figures, initial_switches);
+  for (const auto& channel : initial_switches.channels)
+    if (channel.changed)
+      spdlog::info("admin: channel {} as the console left it: weight {}, {}{}", channel.id,
+                   channel.weight, channel.enabled ? "enabled" : "disabled",
+                   channel.breaker_forced ? ", breaker held open" : "");
+  for (auto which : all_degrade_switches)
+    if (initial_switches.is_paused(which))
+      spdlog::warn("admin: {} paused (degrade {} on), as the console left it", to_string(which),
+                   to_string(which));
   caf::actor_system_config caf_config;
   caf_config.load<caf::io::middleman>();
+  bool admin_tls = !config.admin_certificate.empty();
+  if (admin_tls) {
+    // Both sides present certificates that chain to admin.cafile.
+    caf_config.load<caf::openssl::manager>();
+    caf_config.openssl_certificate = config.admin_certificate;
+    caf_config.openssl_key = config.admin_key;
+    caf_config.openssl_cafile = config.admin_cafile;
+  }
+  // A console that died is noticed within seconds, not when TCP gives up.
+  caf_config.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds{1}});
+  caf_config.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{5}});
   caf_config.add_message_types<caf::id_block::paybus>();
   auto threads = config.scheduler_threads > 0
                    ? static_cast<size_t>(config.scheduler_threads)
@@ -218,6 +268,7 @@ int main(int argc, char** argv) {
   sink_actor_limits sink_limits;
   sink_limits.batch_rows = static_cast<size_t>(config.database_batch_rows);
   sink_limits.gather_ms = config.database_gather_ms;
+  sink_limits.switches = &switches;
   store_actor_limits store_limits;
   store_limits.max_batch_writes = static_cast<size_t>(config.store_max_batch_writes);
   store_limits.gather_us = config.store_gather_us;
@@ -244,6 +295,7 @@ int main(int argc, char** argv) {
     shard_settings.instance_id = *instance_id;
     shard_settings.shard = shard;
     shard_settings.pay_id_floor_ms = floor_ms;
+    shard_settings.switches = &switches;
     for (const auto& channel : config.channels)
       shard_settings.channels.emplace_back(channel.id, channel.weight);
     shards.push_back(std::move(shard_settings));
@@ -281,11 +333,13 @@ int main(int argc, char** argv) {
     runtime.breaker_failures = static_cast<int>(channel.breaker_failures);
     runtime.breaker_open_ms = channel.breaker_open_ms;
     runtime.window_seconds = config.timestamp_window_seconds;
+    runtime.switches = &switches;
     channels.push_back({channel.id, channel.weight, spawn_channel(system, runtime, figures),
                         2 * runtime.concurrency, channel.settle_ms});
   }
   auto coordinator = spawn_coordinator(system, writer, reader, channels,
-                                       static_cast<size_t>(config.max_driving_in_memory), figures);
+                                       static_cast<size_t>(config.max_driving_in_memory), figures,
+                                       &switches);
   notifier_settings notify;
   for (const auto& merchant : config.merchants)
     notify.merchants.push_back({merchant.id, merchant.auth == "rsa-sha256", merchant.secret,
@@ -297,6 +351,7 @@ int main(int argc, char** argv) {
   notify.retry_max_ms = config.notify_retry_max_ms;
   notify.give_up_after_ms = config.notify_give_up_after_ms;
   notify.untargeted_wait_ms = config.notify_untargeted_wait_ms;
+  notify.switches = &switches;
   auto notifier = spawn_notifier(system, *store, writer, notify, figures);
   // The writer tells them, after each commit, of the work it gave them.
   caf::anon_send(writer, attach_atom::value, caf::actor_cast<caf::actor>(sink),
@@ -319,6 +374,7 @@ int main(int argc, char** argv) {
     reconcile.places.scratch_dir = config.data_dir + "/reconcile-scratch";
     reconcile.daily_at = config.reconciliation_at;
     reconcile.stopping = reconciliation_stopping;
+    reconcile.switches = &switches;
     reconcilers.push_back(spawn_reconciliation(system, std::move(reconcile), *store, writer,
                                                figures));
     context->reconcilers.emplace(channel.id, reconcilers.back());
@@ -334,6 +390,38 @@ int main(int argc, char** argv) {
 
   // Payments accepted before a stop and not final yet: the coordinator
   // reads them from the store on its first tick.
+  admin_actor admin;
+  std::string admin_error;
+  if (!config.admin_listen.empty()) {
+    admin_settings console;
+    console.instance_id = *instance_id;
+    console.version = PAYBUS_VERSION;
+    console.started_unix_ms = unix_now_ms();
+    console.switches = &switches;
+    console.figures = &figures;
+    console.writer = writer;
+    console.reader = reader;
+    for (const auto& [id, reconciler] : context->reconcilers)
+      console.reconcilers.emplace(id, reconciler);
+    console.audit = std::move(audit);
+    console.tls = admin_tls;
+    admin = spawn_admin(system, std::move(console));
+    auto published = admin_tls ? caf::openssl::publish(admin, config.admin_port,
+                                                       config.admin_host.c_str(), true)
+                               : caf::io::publish(admin, config.admin_port,
+                                                  config.admin_host.c_str(), true);
+    if (!published) {
+      // Stopped like at a signal: the actors running now go down in order.
+      admin_error = "cannot publish the admin console on " + config.admin_listen + ": "
+                    + system.render(published.error());
+      spdlog::critical("{}", admin_error);
+      kill(getpid(), SIGTERM);
+    } else
+      spdlog::info("admin console on {} ({})", config.admin_listen,
+                 admin_tls ? "mutual TLS, certificates from " + config.admin_cafile
+                           : std::string{"loopback, no TLS"});
+  }
+
   auto listener = system.middleman().backend().new_doorman(listen_fd);
   auto ingress = spawn_ingress(system, std::move(listener), context);
   spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "
@@ -352,6 +440,8 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   std::this_thread::sleep_for(std::chrono::milliseconds{100});  // last writes flush
   caf::anon_send_exit(ingress, caf::exit_reason::user_shutdown);
+  if (admin)
+    caf::anon_send_exit(admin, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(notifier, caf::exit_reason::user_shutdown);
   for (auto& channel : channels)
@@ -365,6 +455,8 @@ int main(int argc, char** argv) {
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
   system.await_all_actors_done();
+  if (!admin_error.empty())
+    return fatal("stopped: " + admin_error);
   if (refused_instance.load())
     return fatal("stopped: this instance's number belongs to another instance (see above); "
                  "give this store its own number before starting it again");

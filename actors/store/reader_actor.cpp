@@ -26,7 +26,7 @@ caf::result<payment_lookup> answer(rocksdb::Status status,
   return lookup;
 }
 
-nlohmann::json result_json(const payment_result& result) {
+nlohmann::ordered_json result_json(const payment_result& result) {
   return {{"status", to_string(result.status)},
           {"channel_id", result.channel_id},
           {"channel_txn_id", result.channel_txn_id},
@@ -51,7 +51,7 @@ rocksdb::Status describe_payment(local_store& store, const std::string& pay_id,
     return status;
   if (!record && !result)
     return rocksdb::Status::OK();
-  nlohmann::json json;
+  nlohmann::ordered_json json;
   json["pay_id"] = pay_id;
   json["order"] = nullptr;
   json["route"] = nullptr;
@@ -71,8 +71,8 @@ rocksdb::Status describe_payment(local_store& store, const std::string& pay_id,
     if (!record->routed_channel.empty())
       json["route"] = {{"channel_id", record->routed_channel}, {"held", record->held}};
   }
-  json["result"] = result ? result_json(*result) : nlohmann::json(nullptr);
-  auto conflicts = nlohmann::json::array();
+  json["result"] = result ? result_json(*result) : nlohmann::ordered_json(nullptr);
+  auto conflicts = nlohmann::ordered_json::array();
   status = store.scan("conflicts", pay_id + std::string(1, '\0'),
                       [&](std::string_view key, std::string_view value) {
                         if (key.substr(0, pay_id.size() + 1) != pay_id + std::string(1, '\0'))
@@ -85,7 +85,7 @@ rocksdb::Status describe_payment(local_store& store, const std::string& pay_id,
   if (!status.ok())
     return status;
   json["conflicts"] = conflicts;
-  nlohmann::json webhook = {{"attempts", 0}, {"delivered", false}, {"next_attempt_at", nullptr}};
+  nlohmann::ordered_json webhook = {{"attempts", 0}, {"delivered", false}, {"next_attempt_at", nullptr}};
   if (record) {
     std::optional<webhook_entry> waiting;
     status = store.find_webhook(record->order.merchant_id, "evt_" + pay_id, waiting);
@@ -117,7 +117,7 @@ rocksdb::Status describe_backlog(local_store& store, std::string& out) {
   if (!status.ok())
     return status;
   auto now = unix_now_ms();
-  nlohmann::json json = {{"db", store.outbox_size()},
+  nlohmann::ordered_json json = {{"db", store.outbox_size()},
                          {"notify", store.webhook_backlog()},
                          {"dispatch", dispatch},
                          {"oldest_db_seconds", 0},

@@ -99,9 +99,10 @@ class Bus:
     """One paybusd process with its own data dir and config."""
 
     def __init__(self, database_url, data_dir=None, extra_config="", sets=None, channels=None,
-                 reconcile_at=""):
+                 reconcile_at="", admin_config=""):
         self.dir = data_dir or make_temp_dir("bus")
         self.port = free_port()
+        self.admin_port = free_port()
         self.database_url = database_url
         self.sets = list(sets or [])
         keys = keys_dir()
@@ -127,6 +128,9 @@ connect_timeout_ms = 1000
 statement_timeout_ms = 3000
 [signing]
 private_key = "{keys}/paybus.key.pem"
+[admin]
+listen = "127.0.0.1:{self.admin_port}"
+{admin_config}
 [reconciliation]
 # No daily run unless a test asks for one: its GET of a statement would be one
 # more request to the tests' scripted channels.
@@ -246,6 +250,27 @@ def raw_http(port, data, timeout=5, read_all=True):
 
 
 CHANNEL_SIM = os.path.join(BUILD, "tools", "paybus-channel-sim")
+PAYBUS_ADMIN = os.path.join(BUILD, "tools", "paybus-admin")
+
+
+def run_admin(bus_or_address, *commands, json_output=True, extra=(), timeout=120, stdin=None):
+    """Runs paybus-admin with -c for each command; returns (exit code, stdout, stderr)."""
+    address = bus_or_address if isinstance(bus_or_address, str) else f"127.0.0.1:{bus_or_address.admin_port}"
+    command = [PAYBUS_ADMIN, "--connect", address] + list(extra)
+    if json_output:
+        command.append("--json")
+    for item in commands:
+        command += ["-c", item]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=stdin)
+    return out.returncode, out.stdout, out.stderr
+
+
+def admin_json(bus, command, **kwargs):
+    """One command's JSON answer; fails the test if the command failed."""
+    code, out, err = run_admin(bus, command, **kwargs)
+    if code != 0:
+        raise AssertionError(f"paybus-admin -c {command!r} exited {code}: {err}{out}")
+    return json.loads(out)
 
 
 class ChannelSim:

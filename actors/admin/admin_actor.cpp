@@ -324,8 +324,15 @@ admin_actor::behavior_type admin_behavior(admin_pointer self, admin_settings set
 } // namespace
 
 void show_switches(metrics& figures, const switch_state& state) {
-  for (const auto& channel : state.channels)
+  for (const auto& channel : state.channels) {
     figures.set_channel_switch(channel.id, channel.weight, channel.enabled);
+    // Held open, nothing reaches the channel actor to say so; handed back,
+    // the breaker's own state is shown again from its next request.
+    if (channel.breaker_forced)
+      figures.set_breaker_state(channel.id, 3);
+    else if (figures.channel(channel.id).breaker_state == 3)
+      figures.set_breaker_state(channel.id, 0);
+  }
   for (auto which : all_degrade_switches)
     figures.set_degraded(to_string(which), state.is_paused(which));
 }

@@ -8,6 +8,7 @@
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
 #include "actors/store/commit.hpp"
+#include "actors/admin/admin_actor.hpp"
 #include "storage/local/local_store.hpp"
 #include "storage/database/pg_database.hpp"
 #include "storage/local/record_codec.hpp"
@@ -706,4 +707,61 @@ TEST_CASE("a store written before the index has its SUCCEEDED payments indexed a
     return true;
   }).ok());
   CHECK(found == 1);
+}
+
+TEST_CASE("the admin family keeps the switches and the audit log across a reopen, newest last") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    REQUIRE(store->put_admin({{"switches", R"({"channels":{}})"}}).ok());
+    // Written out of time order: read back in time order.
+    REQUIRE(store->put_admin({{admin_audit_key(2000, 2), "second"}}).ok());
+    REQUIRE(store->put_admin({{admin_audit_key(1000, 1), "first"},
+                              {admin_audit_key(3000, 3), "third"}}).ok());
+  }
+  auto store = open_store(dir.path);
+  std::optional<std::string> switches;
+  REQUIRE(store->get_admin("switches", switches).ok());
+  CHECK(switches == std::optional<std::string>{R"({"channels":{}})"});
+  std::vector<std::string> tail;
+  REQUIRE(store->admin_tail("audit/", 2, tail).ok());
+  CHECK(tail == std::vector<std::string>{"second", "third"});
+  REQUIRE(store->admin_tail("audit/", 10, tail).ok());
+  CHECK(tail == std::vector<std::string>{"first", "second", "third"});
+  std::optional<std::string> missing;
+  REQUIRE(store->get_admin("nothing", missing).ok());
+  CHECK_FALSE(missing);
+  CHECK(store->count_keys()["admin"] == 4);
+}
+
+TEST_CASE("a waiting webhook is found by its merchant and event id") {
+  temp_dir dir;
+  auto store = open_store(dir.path);
+  store_changes changes;
+  for (const auto* merchant : {"demo", "demo2", "other"}) {
+    webhook_entry entry;
+    entry.merchant_id = merchant;
+    entry.event_id = "evt_P1";
+    entry.pay_id = "P1";
+    entry.attempt = 3;
+    entry.first_due_ms = 500;
+    entry.due_ms = std::string{merchant} == "demo" ? 900 : 100;
+    changes.webhooks.push_back(entry);
+  }
+  REQUIRE(store->apply(changes).ok());
+  std::optional<webhook_entry> found;
+  REQUIRE(store->find_webhook("demo", "evt_P1", found).ok());
+  REQUIRE(found);
+  CHECK(found->due_ms == 900);
+  CHECK(found->attempt == 3);
+  CHECK(found->merchant_id == "demo");
+  REQUIRE(store->find_webhook("demo", "evt_P", found).ok());
+  CHECK_FALSE(found);
+  REQUIRE(store->find_webhook("dem", "evt_P1", found).ok());
+  CHECK_FALSE(found);
+  std::optional<std::string> oldest_row;
+  std::optional<int64_t> oldest_webhook;
+  REQUIRE(store->oldest_waiting(oldest_row, oldest_webhook).ok());
+  CHECK_FALSE(oldest_row);
+  CHECK(oldest_webhook == std::optional<int64_t>{500});
 }

@@ -427,3 +427,60 @@ TEST_CASE("driver: a write the store never answers is tried again after its dead
   CHECK(driver.driving() == 1);
 }
 
+
+TEST_CASE("driver: a channel the operator disabled gets no new payments, and still answers for its own") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  driver.admit({payment("P0", "sim-a")}, false, at(0));  // sent before the switch
+  driver.inner.steer({{"sim-a", 1, 16, 10'000, false}}, false);
+  // Routed to sim-a at acceptance, never sent: it goes to sim-b instead, its route written first.
+  auto actions = driver.admit({payment("P1", "sim-a")}, false, at(10));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});
+  CHECK(actions[0].channel_id == "sim-b");
+  for (int i = 2; i < 12; ++i) {  // fewer than sim-b's 16 slots
+    auto more = driver.admit({payment("P" + std::to_string(i), "")}, false, at(10));
+    REQUIRE(kinds(more) == std::vector<kind>{kind::record_route});
+    CHECK(more[0].channel_id == "sim-b");
+  }
+  // What sim-a holds is still asked of sim-a.
+  CHECK(driver.paid("P0", "sim-a", said("P0", "sim-a", "UNKNOWN"), at(20)).empty());
+  actions = driver.tick(at(20 + 500));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  CHECK(actions[0].channel_id == "sim-a");
+}
+
+TEST_CASE("driver: weight 0 takes a channel out of routing, weights set live share the rest") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  driver.inner.steer({{"sim-a", 0, 16, 10'000, true}, {"sim-b", 5, 16, 10'000, true}}, false);
+  for (int i = 0; i < 15; ++i) {  // fewer than sim-b's 16 slots
+    auto actions = driver.admit({payment("P" + std::to_string(i), "")}, false, at(0));
+    REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});
+    CHECK(actions[0].channel_id == "sim-b");
+  }
+}
+
+TEST_CASE("driver: a payment naming a disabled channel waits for it, never goes elsewhere") {
+  auto driver = driver_of({"sim-a", "sim-b"});
+  driver.inner.steer({{"sim-a", 1, 16, 10'000, false}}, false);
+  auto named = payment("P1", "");
+  named.order.channel_id = "sim-a";
+  CHECK(driver.admit({named}, false, at(0)).empty());
+  CHECK(driver.tick(at(2000)).empty());
+  driver.inner.steer({{"sim-a", 1, 16, 10'000, true}}, false);
+  auto actions = driver.tick(at(4000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});
+  CHECK(actions[0].channel_id == "sim-a");
+}
+
+TEST_CASE("driver: paused order repair holds queries of unknown outcomes until it resumes") {
+  auto driver = driver_of({"sim-a"});
+  driver.admit({payment("P1", "sim-a")}, false, at(0));
+  driver.inner.steer({}, true);
+  CHECK(driver.paid("P1", "sim-a", said("P1", "sim-a", "UNKNOWN"), at(10)).empty());
+  CHECK(driver.tick(at(10 + 500)).empty());    // due, but paused
+  CHECK(driver.tick(at(10 + 60'000)).empty());  // still paused: no query, no close
+  CHECK(driver.driving() == 1);
+  driver.inner.steer({}, false);
+  auto actions = driver.tick(at(10 + 62'000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  CHECK(actions[0].channel_id == "sim-a");
+}

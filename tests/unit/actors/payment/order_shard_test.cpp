@@ -62,3 +62,36 @@ TEST_CASE("a shard routes by weight, or to the channel the order names") {
     CHECK(shard.issue(one("N-" + std::to_string(i), 100, "sim-b"), 1'763'782'200'000)
             .routed_channel == "sim-b");
 }
+
+TEST_CASE("a shard follows the operator's switches: weights, disabled channels, a held breaker") {
+  switch_state state;
+  state.channels = {{"sim-a", 1, true, false, false}, {"sim-b", 1, true, false, false}};
+  live_switches switches{state};
+  order_shard_settings settings{1, 0, 0, {{"sim-a", 1}, {"sim-b", 1}}};
+  settings.switches = &switches;
+  order_shard shard{settings};
+  auto routed = [&](int count) {
+    std::map<std::string, int> seen;
+    for (int i = 0; i < count; ++i)
+      ++seen[shard.issue(one("N-" + std::to_string(i), 100), 1'763'782'200'000).routed_channel];
+    return seen;
+  };
+  auto both = routed(200);
+  CHECK(both["sim-a"] > 50);
+  CHECK(both["sim-b"] > 50);
+  state.channels[0].enabled = false;
+  switches.replace(state);
+  CHECK(routed(200) == std::map<std::string, int>{{"sim-b", 200}});
+  state.channels[0].enabled = true;
+  state.channels[1].breaker_forced = true;
+  switches.replace(state);
+  CHECK(routed(200) == std::map<std::string, int>{{"sim-a", 200}});
+  state.channels[1].breaker_forced = false;
+  state.channels[0].weight = 0;
+  switches.replace(state);
+  CHECK(routed(200) == std::map<std::string, int>{{"sim-b", 200}});
+  // A payment naming a disabled channel is not routed anywhere else.
+  state.channels[0] = {"sim-a", 1, false, false, true};
+  switches.replace(state);
+  CHECK(shard.issue(one("named", 100, "sim-a"), 1'763'782'200'000).routed_channel.empty());
+}

@@ -27,6 +27,7 @@ struct reconciliation_state {
   store_actor writer;
   metrics* figures = nullptr;
   int64_t retry_ms = 60'000;  // after a failed daily run; doubles to an hour
+  bool said_paused = false;   // the wait for `degrade reconciliation off` is logged once
 };
 
 using reconciliation_pointer = reconciliation_actor::stateful_pointer<reconciliation_state>;
@@ -99,11 +100,18 @@ void daily(reconciliation_pointer self) {
   int64_t next = until_next(st.settings.daily_at, now);
   if (st.settings.switches != nullptr
       && st.settings.switches->paused(degrade_switch::reconciliation)) {
-    if (!reported(st, date))
-      next = std::min<int64_t>(next, 60'000);
+    if (!reported(st, date)) {
+      if (!st.said_paused)
+        spdlog::info("reconciliation {} {}: the daily run waits while reconciliation is paused "
+                     "(degrade reconciliation off resumes it)",
+                     st.settings.source.channel_id, date);
+      st.said_paused = true;
+      next = std::min<int64_t>(next, 5'000);
+    }
     self->delayed_send(self, std::chrono::milliseconds{next}, tick_atom::value);
     return;
   }
+  st.said_paused = false;
   if (!reported(st, date)) {
     reconciliation::run_request request{st.settings.source.channel_id, date, "", true};
     reconciliation::run_summary summary;

@@ -32,7 +32,7 @@ struct reconciliation_settings {
   // a statement that downloads slowly never holds the stop up.
   std::shared_ptr<std::atomic<bool>> stopping;
   // `degrade reconciliation on`: the daily run waits (looked at again every
-  // minute); a run asked for by an operator still runs.
+  // few seconds); a run asked for by an operator still runs.
   const live_switches* switches = nullptr;
 };
 

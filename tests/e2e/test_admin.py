@@ -225,6 +225,39 @@ class LiveSwitches(AdminBus):
             "SELECT count(*), count(DISTINCT pay_id) FROM payment_orders"), [["30", "30"]])
         self.assertEqual(len(pay_ids), 30)
 
+    def test_paused_order_repair_and_reconciliation_wait_then_run(self):
+        # Order repair: a payment whose answer never came (UNKNOWN) waits while repair is paused
+        # (the driver's unit tests show it is not asked); resumed, it is asked and settled.
+        admin_json(self.bus, "channel weight sim-b 0")
+        admin_json(self.bus, "degrade order_repair on")
+        self.sims["sim-a"].mode({"timeout_ratio": 1.0})
+        status, body, _ = self.client.pay("repair-1", notify_url=self.receiver.url)
+        self.assertEqual(status, 202)
+        pay_id = body["pay_id"]
+        unknown = 'paybus_channel_requests_total{channel="sim-a",outcome="UNKNOWN"}'
+        wait_for(self, "an UNKNOWN outcome", lambda: self.bus.metric(unknown))
+        self.sims["sim-a"].mode({"timeout_ratio": 0.0})
+        self.assertIsNone(admin_json(self.bus, f"payment {pay_id}")["result"])
+        self.assertEqual(admin_json(self.bus, "backlog")["dispatch"], 1)
+        admin_json(self.bus, "degrade order_repair off")
+        self.assertEqual(wait_status(self, self.client, pay_id, ("SUCCEEDED",))["status"], "SUCCEEDED")
+        self.assertEqual(admin_json(self.bus, f"payment {pay_id}")["result"]["source"], "query")
+
+        # Reconciliation: the daily run waits while paused, and runs once resumed.
+        admin_json(self.bus, "degrade reconciliation on")
+        self.bus.stop()
+        yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+        self.bus = Bus(self.pg.url, data_dir=self.bus.dir,
+                       channels={cid: (sim.url, 100) for cid, sim in self.sims.items()},
+                       reconcile_at="00:00").start()
+        summary = os.path.join(self.bus.dir, "data", "reports", "reconciliation", "sim-a",
+                               yesterday + ".summary.json")
+        wait_for(self, "the paused daily run", lambda: f"reconciliation sim-a {yesterday}: the daily "
+                 "run waits while reconciliation is paused" in self.bus.log())
+        self.assertFalse(os.path.exists(summary))
+        admin_json(self.bus, "degrade reconciliation off")
+        wait_for(self, "the daily run", lambda: os.path.exists(summary))
+
     def test_changes_survive_kill_9(self):
         admin_json(self.bus, "channel weight sim-a 0")
         admin_json(self.bus, "channel disable sim-b")

@@ -283,12 +283,16 @@ struct database_conflict {
   int64_t found_at_ms = 0;
 };
 
-/// A command of the admin console (API.md section 8), as typed: its words,
-/// and who sends it (the subject of the console's certificate, or "local").
-/// Crosses the network: registered by this name in paybusd and paybus-admin.
+/// A command of the admin console (API.md section 8), as typed. Over mutual
+/// TLS it carries the console's certificate (PEM) and a signature by its key
+/// of crypto::admin_signed_text(at_ms, words): the bus names the
+/// certificate's subject as who made the change. Crosses the network:
+/// registered by this name in paybusd and paybus-admin.
 struct admin_request {
   std::vector<std::string> words;
-  std::string who;
+  std::string certificate;
+  std::string signature;
+  int64_t at_ms = 0;
 };
 
 /// The bus's answer: the command's JSON document (API.md section 8), or
@@ -300,7 +304,7 @@ struct admin_reply {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, admin_request& x) {
-  return f(caf::meta::type_name("admin_request"), x.words, x.who);
+  return f(caf::meta::type_name("admin_request"), x.words, x.certificate, x.signature, x.at_ms);
 }
 
 template <class Inspector>

@@ -241,7 +241,12 @@ int main(int argc, char** argv) {
   caf::actor_system_config caf_config;
   caf_config.load<caf::io::middleman>();
   bool admin_tls = !config.admin_certificate.empty();
+  std::shared_ptr<const crypto::certificate_verifier> admin_verifier;
   if (admin_tls) {
+    auto verifier = crypto::certificate_verifier::load(config.admin_cafile, error);
+    if (!verifier)
+      return bad_config("admin.cafile: " + error);
+    admin_verifier = std::move(verifier);
     // Both sides present certificates that chain to admin.cafile.
     caf_config.load<caf::openssl::manager>();
     caf_config.openssl_certificate = config.admin_certificate;
@@ -404,7 +409,7 @@ int main(int argc, char** argv) {
     for (const auto& [id, reconciler] : context->reconcilers)
       console.reconcilers.emplace(id, reconciler);
     console.audit = std::move(audit);
-    console.tls = admin_tls;
+    console.verifier = admin_verifier;
     admin = spawn_admin(system, std::move(console));
     auto published = admin_tls ? caf::openssl::publish(admin, config.admin_port,
                                                        config.admin_host.c_str(), true)

@@ -28,11 +28,11 @@
 #include <caf/scoped_actor.hpp>
 #include <editline/readline.h>
 #include <nlohmann/json.hpp>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <toml++/toml.h>
 
 #include "actors/admin/admin_command.hpp"
+#include "common/certificates.hpp"
+#include "common/clock.hpp"
 #include "config/settings.hpp"
 #include "messages/interfaces.hpp"
 #include "tools/admin_render.hpp"
@@ -67,29 +67,19 @@ std::string default_address() {
   return "127.0.0.1:8079";
 }
 
-/// The subject of the certificate this console presents (audit's "who").
-std::string certificate_subject(const std::string& path) {
-  std::string subject;
-  if (FILE* file = std::fopen(path.c_str(), "r")) {
-    if (X509* certificate = PEM_read_X509(file, nullptr, nullptr, nullptr)) {
-      if (BIO* out = BIO_new(BIO_s_mem())) {
-        X509_NAME_print_ex(out, X509_get_subject_name(certificate), 0, XN_FLAG_RFC2253);
-        char* data = nullptr;
-        auto size = BIO_get_mem_data(out, &data);
-        subject.assign(data, static_cast<size_t>(size));
-        BIO_free(out);
-      }
-      X509_free(certificate);
-    }
-    std::fclose(file);
-  }
-  return subject;
-}
-
 class console {
 public:
-  console(caf::actor_system& system, admin_actor bus, const options& opts, std::string who)
-    : self_(system), bus_(std::move(bus)), opts_(opts), who_(std::move(who)) {
+  console(caf::actor_system& system, admin_actor bus, const options& opts)
+    : self_(system), bus_(std::move(bus)), opts_(opts) {
+  }
+
+  /// Over mutual TLS: the certificate and key that sign each command.
+  bool sign_with(const std::string& certificate, const std::string& key, std::string& error) {
+    std::string subject;
+    if (!crypto::read_certificate(certificate, certificate_, subject, error))
+      return false;
+    key_ = crypto::read_private_key(key, error);
+    return key_ != nullptr;
   }
 
   bool lost() const {
@@ -105,7 +95,7 @@ public:
     bool slow = words[0] == "reconcile";
     auto timeout = slow ? std::chrono::seconds{6 * 3600} : std::chrono::seconds{60};
     int code = exit_ok;
-    self_->request(bus_, timeout, admin_request{words, who_})
+    self_->request(bus_, timeout, request(words))
       .receive(
         [&](admin_reply& reply) {
           auto document = json::parse(reply.json, nullptr, false);
@@ -140,7 +130,7 @@ public:
 
   /// Learns the channel ids for completion, quietly.
   void learn_channels() {
-    self_->request(bus_, std::chrono::seconds{10}, admin_request{{"channels"}, who_})
+    self_->request(bus_, std::chrono::seconds{10}, request({"channels"}))
       .receive(
         [&](admin_reply& reply) {
           auto document = json::parse(reply.json, nullptr, false);
@@ -152,6 +142,18 @@ public:
   }
 
 private:
+  admin_request request(const std::vector<std::string>& words) const {
+    admin_request out;
+    out.words = words;
+    if (key_) {
+      out.certificate = certificate_;
+      out.at_ms = unix_now_ms();
+      out.signature = crypto::sign_sha256_base64(key_.get(),
+                                                 crypto::admin_signed_text(out.at_ms, words));
+    }
+    return out;
+  }
+
   int fail(const std::string& code, const std::string& message) {
     std::cerr << "paybus-admin: " << message << std::endl;
     if (opts_.json_output)
@@ -162,7 +164,8 @@ private:
   caf::scoped_actor self_;
   admin_actor bus_;
   const options& opts_;
-  std::string who_;
+  std::string certificate_;
+  crypto::pkey_ptr key_;
   bool lost_ = false;
   std::vector<std::string> channel_ids_;
 };
@@ -312,7 +315,11 @@ int main(int argc, char** argv) {
               << system.render(bus.error()) << std::endl;
     return exit_no_bus;
   }
-  console session{system, *bus, opts, tls ? certificate_subject(opts.certificate) : "local"};
+  console session{system, *bus, opts};
+  if (std::string error; tls && !session.sign_with(opts.certificate, opts.key, error)) {
+    std::cerr << "paybus-admin: " << error << std::endl;
+    return exit_failed;
+  }
   if (!opts.commands.empty()) {
     for (const auto& command : opts.commands)
       if (int code = session.run(command); code != exit_ok)

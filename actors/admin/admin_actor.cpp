@@ -32,6 +32,8 @@ struct admin_state {
 using admin_pointer = admin_actor::stateful_pointer<admin_state>;
 using reply_promise = caf::typed_response_promise<admin_reply>;
 
+constexpr int64_t max_signature_age_ms = 300'000;
+
 admin_reply ok(const json& document) {
   return {false, document.dump()};
 }
@@ -90,12 +92,13 @@ std::string joined(const std::vector<std::string>& words) {
 /// Writes the audit entry (and the switches, when `next` is set), then
 /// makes `next` the live switches and answers with `answer()`.
 void persist(admin_pointer self, reply_promise promise, const admin_request& request,
+             const std::string& who,
              std::optional<switch_state> next, std::string result,
              std::function<admin_reply()> answer) {
   auto& st = self->state;
   auto at = unix_now_ms();
   json entry = {{"at", format_rfc3339_ms(at)},
-                {"who", request.who},
+                {"who", who},
                 {"command", joined(request.words)},
                 {"result", result}};
   auto key = admin_audit_key(at, ++st.audit_number);
@@ -118,7 +121,7 @@ void persist(admin_pointer self, reply_promise promise, const admin_request& req
         st.audit.push_back(text);
         while (st.audit.size() > static_cast<size_t>(max_audit_entries))
           st.audit.pop_front();
-        spdlog::warn("admin: {} by {}: {}", joined(request.words), request.who, result);
+        spdlog::warn("admin: {} by {}: {}", joined(request.words), who, result);
         promise.deliver(answer());
       },
       [=](caf::error& problem) mutable {
@@ -148,7 +151,8 @@ admin_reply status(admin_pointer self) {
              {"degraded", degraded}});
 }
 
-void handle(admin_pointer self, reply_promise promise, const admin_request& request) {
+void handle(admin_pointer self, reply_promise promise, const admin_request& request,
+            const std::string& who) {
   auto& st = self->state;
   using kind = admin_command::kind;
   std::string error;
@@ -209,7 +213,7 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
       channel->changed = true;
       auto changed = *channel;
       auto* figures = st.settings.figures;
-      persist(self, promise, request, state, "ok", [changed, figures] {
+      persist(self, promise, request, who, state, "ok", [changed, figures] {
         return ok(channel_json(changed, *figures));
       });
       return;
@@ -220,7 +224,7 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     }
     case kind::degrade_set: {
       state.paused[static_cast<size_t>(command.which)] = command.on;
-      persist(self, promise, request, state, "ok", [state] { return ok(switches_json(state)); });
+      persist(self, promise, request, who, state, "ok", [state] { return ok(switches_json(state)); });
       return;
     }
     case kind::backlog: {
@@ -251,7 +255,7 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
               return;
             }
             json answer = {{"pay_id", command.pay_id}, {"event_id", detail}, {"queued", true}};
-            persist(self, promise, request, std::nullopt, "queued " + detail,
+            persist(self, promise, request, who, std::nullopt, "queued " + detail,
                     [answer] { return ok(answer); });
           },
           store_failed);
@@ -269,12 +273,12 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
         .then(
           [=](bool done, const std::string& detail) mutable {
             if (!done) {
-              persist(self, promise, request, std::nullopt, "failed: " + detail,
+              persist(self, promise, request, who, std::nullopt, "failed: " + detail,
                       [detail] { return failure("reconciliation_failed", detail); });
               return;
             }
             auto summary = json::parse(detail, nullptr, false);
-            persist(self, promise, request, std::nullopt, "ok",
+            persist(self, promise, request, who, std::nullopt, "ok",
                     [summary] { return ok(summary); });
           },
           [=](caf::error& problem) mutable {
@@ -293,7 +297,7 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     case kind::log_level: {
       state.log_level = command.level;
       auto level = command.level;
-      persist(self, promise, request, state, "ok", [level] {
+      persist(self, promise, request, who, state, "ok", [level] {
         spdlog::set_level(spdlog::level::from_str(level));
         return ok({{"level", level}});
       });
@@ -311,11 +315,23 @@ admin_actor::behavior_type admin_behavior(admin_pointer self, admin_settings set
   return {
     [=](admin_request& request) -> caf::result<admin_reply> {
       // Who: without TLS every console is on this machine ("local"); with
-      // it, the subject of the certificate the console presented.
-      if (!self->state.settings.tls || request.who.empty())
-        request.who = self->state.settings.tls ? "unknown" : "local";
+      // it, the subject of the certificate that signed the command.
+      std::string who = "local";
+      if (const auto& verifier = self->state.settings.verifier) {
+        std::string why;
+        auto age_ms = unix_now_ms() - request.at_ms;
+        if (age_ms < -max_signature_age_ms || age_ms > max_signature_age_ms)
+          why = "its time is more than 5 minutes from the bus's";
+        else
+          verifier->verify(request.certificate, crypto::admin_signed_text(request.at_ms, request.words),
+                           request.signature, who, why);
+        if (!why.empty()) {
+          spdlog::warn("admin console refused a command: {}", why);
+          return failure("unauthenticated", "refused: " + why);
+        }
+      }
       auto promise = self->make_response_promise<admin_reply>();
-      handle(self, promise, request);
+      handle(self, promise, request, who);
       return promise;
     },
   };

@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <caf/fwd.hpp>
 
+#include "common/certificates.hpp"
 #include "messages/interfaces.hpp"
 
 namespace paybus {
@@ -32,7 +34,9 @@ struct admin_settings {
   reader_actor reader;
   std::map<std::string, reconciliation_actor> reconcilers;
   std::vector<std::string> audit;  // the last entries kept (JSON), oldest first
-  bool tls = false;                // consoles present certificates from admin.cafile
+  // Set with mutual TLS: each command must come signed with a certificate
+  // from admin.cafile, whose subject is who made it; else "local".
+  std::shared_ptr<const crypto::certificate_verifier> verifier;
   int64_t store_timeout_ms = 30'000;
 };
 

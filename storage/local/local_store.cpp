@@ -503,15 +503,7 @@ rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entr
 
 rocksdb::Status local_store::get_admin(const std::string& name,
                                        std::optional<std::string>& value) {
-  std::string bytes;
-  auto status = db_->Get(rocksdb::ReadOptions{}, admin_, name, &bytes);
-  if (status.IsNotFound()) {
-    value.reset();
-    return rocksdb::Status::OK();
-  }
-  if (status.ok())
-    value = std::move(bytes);
-  return status;
+  return get_optional(admin_, name, value);
 }
 
 rocksdb::Status local_store::put_admin(
@@ -597,10 +589,11 @@ rocksdb::Status local_store::oldest_waiting(std::optional<std::string>& outbox_p
   return it->status();
 }
 
-rocksdb::Status local_store::get_meta(const std::string& name,
-                                      std::optional<std::string>& value) {
+rocksdb::Status local_store::get_optional(rocksdb::ColumnFamilyHandle* family,
+                                          const std::string& key,
+                                          std::optional<std::string>& value) {
   std::string bytes;
-  auto status = db_->Get(rocksdb::ReadOptions{}, meta_, name, &bytes);
+  auto status = db_->Get(rocksdb::ReadOptions{}, family, key, &bytes);
   if (status.IsNotFound()) {
     value.reset();
     return rocksdb::Status::OK();
@@ -608,6 +601,11 @@ rocksdb::Status local_store::get_meta(const std::string& name,
   if (status.ok())
     value = std::move(bytes);
   return status;
+}
+
+rocksdb::Status local_store::get_meta(const std::string& name,
+                                      std::optional<std::string>& value) {
+  return get_optional(meta_, name, value);
 }
 
 rocksdb::Status local_store::put_meta(const std::string& name,

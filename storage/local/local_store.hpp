@@ -235,6 +235,9 @@ private:
   /// for all merchants) to their merchant's queue.
   rocksdb::Status queue_webhooks_by_merchant();
   rocksdb::Status room_to_write() const;
+  /// `key` of `family`, or nothing if it is not there (not an error).
+  rocksdb::Status get_optional(rocksdb::ColumnFamilyHandle* family, const std::string& key,
+                               std::optional<std::string>& value);
 };
 
 } // namespace paybus

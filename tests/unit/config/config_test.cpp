@@ -156,3 +156,40 @@ TEST_CASE("reconciliation keys: defaults, a time of day, statement URLs with the
   CHECK(error_of(good, {"channels.0.statement_url=ftp://x/{date}"}).find("statement_url")
         != std::string::npos);
 }
+
+TEST_CASE("admin keys: loopback without TLS, anywhere with all three TLS files, none at all") {
+  auto parsed = [](std::vector<std::string> overrides) {
+    settings out;
+    std::string error;
+    INFO(error);
+    REQUIRE(parse_settings(good, "test.toml", overrides, out, error));
+    return out;
+  };
+  auto defaults = parsed({});
+  CHECK(defaults.admin_host == "127.0.0.1");
+  CHECK(defaults.admin_port == 8079);
+  CHECK(defaults.admin_certificate.empty());
+  CHECK(parsed({"admin.listen=localhost:9000"}).admin_port == 9000);
+  CHECK(parsed({"admin.listen=127.0.0.2:9000"}).admin_host == "127.0.0.2");
+  CHECK(parsed({"admin.listen=[::1]:9000"}).admin_host == "::1");
+  CHECK(parsed({"admin.listen="}).admin_listen.empty());  // no admin console
+
+  for (const auto* open : {"0.0.0.0:8079", "10.0.0.5:8079", "example.com:8079", "128.0.0.1:1"}) {
+    auto error = error_of(good, {std::string{"admin.listen="} + open});
+    INFO(open);
+    CHECK(error.rfind("admin.listen: ", 0) == 0);
+    CHECK(error.find("not a loopback address") != std::string::npos);
+  }
+  CHECK(error_of(good, {"admin.listen=8079"}).rfind("admin.listen: ", 0) == 0);
+  // The three TLS files go together, and must be readable.
+  const std::string ca = std::string{PAYBUS_TEST_DATA} + "/admin/ca.pem";
+  const std::string cert = std::string{PAYBUS_TEST_DATA} + "/admin/alice.pem";
+  const std::string key = std::string{PAYBUS_TEST_DATA} + "/admin/alice.key";
+  CHECK(error_of(good, {"admin.certificate=" + cert}).rfind("admin.key: ", 0) == 0);
+  CHECK(error_of(good, {"admin.certificate=" + cert, "admin.key=" + key}).rfind("admin.cafile: ", 0) == 0);
+  CHECK(error_of(good, {"admin.certificate=/nonexistent.pem", "admin.key=" + key, "admin.cafile=" + ca})
+          .rfind("admin.certificate: cannot read", 0) == 0);
+  auto tls = parsed({"admin.listen=0.0.0.0:8079", "admin.certificate=" + cert, "admin.key=" + key,
+                     "admin.cafile=" + ca});
+  CHECK(tls.admin_cafile == ca);
+}

@@ -147,7 +147,7 @@ void payment_driver::start_payment(driven_payment& payment, const std::string& c
                                    moment now, drive_actions& out) {
   payment.next = stage::busy;
   ++find_channel(channel_id)->in_flight;
-  if (payment.channel == channel_id) {
+  if (payment.channel == channel_id && payment.route_current) {
     send_pay(payment, channel_id, now, out);
     return;
   }
@@ -279,6 +279,7 @@ void payment_driver::admit_records(std::vector<payment_record>& records, bool re
     }
     driven_payment payment;
     payment.channel = record.routed_channel;
+    payment.route_current = !resumed;
     payment.sent_ms = started_ms_;
     auto pay_id = record.pay_id;
     payment.record = std::move(record);
@@ -306,6 +307,9 @@ void payment_driver::settled(const std::string& pay_id) {
   // If busy, its in-flight answer finds the payment final in the store.
   if (found != payments_.end() && found->second.next != stage::busy)
     payments_.erase(found);
+  // In memory or not, a read in flight may hold it unfinished.
+  if (loading_)
+    finished_while_loading_.insert(pay_id);
 }
 
 drive_actions payment_driver::route_recorded(const std::string& pay_id, uint64_t op,
@@ -317,10 +321,11 @@ drive_actions payment_driver::route_recorded(const std::string& pay_id, uint64_t
   auto channel_id = payment->op_channel;
   if (!recorded) {  // final already
     release(channel_id);
-    payments_.erase(pay_id);
+    forget(pay_id);
     pump(now, out);
     return out;
   }
+  payment->route_current = true;
   payment->channel = channel_id;
   payment->record.routed_channel = channel_id;
   payment->queries = 0;
@@ -388,7 +393,13 @@ drive_actions payment_driver::query_failed(const std::string& pay_id, uint64_t o
 
 void payment_driver::result_written(const std::string& pay_id, uint64_t op) {
   if (take(pay_id, op) != nullptr)
-    payments_.erase(pay_id);
+    forget(pay_id);
+}
+
+void payment_driver::forget(const std::string& pay_id) {
+  payments_.erase(pay_id);
+  if (loading_)
+    finished_while_loading_.insert(pay_id);
 }
 
 drive_actions payment_driver::result_failed(const std::string& pay_id, uint64_t op, moment now) {
@@ -452,6 +463,15 @@ drive_actions payment_driver::unfinished_read(std::vector<payment_record> record
     more_in_store_ = true;
     turned_away_while_loading_.reset();
   }
+  // Final since the read began: its snapshot may still hold them unfinished.
+  if (!finished_while_loading_.empty()) {
+    records.erase(std::remove_if(records.begin(), records.end(),
+                                 [&](const payment_record& record) {
+                                   return finished_while_loading_.count(record.pay_id) > 0;
+                                 }),
+                  records.end());
+    finished_while_loading_.clear();
+  }
   // Some may have been sent before a stop: those with a channel are asked first.
   admit_records(records, true, now, out);
   return out;
@@ -459,6 +479,7 @@ drive_actions payment_driver::unfinished_read(std::vector<payment_record> record
 
 void payment_driver::unfinished_failed() {
   loading_ = false;
+  finished_while_loading_.clear();
   turned_away_while_loading_.reset();  // more_in_store_ says they wait already
 }
 

@@ -138,6 +138,12 @@ private:
     int64_t sent_ms = 0;
     int64_t asked_ms = 0;            // when the query in flight left
     bool result_from_channel = false;  // the result being written came from a channel
+    // Its route is known to be current: it came with the create that stored
+    // it, or was written by this driver. One read back from the store may be
+    // stale (a read's snapshot can predate a route or result written since),
+    // so its first pay request goes out only after a route write, which the
+    // store refuses for a payment that is final.
+    bool route_current = true;
     uint64_t op = 0;                 // the action in flight (0: none)
     drive_action::kind op_kind = drive_action::kind::pay;
     std::string op_channel;          // the channel whose slot it holds, if any
@@ -160,6 +166,9 @@ private:
   void apply(const std::string& pay_id, const decision& next, const channel_outcome& outcome,
              result_source source, moment now, drive_actions& out);
   void wait_in_store(const std::string& pay_id);
+  /// Done with a payment that is final: out of memory, and out of the
+  /// answer of a read in flight.
+  void forget(const std::string& pay_id);
   void note_held(driven_payment& payment, const channel_outcome& outcome, drive_actions& out);
   void send_pay(driven_payment& payment, const std::string& channel_id, moment now,
                 drive_actions& out);
@@ -191,6 +200,9 @@ private:
   // Turned away while a read was in flight: that read's snapshot may
   // predate them, so its answer cannot say the store has no more.
   std::optional<std::string> turned_away_while_loading_;
+  // Made final while a read was in flight: that read's snapshot may predate
+  // the result, and must not bring them back.
+  std::set<std::string> finished_while_loading_;
   // By pay_id, hashed: nothing needs them in order, and a look-up should not
   // grow with a backlog (up to max_in_memory after an outage).
   std::unordered_map<std::string, driven_payment> payments_;

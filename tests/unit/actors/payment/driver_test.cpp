@@ -484,3 +484,50 @@ TEST_CASE("driver: paused order repair holds queries of unknown outcomes until i
   REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
   CHECK(actions[0].channel_id == "sim-a");
 }
+
+TEST_CASE("driver: a read of unfinished payments whose snapshot predates a result never brings that payment back") {
+  // Simulation seed 994275: a payment was admitted as it was created, a read
+  // of the store began, the payment was paid through sim-b and its result
+  // written; the read's answer (its snapshot older) still held it unfinished
+  // and routed to sim-a, and it went to sim-a again: paid twice.
+  auto driver = driver_of({"sim-a", "sim-b"}, 16, 4);
+  std::vector<payment_record> records;
+  for (int i = 1; i <= 4; ++i)
+    records.push_back(payment("P" + std::to_string(i), "sim-a"));
+  driver.admit(records, false, at(0));
+  CHECK(driver.admit({payment("P9", "sim-a")}, false, at(0)).empty());  // memory full: waits in the store
+  for (const auto* id : {"P1", "P2"}) {
+    driver.paid(id, "sim-a", said(id, "sim-a", "SUCCEEDED"), at(5));
+    driver.result_written(id);
+  }
+  auto read = driver.tick(at(100));
+  REQUIRE(kinds(read) == std::vector<kind>{kind::read_unfinished});
+  REQUIRE(read[0].limit == 2);
+  // While the read is in flight: P5 is created, paid through sim-b and written; P6, not in
+  // memory, is made final by a notification.
+  auto sent = driver.admit({payment("P5", "sim-b")}, false, at(101));
+  REQUIRE(kinds(sent) == std::vector<kind>{kind::pay});
+  driver.paid("P5", "sim-b", said("P5", "sim-b", "SUCCEEDED"), at(102));
+  driver.result_written("P5");
+  driver.settled("P6");
+  // The read's snapshot was taken before all that: both still unfinished there.
+  CHECK(driver.unfinished_read({payment("P5", "sim-a"), payment("P6", "sim-a")}, 2, at(150)).empty());
+  CHECK(driver.driving() == 2);  // P3 and P4
+}
+
+TEST_CASE("driver: a payment read back from the store has its route written again before it is sent") {
+  auto driver = driver_of({"sim-a"});
+  auto actions = driver.admit({payment("P1", "sim-a")}, true, at(0));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
+  // NOT_FOUND past the settle time: never taken, so it is routed again, to sim-a, the one
+  // channel; the record it was read with may be stale, so the route is written first (the
+  // store refuses it if the payment is final).
+  CHECK(driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(5)).empty());
+  REQUIRE(kinds(driver.tick(at(10'000))) == std::vector<kind>{kind::query});  // the settle time is up
+  CHECK(driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(10'010)).empty());
+  actions = driver.tick(at(12'000));
+  REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});
+  CHECK(actions[0].channel_id == "sim-a");
+  CHECK(driver.route_recorded("P1", "sim-a", false, at(12'001)).empty());  // final already
+  CHECK(driver.driving() == 0);
+}

@@ -284,6 +284,10 @@ int main(int argc, char** argv) {
   config.load<caf::io::middleman>();
   config.add_message_types<caf::id_block::paybus>();
   config.set("logger.verbosity", caf::atom("quiet"));
+  // One worker that sleeps when idle: a console polling beside a busy bus
+  // must not spin on its cores (work stealing polls before it sleeps).
+  config.set("scheduler.max-threads", 1);
+  config.set("scheduler.policy", caf::atom("sharing"));
   config.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds{1}});
   config.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{5}});
   if (tls) {

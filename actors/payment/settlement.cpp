@@ -79,8 +79,13 @@ public:
       changes.results.push_back(std::move(result));
     for (const auto& pay_id : dropped_results_)
       changes.results_removed.push_back(pay_id);
+    // An order created in this batch has no dispatch entry in the store to
+    // delete (the store counts its entries by these lists).
     for (const auto& [pay_id, driven] : dispatch_)
-      (driven ? changes.dispatch_added : changes.dispatch_removed).push_back(pay_id);
+      if (driven)
+        changes.dispatch_added.push_back(pay_id);
+      else if (held_.orders.count(pay_id) > 0)
+        changes.dispatch_removed.push_back(pay_id);
   }
 
 private:

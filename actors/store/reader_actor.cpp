@@ -107,19 +107,15 @@ rocksdb::Status describe_payment(local_store& store, const std::string& pay_id,
 }
 
 rocksdb::Status describe_backlog(local_store& store, std::string& out) {
-  uint64_t dispatch = 0;
-  auto status = store.count_dispatch(dispatch);
-  if (!status.ok())
-    return status;
   std::optional<std::string> oldest_row;
   std::optional<int64_t> oldest_webhook_ms;
-  status = store.oldest_waiting(oldest_row, oldest_webhook_ms);
+  auto status = store.oldest_waiting(oldest_row, oldest_webhook_ms);
   if (!status.ok())
     return status;
   auto now = unix_now_ms();
   nlohmann::ordered_json json = {{"db", store.outbox_size()},
                          {"notify", store.webhook_backlog()},
-                         {"dispatch", dispatch},
+                         {"dispatch", store.dispatch_size()},
                          {"oldest_db_seconds", 0},
                          {"oldest_notify_seconds", 0}};
   if (oldest_row)

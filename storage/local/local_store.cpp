@@ -214,6 +214,14 @@ std::unique_ptr<local_store> local_store::open(
     store->webhook_backlog_ = count;
   }
 
+  {
+    std::unique_ptr<rocksdb::Iterator> waiting{db->NewIterator(rocksdb::ReadOptions{}, store->dispatch_)};
+    int64_t count = 0;
+    for (waiting->SeekToFirst(); waiting->Valid(); waiting->Next())
+      ++count;
+    store->dispatch_size_ = count;
+  }
+
   // Recover the outbox cursor and size.
   std::unique_ptr<rocksdb::Iterator> it{
     db->NewIterator(rocksdb::ReadOptions{}, store->outbox_)};
@@ -353,6 +361,9 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
                         std::memory_order_relaxed);
   webhook_backlog_.fetch_add(static_cast<int64_t>(changes.webhooks.size()) - webhooks_gone,
                              std::memory_order_relaxed);
+  dispatch_size_.fetch_add(static_cast<int64_t>(changes.dispatch_added.size())
+                             - static_cast<int64_t>(changes.dispatch_removed.size()),
+                           std::memory_order_relaxed);
   return status;
 }
 
@@ -551,23 +562,23 @@ rocksdb::Status local_store::find_webhook(const std::string& merchant_id,
   return it->status();
 }
 
-rocksdb::Status local_store::count_dispatch(uint64_t& count) {
-  count = 0;
-  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, dispatch_)};
-  for (it->SeekToFirst(); it->Valid(); it->Next())
-    ++count;
-  return it->status();
-}
-
 rocksdb::Status local_store::oldest_waiting(std::optional<std::string>& outbox_pay_id,
                                             std::optional<int64_t>& webhook_first_due_ms) {
   outbox_pay_id.reset();
   webhook_first_due_ms.reset();
   {
+    // From where the head was last time: entries below it are gone, and new
+    // ones are numbered above every entry there is. (From the first key,
+    // every look would walk past the deletion markers of all rows delivered
+    // since the last compaction.)
     std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, outbox_)};
-    it->SeekToFirst();
-    if (it->Valid() && it->value().size() > 1)
-      outbox_pay_id = it->value().ToString().substr(1);
+    it->Seek(codec::encode_u64_be(outbox_head_hint_.load(std::memory_order_relaxed)));
+    if (it->Valid()) {
+      outbox_head_hint_.store(codec::decode_u64_be(it->key().ToStringView()),
+                              std::memory_order_relaxed);
+      if (it->value().size() > 1)
+        outbox_pay_id = it->value().ToString().substr(1);
+    }
     if (!it->status().ok())
       return it->status();
   }

@@ -183,8 +183,11 @@ public:
   /// The webhook outbox entry of `event_id` in `merchant_id`'s queue, if one waits.
   rocksdb::Status find_webhook(const std::string& merchant_id, const std::string& event_id,
                                std::optional<webhook_entry>& entry);
-  /// The payments not final yet (the `dispatch` family), counted.
-  rocksdb::Status count_dispatch(uint64_t& count);
+  /// The payments not final yet (entries of the `dispatch` family): counted
+  /// at open, kept by `apply`.
+  int64_t dispatch_size() const {
+    return dispatch_size_.load(std::memory_order_relaxed);
+  }
   /// The oldest outbox entry's pay_id and the earliest first_due_ms of a
   /// waiting webhook, if any.
   rocksdb::Status oldest_waiting(std::optional<std::string>& outbox_pay_id,
@@ -225,6 +228,8 @@ private:
   std::unique_ptr<rocksdb::CompactionFilter> nonce_filter_;
   uint64_t next_sequence_ = 1;  // writer thread only
   std::atomic<int64_t> outbox_size_{0};
+  std::atomic<int64_t> dispatch_size_{0};
+  std::atomic<uint64_t> outbox_head_hint_{0};  // no outbox entry below it (oldest_waiting)
   std::string dir_;
   uint64_t min_free_bytes_ = 0;
 

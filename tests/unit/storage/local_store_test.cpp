@@ -765,3 +765,28 @@ TEST_CASE("a waiting webhook is found by its merchant and event id") {
   CHECK_FALSE(oldest_row);
   CHECK(oldest_webhook == std::optional<int64_t>{500});
 }
+
+TEST_CASE("the count of unfinished payments is kept by every commit and counted again at open") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.path);
+    std::vector<order_stored> created;
+    REQUIRE(commit(*store, {record("100", "A-1"), record("101", "A-2")}, {}, created).ok());
+    CHECK(store->dispatch_size() == 2);
+    commit_results(*store, {result_for("100", 100)});
+    CHECK(store->dispatch_size() == 1);
+    commit_results(*store, {result_for("100", 100)});  // again: nothing changes
+    CHECK(store->dispatch_size() == 1);
+    // An order created and made final in one batch never had an entry to delete.
+    store_batch batch;
+    batch.creates.push_back(record("102", "A-3"));
+    batch.results.push_back(result_for("102", 100));
+    store_batch_answers answers;
+    settlement_policy policy;
+    REQUIRE(commit(*store, batch, policy, 1763782201000, answers).ok());
+    CHECK(store->dispatch_size() == 1);
+    CHECK(store->count_keys()["dispatch"] == 1);
+  }
+  auto store = open_store(dir.path);
+  CHECK(store->dispatch_size() == 1);
+}

@@ -131,7 +131,8 @@ void persist(admin_pointer self, reply_promise promise, const admin_request& req
       });
 }
 
-admin_reply status(admin_pointer self) {
+/// `status`, with the unfinished payments the reader counted.
+json status_json(admin_pointer self, int64_t dispatch_backlog) {
   auto& st = self->state;
   const auto& figures = *st.settings.figures;
   auto state = st.settings.switches->snapshot();
@@ -139,7 +140,7 @@ admin_reply status(admin_pointer self) {
   for (auto which : all_degrade_switches)
     if (state.is_paused(which))
       degraded.push_back(to_string(which));
-  return ok({{"instance_id", st.settings.instance_id},
+  return {{"instance_id", st.settings.instance_id},
              {"version", st.settings.version},
              {"uptime_seconds", (unix_now_ms() - st.settings.started_unix_ms) / 1000},
              {"accepting", figures.store_up.load() == 1},
@@ -147,8 +148,8 @@ admin_reply status(admin_pointer self) {
              {"db_up", figures.db_up.load() == 1},
              {"db_backlog", figures.db_backlog.load()},
              {"notify_backlog", figures.notify_backlog.load()},
-             {"dispatch_backlog", 0},
-             {"degraded", degraded}});
+             {"dispatch_backlog", dispatch_backlog},
+             {"degraded", degraded}};
 }
 
 void handle(admin_pointer self, reply_promise promise, const admin_request& request,
@@ -183,13 +184,11 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     }
     case kind::status: {
       // The dispatch backlog is counted by the reader.
-      auto answer = status(self);
       self->request(st.settings.reader, timeout, backlog_atom::value)
         .then(
           [=](const std::string& backlog) mutable {
-            auto document = json::parse(answer.json);
-            document["dispatch_backlog"] = json::parse(backlog).value("dispatch", 0);
-            promise.deliver(ok(document));
+            auto dispatch = json::parse(backlog).value("dispatch", int64_t{0});
+            promise.deliver(ok(status_json(self, dispatch)));
           },
           store_failed);
       return;

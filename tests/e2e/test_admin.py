@@ -408,11 +408,14 @@ class Interactive(AdminBus):
             read_until('paused')
             self.assertTrue(self.switches()["webhooks"])
             seen.clear()
-            # Channel ids complete too.
-            os.write(fd, b"channel disable sim-\t")
-            read_until("sim-")
-            os.write(fd, b"b\r")
+            # Channel ids complete too: "si" + TAB becomes "sim-" (sim-a and sim-b share it);
+            # without completion the line would name channel "sib" and fail.
+            # (The terminal shows the completion as a redraw, so the answer, not the echo, is
+            # what is checked.)
+            os.write(fd, b"channel disable si\tb\r")
             read_until("false")
+            self.assertFalse({c["id"]: c for c in admin_json(self.bus, "channels")["channels"]}
+                             ["sim-b"]["enabled"])
             seen.clear()
             # History: up arrow recalls the last line.
             os.write(fd, b"degrade webhooks off\r")

@@ -78,6 +78,11 @@ void metrics::set_channel_switch(const std::string& channel, int64_t weight, boo
   channel_switches_[channel] = {weight, enabled};
 }
 
+void metrics::set_cluster_peer_up(int32_t instance, bool up) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  cluster_peers_[instance] = up;
+}
+
 void metrics::set_degraded(const std::string& which, bool paused) {
   std::lock_guard<std::mutex> guard{channel_mutex_};
   degraded_[which] = paused;
@@ -199,6 +204,11 @@ std::string metrics::render_prometheus() const {
                   "order_repair, reconciliation).");
     for (const auto& [which, paused] : degraded_)
       append_value(out, "paybus_degraded{switch=\"" + which + "\"}", paused ? 1 : 0);
+    append_metric(out, "paybus_cluster_peer_up", "gauge",
+                  "1 while the peer instance is connected, 0 once it is lost.");
+    for (const auto& [instance, up] : cluster_peers_)
+      append_value(out, "paybus_cluster_peer_up{instance=\"" + std::to_string(instance) + "\"}",
+                   up ? 1 : 0);
     append_metric(out, "paybus_reconciliation_lines_total", "counter",
                   "Statement lines read by reconciliation runs that finished, by channel.");
     for (const auto& [channel, count] : reconciliation_lines_)

@@ -87,6 +87,8 @@ public:
   /// payments; whether a kind of non-core work is paused.
   void set_channel_switch(const std::string& channel, int64_t weight, bool enabled);
   void set_degraded(const std::string& which, bool paused);
+  /// paybus_cluster_peer_up{instance}: 1 while that peer is connected.
+  void set_cluster_peer_up(int32_t instance, bool up);
 
   /// A channel's figures since start, for the admin console.
   struct channel_figures {
@@ -126,6 +128,7 @@ private:
   std::map<std::string, int64_t> channel_in_flight_;
   std::map<std::string, std::pair<int64_t, bool>> channel_switches_;  // weight, enabled
   std::map<std::string, bool> degraded_;
+  std::map<int32_t, bool> cluster_peers_;
   std::map<std::string, uint64_t> reconciliation_lines_;  // by channel
   std::map<std::pair<std::string, std::string>, uint64_t> reconciliation_differences_;
   std::map<std::string, int64_t> reconciliation_success_ms_;  // by channel

@@ -96,6 +96,33 @@ public:
     }
   }
 
+  /// An array of strings; given with --set as a comma-separated list.
+  void strings(const std::string& key, std::vector<std::string>& value) {
+    known_.insert(key);
+    if (auto it = overrides_.find(key); it != overrides_.end()) {
+      value.clear();
+      std::string_view rest = it->second;
+      while (!rest.empty()) {
+        auto comma = rest.find(',');
+        value.emplace_back(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+      }
+      return;
+    }
+    if (auto* node = find(key)) {
+      auto* array = node->as_array();
+      if (array == nullptr)
+        return fail(key, "expected an array of strings");
+      value.clear();
+      for (size_t i = 0; i < array->size(); ++i) {
+        auto text = array->get(i)->value<std::string>();
+        if (!text || !array->get(i)->is_string())
+          return fail(key, "expected an array of strings");
+        value.push_back(*text);
+      }
+    }
+  }
+
   bool present(const std::string& key) {
     return overrides_.count(key) > 0 || find(key) != nullptr;
   }
@@ -251,6 +278,30 @@ void read_all(key_reader& in, settings& out) {
     in.fail("admin.listen", "'" + out.admin_listen + "' is not a loopback address: an admin "
                             "console reachable from other machines needs admin.certificate, "
                             "admin.key and admin.cafile (mutual TLS)");
+
+  in.string("cluster.listen", out.cluster_listen);
+  in.strings("cluster.peers", out.cluster_peers);
+  if (!out.cluster_listen.empty()
+      && !split_host_port(out.cluster_listen, out.cluster_host, out.cluster_port))
+    in.fail("cluster.listen", "expected HOST:PORT (or \"\" for an instance alone), got '"
+                                + out.cluster_listen + "'");
+  else if (!out.cluster_listen.empty() && !admin_tls && !is_loopback_host(out.cluster_host))
+    in.fail("cluster.listen", "'" + out.cluster_listen + "' is not a loopback address: peers on "
+                              "other machines need admin.certificate, admin.key and admin.cafile "
+                              "(mutual TLS, shared with the admin console)");
+  for (size_t i = 0; i < out.cluster_peers.size(); ++i) {
+    std::string host;
+    uint16_t port = 0;
+    if (!split_host_port(out.cluster_peers[i], host, port))
+      in.fail("cluster.peers", "entry " + std::to_string(i) + ": expected HOST:PORT, got '"
+                                 + out.cluster_peers[i] + "'");
+    else if (!admin_tls && !is_loopback_host(host))
+      in.fail("cluster.peers", "'" + out.cluster_peers[i] + "' is not a loopback address: "
+                               "peers on other machines need mutual TLS (admin.certificate, "
+                               "admin.key, admin.cafile)");
+  }
+  if (out.cluster_listen.empty() && !out.cluster_peers.empty())
+    in.fail("cluster.peers", "peers need cluster.listen: an instance alone has none");
 
   in.string("database.url", out.database_url);
   if (out.database_url.empty())

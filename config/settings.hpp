@@ -61,6 +61,11 @@ struct settings {
   std::string admin_certificate;  // PEM; with key and cafile: mutual TLS
   std::string admin_key;
   std::string admin_cafile;
+  // [cluster]: "" = alone. Peers use the admin port's TLS settings.
+  std::string cluster_listen;
+  std::string cluster_host;  // from cluster_listen
+  uint16_t cluster_port = 0;
+  std::vector<std::string> cluster_peers;  // HOST:PORT seeds; the rest from paybus_instances
   // [database]
   std::string database_url = "postgresql:///paybus?host=/var/run/postgresql";
   int64_t database_batch_rows = 500;

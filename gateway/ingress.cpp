@@ -14,7 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/cluster/cluster_directory.hpp"
 #include "common/clock.hpp"
+#include "common/pay_id.hpp"
 #include "common/text.hpp"
 #include "common/thread_name.hpp"
 #include "common/metrics.hpp"
@@ -300,6 +302,26 @@ void answer_store_error(const async_reply& reply, const caf::error& error) {
   }
 }
 
+void answer_owner_unavailable(const async_reply& reply, int32_t instance) {
+  reply(503, error_json("owner_unavailable",
+                        "instance " + std::to_string(instance)
+                          + " owns this payment and cannot be reached now; retry later"),
+        "Retry-After: 1\r\n");
+}
+
+/// The peer serving another instance's pay_id: nullopt if this instance
+/// serves it (or is alone), else the owner's number and its handle (null
+/// while it is down).
+std::optional<std::pair<int32_t, cluster_actor>> owner_elsewhere(const ingress_context& ctx,
+                                                                 const std::string& pay_id) {
+  if (ctx.cluster == nullptr)
+    return std::nullopt;
+  auto parts = parse_pay_id(pay_id);
+  if (!parts || ctx.cluster->serves(parts->instance_id))
+    return std::nullopt;
+  return std::pair{parts->instance_id, ctx.cluster->owner(parts->instance_id)};
+}
+
 /// Where the answer to one request goes: its slot in its connection's
 /// queue of responses, filled now (`ready`) or by a call (`start`).
 struct request_slot {
@@ -385,6 +407,25 @@ void serve_notification(const request_slot& slot, const http_request& request,
   ctx.figures->channel_notifications_total.fetch_add(1, std::memory_order_relaxed);
   auto reply = slot.start();
   nonce_accepted nonce{principal, request.nonce, now_ms};
+  if (auto owner = owner_elsewhere(ctx, result.pay_id)) {
+    // Another instance's payment: acknowledged once the owner holds it.
+    auto instance = owner->first;
+    if (!owner->second)
+      return answer_owner_unavailable(reply, instance);
+    self->request(owner->second, ctx.forward_timeout, result_atom::value, std::move(result))
+      .then(
+        [=](result_recorded&) {
+          self->send(self->state.context->store, std::vector<nonce_accepted>{nonce});
+          reply(200, "{\"received\":true}");
+        },
+        [=](caf::error& error) {
+          if (error == errc::store_unavailable || error == errc::overloaded)
+            answer_store_error(reply, error);
+          else
+            answer_owner_unavailable(reply, instance);
+        });
+    return;
+  }
   self->request(ctx.store, answer_timeout(ctx), result_atom::value, std::move(result))
     .then(
       [=](result_recorded&) {
@@ -550,6 +591,19 @@ void serve_payments(const request_slot& slot, const http_request& request, const
     reply(200, render_payment(found.record));
   };
   auto on_error = [=](caf::error& error) { answer_store_error(reply, error); };
+  if (auto owner = to.kind == route_kind::payment ? owner_elsewhere(ctx, pay_id) : std::nullopt) {
+    auto instance = owner->first;
+    if (!owner->second)
+      return answer_owner_unavailable(reply, instance);
+    self->request(owner->second, ctx.forward_timeout, get_atom::value, pay_id)
+      .then(on_found, [=](caf::error& error) {
+        if (error == errc::store_unavailable || error == errc::overloaded)
+          answer_store_error(reply, error);
+        else
+          answer_owner_unavailable(reply, instance);
+      });
+    return;
+  }
   if (to.kind == route_kind::payment)
     self->request(ctx.reader, answer_timeout(ctx), get_atom::value, pay_id)
       .then(on_found, on_error);

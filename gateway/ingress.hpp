@@ -18,6 +18,7 @@
 
 namespace paybus {
 
+class cluster_directory;
 class local_store;
 class metrics;
 
@@ -48,6 +49,10 @@ struct ingress_context {
   metrics* figures = nullptr;
   local_store* store_reads = nullptr;  // nonce look-ups (memory and block cache)
   int64_t recent_nonce_ms = 10'000;    // nonces also kept in memory this long
+  // With peers (cluster.listen): who serves another instance's pay_ids.
+  // Null for an instance alone.
+  const cluster_directory* cluster = nullptr;
+  std::chrono::milliseconds forward_timeout{5'000};
 };
 
 /// Spawns the HTTP ingress broker on an already bound listening socket.

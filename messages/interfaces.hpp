@@ -21,6 +21,7 @@ namespace paybus {
 enum class errc : uint8_t {
   store_unavailable = 1,  // the local store cannot write
   overloaded,             // a bounded queue is full
+  owner_unavailable,      // the instance that owns it cannot be reached
 };
 
 inline std::string to_string(errc code) {
@@ -29,6 +30,8 @@ inline std::string to_string(errc code) {
       return "store_unavailable";
     case errc::overloaded:
       return "overloaded";
+    case errc::owner_unavailable:
+      return "owner_unavailable";
   }
   return "unknown";
 }
@@ -90,6 +93,8 @@ CAF_ADD_ATOM(paybus, paybus, admin_atom, "admin")
 CAF_ADD_ATOM(paybus, paybus, resend_atom, "resend")
 CAF_ADD_ATOM(paybus, paybus, inspect_atom, "inspect")
 CAF_ADD_ATOM(paybus, paybus, backlog_atom, "backlog")
+CAF_ADD_ATOM(paybus, paybus, hello_atom, "hello")
+CAF_ADD_ATOM(paybus, paybus, registry_atom, "registry")
 
 namespace paybus {
 
@@ -210,6 +215,24 @@ using reconciliation_actor = caf::typed_actor<
   // false and why the run failed (it then wrote no report).
   caf::replies_to<reconcile_atom, std::string, std::string, bool>::with<bool, std::string>,
   // Internal: the daily run is due, or a failed one is tried again.
+  caf::reacts_to<tick_atom>>;
+
+/// One instance as its peers see it (API.md section 9), published on
+/// cluster.listen through CAF's middleman. Each request is for what this
+/// instance owns (the instance number inside a pay_id); one for another
+/// instance's is refused with errc::owner_unavailable, never guessed.
+using cluster_actor = caf::typed_actor<
+  // A peer introduces itself (its instance number and cluster address);
+  // the answer is this instance's number.
+  caf::replies_to<hello_atom, int32_t, std::string>::with<int32_t>,
+  // Looks a payment up by pay_id, as the reader does.
+  caf::replies_to<get_atom, std::string>::with<payment_lookup>,
+  // A channel's notification, verified by the instance it reached: answered
+  // once the result is durable here.
+  caf::replies_to<result_atom, payment_result>::with<result_recorded>,
+  // Everything the store holds of a pay_id, as the admin console shows it.
+  caf::replies_to<inspect_atom, std::string>::with<std::string>,
+  // Internal: connect to the peers not connected yet.
   caf::reacts_to<tick_atom>>;
 
 } // namespace paybus

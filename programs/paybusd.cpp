@@ -24,6 +24,8 @@
 
 #include "actors/admin/admin_actor.hpp"
 #include "actors/channel/channel_actor.hpp"
+#include "actors/cluster/cluster_actor.hpp"
+#include "actors/cluster/cluster_directory.hpp"
 #include "actors/ledger/sink_actor.hpp"
 #include "actors/payment/coordinator.hpp"
 #include "actors/reconcile/reconcile_actor.hpp"
@@ -287,7 +289,7 @@ int main(int argc, char** argv) {
   auto writer = spawn_store(system, *store, figures, store_limits, std::move(policy));
   // A number taken while the registry was unreachable is entered before any
   // row goes to the database; held by another instance, the bus stops.
-  sink_instance_claim claim{identity->id, identity->fingerprint, config.public_url,
+  sink_instance_claim claim{identity->id, identity->fingerprint, registry_uri(config),
                             identity->confirmed, [](const std::string&) {
                               refused_instance.store(true);
                               kill(getpid(), SIGTERM);
@@ -395,6 +397,10 @@ int main(int argc, char** argv) {
 
   // Payments accepted before a stop and not final yet: the coordinator
   // reads them from the store on its first tick.
+  // With peers: who serves which instance number (the cluster actor keeps it).
+  std::optional<cluster_directory> directory;
+  if (!config.cluster_listen.empty())
+    directory.emplace(*instance_id);
   admin_actor admin;
   std::string admin_error;
   if (!config.admin_listen.empty()) {
@@ -410,6 +416,7 @@ int main(int argc, char** argv) {
       console.reconcilers.emplace(id, reconciler);
     console.audit = std::move(audit);
     console.verifier = admin_verifier;
+    console.cluster = directory ? &*directory : nullptr;
     admin = spawn_admin(system, std::move(console));
     auto published = admin_tls ? caf::openssl::publish(admin, config.admin_port,
                                                        config.admin_host.c_str(), true)
@@ -425,6 +432,42 @@ int main(int argc, char** argv) {
       spdlog::info("admin console on {} ({})", config.admin_listen,
                  admin_tls ? "mutual TLS, certificates from " + config.admin_cafile
                            : std::string{"loopback, no TLS"});
+  }
+
+  // Several instances: this one's side, published for its peers with the
+  // admin console's TLS settings.
+  cluster_actor cluster;
+  if (directory && admin_error.empty()) {
+    cluster_settings peers;
+    peers.instance_id = *instance_id;
+    peers.fingerprint = identity->fingerprint;
+    peers.address = config.cluster_listen;
+    peers.seeds = config.cluster_peers;
+    peers.tls = admin_tls;
+    peers.database = database;
+    peers.reader = reader;
+    peers.writer = writer;
+    peers.directory = &*directory;
+    peers.figures = &figures;
+    cluster = spawn_cluster(system, std::move(peers));
+    auto published = admin_tls ? caf::openssl::publish(cluster, config.cluster_port,
+                                                       config.cluster_host.c_str(), true)
+                               : caf::io::publish(cluster, config.cluster_port,
+                                                  config.cluster_host.c_str(), true);
+    if (!published) {
+      admin_error = "cannot publish the cluster actor on " + config.cluster_listen + ": "
+                    + system.render(published.error());
+      spdlog::critical("{}", admin_error);
+      kill(getpid(), SIGTERM);
+    } else {
+      spdlog::info("cluster: instance {} on {} ({}), {} seed peers", *instance_id,
+                   config.cluster_listen,
+                   admin_tls ? "mutual TLS" : std::string{"loopback, no TLS"},
+                   config.cluster_peers.size());
+      context->cluster = &*directory;
+      context->forward_timeout = std::min(std::chrono::milliseconds{5'000},
+                                          std::chrono::milliseconds{config.request_timeout_ms * 3 / 4});
+    }
   }
 
   auto listener = system.middleman().backend().new_doorman(listen_fd);
@@ -447,6 +490,8 @@ int main(int argc, char** argv) {
   caf::anon_send_exit(ingress, caf::exit_reason::user_shutdown);
   if (admin)
     caf::anon_send_exit(admin, caf::exit_reason::user_shutdown);
+  if (cluster)
+    caf::anon_send_exit(cluster, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(notifier, caf::exit_reason::user_shutdown);
   for (auto& channel : channels)

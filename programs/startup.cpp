@@ -75,7 +75,7 @@ std::optional<instance_identity> resolve_instance(local_store& store, const sett
                    *config.instance_id, identity.id);
     // The registry must hold the number for this store (a number taken
     // while it was unreachable is entered now).
-    auto holder = database.claim_instance(identity.id, identity.fingerprint, config.public_url,
+    auto holder = database.claim_instance(identity.id, identity.fingerprint, registry_uri(config),
                                           registry_error);
     if (!holder) {
       spdlog::warn("instance registry unreachable ({}); instance {} is entered in it once the "
@@ -96,7 +96,7 @@ std::optional<instance_identity> resolve_instance(local_store& store, const sett
     identity.confirmed = true;
     return identity;
   }
-  auto registered = database.register_instance(identity.fingerprint, config.public_url,
+  auto registered = database.register_instance(identity.fingerprint, registry_uri(config),
                                                registry_error);
   if (registered) {
     identity.id = *registered;
@@ -170,6 +170,10 @@ int open_listener(const std::string& host, uint16_t port, std::string& error) {
   }
   freeaddrinfo(found);
   return fd;
+}
+
+std::string registry_uri(const settings& config) {
+  return config.cluster_listen.empty() ? config.public_url : config.cluster_listen;
 }
 
 } // namespace paybus

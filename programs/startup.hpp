@@ -36,6 +36,10 @@ std::optional<instance_identity> resolve_instance(local_store& store, const sett
 /// with `error` set.
 int open_listener(const std::string& host, uint16_t port, std::string& error);
 
+/// What this instance registers as `uri` in paybus_instances: its cluster
+/// address (cluster.listen, HOST:PORT) with peers, its public URL alone.
+std::string registry_uri(const settings& config);
+
 /// The database URL with any password masked, for logs.
 std::string redact_url(const std::string& url);
 

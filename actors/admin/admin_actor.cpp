@@ -12,6 +12,8 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/admin/admin_command.hpp"
+#include "actors/cluster/cluster_directory.hpp"
+#include "common/pay_id.hpp"
 #include "common/clock.hpp"
 #include "common/live_switches.hpp"
 #include "common/metrics.hpp"
@@ -233,6 +235,32 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
       return;
     }
     case kind::payment: {
+      auto parts = parse_pay_id(command.pay_id);
+      if (st.settings.cluster != nullptr && parts
+          && !st.settings.cluster->serves(parts->instance_id)) {
+        // Another instance's payment: answered as its owner answers.
+        auto instance = parts->instance_id;
+        auto owner = st.settings.cluster->owner(instance);
+        auto unavailable = failure("owner_unavailable",
+                                   "instance " + std::to_string(instance)
+                                     + " owns this payment and cannot be reached now");
+        if (!owner) {
+          promise.deliver(unavailable);
+          return;
+        }
+        self->request(owner, timeout, inspect_atom::value, command.pay_id)
+          .then(
+            [=](const std::string& found) mutable {
+              if (found.empty())
+                promise.deliver(failure("not_found", "no payment " + command.pay_id
+                                                       + " in the store of instance "
+                                                       + std::to_string(instance)));
+              else
+                promise.deliver(admin_reply{false, found});
+            },
+            [=](const caf::error&) mutable { promise.deliver(unavailable); });
+        return;
+      }
       self->request(st.settings.reader, timeout, inspect_atom::value, command.pay_id)
         .then(
           [=](const std::string& found) mutable {

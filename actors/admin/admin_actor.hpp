@@ -20,6 +20,7 @@
 
 namespace paybus {
 
+class cluster_directory;
 class live_switches;
 class metrics;
 struct switch_state;
@@ -38,6 +39,8 @@ struct admin_settings {
   // from admin.cafile, whose subject is who made it; else "local".
   std::shared_ptr<const crypto::certificate_verifier> verifier;
   int64_t store_timeout_ms = 30'000;
+  // With peers: another instance's payment is asked of its owner.
+  const cluster_directory* cluster = nullptr;
 };
 
 admin_actor spawn_admin(caf::actor_system& system, admin_settings settings);

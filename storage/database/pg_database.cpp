@@ -462,4 +462,21 @@ std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
   return rows.front();
 }
 
+std::optional<std::vector<std::string>> pg_database::cluster_members(
+  int32_t instance_id, const std::string& fingerprint, const std::string& own_uri,
+  std::string& error) {
+  if (!ensure_ready(error))
+    return std::nullopt;
+  auto id = std::to_string(instance_id);
+  std::vector<std::string> rows;
+  if (!execute("UPDATE paybus_instances SET uri = $3 WHERE instance_id = $1 AND fingerprint = $2 "
+               "AND uri IS DISTINCT FROM $3",
+               {id.c_str(), fingerprint.c_str(), own_uri.c_str()}, error)
+      || !execute("SELECT instance_id::text || ' ' || uri FROM paybus_instances WHERE uri IS NOT "
+                  "NULL AND uri <> '' AND position('://' in uri) = 0 ORDER BY instance_id",
+                  {}, error, &rows))
+    return std::nullopt;
+  return rows;
+}
+
 } // namespace paybus

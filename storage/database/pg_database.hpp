@@ -71,6 +71,16 @@ public:
   std::optional<std::string> claim_instance(int32_t instance_id, const std::string& fingerprint,
                                             const std::string& uri, std::string& error);
 
+  /// The cluster addresses paybus_instances holds, one "INSTANCE HOST:PORT"
+  /// each (rows whose uri is a URL, of instances alone, are left out).
+  /// First sets the uri of this instance's own row (its number and
+  /// fingerprint) to `own_uri`, if it differs. Nothing (and `error`) if the
+  /// database cannot say.
+  std::optional<std::vector<std::string>> cluster_members(int32_t instance_id,
+                                                          const std::string& fingerprint,
+                                                          const std::string& own_uri,
+                                                          std::string& error);
+
   /// Whether the last statement failed because the database refused its
   /// rows (SQLSTATE class 22, data exception, or 23, integrity constraint
   /// violation), not because it could not be reached: sending the same

@@ -193,3 +193,34 @@ TEST_CASE("admin keys: loopback without TLS, anywhere with all three TLS files, 
                      "admin.cafile=" + ca});
   CHECK(tls.admin_cafile == ca);
 }
+
+TEST_CASE("cluster keys: a listen address, seed peers, loopback unless TLS") {
+  auto parsed = [](std::vector<std::string> overrides) {
+    settings out;
+    std::string error;
+    INFO(error);
+    REQUIRE(parse_settings(good, "test.toml", overrides, out, error));
+    return out;
+  };
+  auto defaults = parsed({});
+  CHECK(defaults.cluster_listen.empty());  // alone
+  CHECK(defaults.cluster_peers.empty());
+  auto joined = parsed({"cluster.listen=127.0.0.1:9101", "cluster.peers=127.0.0.1:9101,127.0.0.1:9102"});
+  CHECK(joined.cluster_host == "127.0.0.1");
+  CHECK(joined.cluster_port == 9101);
+  CHECK(joined.cluster_peers == std::vector<std::string>{"127.0.0.1:9101", "127.0.0.1:9102"});
+  CHECK(error_of(good, {"cluster.listen=9101"}).rfind("cluster.listen: expected HOST:PORT", 0) == 0);
+  CHECK(error_of(good, {"cluster.listen=0.0.0.0:9101"}).find("not a loopback address")
+        != std::string::npos);
+  CHECK(error_of(good, {"cluster.listen=127.0.0.1:9101", "cluster.peers=127.0.0.1:9102,nowhere"})
+          .rfind("cluster.peers: entry 1: expected HOST:PORT", 0) == 0);
+  CHECK(error_of(good, {"cluster.listen=127.0.0.1:9101", "cluster.peers=10.0.0.9:9101"})
+          .find("not a loopback address") != std::string::npos);
+  CHECK(error_of(good, {"cluster.peers=127.0.0.1:9102"}).rfind("cluster.peers: peers need", 0) == 0);
+  const std::string ca = std::string{PAYBUS_TEST_DATA} + "/admin/ca.pem";
+  const std::string cert = std::string{PAYBUS_TEST_DATA} + "/admin/alice.pem";
+  const std::string key = std::string{PAYBUS_TEST_DATA} + "/admin/alice.key";
+  auto tls = parsed({"cluster.listen=0.0.0.0:9101", "cluster.peers=10.0.0.9:9101",
+                     "admin.certificate=" + cert, "admin.key=" + key, "admin.cafile=" + ca});
+  CHECK(tls.cluster_host == "0.0.0.0");
+}

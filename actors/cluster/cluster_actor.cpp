@@ -1,0 +1,274 @@
+#include "actors/cluster/cluster_actor.hpp"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/cluster/cluster_directory.hpp"
+#include "common/clock.hpp"
+#include "common/metrics.hpp"
+#include "common/pay_id.hpp"
+
+namespace paybus {
+
+namespace {
+
+/// One address this instance knows a peer at.
+struct link {
+  enum class phase { idle, connecting, up } state = phase::idle;
+  int32_t instance = 0;  // known once the peer said hello
+  caf::actor_addr handle;  // while up
+  int64_t next_try_ms = 0;
+  bool reported_unreachable = false;
+};
+
+struct cluster_state {
+  cluster_settings settings;
+  std::map<std::string, link> links;  // by address
+  std::set<std::string> own_addresses;  // addresses that turned out to be this instance
+  caf::actor registry;
+  bool registry_reading = false;
+  int64_t next_registry_ms = 0;
+};
+
+using cluster_pointer = cluster_actor::stateful_pointer<cluster_state>;
+
+constexpr auto tick_every = std::chrono::milliseconds{250};
+
+bool split_address(const std::string& address, std::string& host, uint16_t& port) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    return false;
+  unsigned long number = 0;
+  for (size_t i = colon + 1; i < address.size(); ++i) {
+    if (address[i] < '0' || address[i] > '9')
+      return false;
+    number = number * 10 + static_cast<unsigned long>(address[i] - '0');
+    if (number > 65535)
+      return false;
+  }
+  host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  port = static_cast<uint16_t>(number);
+  return port != 0;
+}
+
+void know(cluster_pointer self, const std::string& address) {
+  auto& st = self->state;
+  if (address.empty() || address == st.settings.address || st.own_addresses.count(address))
+    return;
+  st.links.try_emplace(address);
+}
+
+/// The registry is read on a thread of its own: libpq blocks.
+caf::behavior registry_reader(caf::event_based_actor* self, cluster_settings settings) {
+  auto database = std::make_shared<pg_database>(settings.database);
+  return {[=](registry_atom) -> caf::result<std::vector<std::string>> {
+    std::string error;
+    auto rows = database->cluster_members(settings.instance_id, settings.fingerprint,
+                                          settings.address, error);
+    if (!rows) {
+      database->disconnect();
+      spdlog::debug("cluster: cannot read paybus_instances: {}", error);
+      return caf::make_error(errc::owner_unavailable);
+    }
+    return std::move(*rows);
+  }};
+}
+
+void read_registry(cluster_pointer self) {
+  auto& st = self->state;
+  if (st.registry_reading)
+    return;
+  st.registry_reading = true;
+  st.next_registry_ms = monotonic_now_ms() + st.settings.registry_every_ms;
+  auto timeout = std::chrono::milliseconds{st.settings.database.connect_timeout_ms
+                                           + 2 * st.settings.database.statement_timeout_ms
+                                           + 1000};
+  self->request(st.registry, timeout, registry_atom::value)
+    .then(
+      [=](std::vector<std::string>& rows) {
+        self->state.registry_reading = false;
+        for (const auto& row : rows) {
+          int32_t instance = 0;
+          std::string address;
+          if (parse_member_line(row, instance, address) && instance != self->state.settings.instance_id)
+            know(self, address);
+        }
+      },
+      [=](caf::error&) { self->state.registry_reading = false; });
+}
+
+void lost(cluster_pointer self, const std::string& address, const std::string& why) {
+  auto& st = self->state;
+  auto found = st.links.find(address);
+  if (found == st.links.end())
+    return;
+  auto& peer = found->second;
+  bool was_up = peer.state == link::phase::up;
+  peer.state = link::phase::idle;
+  peer.next_try_ms = monotonic_now_ms() + st.settings.retry_ms;
+  if (was_up) {
+    st.settings.directory->peer_down(peer.instance);
+    st.settings.figures->set_cluster_peer_up(peer.instance, false);
+    spdlog::warn("cluster: instance {} at {} is down ({}): requests it owns get "
+                 "503 owner_unavailable until it is back or adopted",
+                 peer.instance, address, why);
+  } else if (!peer.reported_unreachable) {
+    spdlog::info("cluster: no peer reached at {} yet ({})", address, why);
+    peer.reported_unreachable = true;
+  }
+  // The seed's "ask the registry again on error": the peer may have moved.
+  read_registry(self);
+}
+
+void connect(cluster_pointer self, const std::string& address) {
+  auto& st = self->state;
+  std::string host;
+  uint16_t port = 0;
+  if (!split_address(address, host, port)) {
+    spdlog::warn("cluster: '{}' is not HOST:PORT; left out", address);
+    st.links.erase(address);
+    return;
+  }
+  st.links[address].state = link::phase::connecting;
+  auto middleman = st.settings.tls ? self->system().openssl_manager().actor_handle()
+                                   : self->system().middleman().actor_handle();
+  auto timeout = std::chrono::milliseconds{st.settings.connect_timeout_ms};
+  self->request(middleman, timeout, caf::connect_atom::value, host, port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& found, const std::set<std::string>&) {
+        auto peer = caf::actor_cast<cluster_actor>(std::move(found));
+        if (!peer)
+          return lost(self, address, "nothing is published there");
+        auto& st = self->state;
+        self->request(peer, timeout, hello_atom::value, st.settings.instance_id, st.settings.address)
+          .then(
+            [=](int32_t instance) {
+              auto& st = self->state;
+              auto found = st.links.find(address);
+              if (found == st.links.end())
+                return;
+              if (instance == st.settings.instance_id) {
+                // An address of this very instance (a seed list shared by all).
+                st.own_addresses.insert(address);
+                st.links.erase(found);
+                return;
+              }
+              found->second.state = link::phase::up;
+              found->second.instance = instance;
+              found->second.reported_unreachable = false;
+              found->second.handle = peer.address();
+              self->monitor(peer);
+              st.settings.directory->peer_up(instance, address, peer);
+              st.settings.figures->set_cluster_peer_up(instance, true);
+              spdlog::info("cluster: instance {} at {} is up", instance, address);
+            },
+            [=](caf::error& error) { lost(self, address, self->system().render(error)); });
+      },
+      [=](caf::error& error) { lost(self, address, self->system().render(error)); });
+}
+
+void tick(cluster_pointer self) {
+  auto& st = self->state;
+  auto now = monotonic_now_ms();
+  if (now >= st.next_registry_ms)
+    read_registry(self);
+  std::vector<std::string> due;
+  for (auto& [address, peer] : st.links)
+    if (peer.state == link::phase::idle && now >= peer.next_try_ms)
+      due.push_back(address);
+  for (const auto& address : due)
+    connect(self, address);
+}
+
+/// An error for a request about an instance this process does not serve.
+bool ours(cluster_pointer self, const std::string& pay_id) {
+  auto parts = parse_pay_id(pay_id);
+  return parts && self->state.settings.directory->serves(parts->instance_id);
+}
+
+cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_settings settings) {
+  self->state.settings = std::move(settings);
+  auto& st = self->state;
+  st.registry = self->system().spawn<caf::detached>(registry_reader, st.settings);
+  self->link_to(st.registry);
+  for (const auto& seed : st.settings.seeds)
+    know(self, seed);
+  self->set_down_handler([=](caf::down_msg& down) {
+    for (auto& [address, peer] : self->state.links)
+      if (peer.state == link::phase::up && peer.handle == down.source) {
+        lost(self, address, "connection lost");
+        return;
+      }
+  });
+  self->send(self, tick_atom::value);
+  return {
+    [=](hello_atom, int32_t instance, const std::string& address) -> int32_t {
+      // A peer that found this one first: connect back (it may not be a seed).
+      if (instance != self->state.settings.instance_id) {
+        know(self, address);
+        if (auto found = self->state.links.find(address); found != self->state.links.end()
+            && found->second.state == link::phase::idle)
+          found->second.next_try_ms = 0;
+      }
+      return self->state.settings.instance_id;
+    },
+    [=](get_atom, const std::string& pay_id) -> caf::result<payment_lookup> {
+      if (!ours(self, pay_id))
+        return caf::make_error(errc::owner_unavailable);
+      return self->delegate(self->state.settings.reader, get_atom::value, pay_id);
+    },
+    [=](result_atom, payment_result& result) -> caf::result<result_recorded> {
+      if (!ours(self, result.pay_id))
+        return caf::make_error(errc::owner_unavailable);
+      return self->delegate(self->state.settings.writer, result_atom::value, std::move(result));
+    },
+    [=](inspect_atom, const std::string& pay_id) -> caf::result<std::string> {
+      if (!ours(self, pay_id))
+        return caf::make_error(errc::owner_unavailable);
+      return self->delegate(self->state.settings.reader, inspect_atom::value, pay_id);
+    },
+    [=](tick_atom) {
+      tick(self);
+      self->delayed_send(self, tick_every, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+bool parse_member_line(const std::string& line, int32_t& instance, std::string& address) {
+  auto space = line.find(' ');
+  if (space == std::string::npos || space == 0 || space > 5)
+    return false;
+  int32_t number = 0;
+  for (size_t i = 0; i < space; ++i) {
+    if (line[i] < '0' || line[i] > '9')
+      return false;
+    number = number * 10 + (line[i] - '0');
+  }
+  std::string host;
+  uint16_t port = 0;
+  if (number <= 0 || !split_address(line.substr(space + 1), host, port))
+    return false;
+  instance = number;
+  address = line.substr(space + 1);
+  return true;
+}
+
+cluster_actor spawn_cluster(caf::actor_system& system, cluster_settings settings) {
+  return system.spawn(cluster_behavior, std::move(settings));
+}
+
+} // namespace paybus

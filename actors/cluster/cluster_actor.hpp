@@ -1,0 +1,46 @@
+#pragma once
+
+// The cluster actor (API.md section 9): this instance as its peers see it,
+// and its side of the membership. It connects to the peers it knows of (the
+// configuration's seeds and the cluster addresses in paybus_instances),
+// introduces itself, monitors each, and keeps the cluster_directory that the
+// ingress and the admin actor forward with. A peer lost (its middleman's
+// heartbeats stop, its connection drops) is marked down at once and tried
+// again, and the registry is read again: it may have moved.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+#include "messages/interfaces.hpp"
+#include "storage/database/pg_database.hpp"
+
+namespace paybus {
+
+class cluster_directory;
+class metrics;
+
+struct cluster_settings {
+  int32_t instance_id = 0;
+  std::string fingerprint;  // this instance's row in paybus_instances
+  std::string address;      // cluster.listen, registered as uri
+  std::vector<std::string> seeds;  // cluster.peers
+  bool tls = false;  // connect through the openssl manager (mutual TLS)
+  pg_database_options database;
+  reader_actor reader;
+  store_actor writer;
+  cluster_directory* directory = nullptr;
+  metrics* figures = nullptr;
+  int64_t connect_timeout_ms = 5'000;
+  int64_t retry_ms = 1'000;            // a lost or unreachable peer is tried again this often
+  int64_t registry_every_ms = 30'000;  // and the registry read this often besides
+};
+
+cluster_actor spawn_cluster(caf::actor_system& system, cluster_settings settings);
+
+/// "7 127.0.0.1:9101" -> (7, "127.0.0.1:9101"); false if it is not that.
+bool parse_member_line(const std::string& line, int32_t& instance, std::string& address);
+
+} // namespace paybus

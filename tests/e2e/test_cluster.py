@@ -1,0 +1,173 @@
+"""End to end: several instances (API.md section 9) as three real paybusd processes on loopback
+ports sharing one PostgreSQL: membership through the registry and the seeds, lookups, channel
+notifications and the admin console's `payment` forwarded to the owner over CAF's middleman, an
+owner killed -9 (503 owner_unavailable, never a guess) and started again."""
+
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Bus, PgCluster, admin_json, free_port, raw_http, run_admin  # noqa: E402
+from paybus_client import Client  # noqa: E402
+from test_channels import notification  # noqa: E402
+from test_money_safety import wait_for  # noqa: E402
+
+
+def cluster_config(address, peers):
+    listed = ", ".join(f'"{peer}"' for peer in peers)
+    return f'[cluster]\nlisten = "{address}"\npeers = [{listed}]\n'
+
+
+class ThreeInstances(unittest.TestCase):
+    """Three instances, each told of all three addresses (its own among them), paying through a
+    channel nobody listens on: payments stay PROCESSING until a notification settles them."""
+
+    def setUp(self):
+        self.pg = PgCluster()
+        self.pg.start()
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        self.buses = [Bus(self.pg.url, extra_config=cluster_config(address, addresses))
+                      for address in addresses]
+        for bus in self.buses:
+            bus.start()
+        self.clients = [Client("127.0.0.1", bus.port) for bus in self.buses]
+        self.numbers = []
+        for bus, client in zip(self.buses, self.clients):
+            status, body, _ = client.pay(f"who-{bus.port}")
+            self.assertEqual(status, 202, body)
+            self.numbers.append(int(body["pay_id"][13:18]))
+        self.assertEqual(len(set(self.numbers)), 3, self.numbers)
+        for bus, number in zip(self.buses, self.numbers):
+            for other in self.numbers:
+                if other != number:
+                    bus.wait_metric(f'paybus_cluster_peer_up{{instance="{other}"}}',
+                                    lambda up: up == 1, timeout=60)
+
+    def tearDown(self):
+        for client in self.clients:
+            client.close()
+        for bus in self.buses:
+            bus.destroy()
+        self.pg.stop()
+
+    def pay_round_robin(self, count, prefix):
+        """`count` payments, sent to the instances in turn; their bodies by pay_id."""
+        made = {}
+        for i in range(count):
+            status, body, _ = self.clients[i % 3].pay(f"{prefix}-{i}")
+            self.assertEqual(status, 202, body)
+            made[body["pay_id"]] = body
+        return made
+
+    def owner_index(self, pay_id):
+        return self.numbers.index(int(pay_id[13:18]))
+
+    def test_every_instance_answers_every_lookup_as_the_owner_does(self):
+        made = self.pay_round_robin(30, "rr")
+        for pay_id, created in made.items():
+            owner = self.owner_index(pay_id)
+            _, from_owner, _ = self.clients[owner].request("GET", f"/v1/payments/{pay_id}")
+            self.assertEqual(from_owner["pay_id"], pay_id)
+            self.assertEqual(from_owner["merchant_order_no"], created["merchant_order_no"])
+            for client in self.clients:
+                status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body["pay_id"], pay_id)
+                self.assertEqual(body["merchant_order_no"], created["merchant_order_no"])
+        # Another merchant's payment stays hidden through a forward too.
+        pay_id = next(iter(made))
+        stranger = Client("127.0.0.1", self.buses[(self.owner_index(pay_id) + 1) % 3].port,
+                          merchant="other", secret="other-secret")
+        self.assertEqual(stranger.request("GET", f"/v1/payments/{pay_id}")[0], 404)
+        stranger.close()
+        # A pay_id of an instance none of them reaches: no guess that it does not exist.
+        unknown = pay_id[:13] + "99998" + pay_id[18:]
+        status, body, _ = self.clients[0].request("GET", f"/v1/payments/{unknown}")
+        self.assertEqual((status, body["error"]["code"]), (503, "owner_unavailable"))
+
+    def test_a_notification_sent_to_the_wrong_instance_reaches_the_owner(self):
+        made = self.pay_round_robin(6, "nt")
+        for pay_id, created in made.items():
+            owner = self.owner_index(pay_id)
+            wrong = self.buses[(owner + 1) % 3]
+            body = json.dumps({"pay_id": pay_id, "channel_txn_id": f"T-{pay_id}", "status": "SUCCEEDED",
+                               "amount": created["amount"],
+                               "paid_at": "2026-12-04T00:00:00.000Z"}).encode()
+            answer = raw_http(wrong.port, notification("sim-a", "sim-a", body))
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+            self.assertIn(b'"received":true', answer)
+            # Acknowledged only once the owner holds it: it is there at once.
+            _, final, _ = self.clients[owner].request("GET", f"/v1/payments/{pay_id}")
+            self.assertEqual((final["status"], final["channel_txn_id"]), ("SUCCEEDED", f"T-{pay_id}"))
+        wait_for(self, "the six results in PostgreSQL, once each",
+                 lambda: self.pg.scalar("SELECT count(*) FROM payment_results WHERE channel_txn_id "
+                                        "LIKE 'T-%'") == "6")
+
+    def test_the_admin_console_shows_another_instances_payment(self):
+        made = self.pay_round_robin(3, "adm")
+        for pay_id in made:
+            owner = self.owner_index(pay_id)
+            shown = admin_json(self.buses[(owner + 2) % 3], f"payment {pay_id}")
+            self.assertEqual(shown["pay_id"], pay_id)
+
+    def test_an_owner_killed_gets_owner_unavailable_then_serves_again(self):
+        made = self.pay_round_robin(9, "kill")
+        victim = 2
+        number = self.numbers[victim]
+        theirs = [pay_id for pay_id in made if self.owner_index(pay_id) == victim]
+        ours = [pay_id for pay_id in made if self.owner_index(pay_id) != victim]
+        self.assertEqual(len(theirs), 3)
+        self.buses[victim].kill9()
+        for bus in self.buses[:2]:
+            bus.wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}', lambda up: up == 0,
+                            timeout=60)
+        for client in self.clients[:2]:
+            for pay_id in theirs:
+                status, body, headers = client.request("GET", f"/v1/payments/{pay_id}")
+                self.assertEqual(status, 503, body)
+                self.assertEqual(body["error"]["code"], "owner_unavailable")
+            for pay_id in ours:
+                self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[0], 200)
+        body = json.dumps({"pay_id": theirs[0], "channel_txn_id": "T-late", "status": "SUCCEEDED",
+                           "amount": made[theirs[0]]["amount"],
+                           "paid_at": "2026-12-04T00:00:00.000Z"}).encode()
+        answer = raw_http(self.buses[0].port, notification("sim-a", "sim-a", body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:200])
+        self.assertIn(b"owner_unavailable", answer)
+        code, out, _ = run_admin(self.buses[1], f"payment {theirs[0]}")
+        self.assertNotEqual(code, 0)
+        self.assertIn("owner_unavailable", out)
+        # Started again with its store: the others connect to it and forward again.
+        self.buses[victim].start()
+        for bus in self.buses[:2]:
+            bus.wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}', lambda up: up == 1,
+                            timeout=60)
+        answer = raw_http(self.buses[0].port, notification("sim-a", "sim-a", body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+        for client in self.clients[:2]:
+            _, final, _ = client.request("GET", f"/v1/payments/{theirs[0]}")
+            self.assertEqual((final["status"], final["channel_txn_id"]), ("SUCCEEDED", "T-late"))
+
+
+class Configuration(unittest.TestCase):
+    def test_bad_cluster_settings_are_config_errors(self):
+        from harness import run_paybusd
+        pg_url = "postgresql:///none?host=/nonexistent"
+        for extra, key in ((cluster_config("nowhere", []), "cluster.listen"),
+                           (cluster_config("10.1.2.3:9100", []), "cluster.listen"),
+                           (cluster_config("127.0.0.1:9100", ["no-port"]), "cluster.peers"),
+                           ('[cluster]\npeers = ["127.0.0.1:9100"]\n', "cluster.peers")):
+            bus = Bus(pg_url, extra_config=extra)
+            try:
+                code, output = run_paybusd(["--config", bus.config_path])
+                self.assertEqual(code, 2, output)
+                self.assertIn(f"config error: {key}", output)
+            finally:
+                bus.destroy()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -83,6 +83,11 @@ void metrics::set_cluster_peer_up(int32_t instance, bool up) {
   cluster_peers_[instance] = up;
 }
 
+void metrics::set_cluster_slots(int64_t epoch, int64_t owned) {
+  std::lock_guard<std::mutex> guard{channel_mutex_};
+  cluster_slots_ = std::pair{epoch, owned};
+}
+
 void metrics::set_degraded(const std::string& which, bool paused) {
   std::lock_guard<std::mutex> guard{channel_mutex_};
   degraded_[which] = paused;
@@ -209,6 +214,14 @@ std::string metrics::render_prometheus() const {
     for (const auto& [instance, up] : cluster_peers_)
       append_value(out, "paybus_cluster_peer_up{instance=\"" + std::to_string(instance) + "\"}",
                    up ? 1 : 0);
+    if (cluster_slots_) {
+      append_metric(out, "paybus_cluster_slot_epoch", "gauge",
+                    "Epoch of the slot table this instance routes creates by.");
+      append_value(out, "paybus_cluster_slot_epoch", static_cast<double>(cluster_slots_->first));
+      append_metric(out, "paybus_cluster_slots_owned", "gauge",
+                    "Slots of the table whose orders this instance decides.");
+      append_value(out, "paybus_cluster_slots_owned", static_cast<double>(cluster_slots_->second));
+    }
     append_metric(out, "paybus_reconciliation_lines_total", "counter",
                   "Statement lines read by reconciliation runs that finished, by channel.");
     for (const auto& [channel, count] : reconciliation_lines_)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 
@@ -89,6 +90,9 @@ public:
   void set_degraded(const std::string& which, bool paused);
   /// paybus_cluster_peer_up{instance}: 1 while that peer is connected.
   void set_cluster_peer_up(int32_t instance, bool up);
+  /// paybus_cluster_slot_epoch and paybus_cluster_slots_owned: the slot
+  /// table this instance routes creates by.
+  void set_cluster_slots(int64_t epoch, int64_t owned);
 
   /// A channel's figures since start, for the admin console.
   struct channel_figures {
@@ -129,6 +133,7 @@ private:
   std::map<std::string, std::pair<int64_t, bool>> channel_switches_;  // weight, enabled
   std::map<std::string, bool> degraded_;
   std::map<int32_t, bool> cluster_peers_;
+  std::optional<std::pair<int64_t, int64_t>> cluster_slots_;
   std::map<std::string, uint64_t> reconciliation_lines_;  // by channel
   std::map<std::pair<std::string, std::string>, uint64_t> reconciliation_differences_;
   std::map<std::string, int64_t> reconciliation_success_ms_;  // by channel

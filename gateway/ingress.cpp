@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/cluster/cluster_directory.hpp"
+#include "actors/cluster/slot_table.hpp"
 #include "common/clock.hpp"
 #include "common/pay_id.hpp"
 #include "common/text.hpp"
@@ -78,6 +79,9 @@ struct ingress_state {
   std::vector<nonce_accepted> create_nonces;
   bool creates_flush_queued = false;
   bool draining = false;
+  // With peers: the slot table as last read from ctx.slots.
+  slot_table slots;
+  uint64_t slots_version = 0;
 };
 
 using ingress_broker = caf::io::stateful_broker<ingress_state>;
@@ -208,29 +212,31 @@ struct pending_create {
 
 void answer_store_error(const async_reply& reply, const caf::error& error);
 
+/// Answers a create as settlement decided it, against the request's body.
+void answer_create(metrics& figures, const async_reply& reply, const order_stored& stored) {
+  switch (stored.outcome) {
+    case admission::created:
+      figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
+      reply(202, render_payment(stored.record));
+      break;
+    case admission::existing:
+      figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
+      reply(200, render_payment(stored.record));
+      break;
+    case admission::conflict:
+      reply(409, error_json("idempotency_conflict",
+                            "merchant_order_no " + stored.record.order.merchant_order_no
+                              + " was used with a different request body"));
+      break;
+  }
+}
+
 /// Answers each create of a batch from the store's records.
 void answer_creates(ingress_broker* self, std::vector<pending_create>& batch,
                     std::vector<order_stored>& results) {
   auto& figures = *self->state.context->figures;
-  for (size_t i = 0; i < batch.size() && i < results.size(); ++i) {
-    auto& create = batch[i];
-    auto& stored = results[i];
-    switch (stored.outcome) {  // decided by settlement, against the request's body
-      case admission::created:
-        figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
-        create.reply(202, render_payment(stored.record));
-        break;
-      case admission::existing:
-        figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
-        create.reply(200, render_payment(stored.record));
-        break;
-      case admission::conflict:
-        create.reply(409, error_json("idempotency_conflict",
-                                     "merchant_order_no " + stored.record.order.merchant_order_no
-                                       + " was used with a different request body"));
-        break;
-    }
-  }
+  for (size_t i = 0; i < batch.size() && i < results.size(); ++i)
+    answer_create(figures, batch[i].reply, results[i]);
   for (size_t i = results.size(); i < batch.size(); ++i)
     answer_store_error(batch[i].reply, caf::make_error(errc::store_unavailable));
   std::vector<payment_record> to_pay;
@@ -305,7 +311,7 @@ void answer_store_error(const async_reply& reply, const caf::error& error) {
 void answer_owner_unavailable(const async_reply& reply, int32_t instance) {
   reply(503, error_json("owner_unavailable",
                         "instance " + std::to_string(instance)
-                          + " owns this payment and cannot be reached now; retry later"),
+                          + ", which owns this, cannot be reached now; retry later"),
         "Retry-After: 1\r\n");
 }
 
@@ -365,6 +371,8 @@ void serve_operations(const request_slot& slot, route_kind kind) {
         return slot.ready(503, "{\"status\":\"draining\"}");
       if (st.context->figures->store_up.load() == 0)
         return slot.ready(503, "{\"status\":\"store_unavailable\"}");
+      if (st.context->cluster != nullptr && st.context->slots->version() == 0)
+        return slot.ready(503, "{\"status\":\"no_slot_table\"}");
       return slot.ready(200, "{\"status\":\"ready\"}");
     default:
       return slot.ready(200, st.context->figures->render_prometheus(), {},
@@ -542,6 +550,29 @@ const merchant_credentials* authenticate_merchant(const request_slot& slot,
   return merchant;
 }
 
+/// A create for a slot another instance owns: sent to it, answered as it
+/// decided, once durable there.
+void forward_create(ingress_broker* self, async_reply reply, int32_t owner, payment_order order,
+                    nonce_accepted nonce) {
+  auto& st = self->state;
+  auto handle = st.context->cluster->owner(owner);
+  if (!handle)
+    return answer_owner_unavailable(reply, owner);
+  self->request(handle, st.context->forward_timeout, create_atom::value, std::move(order),
+                st.slots.epoch)
+    .then(
+      [=](order_stored& stored) {
+        self->send(self->state.context->store, std::vector<nonce_accepted>{nonce});
+        answer_create(*self->state.context->figures, reply, stored);
+      },
+      [=](caf::error& error) {
+        if (error == errc::store_unavailable || error == errc::overloaded)
+          answer_store_error(reply, error);
+        else
+          answer_owner_unavailable(reply, owner);
+      });
+}
+
 /// POST /v1/payments, GET /v1/payments?merchant_order_no=, GET /v1/payments/{pay_id}.
 void serve_payments(const request_slot& slot, const http_request& request, const route& to) {
   auto* self = slot.self;
@@ -560,8 +591,21 @@ void serve_payments(const request_slot& slot, const http_request& request, const
     if (auto error = parse_payment_order(request.body, merchant->id, ctx.channels, ctx.orders,
                                          order))
       return slot.error(error->status, error->code, error->message);
-    queue_create(self, std::move(order), slot.start(),
-                 nonce_accepted{merchant->id, request.nonce, now_ms});
+    nonce_accepted nonce{merchant->id, request.nonce, now_ms};
+    if (ctx.cluster != nullptr) {
+      // With peers, the slot's owner decides the order, once.
+      if (ctx.slots->version() != st.slots_version) {
+        st.slots_version = ctx.slots->version();
+        st.slots = ctx.slots->get();
+      }
+      if (!st.slots.known())
+        return slot.error(503, "owner_unavailable",
+                          "this instance has not read the cluster's slot table yet; retry later");
+      auto owner = st.slots.owner(slot_of(order.merchant_id, order.merchant_order_no));
+      if (!ctx.cluster->serves(owner))
+        return forward_create(self, slot.start(), owner, std::move(order), std::move(nonce));
+    }
+    queue_create(self, std::move(order), slot.start(), std::move(nonce));
     return;
   }
 
@@ -604,12 +648,44 @@ void serve_payments(const request_slot& slot, const http_request& request, const
       });
     return;
   }
-  if (to.kind == route_kind::payment)
+  if (to.kind == route_kind::payment) {
     self->request(ctx.reader, answer_timeout(ctx), get_atom::value, pay_id)
       .then(on_found, on_error);
-  else
+    return;
+  }
+  // By order number: this store first (orders taken before the cluster had
+  // slots stay where they were made), then the owner of the key's slot.
+  int32_t owner = 0;
+  if (ctx.cluster != nullptr) {
+    if (ctx.slots->version() != st.slots_version) {
+      st.slots_version = ctx.slots->version();
+      st.slots = ctx.slots->get();
+    }
+    if (st.slots.known())
+      owner = st.slots.owner(slot_of(merchant_id, *order_no));
+  }
+  if (owner == 0 || ctx.cluster->serves(owner)) {
     self->request(ctx.reader, answer_timeout(ctx), find_atom::value, merchant_id, *order_no)
       .then(on_found, on_error);
+    return;
+  }
+  auto forward_timeout = ctx.forward_timeout;
+  auto find_there = [=](payment_lookup& here) {
+    if (here.found)
+      return on_found(here);
+    auto handle = self->state.context->cluster->owner(owner);
+    if (!handle)
+      return answer_owner_unavailable(reply, owner);
+    self->request(handle, forward_timeout, find_atom::value, merchant_id, *order_no)
+      .then(on_found, [=](caf::error& error) {
+        if (error == errc::store_unavailable || error == errc::overloaded)
+          answer_store_error(reply, error);
+        else
+          answer_owner_unavailable(reply, owner);
+      });
+  };
+  self->request(ctx.reader, answer_timeout(ctx), find_atom::value, merchant_id, *order_no)
+    .then(find_there, on_error);
 }
 
 /// Routes one complete request; its response takes slot `sequence`.

@@ -21,6 +21,7 @@ namespace paybus {
 class cluster_directory;
 class local_store;
 class metrics;
+class shared_slots;
 
 /// Everything the HTTP ingress needs, fixed at start-up.
 struct ingress_context {
@@ -52,6 +53,7 @@ struct ingress_context {
   // With peers (cluster.listen): who serves another instance's pay_ids.
   // Null for an instance alone.
   const cluster_directory* cluster = nullptr;
+  const shared_slots* slots = nullptr;  // set with `cluster`
   std::chrono::milliseconds forward_timeout{5'000};
 };
 

@@ -227,11 +227,18 @@ using cluster_actor = caf::typed_actor<
   caf::replies_to<hello_atom, int32_t, std::string>::with<int32_t>,
   // Looks a payment up by pay_id, as the reader does.
   caf::replies_to<get_atom, std::string>::with<payment_lookup>,
+  // Looks a payment up by (merchant id, merchant order no) in this store.
+  caf::replies_to<find_atom, std::string, std::string>::with<payment_lookup>,
   // A channel's notification, verified by the instance it reached: answered
   // once the result is durable here.
   caf::replies_to<result_atom, payment_result>::with<result_recorded>,
   // Everything the store holds of a pay_id, as the admin console shows it.
   caf::replies_to<inspect_atom, std::string>::with<std::string>,
+  // A create whose slot this instance owns, from a peer that took the
+  // request (authenticated and validated there), with the epoch of the slot
+  // table it routed by: decided here (created, existing or conflict) and
+  // answered once durable, as a local create is.
+  caf::replies_to<create_atom, payment_order, int64_t>::with<order_stored>,
   // Internal: connect to the peers not connected yet.
   caf::reacts_to<tick_atom>>;
 

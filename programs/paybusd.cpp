@@ -26,6 +26,7 @@
 #include "actors/channel/channel_actor.hpp"
 #include "actors/cluster/cluster_actor.hpp"
 #include "actors/cluster/cluster_directory.hpp"
+#include "actors/cluster/slot_table.hpp"
 #include "actors/ledger/sink_actor.hpp"
 #include "actors/payment/coordinator.hpp"
 #include "actors/reconcile/reconcile_actor.hpp"
@@ -399,8 +400,24 @@ int main(int argc, char** argv) {
   // reads them from the store on its first tick.
   // With peers: who serves which instance number (the cluster actor keeps it).
   std::optional<cluster_directory> directory;
-  if (!config.cluster_listen.empty())
+  shared_slots slots;
+  if (!config.cluster_listen.empty()) {
     directory.emplace(*instance_id);
+    // The slot table as this instance last read it: it serves while the
+    // database is down; one with a higher epoch replaces it.
+    std::optional<std::string> cached;
+    if (auto status = store->get_admin("slots", cached); !status.ok())
+      return fatal("cannot read the cached slot table: " + status.ToString());
+    if (cached) {
+      auto table = decode_slots(*cached, error);
+      if (!table)
+        return fatal("the local store's cached slot table is damaged: " + error);
+      spdlog::info("cluster: slot table at epoch {} from the local store: this instance owns "
+                   "{} of {} slots", table->epoch, table->counts()[*instance_id], slot_count);
+      figures.set_cluster_slots(table->epoch, table->counts()[*instance_id]);
+      slots.offer(std::move(*table));
+    }
+  }
   admin_actor admin;
   std::string admin_error;
   if (!config.admin_listen.empty()) {
@@ -448,6 +465,10 @@ int main(int argc, char** argv) {
     peers.reader = reader;
     peers.writer = writer;
     peers.directory = &*directory;
+    peers.slots = &slots;
+    peers.coordinator = coordinator;
+    peers.shard = shards.front();
+    peers.shard.shard = config.order_shards;  // a counter space of its own
     peers.figures = &figures;
     cluster = spawn_cluster(system, std::move(peers));
     auto published = admin_tls ? caf::openssl::publish(cluster, config.cluster_port,
@@ -465,6 +486,7 @@ int main(int argc, char** argv) {
                    admin_tls ? "mutual TLS" : std::string{"loopback, no TLS"},
                    config.cluster_peers.size());
       context->cluster = &*directory;
+      context->slots = &slots;
       context->forward_timeout = std::min(std::chrono::milliseconds{5'000},
                                           std::chrono::milliseconds{config.request_timeout_ms * 3 / 4});
     }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include <caf/actor_system.hpp>
@@ -14,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/cluster/cluster_directory.hpp"
+#include "actors/cluster/slot_table.hpp"
 #include "common/clock.hpp"
 #include "common/metrics.hpp"
 #include "common/pay_id.hpp"
@@ -36,6 +38,7 @@ struct cluster_state {
   std::map<std::string, link> links;  // by address
   std::set<std::string> own_addresses;  // addresses that turned out to be this instance
   caf::actor registry;
+  std::optional<order_shard> shard;
   bool registry_reading = false;
   int64_t next_registry_ms = 0;
 };
@@ -73,17 +76,42 @@ void know(cluster_pointer self, const std::string& address) {
 /// The registry is read on a thread of its own: libpq blocks.
 caf::behavior registry_reader(caf::event_based_actor* self, cluster_settings settings) {
   auto database = std::make_shared<pg_database>(settings.database);
-  return {[=](registry_atom) -> caf::result<std::vector<std::string>> {
+  return {[=](registry_atom) -> caf::result<std::vector<std::string>, std::vector<std::string>> {
     std::string error;
     auto rows = database->cluster_members(settings.instance_id, settings.fingerprint,
                                           settings.address, error);
-    if (!rows) {
+    auto slots = rows ? database->slot_rows(settings.instance_id, slot_count, error)
+                      : std::nullopt;
+    if (!rows || !slots) {
       database->disconnect();
-      spdlog::debug("cluster: cannot read paybus_instances: {}", error);
+      spdlog::debug("cluster: cannot read paybus_instances and paybus_slots: {}", error);
       return caf::make_error(errc::owner_unavailable);
     }
-    return std::move(*rows);
+    return {std::move(*rows), std::move(*slots)};
   }};
+}
+
+/// A slot table read from the database: taken if newer than the one held,
+/// and kept in the local store for a start while the database is down.
+void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
+  auto& st = self->state;
+  std::string error;
+  auto table = slots_from_rows(rows, error);
+  if (!table) {
+    spdlog::error("cluster: {}; the table held is kept", error);
+    return;
+  }
+  auto epoch = table->epoch;
+  auto mine = table->counts()[st.settings.instance_id];
+  auto encoded = encode_slots(*table);
+  if (!st.settings.slots->offer(std::move(*table)))
+    return;
+  st.settings.figures->set_cluster_slots(epoch, mine);
+  spdlog::info("cluster: slot table at epoch {}: this instance owns {} of {} slots", epoch, mine,
+               slot_count);
+  self->request(st.settings.writer, std::chrono::seconds{30}, admin_atom::value, std::string{},
+                std::string{"slots"}, encoded)
+    .then([](bool) {}, [](caf::error&) {});
 }
 
 void read_registry(cluster_pointer self) {
@@ -97,8 +125,9 @@ void read_registry(cluster_pointer self) {
                                            + 1000};
   self->request(st.registry, timeout, registry_atom::value)
     .then(
-      [=](std::vector<std::string>& rows) {
+      [=](std::vector<std::string>& rows, std::vector<std::string>& slot_rows) {
         self->state.registry_reading = false;
+        take_slots(self, slot_rows);
         for (const auto& row : rows) {
           int32_t instance = 0;
           std::string address;
@@ -198,10 +227,42 @@ bool ours(cluster_pointer self, const std::string& pay_id) {
   return parts && self->state.settings.directory->serves(parts->instance_id);
 }
 
+caf::result<order_stored> create_for_peer(cluster_pointer self, payment_order order,
+                                          int64_t epoch) {
+  auto& st = self->state;
+  auto table = st.settings.slots->get();
+  auto slot = slot_of(order.merchant_id, order.merchant_order_no);
+  if (!table.known() || table.owner(slot) != st.settings.instance_id || epoch > table.epoch) {
+    // The peer's table says otherwise: one of the two is behind. Never decide
+    // a slot this table does not give to this instance; read it again.
+    if (epoch > table.epoch)
+      read_registry(self);
+    return caf::make_error(errc::owner_unavailable);
+  }
+  auto record = st.shard->issue(order, unix_now_ms());
+  auto promise = self->make_response_promise<order_stored>();
+  self->request(st.settings.writer, std::chrono::seconds{30}, create_atom::value,
+                std::vector<payment_record>{std::move(record)}, std::vector<nonce_accepted>{})
+    .then(
+      [=](std::vector<order_stored>& stored) mutable {
+        if (stored.size() != 1) {
+          promise.deliver(caf::make_error(errc::store_unavailable));
+          return;
+        }
+        if (stored.front().created && stored.front().record.status == payment_status::processing)
+          self->send(self->state.settings.coordinator,
+                     std::vector<payment_record>{stored.front().record});
+        promise.deliver(std::move(stored.front()));
+      },
+      [=](caf::error& error) mutable { promise.deliver(std::move(error)); });
+  return promise;
+}
+
 cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_settings settings) {
   self->state.settings = std::move(settings);
   auto& st = self->state;
   st.registry = self->system().spawn<caf::detached>(registry_reader, st.settings);
+  st.shard.emplace(st.settings.shard);
   self->link_to(st.registry);
   for (const auto& seed : st.settings.seeds)
     know(self, seed);
@@ -229,6 +290,10 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
         return caf::make_error(errc::owner_unavailable);
       return self->delegate(self->state.settings.reader, get_atom::value, pay_id);
     },
+    [=](find_atom, const std::string& merchant_id,
+        const std::string& order_no) -> caf::delegated<payment_lookup> {
+      return self->delegate(self->state.settings.reader, find_atom::value, merchant_id, order_no);
+    },
     [=](result_atom, payment_result& result) -> caf::result<result_recorded> {
       if (!ours(self, result.pay_id))
         return caf::make_error(errc::owner_unavailable);
@@ -238,6 +303,9 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
       if (!ours(self, pay_id))
         return caf::make_error(errc::owner_unavailable);
       return self->delegate(self->state.settings.reader, inspect_atom::value, pay_id);
+    },
+    [=](create_atom, payment_order& order, int64_t epoch) -> caf::result<order_stored> {
+      return create_for_peer(self, std::move(order), epoch);
     },
     [=](tick_atom) {
       tick(self);

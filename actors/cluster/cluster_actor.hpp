@@ -14,6 +14,7 @@
 
 #include <caf/fwd.hpp>
 
+#include "actors/payment/order_shard.hpp"
 #include "messages/interfaces.hpp"
 #include "storage/database/pg_database.hpp"
 
@@ -21,6 +22,7 @@ namespace paybus {
 
 class cluster_directory;
 class metrics;
+class shared_slots;
 
 struct cluster_settings {
   int32_t instance_id = 0;
@@ -31,7 +33,10 @@ struct cluster_settings {
   pg_database_options database;
   reader_actor reader;
   store_actor writer;
+  coordinator_actor coordinator;  // told of payments created for peers
+  order_shard_settings shard;     // issues the pay_ids of those (a shard of its own)
   cluster_directory* directory = nullptr;
+  shared_slots* slots = nullptr;
   metrics* figures = nullptr;
   int64_t connect_timeout_ms = 5'000;
   int64_t retry_ms = 1'000;            // a lost or unreachable peer is tried again this often

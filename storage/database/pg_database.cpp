@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS payment_results (
 CREATE TABLE IF NOT EXISTS paybus_instances (
   instance_id serial PRIMARY KEY, fingerprint text UNIQUE NOT NULL, uri text,
   registered_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS paybus_slots (
+  slot integer PRIMARY KEY CHECK (slot >= 0), instance_id integer NOT NULL,
+  epoch bigint NOT NULL, changed_at timestamptz NOT NULL DEFAULT now());
 )sql";
 
 namespace {
@@ -474,6 +477,27 @@ std::optional<std::vector<std::string>> pg_database::cluster_members(
                {id.c_str(), fingerprint.c_str(), own_uri.c_str()}, error)
       || !execute("SELECT instance_id::text || ' ' || uri FROM paybus_instances WHERE uri IS NOT "
                   "NULL AND uri <> '' AND position('://' in uri) = 0 ORDER BY instance_id",
+                  {}, error, &rows))
+    return std::nullopt;
+  return rows;
+}
+
+std::optional<std::vector<std::string>> pg_database::slot_rows(int32_t instance_id,
+                                                                int32_t slots,
+                                                                std::string& error) {
+  if (!ensure_ready(error))
+    return std::nullopt;
+  auto id = std::to_string(instance_id);
+  auto last = std::to_string(slots - 1);
+  std::vector<std::string> rows;
+  // One statement: of two first instances at once, the second waits on the
+  // first's rows and then leaves them.
+  if (!execute("INSERT INTO paybus_slots (slot, instance_id, epoch) SELECT s, $1, 1 FROM "
+               "generate_series(0, $2::integer) s WHERE NOT EXISTS (SELECT 1 FROM paybus_slots) "
+               "ON CONFLICT DO NOTHING",
+               {id.c_str(), last.c_str()}, error)
+      || !execute("SELECT slot::text || ' ' || instance_id::text || ' ' || epoch::text FROM "
+                  "paybus_slots ORDER BY slot",
                   {}, error, &rows))
     return std::nullopt;
   return rows;

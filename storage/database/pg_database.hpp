@@ -81,6 +81,13 @@ public:
                                                           const std::string& own_uri,
                                                           std::string& error);
 
+  /// The slot table's rows, "SLOT INSTANCE EPOCH" in slot order. An empty
+  /// table is filled first: every slot of 0..slots-1 owned by `instance_id`
+  /// at epoch 1 (the first instance of a cluster holds them all until the
+  /// operator spreads them). Nothing (and `error`) if the database cannot say.
+  std::optional<std::vector<std::string>> slot_rows(int32_t instance_id, int32_t slots,
+                                                    std::string& error);
+
   /// Whether the last statement failed because the database refused its
   /// rows (SQLSTATE class 22, data exception, or 23, integrity constraint
   /// violation), not because it could not be reached: sending the same

@@ -6,6 +6,7 @@ owner killed -9 (503 owner_unavailable, never a guess) and started again."""
 import json
 import os
 import sys
+import threading
 import time
 import unittest
 
@@ -33,18 +34,23 @@ class ThreeInstances(unittest.TestCase):
                       for address in addresses]
         for bus in self.buses:
             bus.start()
+        for bus in self.buses:  # ready once it has read the slot table
+            wait_for(self, "/readyz", lambda: raw_http(bus.port, b"GET /readyz HTTP/1.1\r\nHost: x\r\n"
+                                                       b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 200"))
         self.clients = [Client("127.0.0.1", bus.port) for bus in self.buses]
-        self.numbers = []
-        for bus, client in zip(self.buses, self.clients):
-            status, body, _ = client.pay(f"who-{bus.port}")
-            self.assertEqual(status, 202, body)
-            self.numbers.append(int(body["pay_id"][13:18]))
+        self.numbers = [admin_json(bus, "status")["instance_id"] for bus in self.buses]
         self.assertEqual(len(set(self.numbers)), 3, self.numbers)
         for bus, number in zip(self.buses, self.numbers):
             for other in self.numbers:
                 if other != number:
                     bus.wait_metric(f'paybus_cluster_peer_up{{instance="{other}"}}',
                                     lambda up: up == 1, timeout=60)
+        # Until the operator spreads them, the first instance to read the table owns every
+        # slot: it makes every payment, and the others forward each create and lookup to it.
+        owned = [bus.metric("paybus_cluster_slots_owned") for bus in self.buses]
+        self.assertEqual(sorted(owned), [0, 0, 4096], owned)
+        self.slot_owner = owned.index(4096)
+        self.assertEqual({bus.metric("paybus_cluster_slot_epoch") for bus in self.buses}, {1})
 
     def tearDown(self):
         for client in self.clients:
@@ -88,6 +94,51 @@ class ThreeInstances(unittest.TestCase):
         status, body, _ = self.clients[0].request("GET", f"/v1/payments/{unknown}")
         self.assertEqual((status, body["error"]["code"]), (503, "owner_unavailable"))
 
+    def test_the_same_order_sent_to_all_three_at_once_makes_one_payment(self):
+        for n in range(20):
+            order_no = f"same-{n}"
+            answers = [None] * 3
+            start = threading.Barrier(3)
+
+            def send(i):
+                client = Client("127.0.0.1", self.buses[i].port)
+                start.wait()
+                answers[i] = client.pay(order_no, amount=4242)[:2]
+                client.close()
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self.assertEqual(sorted(status for status, _ in answers), [200, 200, 202], answers)
+            self.assertEqual(len({body["pay_id"] for _, body in answers}), 1, answers)
+            # Found by its order number through every instance.
+            for client in self.clients:
+                status, body, _ = client.request("GET", f"/v1/payments?merchant_order_no={order_no}")
+                self.assertEqual((status, body["pay_id"]), (200, answers[0][1]["pay_id"]))
+            # Sent again later with another body: the owner says it conflicts, from anywhere.
+            for client in self.clients:
+                status, body, _ = client.pay(order_no, amount=1)
+                self.assertEqual((status, body["error"]["code"]), (409, "idempotency_conflict"))
+        wait_for(self, "the twenty orders in PostgreSQL, once each",
+                 lambda: self.pg.scalar("SELECT count(*) FROM payment_orders WHERE merchant_order_no "
+                                        "LIKE 'same-%'") == "20")
+        self.assertEqual(self.pg.scalar("SELECT count(DISTINCT merchant_order_no) FROM payment_orders "
+                                        "WHERE merchant_order_no LIKE 'same-%'"), "20")
+
+    def test_creates_and_forwarding_go_on_while_the_database_is_down(self):
+        self.pay_round_robin(3, "before")  # every instance has read the slot table
+        self.pg.stop()
+        made = self.pay_round_robin(30, "down")
+        for pay_id in made:
+            for client in self.clients:
+                status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
+                self.assertEqual((status, body["pay_id"]), (200, pay_id))
+        self.pg.start()
+        wait_for(self, "the thirty orders in PostgreSQL once the database is back",
+                 lambda: self.pg.scalar("SELECT count(*) FROM payment_orders WHERE merchant_order_no "
+                                        "LIKE 'down-%'") == "30", timeout=120)
+
     def test_a_notification_sent_to_the_wrong_instance_reaches_the_owner(self):
         made = self.pay_round_robin(6, "nt")
         for pay_id, created in made.items():
@@ -110,46 +161,63 @@ class ThreeInstances(unittest.TestCase):
         made = self.pay_round_robin(3, "adm")
         for pay_id in made:
             owner = self.owner_index(pay_id)
-            shown = admin_json(self.buses[(owner + 2) % 3], f"payment {pay_id}")
+            shown = admin_json(self.buses[(owner + 2) % 3], f"payment {pay_id}")  # not the owner
             self.assertEqual(shown["pay_id"], pay_id)
 
     def test_an_owner_killed_gets_owner_unavailable_then_serves_again(self):
         made = self.pay_round_robin(9, "kill")
-        victim = 2
+        victim = self.slot_owner
+        survivors = [i for i in range(3) if i != victim]
         number = self.numbers[victim]
         theirs = [pay_id for pay_id in made if self.owner_index(pay_id) == victim]
-        ours = [pay_id for pay_id in made if self.owner_index(pay_id) != victim]
-        self.assertEqual(len(theirs), 3)
+        self.assertEqual(len(theirs), 9)
         self.buses[victim].kill9()
-        for bus in self.buses[:2]:
-            bus.wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}', lambda up: up == 0,
-                            timeout=60)
-        for client in self.clients[:2]:
+        for i in survivors:
+            self.buses[i].wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}',
+                                      lambda up: up == 0, timeout=60)
+        for i in survivors:
+            client = self.clients[i]
             for pay_id in theirs:
-                status, body, headers = client.request("GET", f"/v1/payments/{pay_id}")
+                status, body, _ = client.request("GET", f"/v1/payments/{pay_id}")
                 self.assertEqual(status, 503, body)
                 self.assertEqual(body["error"]["code"], "owner_unavailable")
-            for pay_id in ours:
-                self.assertEqual(client.request("GET", f"/v1/payments/{pay_id}")[0], 200)
+            # A create for its slots: refused, never decided by an instance that does not own it.
+            status, body, _ = client.pay(f"while-dead-{i}")
+            self.assertEqual((status, body["error"]["code"]), (503, "owner_unavailable"))
         body = json.dumps({"pay_id": theirs[0], "channel_txn_id": "T-late", "status": "SUCCEEDED",
                            "amount": made[theirs[0]]["amount"],
                            "paid_at": "2026-12-04T00:00:00.000Z"}).encode()
-        answer = raw_http(self.buses[0].port, notification("sim-a", "sim-a", body))
+        answer = raw_http(self.buses[survivors[0]].port, notification("sim-a", "sim-a", body))
         self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:200])
         self.assertIn(b"owner_unavailable", answer)
-        code, out, _ = run_admin(self.buses[1], f"payment {theirs[0]}")
+        code, out, _ = run_admin(self.buses[survivors[1]], f"payment {theirs[0]}")
         self.assertNotEqual(code, 0)
         self.assertIn("owner_unavailable", out)
         # Started again with its store: the others connect to it and forward again.
         self.buses[victim].start()
-        for bus in self.buses[:2]:
-            bus.wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}', lambda up: up == 1,
-                            timeout=60)
-        answer = raw_http(self.buses[0].port, notification("sim-a", "sim-a", body))
+        for i in survivors:
+            self.buses[i].wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}',
+                                      lambda up: up == 1, timeout=60)
+        answer = raw_http(self.buses[survivors[0]].port, notification("sim-a", "sim-a", body))
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
-        for client in self.clients[:2]:
-            _, final, _ = client.request("GET", f"/v1/payments/{theirs[0]}")
+        for i in survivors:
+            _, final, _ = self.clients[i].request("GET", f"/v1/payments/{theirs[0]}")
             self.assertEqual((final["status"], final["channel_txn_id"]), ("SUCCEEDED", "T-late"))
+            status, body, _ = self.clients[i].pay(f"while-dead-{i}")
+            self.assertEqual(status, 202, body)
+
+    def test_a_peer_killed_that_owns_no_slots_stops_nothing_else(self):
+        victim = (self.slot_owner + 1) % 3
+        self.buses[victim].kill9()
+        for i in range(3):
+            if i != victim:
+                self.buses[i].wait_metric(f'paybus_cluster_peer_up{{instance="{self.numbers[victim]}"}}',
+                                          lambda up: up == 0, timeout=60)
+        for i in range(3):
+            if i != victim:
+                status, body, _ = self.clients[i].pay(f"peer-dead-{i}")
+                self.assertEqual(status, 202, body)
+                self.assertEqual(self.owner_index(body["pay_id"]), self.slot_owner)
 
 
 class Configuration(unittest.TestCase):

@@ -2,6 +2,9 @@
 
 #include "actors/cluster/cluster_actor.hpp"
 #include "actors/cluster/cluster_directory.hpp"
+#include "actors/cluster/slot_table.hpp"
+
+#include <set>
 
 using namespace paybus;
 
@@ -37,4 +40,61 @@ TEST_CASE("registry lines: an instance number and a HOST:PORT, nothing else") {
     INFO(bad);
     CHECK_FALSE(parse_member_line(bad, instance, address));
   }
+}
+
+TEST_CASE("slots: fixed hashing, a whole table or none, higher epochs win") {
+  // FNV-1a of "demo\0A-1": fixed forever, every instance and version agrees.
+  CHECK(slot_of("demo", "A-1") == slot_of("demo", "A-1"));
+  CHECK(slot_of("demo", "A-1") >= 0);
+  CHECK(slot_of("demo", "A-1") < slot_count);
+  CHECK(slot_of("demo", "") == static_cast<int32_t>(0x596e2675efe987e2ull % slot_count));
+  std::set<int32_t> spread;
+  for (int i = 0; i < 1000; ++i)
+    spread.insert(slot_of("demo", "order-" + std::to_string(i)));
+  CHECK(spread.size() > 800);  // 1,000 keys over 4,096 slots seldom share one
+
+  slot_table table;
+  table.epoch = 3;
+  for (int32_t slot = 0; slot < slot_count; ++slot)
+    table.owners.push_back(slot < 1000 ? 1 : slot < 3000 ? 2 : 1);
+  std::string error;
+  auto back = decode_slots(encode_slots(table), error);
+  REQUIRE(back);
+  CHECK(back->epoch == 3);
+  CHECK(back->owners == table.owners);
+  CHECK(back->counts() == std::map<int32_t, int32_t>{{1, 2096}, {2, 2000}});
+  for (const auto* bad : {"", "{}", "{\"epoch\":1,\"owners\":[[1,0,4094]]}",
+                          "{\"epoch\":1,\"owners\":[[1,0,4095],[2,7,7]]}",
+                          "{\"epoch\":1,\"owners\":[[0,0,4095]]}",
+                          "{\"epoch\":1,\"owners\":[[1,0,4096]]}"}) {
+    INFO(bad);
+    CHECK_FALSE(decode_slots(bad, error));
+  }
+
+  std::vector<std::string> rows;
+  for (int32_t slot = 0; slot < slot_count; ++slot)
+    rows.push_back(std::to_string(slot) + " " + (slot % 2 ? "5" : "6") + " " + (slot == 9 ? "4" : "2"));
+  auto read = slots_from_rows(rows, error);
+  REQUIRE(read);
+  CHECK(read->epoch == 4);
+  CHECK(read->owner(9) == 5);
+  rows.pop_back();
+  CHECK_FALSE(slots_from_rows(rows, error));
+  CHECK(error == "paybus_slots has no row for slot 4095");
+
+  shared_slots shared;
+  CHECK(shared.version() == 0);
+  CHECK_FALSE(shared.offer(slot_table{}));  // not whole
+  CHECK(shared.offer(table));
+  CHECK(shared.version() == 1);
+  auto older = table;
+  older.epoch = 2;
+  older.owners.assign(slot_count, 9);
+  CHECK_FALSE(shared.offer(older));  // an instance behind never takes slots back
+  CHECK_FALSE(shared.offer(table));  // the same epoch: nothing new
+  auto newer = older;
+  newer.epoch = 4;
+  CHECK(shared.offer(newer));
+  CHECK(shared.get().owner(0) == 9);
+  CHECK(shared.version() == 2);
 }

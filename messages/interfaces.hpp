@@ -95,6 +95,9 @@ CAF_ADD_ATOM(paybus, paybus, inspect_atom, "inspect")
 CAF_ADD_ATOM(paybus, paybus, backlog_atom, "backlog")
 CAF_ADD_ATOM(paybus, paybus, hello_atom, "hello")
 CAF_ADD_ATOM(paybus, paybus, registry_atom, "registry")
+CAF_ADD_ATOM(paybus, paybus, status_atom, "status")
+CAF_ADD_ATOM(paybus, paybus, form_atom, "form")
+CAF_ADD_ATOM(paybus, paybus, slots_atom, "slots")
 
 namespace paybus {
 
@@ -133,8 +136,9 @@ using store_actor = caf::typed_actor<
   // result made final); any may be null.
   caf::reacts_to<attach_atom, caf::actor, caf::actor, caf::actor>,
   // The admin console's changes: the switches (JSON; "" leaves them) and
-  // one audit entry (key and JSON) in one synced batch, after what is
-  // queued; true once durable.
+  // one entry of the admin family (key and JSON: an audit entry, or the
+  // cluster actor's "slots") in one synced batch, after what is queued;
+  // true once durable.
   caf::replies_to<admin_atom, std::string, std::string, std::string>::with<bool>,
   // Queues the webhook of a final payment again, due now (same event_id;
   // one waiting is moved to now): true and the event_id, or false and why not.
@@ -239,6 +243,14 @@ using cluster_actor = caf::typed_actor<
   // table it routed by: decided here (created, existing or conflict) and
   // answered once durable, as a local create is.
   caf::replies_to<create_atom, payment_order, int64_t>::with<order_stored>,
+  // The operator's `cluster status`: members, the slot table (JSON).
+  caf::replies_to<status_atom>::with<std::string>,
+  // The operator's `cluster form`: the slots spread over this instance and
+  // the peers up now, epoch 1, unless a table exists: true and the status
+  // JSON, or false and why not.
+  caf::replies_to<form_atom>::with<bool, std::string>,
+  // A peer's slot table (encoded) after a change: taken if newer.
+  caf::reacts_to<slots_atom, std::string>,
   // Internal: connect to the peers not connected yet.
   caf::reacts_to<tick_atom>>;
 

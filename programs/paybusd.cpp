@@ -418,6 +418,25 @@ int main(int argc, char** argv) {
       slots.offer(std::move(*table));
     }
   }
+  cluster_actor cluster;
+  if (directory) {
+    cluster_settings peers;
+    peers.instance_id = *instance_id;
+    peers.fingerprint = identity->fingerprint;
+    peers.address = config.cluster_listen;
+    peers.seeds = config.cluster_peers;
+    peers.tls = admin_tls;
+    peers.database = database;
+    peers.reader = reader;
+    peers.writer = writer;
+    peers.directory = &*directory;
+    peers.slots = &slots;
+    peers.coordinator = coordinator;
+    peers.shard = shards.front();
+    peers.shard.shard = config.order_shards;  // a counter space of its own
+    peers.figures = &figures;
+    cluster = spawn_cluster(system, std::move(peers));
+  }
   admin_actor admin;
   std::string admin_error;
   if (!config.admin_listen.empty()) {
@@ -434,6 +453,7 @@ int main(int argc, char** argv) {
     console.audit = std::move(audit);
     console.verifier = admin_verifier;
     console.cluster = directory ? &*directory : nullptr;
+    console.cluster_handle = cluster;
     admin = spawn_admin(system, std::move(console));
     auto published = admin_tls ? caf::openssl::publish(admin, config.admin_port,
                                                        config.admin_host.c_str(), true)
@@ -453,24 +473,7 @@ int main(int argc, char** argv) {
 
   // Several instances: this one's side, published for its peers with the
   // admin console's TLS settings.
-  cluster_actor cluster;
-  if (directory && admin_error.empty()) {
-    cluster_settings peers;
-    peers.instance_id = *instance_id;
-    peers.fingerprint = identity->fingerprint;
-    peers.address = config.cluster_listen;
-    peers.seeds = config.cluster_peers;
-    peers.tls = admin_tls;
-    peers.database = database;
-    peers.reader = reader;
-    peers.writer = writer;
-    peers.directory = &*directory;
-    peers.slots = &slots;
-    peers.coordinator = coordinator;
-    peers.shard = shards.front();
-    peers.shard.shard = config.order_shards;  // a counter space of its own
-    peers.figures = &figures;
-    cluster = spawn_cluster(system, std::move(peers));
+  if (cluster && admin_error.empty()) {
     auto published = admin_tls ? caf::openssl::publish(cluster, config.cluster_port,
                                                        config.cluster_host.c_str(), true)
                                : caf::io::publish(cluster, config.cluster_port,

@@ -313,6 +313,38 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
           });
       return;
     }
+    case kind::cluster_status:
+    case kind::cluster_form: {
+      if (!st.settings.cluster_handle) {
+        promise.deliver(failure("not_clustered", "this instance is alone: cluster.listen is not set"));
+        return;
+      }
+      if (command.what == kind::cluster_status) {
+        self->request(st.settings.cluster_handle, timeout, status_atom::value)
+          .then([=](const std::string& status) mutable { promise.deliver(admin_reply{false, status}); },
+                [=](const caf::error& problem) mutable {
+                  promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
+                });
+        return;
+      }
+      self->request(st.settings.cluster_handle, timeout, form_atom::value)
+        .then(
+          [=](bool formed, const std::string& detail) mutable {
+            if (!formed) {
+              persist(self, promise, request, who, std::nullopt, "refused: " + detail,
+                      [detail] { return failure("not_formed", detail); });
+              return;
+            }
+            auto status = json::parse(detail, nullptr, false);
+            if (status.is_discarded())
+              status = json{{"formed", true}, {"message", detail}};
+            persist(self, promise, request, who, std::nullopt, "ok", [status] { return ok(status); });
+          },
+          [=](const caf::error& problem) mutable {
+            promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
+          });
+      return;
+    }
     case kind::audit: {
       json entries = json::array();
       auto count = std::min<size_t>(st.audit.size(), static_cast<size_t>(command.number));

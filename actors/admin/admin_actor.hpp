@@ -41,6 +41,7 @@ struct admin_settings {
   int64_t store_timeout_ms = 30'000;
   // With peers: another instance's payment is asked of its owner.
   const cluster_directory* cluster = nullptr;
+  cluster_actor cluster_handle;  // `cluster status` and `cluster form`
 };
 
 admin_actor spawn_admin(caf::actor_system& system, admin_settings settings);

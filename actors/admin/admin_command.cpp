@@ -57,6 +57,7 @@ bool admin_command::changes() const {
     case kind::webhook_resend:
     case kind::reconcile:
     case kind::log_level:
+    case kind::cluster_form:
       return true;
     default:
       return false;
@@ -107,6 +108,15 @@ std::optional<admin_command> parse_admin_command(const std::vector<std::string>&
     return simple(kind::channels);
   if (verb == "backlog")
     return simple(kind::backlog);
+  if (verb == "cluster") {
+    if (count == 2 && words[1] == "status")
+      command.what = kind::cluster_status;
+    else if (count == 2 && words[1] == "form")
+      command.what = kind::cluster_form;
+    else
+      return fail(error, "usage: cluster status | cluster form");
+    return command;
+  }
   if (verb == "channel") {
     if (count < 2)
       return fail(error, "usage: channel weight|enable|disable|breaker ID ...");
@@ -222,6 +232,8 @@ const std::vector<std::string>& admin_command_help() {
     "reconcile CHANNEL DATE [FILE]   reconciles a channel's day now and waits for the summary",
     "audit [N]                       the last N admin changes (default 20)",
     "log level LEVEL                 trace, debug, info, warn, error, critical or off",
+    "cluster status                  members, the slot table and its epoch",
+    "cluster form                    spreads the slots over the instances up now (once: no table yet)",
   };
   return lines;
 }
@@ -230,7 +242,7 @@ std::vector<std::string> admin_completions(const std::vector<std::string>& befor
                                            const std::vector<std::string>& channel_ids) {
   if (before.empty())
     return {"help",    "status", "channels", "channel", "degrade", "backlog",
-            "payment", "webhook", "reconcile", "audit",  "log",     "quit", "exit"};
+            "payment", "webhook", "reconcile", "audit",  "log",     "cluster", "quit", "exit"};
   const auto& verb = before[0];
   if (verb == "channel") {
     if (before.size() == 1)
@@ -254,6 +266,8 @@ std::vector<std::string> admin_completions(const std::vector<std::string>& befor
     return channel_ids;
   if (verb == "webhook" && before.size() == 1)
     return {"resend"};
+  if (verb == "cluster" && before.size() == 1)
+    return {"status", "form"};
   if (verb == "log") {
     if (before.size() == 1)
       return {"level"};

@@ -31,6 +31,8 @@ struct admin_command {
     reconcile,        // reconcile CHANNEL DATE [FILE]
     audit,            // audit [N]
     log_level,        // log level LEVEL
+    cluster_status,   // cluster status
+    cluster_form,     // cluster form
   };
   kind what = kind::help;
   std::string channel_id;

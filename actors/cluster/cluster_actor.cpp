@@ -1,5 +1,6 @@
 #include "actors/cluster/cluster_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -12,6 +13,8 @@
 #include <caf/io/middleman_actor.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/typed_event_based_actor.hpp>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/cluster/cluster_directory.hpp"
@@ -80,31 +83,35 @@ caf::behavior registry_reader(caf::event_based_actor* self, cluster_settings set
     std::string error;
     auto rows = database->cluster_members(settings.instance_id, settings.fingerprint,
                                           settings.address, error);
-    auto slots = rows ? database->slot_rows(settings.instance_id, slot_count, error)
-                      : std::nullopt;
+    auto slots = rows ? database->slot_rows(error) : std::nullopt;
     if (!rows || !slots) {
       database->disconnect();
       spdlog::debug("cluster: cannot read paybus_instances and paybus_slots: {}", error);
       return caf::make_error(errc::owner_unavailable);
     }
     return {std::move(*rows), std::move(*slots)};
+  },
+  [=](form_atom, const std::vector<int32_t>& instances) -> caf::result<bool> {
+    std::string error;
+    auto formed = database->form_slots(instances, slot_count, error);
+    if (!formed) {
+      database->disconnect();
+      spdlog::warn("cluster: cannot form the slot table: {}", error);
+      return caf::make_error(errc::owner_unavailable);
+    }
+    return *formed;
   }};
 }
 
-/// A slot table read from the database: taken if newer than the one held,
-/// and kept in the local store for a start while the database is down.
-void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
+/// A newer slot table (read from the database, or pushed by a peer):
+/// taken, kept in the local store for a start while the database is down,
+/// and pushed to the peers up (each takes it only if it is newer for it).
+void take_table(cluster_pointer self, slot_table table) {
   auto& st = self->state;
-  std::string error;
-  auto table = slots_from_rows(rows, error);
-  if (!table) {
-    spdlog::error("cluster: {}; the table held is kept", error);
-    return;
-  }
-  auto epoch = table->epoch;
-  auto mine = table->counts()[st.settings.instance_id];
-  auto encoded = encode_slots(*table);
-  if (!st.settings.slots->offer(std::move(*table)))
+  auto epoch = table.epoch;
+  auto mine = table.counts()[st.settings.instance_id];
+  auto encoded = encode_slots(table);
+  if (!st.settings.slots->offer(std::move(table)))
     return;
   st.settings.figures->set_cluster_slots(epoch, mine);
   spdlog::info("cluster: slot table at epoch {}: this instance owns {} of {} slots", epoch, mine,
@@ -112,6 +119,94 @@ void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
   self->request(st.settings.writer, std::chrono::seconds{30}, admin_atom::value, std::string{},
                 std::string{"slots"}, encoded)
     .then([](bool) {}, [](caf::error&) {});
+  for (const auto& member : st.settings.directory->members())
+    if (member.up)
+      if (auto peer = st.settings.directory->owner(member.instance))
+        self->send(peer, slots_atom::value, encoded);
+}
+
+void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
+  if (rows.empty())
+    return;  // not formed yet
+  std::string error;
+  auto table = slots_from_rows(rows, error);
+  if (!table) {
+    spdlog::error("cluster: {}; the table held is kept", error);
+    return;
+  }
+  take_table(self, std::move(*table));
+}
+
+std::string status_json(cluster_pointer self) {
+  auto& st = self->state;
+  auto table = st.settings.slots->get();
+  nlohmann::json slots = nlohmann::json::object();
+  for (const auto& [instance, count] : table.counts())
+    slots[std::to_string(instance)] = count;
+  nlohmann::json members = nlohmann::json::array();
+  members.push_back({{"instance_id", st.settings.instance_id},
+                     {"address", st.settings.address},
+                     {"up", true},
+                     {"self", true},
+                     {"slots", table.known() ? table.counts()[st.settings.instance_id] : 0}});
+  for (const auto& member : st.settings.directory->members())
+    members.push_back({{"instance_id", member.instance},
+                       {"address", member.address},
+                       {"up", member.up},
+                       {"self", false},
+                       {"slots", table.known() ? table.counts()[member.instance] : 0}});
+  return nlohmann::ordered_json{{"instance_id", st.settings.instance_id},
+                                {"formed", table.known()},
+                                {"epoch", table.epoch},
+                                {"slot_count", slot_count},
+                                {"slots_by_instance", slots},
+                                {"members", members},
+                                {"adopted", nlohmann::json::array()}}
+    .dump();
+}
+
+caf::result<bool, std::string> form(cluster_pointer self) {
+  auto& st = self->state;
+  if (st.settings.slots->version() != 0)
+    return {false, "the cluster is formed already (epoch "
+                     + std::to_string(st.settings.slots->get().epoch)
+                     + "): the slots stay with their owners"};
+  std::vector<int32_t> instances{st.settings.instance_id};
+  for (const auto& member : st.settings.directory->members())
+    if (member.up)
+      instances.push_back(member.instance);
+  std::sort(instances.begin(), instances.end());
+  auto promise = self->make_response_promise<bool, std::string>();
+  auto timeout = std::chrono::milliseconds{st.settings.database.connect_timeout_ms
+                                           + 4 * st.settings.database.statement_timeout_ms
+                                           + 1000};
+  self->request(st.registry, timeout, form_atom::value, instances)
+    .then(
+      [=](bool formed) mutable {
+        self->request(self->state.registry, timeout, registry_atom::value)
+          .then(
+            [=](std::vector<std::string>&, std::vector<std::string>& slot_rows) mutable {
+              take_slots(self, slot_rows);
+              if (formed)
+                spdlog::info("cluster: formed: the slots spread over instances {}",
+                             fmt::join(instances, ", "));
+              if (formed)
+                promise.deliver(true, status_json(self));
+              else
+                promise.deliver(false, std::string{"the cluster was formed already (by another "
+                                                   "instance): 'cluster status' shows it"});
+            },
+            [=](caf::error&) mutable {
+              promise.deliver(formed, std::string{formed ? "formed; the table could not be read "
+                                                           "back yet"
+                                                         : "the cluster was formed already"});
+            });
+      },
+      [=](caf::error&) mutable {
+        promise.deliver(false, std::string{"the database cannot be reached: forming writes "
+                                           "paybus_slots"});
+      });
+  return promise;
 }
 
 void read_registry(cluster_pointer self) {
@@ -202,6 +297,9 @@ void connect(cluster_pointer self, const std::string& address) {
               st.settings.directory->peer_up(instance, address, peer);
               st.settings.figures->set_cluster_peer_up(instance, true);
               spdlog::info("cluster: instance {} at {} is up", instance, address);
+              // One that missed a change (down, or its database unreachable) catches up.
+              if (st.settings.slots->version() != 0)
+                self->send(peer, slots_atom::value, encode_slots(st.settings.slots->get()));
             },
             [=](caf::error& error) { lost(self, address, self->system().render(error)); });
       },
@@ -306,6 +404,18 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
     },
     [=](create_atom, payment_order& order, int64_t epoch) -> caf::result<order_stored> {
       return create_for_peer(self, std::move(order), epoch);
+    },
+    [=](status_atom) -> std::string { return status_json(self); },
+    [=](form_atom) -> caf::result<bool, std::string> { return form(self); },
+    [=](slots_atom, const std::string& encoded) {
+      std::string error;
+      auto table = decode_slots(encoded, error);
+      if (!table)
+        return spdlog::warn("cluster: a peer sent a slot table that is not one: {}", error);
+      auto held = self->state.settings.slots->get();
+      if (held.known() && table->epoch <= held.epoch)
+        return;
+      take_table(self, std::move(*table));
     },
     [=](tick_atom) {
       tick(self);

@@ -482,25 +482,35 @@ std::optional<std::vector<std::string>> pg_database::cluster_members(
   return rows;
 }
 
-std::optional<std::vector<std::string>> pg_database::slot_rows(int32_t instance_id,
-                                                                int32_t slots,
-                                                                std::string& error) {
+std::optional<std::vector<std::string>> pg_database::slot_rows(std::string& error) {
   if (!ensure_ready(error))
     return std::nullopt;
-  auto id = std::to_string(instance_id);
-  auto last = std::to_string(slots - 1);
   std::vector<std::string> rows;
-  // One statement: of two first instances at once, the second waits on the
-  // first's rows and then leaves them.
-  if (!execute("INSERT INTO paybus_slots (slot, instance_id, epoch) SELECT s, $1, 1 FROM "
-               "generate_series(0, $2::integer) s WHERE NOT EXISTS (SELECT 1 FROM paybus_slots) "
-               "ON CONFLICT DO NOTHING",
-               {id.c_str(), last.c_str()}, error)
-      || !execute("SELECT slot::text || ' ' || instance_id::text || ' ' || epoch::text FROM "
-                  "paybus_slots ORDER BY slot",
-                  {}, error, &rows))
+  if (!execute("SELECT slot::text || ' ' || instance_id::text || ' ' || epoch::text FROM "
+               "paybus_slots ORDER BY slot",
+               {}, error, &rows))
     return std::nullopt;
   return rows;
+}
+
+std::optional<bool> pg_database::form_slots(const std::vector<int32_t>& instances, int32_t slots,
+                                            std::string& error) {
+  if (!ensure_ready(error))
+    return std::nullopt;
+  pg_array_literal members;
+  for (auto instance : instances)
+    members.add(std::to_string(instance));
+  auto last = std::to_string(slots - 1);
+  std::vector<std::string> rows;
+  // One statement: of two forms at once, the second waits on the first's
+  // rows, then leaves them.
+  if (!execute("WITH formed AS (INSERT INTO paybus_slots (slot, instance_id, epoch) SELECT s, "
+               "($1::integer[])[s % cardinality($1::integer[]) + 1], 1 FROM generate_series(0, "
+               "$2::integer) s WHERE NOT EXISTS (SELECT 1 FROM paybus_slots) ON CONFLICT DO "
+               "NOTHING RETURNING 1) SELECT count(*)::text FROM formed",
+               {members.finish().c_str(), last.c_str()}, error, &rows))
+    return std::nullopt;
+  return !rows.empty() && rows.front() != "0";
 }
 
 } // namespace paybus

@@ -81,12 +81,16 @@ public:
                                                           const std::string& own_uri,
                                                           std::string& error);
 
-  /// The slot table's rows, "SLOT INSTANCE EPOCH" in slot order. An empty
-  /// table is filled first: every slot of 0..slots-1 owned by `instance_id`
-  /// at epoch 1 (the first instance of a cluster holds them all until the
-  /// operator spreads them). Nothing (and `error`) if the database cannot say.
-  std::optional<std::vector<std::string>> slot_rows(int32_t instance_id, int32_t slots,
-                                                    std::string& error);
+  /// The slot table's rows, "SLOT INSTANCE EPOCH" in slot order (none
+  /// before the cluster is formed). Nothing (and `error`) if the database
+  /// cannot say.
+  std::optional<std::vector<std::string>> slot_rows(std::string& error);
+
+  /// Forms the slot table if there is none: slot s owned by
+  /// instances[s % n], epoch 1. True if this call formed it, false if a
+  /// table was there; nothing (and `error`) if the database cannot say.
+  std::optional<bool> form_slots(const std::vector<int32_t>& instances, int32_t slots,
+                                 std::string& error);
 
   /// Whether the last statement failed because the database refused its
   /// rows (SQLSTATE class 22, data exception, or 23, integrity constraint

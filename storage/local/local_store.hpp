@@ -59,7 +59,8 @@ struct local_store_options {
 ///            (reconciliation reads one channel's day in pay_id order)
 ///   admin    "switches" -> the operator's switches (JSON, common/live_switches.hpp);
 ///            "audit/" + u64 big-endian at_ms + u64 big-endian number -> one
-///            change made through the admin console (JSON: at, who, command, result)
+///            change made through the admin console (JSON: at, who, command, result);
+///            "slots" -> the cluster's slot table as last read (actors/cluster/slot_table.hpp)
 /// Thread-safety: reads from any thread; `apply` only from the single writer.
 class local_store {
 public:

@@ -16,6 +16,7 @@
 
 #include "actors/cluster/cluster_directory.hpp"
 #include "actors/cluster/slot_table.hpp"
+#include "actors/payment/settlement.hpp"
 #include "common/clock.hpp"
 #include "common/pay_id.hpp"
 #include "common/text.hpp"
@@ -328,6 +329,24 @@ std::optional<std::pair<int32_t, cluster_actor>> owner_elsewhere(const ingress_c
   return std::pair{parts->instance_id, ctx.cluster->owner(parts->instance_id)};
 }
 
+/// The reader and writer of the store that holds a pay_id this process
+/// serves: its own, or an adopted instance's.
+reader_actor reader_for(const ingress_context& ctx, const std::string& pay_id) {
+  if (ctx.cluster != nullptr)
+    if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != ctx.cluster->self())
+      if (auto adopted = ctx.cluster->adopted(parts->instance_id))
+        return adopted->reader;
+  return ctx.reader;
+}
+
+store_actor writer_for(const ingress_context& ctx, const std::string& pay_id) {
+  if (ctx.cluster != nullptr)
+    if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != ctx.cluster->self())
+      if (auto adopted = ctx.cluster->adopted(parts->instance_id))
+        return adopted->writer;
+  return ctx.store;
+}
+
 /// Where the answer to one request goes: its slot in its connection's
 /// queue of responses, filled now (`ready`) or by a call (`start`).
 struct request_slot {
@@ -434,7 +453,8 @@ void serve_notification(const request_slot& slot, const http_request& request,
         });
     return;
   }
-  self->request(ctx.store, answer_timeout(ctx), result_atom::value, std::move(result))
+  auto writer = writer_for(ctx, result.pay_id);
+  self->request(writer, answer_timeout(ctx), result_atom::value, std::move(result))
     .then(
       [=](result_recorded&) {
         // Durable. The store writer tells the coordinator itself when
@@ -604,6 +624,18 @@ void serve_payments(const request_slot& slot, const http_request& request, const
       auto owner = st.slots.owner(slot_of(order.merchant_id, order.merchant_order_no));
       if (!ctx.cluster->serves(owner))
         return forward_create(self, slot.start(), owner, std::move(order), std::move(nonce));
+      // A slot adopted with its store: an order made there is answered from it.
+      bool failed = false;
+      if (auto found = ctx.cluster->find_adopted(order.merchant_id, order.merchant_order_no,
+                                                 failed)) {
+        auto reply = slot.start();
+        self->send(ctx.store, std::vector<nonce_accepted>{nonce});
+        return answer_create(*ctx.figures, reply,
+                             order_stored{false, decide_admission(false, found->order, order),
+                                          std::move(*found)});
+      }
+      if (failed)
+        return slot.error(503, "store_unavailable", "an adopted local store cannot be read");
     }
     queue_create(self, std::move(order), slot.start(), std::move(nonce));
     return;
@@ -649,7 +681,7 @@ void serve_payments(const request_slot& slot, const http_request& request, const
     return;
   }
   if (to.kind == route_kind::payment) {
-    self->request(ctx.reader, answer_timeout(ctx), get_atom::value, pay_id)
+    self->request(reader_for(ctx, pay_id), answer_timeout(ctx), get_atom::value, pay_id)
       .then(on_found, on_error);
     return;
   }
@@ -665,8 +697,22 @@ void serve_payments(const request_slot& slot, const http_request& request, const
       owner = st.slots.owner(slot_of(merchant_id, *order_no));
   }
   if (owner == 0 || ctx.cluster->serves(owner)) {
+    auto cluster = ctx.cluster;
+    auto order = *order_no;
     self->request(ctx.reader, answer_timeout(ctx), find_atom::value, merchant_id, *order_no)
-      .then(on_found, on_error);
+      .then(
+        [=](payment_lookup& here) {
+          // A slot adopted with its store: the order may be in that store.
+          if (!here.found && cluster != nullptr) {
+            bool failed = false;
+            if (auto found = cluster->find_adopted(merchant_id, order, failed))
+              here = payment_lookup{true, std::move(*found)};
+            else if (failed)
+              return answer_store_error(reply, caf::make_error(errc::store_unavailable));
+          }
+          on_found(here);
+        },
+        on_error);
     return;
   }
   auto forward_timeout = ctx.forward_timeout;

@@ -98,6 +98,8 @@ CAF_ADD_ATOM(paybus, paybus, registry_atom, "registry")
 CAF_ADD_ATOM(paybus, paybus, status_atom, "status")
 CAF_ADD_ATOM(paybus, paybus, form_atom, "form")
 CAF_ADD_ATOM(paybus, paybus, slots_atom, "slots")
+CAF_ADD_ATOM(paybus, paybus, adopt_atom, "adopt")
+CAF_ADD_ATOM(paybus, paybus, serves_atom, "serves")
 
 namespace paybus {
 
@@ -251,6 +253,13 @@ using cluster_actor = caf::typed_actor<
   caf::replies_to<form_atom>::with<bool, std::string>,
   // A peer's slot table (encoded) after a change: taken if newer.
   caf::reacts_to<slots_atom, std::string>,
+  // The operator's `cluster adopt INSTANCE STORE_DIR`: this instance opens
+  // the dead instance's store and serves its number and slots from then on;
+  // true and the status JSON, or false and why not.
+  caf::replies_to<adopt_atom, int32_t, std::string>::with<bool, std::string>,
+  // A peer says which instance numbers it adopted (comma-separated): they
+  // are reached through it from now on.
+  caf::reacts_to<serves_atom, std::string>,
   // Internal: connect to the peers not connected yet.
   caf::reacts_to<tick_atom>>;
 

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -287,6 +288,7 @@ int main(int argc, char** argv) {
   for (const auto& merchant : config.merchants)
     if (!merchant.notify_url.empty())
       policy.default_webhook_merchants->insert(merchant.id);
+  auto adopted_policy = policy;  // for stores adopted later (cluster adopt)
   auto writer = spawn_store(system, *store, figures, store_limits, std::move(policy));
   // A number taken while the registry was unreachable is entered before any
   // row goes to the database; held by another instance, the bus stops.
@@ -418,8 +420,83 @@ int main(int argc, char** argv) {
       slots.offer(std::move(*table));
     }
   }
+  // Adopted instances (cluster adopt): each store with its own writer,
+  // reader, sink, coordinator and notifier, paying through this process's
+  // channel actors. Its figures are its own (not this instance's /metrics).
+  struct adopted_stack {
+    std::shared_ptr<local_store> store;
+    std::unique_ptr<metrics> figures;
+    store_actor writer;
+    reader_actor reader;
+    sink_actor sink;
+    coordinator_actor coordinator;
+    notifier_actor notifier;
+  };
+  std::mutex adopted_mutex;
+  std::vector<adopted_stack> adopted_stacks;
+  auto open_adopted = [&](int32_t instance, const std::string& dir,
+                          std::string& why) -> std::shared_ptr<local_store> {
+    auto path = std::filesystem::exists(dir + "/store") ? dir + "/store" : dir;
+    if (!std::filesystem::exists(path + "/CURRENT")) {
+      why = "no local store at " + dir + " (nor at " + dir + "/store)";
+      return nullptr;
+    }
+    std::shared_ptr<local_store> opened{local_store::open(path, store_options, why)};
+    if (!opened)
+      return nullptr;
+    std::optional<std::string> number;
+    if (!opened->get_meta("instance_id", number).ok() || !number
+        || std::strtol(number->c_str(), nullptr, 10) != instance) {
+      why = "the store at " + path + " is instance " + (number ? *number : std::string{"(none)"})
+            + "'s, not instance " + std::to_string(instance) + "'s";
+      return nullptr;
+    }
+    return opened;
+  };
+  auto serve_adopted = [&](int32_t instance, const std::string& dir,
+                           std::shared_ptr<local_store> opened) -> adopted_store {
+    adopted_stack stack;
+    stack.store = std::move(opened);
+    stack.figures = std::make_unique<metrics>();
+    auto& adopted = *stack.store;
+    stack.writer = spawn_store(system, adopted, *stack.figures, store_limits, adopted_policy);
+    std::optional<std::string> fingerprint;
+    (void)adopted.get_meta("fingerprint", fingerprint);
+    sink_instance_claim confirmed{instance, fingerprint.value_or(""), "", true, nullptr};
+    stack.sink = spawn_sink(system, adopted, *stack.figures, database, stack.writer, sink_limits,
+                            std::move(confirmed));
+    stack.reader = spawn_reader(system, adopted);
+    stack.coordinator = spawn_coordinator(system, stack.writer, stack.reader, channels,
+                                          static_cast<size_t>(config.max_driving_in_memory),
+                                          *stack.figures, &switches);
+    stack.notifier = spawn_notifier(system, adopted, stack.writer, notify, *stack.figures);
+    caf::anon_send(stack.writer, attach_atom::value, caf::actor_cast<caf::actor>(stack.sink),
+                   caf::actor_cast<caf::actor>(stack.notifier),
+                   caf::actor_cast<caf::actor>(stack.coordinator));
+    adopted_store served{instance, dir, stack.reader, stack.writer, stack.store.get()};
+    std::lock_guard<std::mutex> guard{adopted_mutex};
+    adopted_stacks.push_back(std::move(stack));
+    return served;
+  };
   cluster_actor cluster;
   if (directory) {
+    // Stores adopted before a restart are served again before anything else.
+    std::optional<std::string> kept;
+    if (auto status = store->get_admin("adopted", kept); !status.ok())
+      return fatal("cannot read the adopted stores: " + status.ToString());
+    if (kept) {
+      auto list = decode_adopted(*kept);
+      if (!list)
+        return fatal("the local store's list of adopted stores is damaged");
+      for (const auto& [instance, dir] : *list) {
+        auto opened = open_adopted(instance, dir, error);
+        if (!opened)
+          return fatal("cannot open the store of adopted instance " + std::to_string(instance)
+                       + ": " + error + "; its slots must not be served without it");
+        directory->adopt(serve_adopted(instance, dir, std::move(opened)));
+        spdlog::info("cluster: serving adopted instance {} from {}", instance, dir);
+      }
+    }
     cluster_settings peers;
     peers.instance_id = *instance_id;
     peers.fingerprint = identity->fingerprint;
@@ -435,6 +512,8 @@ int main(int argc, char** argv) {
     peers.shard = shards.front();
     peers.shard.shard = config.order_shards;  // a counter space of its own
     peers.figures = &figures;
+    peers.open_store = open_adopted;
+    peers.serve_store = serve_adopted;
     cluster = spawn_cluster(system, std::move(peers));
   }
   admin_actor admin;
@@ -518,6 +597,16 @@ int main(int argc, char** argv) {
   if (cluster)
     caf::anon_send_exit(cluster, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+  {
+    std::lock_guard<std::mutex> guard{adopted_mutex};
+    for (auto& stack : adopted_stacks) {
+      caf::anon_send_exit(stack.coordinator, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(stack.notifier, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(stack.reader, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(stack.writer, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(stack.sink, caf::exit_reason::user_shutdown);
+    }
+  }
   caf::anon_send_exit(notifier, caf::exit_reason::user_shutdown);
   for (auto& channel : channels)
     caf::anon_send_exit(channel.handle, caf::exit_reason::user_shutdown);

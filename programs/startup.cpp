@@ -73,6 +73,14 @@ std::optional<instance_identity> resolve_instance(local_store& store, const sett
     if (config.instance_id && *config.instance_id != identity.id)
       spdlog::warn("node.instance_id = {} ignored: this store belongs to instance {}",
                    *config.instance_id, identity.id);
+    // Adopted by a survivor (cluster adopt): that one serves this number,
+    // its payments and its slots now; this store must never serve them again.
+    if (auto adopter = database.adopter_of(identity.id, registry_error); adopter && *adopter > 0) {
+      error = "instance " + std::to_string(identity.id) + " was adopted by instance "
+              + std::to_string(*adopter) + " (cluster adopt), which serves its payments and "
+              "slots now; refusing to start this store again (paybus-replay can still read it)";
+      return std::nullopt;
+    }
     // The registry must hold the number for this store (a number taken
     // while it was unreachable is entered now).
     auto holder = database.claim_instance(identity.id, identity.fingerprint, registry_uri(config),

@@ -261,7 +261,11 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
             [=](const caf::error&) mutable { promise.deliver(unavailable); });
         return;
       }
-      self->request(st.settings.reader, timeout, inspect_atom::value, command.pay_id)
+      auto reader = st.settings.reader;
+      if (st.settings.cluster != nullptr && parts)
+        if (auto adopted = st.settings.cluster->adopted(parts->instance_id))
+          reader = adopted->reader;
+      self->request(reader, timeout, inspect_atom::value, command.pay_id)
         .then(
           [=](const std::string& found) mutable {
             if (found.empty())
@@ -310,6 +314,29 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
           },
           [=](caf::error& problem) mutable {
             promise.deliver(failure("reconciliation_failed", caf::to_string(problem)));
+          });
+      return;
+    }
+    case kind::cluster_adopt: {
+      if (!st.settings.cluster_handle) {
+        promise.deliver(failure("not_clustered", "this instance is alone: cluster.listen is not set"));
+        return;
+      }
+      // Opening a store and recording the move take a while.
+      self->request(st.settings.cluster_handle, std::chrono::minutes{2}, adopt_atom::value,
+                    static_cast<int32_t>(command.number), command.file)
+        .then(
+          [=](bool adopted, const std::string& detail) mutable {
+            if (!adopted) {
+              persist(self, promise, request, who, std::nullopt, "refused: " + detail,
+                      [detail] { return failure("not_adopted", detail); });
+              return;
+            }
+            auto status = json::parse(detail, nullptr, false);
+            persist(self, promise, request, who, std::nullopt, "ok", [status] { return ok(status); });
+          },
+          [=](const caf::error& problem) mutable {
+            promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
           });
       return;
     }

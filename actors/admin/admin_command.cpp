@@ -58,6 +58,7 @@ bool admin_command::changes() const {
     case kind::reconcile:
     case kind::log_level:
     case kind::cluster_form:
+    case kind::cluster_adopt:
       return true;
     default:
       return false;
@@ -113,8 +114,13 @@ std::optional<admin_command> parse_admin_command(const std::vector<std::string>&
       command.what = kind::cluster_status;
     else if (count == 2 && words[1] == "form")
       command.what = kind::cluster_form;
-    else
-      return fail(error, "usage: cluster status | cluster form");
+    else if (count == 4 && words[1] == "adopt") {
+      command.what = kind::cluster_adopt;
+      if (!parse_number(words[2], 1, 99999, command.number))
+        return fail(error, "instance '" + words[2] + "' is not a number from 1 to 99999");
+      command.file = words[3];
+    } else
+      return fail(error, "usage: cluster status | cluster form | cluster adopt INSTANCE STORE_DIR");
     return command;
   }
   if (verb == "channel") {
@@ -234,6 +240,7 @@ const std::vector<std::string>& admin_command_help() {
     "log level LEVEL                 trace, debug, info, warn, error, critical or off",
     "cluster status                  members, the slot table and its epoch",
     "cluster form                    spreads the slots over the instances up now (once: no table yet)",
+    "cluster adopt INSTANCE DIR      serves a dead instance from a copy of its store (DIR/store)",
   };
   return lines;
 }
@@ -267,7 +274,7 @@ std::vector<std::string> admin_completions(const std::vector<std::string>& befor
   if (verb == "webhook" && before.size() == 1)
     return {"resend"};
   if (verb == "cluster" && before.size() == 1)
-    return {"status", "form"};
+    return {"status", "form", "adopt"};
   if (verb == "log") {
     if (before.size() == 1)
       return {"level"};

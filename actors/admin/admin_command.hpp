@@ -33,6 +33,7 @@ struct admin_command {
     log_level,        // log level LEVEL
     cluster_status,   // cluster status
     cluster_form,     // cluster form
+    cluster_adopt,    // cluster adopt INSTANCE STORE_DIR
   };
   kind what = kind::help;
   std::string channel_id;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <cstdlib>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -19,6 +20,7 @@
 
 #include "actors/cluster/cluster_directory.hpp"
 #include "actors/cluster/slot_table.hpp"
+#include "actors/payment/settlement.hpp"
 #include "common/clock.hpp"
 #include "common/metrics.hpp"
 #include "common/pay_id.hpp"
@@ -32,6 +34,7 @@ struct link {
   enum class phase { idle, connecting, up } state = phase::idle;
   int32_t instance = 0;  // known once the peer said hello
   caf::actor_addr handle;  // while up
+  std::vector<int32_t> adopted;  // numbers the peer said it adopted
   int64_t next_try_ms = 0;
   bool reported_unreachable = false;
 };
@@ -90,6 +93,16 @@ caf::behavior registry_reader(caf::event_based_actor* self, cluster_settings set
       return caf::make_error(errc::owner_unavailable);
     }
     return {std::move(*rows), std::move(*slots)};
+  },
+  [=](adopt_atom, int32_t instance) -> caf::result<int64_t> {
+    std::string error;
+    auto moved = database->adopt_slots(instance, settings.instance_id, settings.address, error);
+    if (!moved) {
+      database->disconnect();
+      spdlog::warn("cluster: cannot record the adoption of instance {}: {}", instance, error);
+      return caf::make_error(errc::owner_unavailable);
+    }
+    return *moved;
   },
   [=](form_atom, const std::vector<int32_t>& instances) -> caf::result<bool> {
     std::string error;
@@ -155,13 +168,17 @@ std::string status_json(cluster_pointer self) {
                        {"up", member.up},
                        {"self", false},
                        {"slots", table.known() ? table.counts()[member.instance] : 0}});
+  nlohmann::json adopted = nlohmann::json::array();
+  for (const auto& store : st.settings.directory->adopted_all())
+    adopted.push_back({{"instance_id", store.instance}, {"store_dir", store.store_dir},
+                       {"slots", table.known() ? table.counts()[store.instance] : 0}});
   return nlohmann::ordered_json{{"instance_id", st.settings.instance_id},
                                 {"formed", table.known()},
                                 {"epoch", table.epoch},
                                 {"slot_count", slot_count},
                                 {"slots_by_instance", slots},
                                 {"members", members},
-                                {"adopted", nlohmann::json::array()}}
+                                {"adopted", adopted}}
     .dump();
 }
 
@@ -233,6 +250,14 @@ void read_registry(cluster_pointer self) {
       [=](caf::error&) { self->state.registry_reading = false; });
 }
 
+/// The numbers this instance adopted, comma-separated.
+std::string served_list(cluster_pointer self) {
+  std::string out;
+  for (const auto& store : self->state.settings.directory->adopted_all())
+    out += (out.empty() ? "" : ",") + std::to_string(store.instance);
+  return out;
+}
+
 void lost(cluster_pointer self, const std::string& address, const std::string& why) {
   auto& st = self->state;
   auto found = st.links.find(address);
@@ -244,6 +269,8 @@ void lost(cluster_pointer self, const std::string& address, const std::string& w
   peer.next_try_ms = monotonic_now_ms() + st.settings.retry_ms;
   if (was_up) {
     st.settings.directory->peer_down(peer.instance);
+    for (auto number : peer.adopted)
+      st.settings.directory->peer_down(number);
     st.settings.figures->set_cluster_peer_up(peer.instance, false);
     spdlog::warn("cluster: instance {} at {} is down ({}): requests it owns get "
                  "503 owner_unavailable until it is back or adopted",
@@ -300,6 +327,8 @@ void connect(cluster_pointer self, const std::string& address) {
               // One that missed a change (down, or its database unreachable) catches up.
               if (st.settings.slots->version() != 0)
                 self->send(peer, slots_atom::value, encode_slots(st.settings.slots->get()));
+              if (auto served = served_list(self); !served.empty())
+                self->send(peer, serves_atom::value, served);
             },
             [=](caf::error& error) { lost(self, address, self->system().render(error)); });
       },
@@ -317,6 +346,22 @@ void tick(cluster_pointer self) {
       due.push_back(address);
   for (const auto& address : due)
     connect(self, address);
+}
+
+reader_actor reader_of(cluster_pointer self, const std::string& pay_id) {
+  auto& st = self->state;
+  if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != st.settings.instance_id)
+    if (auto adopted = st.settings.directory->adopted(parts->instance_id))
+      return adopted->reader;
+  return st.settings.reader;
+}
+
+store_actor writer_of(cluster_pointer self, const std::string& pay_id) {
+  auto& st = self->state;
+  if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != st.settings.instance_id)
+    if (auto adopted = st.settings.directory->adopted(parts->instance_id))
+      return adopted->writer;
+  return st.settings.writer;
 }
 
 /// An error for a request about an instance this process does not serve.
@@ -337,6 +382,12 @@ caf::result<order_stored> create_for_peer(cluster_pointer self, payment_order or
       read_registry(self);
     return caf::make_error(errc::owner_unavailable);
   }
+  bool failed = false;
+  if (auto found = st.settings.directory->find_adopted(order.merchant_id, order.merchant_order_no,
+                                                       failed))
+    return order_stored{false, decide_admission(false, found->order, order), std::move(*found)};
+  if (failed)
+    return caf::make_error(errc::store_unavailable);
   auto record = st.shard->issue(order, unix_now_ms());
   auto promise = self->make_response_promise<order_stored>();
   self->request(st.settings.writer, std::chrono::seconds{30}, create_atom::value,
@@ -353,6 +404,74 @@ caf::result<order_stored> create_for_peer(cluster_pointer self, payment_order or
         promise.deliver(std::move(stored.front()));
       },
       [=](caf::error& error) mutable { promise.deliver(std::move(error)); });
+  return promise;
+}
+
+/// The adopted stores, kept in this instance's local store: a restart
+/// opens them again before it serves anything.
+void remember_adopted(cluster_pointer self) {
+  std::vector<std::pair<int32_t, std::string>> list;
+  for (const auto& store : self->state.settings.directory->adopted_all())
+    list.emplace_back(store.instance, store.store_dir);
+  self->request(self->state.settings.writer, std::chrono::seconds{30}, admin_atom::value,
+                std::string{}, std::string{"adopted"}, encode_adopted(list))
+    .then([](bool) {}, [](caf::error&) {});
+}
+
+caf::result<bool, std::string> adopt(cluster_pointer self, int32_t instance,
+                                     const std::string& dir) {
+  auto& st = self->state;
+  auto refuse = [](std::string why) -> caf::result<bool, std::string> {
+    return {false, std::move(why)};
+  };
+  if (!st.settings.open_store || !st.settings.serve_store)
+    return refuse("this instance cannot adopt");
+  if (instance == st.settings.instance_id)
+    return refuse("an instance cannot adopt itself");
+  if (st.settings.directory->adopted(instance))
+    return refuse("instance " + std::to_string(instance) + " is adopted here already");
+  if (st.settings.slots->version() == 0)
+    return refuse("the cluster is not formed: 'cluster form' first");
+  for (const auto& member : st.settings.directory->members())
+    if (member.instance == instance && member.up)
+      return refuse("instance " + std::to_string(instance) + " at " + member.address
+                    + " still answers heartbeats: stop it for good first");
+  std::string error;
+  auto store = st.settings.open_store(instance, dir, error);
+  if (!store)
+    return refuse(error);
+  auto promise = self->make_response_promise<bool, std::string>();
+  auto timeout = std::chrono::milliseconds{st.settings.database.connect_timeout_ms
+                                           + 4 * st.settings.database.statement_timeout_ms
+                                           + 1000};
+  // The fence first: its slots move to this instance at a new epoch and its
+  // registry row names this instance, in one statement. Only then does
+  // anything of its store run here.
+  self->request(st.registry, timeout, adopt_atom::value, instance)
+    .then(
+      [=](int64_t moved) mutable {
+        auto& st = self->state;
+        st.settings.directory->adopt(st.settings.serve_store(instance, dir, store));
+        remember_adopted(self);
+        spdlog::warn("cluster: adopted instance {} (store {}): its {} slots, payments, "
+                     "notifications, database rows and webhooks are served here now",
+                     instance, dir, moved);
+        for (const auto& member : st.settings.directory->members())
+          if (member.up)
+            if (auto peer = st.settings.directory->owner(member.instance))
+              self->send(peer, serves_atom::value, served_list(self));
+        self->request(st.registry, timeout, registry_atom::value)
+          .then(
+            [=](std::vector<std::string>&, std::vector<std::string>& slot_rows) mutable {
+              take_slots(self, slot_rows);
+              promise.deliver(true, status_json(self));
+            },
+            [=](caf::error&) mutable { promise.deliver(true, status_json(self)); });
+      },
+      [=](caf::error&) mutable {
+        promise.deliver(false, std::string{"the database cannot be reached: adoption moves the "
+                                           "slots in paybus_slots first"});
+      });
   return promise;
 }
 
@@ -386,7 +505,7 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
     [=](get_atom, const std::string& pay_id) -> caf::result<payment_lookup> {
       if (!ours(self, pay_id))
         return caf::make_error(errc::owner_unavailable);
-      return self->delegate(self->state.settings.reader, get_atom::value, pay_id);
+      return self->delegate(reader_of(self, pay_id), get_atom::value, pay_id);
     },
     [=](find_atom, const std::string& merchant_id,
         const std::string& order_no) -> caf::delegated<payment_lookup> {
@@ -395,17 +514,47 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
     [=](result_atom, payment_result& result) -> caf::result<result_recorded> {
       if (!ours(self, result.pay_id))
         return caf::make_error(errc::owner_unavailable);
-      return self->delegate(self->state.settings.writer, result_atom::value, std::move(result));
+      auto writer = writer_of(self, result.pay_id);
+      return self->delegate(writer, result_atom::value, std::move(result));
     },
     [=](inspect_atom, const std::string& pay_id) -> caf::result<std::string> {
       if (!ours(self, pay_id))
         return caf::make_error(errc::owner_unavailable);
-      return self->delegate(self->state.settings.reader, inspect_atom::value, pay_id);
+      return self->delegate(reader_of(self, pay_id), inspect_atom::value, pay_id);
     },
     [=](create_atom, payment_order& order, int64_t epoch) -> caf::result<order_stored> {
       return create_for_peer(self, std::move(order), epoch);
     },
     [=](status_atom) -> std::string { return status_json(self); },
+    [=](adopt_atom, int32_t instance, const std::string& dir) -> caf::result<bool, std::string> {
+      return adopt(self, instance, dir);
+    },
+    [=](serves_atom, const std::string& list) {
+      // From the peer's own cluster actor: its numbers are reached through it.
+      auto sender = caf::actor_cast<cluster_actor>(self->current_sender());
+      if (!sender)
+        return;
+      auto& st = self->state;
+      for (auto& [address, peer] : st.links) {
+        if (peer.state != link::phase::up || peer.handle != sender.address())
+          continue;
+        size_t at = 0;
+        while (at < list.size()) {
+          auto comma = list.find(',', at);
+          auto word = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+          at = comma == std::string::npos ? list.size() : comma + 1;
+          auto number = std::atoi(word.c_str());
+          if (number <= 0 || number == st.settings.instance_id)
+            continue;
+          if (std::find(peer.adopted.begin(), peer.adopted.end(), number) == peer.adopted.end())
+            peer.adopted.push_back(number);
+          st.settings.directory->peer_up(number, address, sender);
+          spdlog::info("cluster: instance {} is served by instance {} at {} (adopted)", number,
+                       peer.instance, address);
+        }
+        return;
+      }
+    },
     [=](form_atom) -> caf::result<bool, std::string> { return form(self); },
     [=](slots_atom, const std::string& encoded) {
       std::string error;
@@ -425,6 +574,27 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
 }
 
 } // namespace
+
+std::string encode_adopted(const std::vector<std::pair<int32_t, std::string>>& adopted) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [instance, dir] : adopted)
+    out.push_back({{"instance_id", instance}, {"store_dir", dir}});
+  return out.dump();
+}
+
+std::optional<std::vector<std::pair<int32_t, std::string>>> decode_adopted(const std::string& text) {
+  auto document = nlohmann::json::parse(text, nullptr, false);
+  if (!document.is_array())
+    return std::nullopt;
+  std::vector<std::pair<int32_t, std::string>> out;
+  for (const auto& entry : document) {
+    if (!entry.is_object() || !entry.contains("instance_id") || !entry["instance_id"].is_number_integer()
+        || !entry.contains("store_dir") || !entry["store_dir"].is_string())
+      return std::nullopt;
+    out.emplace_back(entry["instance_id"].get<int32_t>(), entry["store_dir"].get<std::string>());
+  }
+  return out;
+}
 
 bool parse_member_line(const std::string& line, int32_t& instance, std::string& address) {
   auto space = line.find(' ');

@@ -1,11 +1,38 @@
 #include "actors/cluster/cluster_directory.hpp"
 
+#include "storage/local/local_store.hpp"
+
 namespace paybus {
 
 cluster_directory::cluster_directory(int32_t self) : self_{self} {}
 
 bool cluster_directory::serves(int32_t instance) const {
-  return instance == self_;
+  if (instance == self_)
+    return true;
+  std::lock_guard<std::mutex> guard{mutex_};
+  return adopted_.count(instance) > 0;
+}
+
+std::optional<adopted_store> cluster_directory::adopted(int32_t instance) const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  auto found = adopted_.find(instance);
+  if (found == adopted_.end())
+    return std::nullopt;
+  return found->second;
+}
+
+std::vector<adopted_store> cluster_directory::adopted_all() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  std::vector<adopted_store> out;
+  for (const auto& [instance, store] : adopted_)
+    out.push_back(store);
+  return out;
+}
+
+void cluster_directory::adopt(adopted_store store) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  peers_.erase(store.instance);
+  adopted_[store.instance] = std::move(store);
 }
 
 cluster_actor cluster_directory::owner(int32_t instance) const {
@@ -32,6 +59,21 @@ std::vector<cluster_directory::member> cluster_directory::members() const {
   for (const auto& [instance, known] : peers_)
     out.push_back({instance, known.address, static_cast<bool>(known.handle)});
   return out;
+}
+
+std::optional<payment_record> cluster_directory::find_adopted(
+  const std::string& merchant_id, const std::string& merchant_order_no, bool& failed) const {
+  failed = false;
+  for (const auto& store : adopted_all()) {
+    std::optional<payment_record> found;
+    if (!store.store->find(merchant_id, merchant_order_no, found).ok()) {
+      failed = true;
+      return std::nullopt;
+    }
+    if (found)
+      return found;
+  }
+  return std::nullopt;
 }
 
 } // namespace paybus

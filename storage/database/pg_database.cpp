@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS payment_results (
 CREATE TABLE IF NOT EXISTS paybus_instances (
   instance_id serial PRIMARY KEY, fingerprint text UNIQUE NOT NULL, uri text,
   registered_at timestamptz NOT NULL DEFAULT now());
+ALTER TABLE paybus_instances ADD COLUMN IF NOT EXISTS adopted_by integer;
 CREATE TABLE IF NOT EXISTS paybus_slots (
   slot integer PRIMARY KEY CHECK (slot >= 0), instance_id integer NOT NULL,
   epoch bigint NOT NULL, changed_at timestamptz NOT NULL DEFAULT now());
@@ -447,7 +448,9 @@ std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
       || !execute("SELECT setval(pg_get_serial_sequence('paybus_instances', 'instance_id'), "
                   "greatest((SELECT max(instance_id) FROM paybus_instances), 1))",
                   {}, error)
-      || !execute("SELECT fingerprint FROM paybus_instances WHERE instance_id = $1", {id.c_str()},
+      || !execute("SELECT CASE WHEN adopted_by IS NULL THEN fingerprint ELSE 'none: the number was "
+                  "adopted by instance ' || adopted_by END FROM paybus_instances WHERE "
+                  "instance_id = $1", {id.c_str()},
                   error, &rows))
     return std::nullopt;
   if (rows.empty()) {
@@ -459,7 +462,8 @@ std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
     return other.empty() ? std::string{} : "itself under number " + other.front();
   }
   if (rows.front() == fingerprint
-      && !execute("UPDATE paybus_instances SET uri = $2 WHERE instance_id = $1", {id.c_str(),
+      && !execute("UPDATE paybus_instances SET uri = $2 WHERE instance_id = $1 AND adopted_by IS "
+                  "NULL", {id.c_str(),
                   uri.c_str()}, error))
     return std::nullopt;
   return rows.front();
@@ -473,7 +477,7 @@ std::optional<std::vector<std::string>> pg_database::cluster_members(
   auto id = std::to_string(instance_id);
   std::vector<std::string> rows;
   if (!execute("UPDATE paybus_instances SET uri = $3 WHERE instance_id = $1 AND fingerprint = $2 "
-               "AND uri IS DISTINCT FROM $3",
+               "AND uri IS DISTINCT FROM $3 AND adopted_by IS NULL",
                {id.c_str(), fingerprint.c_str(), own_uri.c_str()}, error)
       || !execute("SELECT instance_id::text || ' ' || uri FROM paybus_instances WHERE uri IS NOT "
                   "NULL AND uri <> '' AND position('://' in uri) = 0 ORDER BY instance_id",
@@ -511,6 +515,37 @@ std::optional<bool> pg_database::form_slots(const std::vector<int32_t>& instance
                {members.finish().c_str(), last.c_str()}, error, &rows))
     return std::nullopt;
   return !rows.empty() && rows.front() != "0";
+}
+
+std::optional<int32_t> pg_database::adopter_of(int32_t instance_id, std::string& error) {
+  if (!ensure_ready(error))
+    return std::nullopt;
+  auto id = std::to_string(instance_id);
+  std::vector<std::string> rows;
+  if (!execute("SELECT coalesce(adopted_by, 0)::text FROM paybus_instances WHERE instance_id = $1",
+               {id.c_str()}, error, &rows))
+    return std::nullopt;
+  return rows.empty() ? 0 : static_cast<int32_t>(std::stol(rows.front()));
+}
+
+std::optional<int64_t> pg_database::adopt_slots(int32_t instance_id, int32_t by,
+                                                const std::string& by_uri, std::string& error) {
+  if (!ensure_ready(error))
+    return std::nullopt;
+  auto id = std::to_string(instance_id);
+  auto adopter = std::to_string(by);
+  std::vector<std::string> rows;
+  // One statement, so all of it or none: the dead instance's slots move at a
+  // new epoch, and its registry row names its adopter and the adopter's address.
+  if (!execute("WITH e AS (SELECT coalesce(max(epoch), 0) + 1 AS epoch FROM paybus_slots), "
+               "moved AS (UPDATE paybus_slots SET instance_id = $2, epoch = (SELECT epoch FROM e), "
+               "changed_at = now() WHERE instance_id = $1 RETURNING 1), "
+               "renamed AS (UPDATE paybus_instances SET uri = $3, adopted_by = $2 WHERE "
+               "instance_id = $1 RETURNING 1) "
+               "SELECT (SELECT count(*) FROM moved)::text",
+               {id.c_str(), adopter.c_str(), by_uri.c_str()}, error, &rows))
+    return std::nullopt;
+  return rows.empty() ? 0 : std::stoll(rows.front());
 }
 
 } // namespace paybus

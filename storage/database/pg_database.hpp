@@ -92,6 +92,17 @@ public:
   std::optional<bool> form_slots(const std::vector<int32_t>& instances, int32_t slots,
                                  std::string& error);
 
+  /// The instance that adopted `instance_id` (0: none, or no row).
+  /// Nothing (and `error`) if the database cannot say.
+  std::optional<int32_t> adopter_of(int32_t instance_id, std::string& error);
+
+  /// Moves every slot of `instance_id` to `by` at a new epoch, and marks its
+  /// registry row adopted by `by`, with `by_uri` as its uri, in one
+  /// statement. Returns how many slots moved; nothing (and `error`) if the
+  /// database cannot say.
+  std::optional<int64_t> adopt_slots(int32_t instance_id, int32_t by, const std::string& by_uri,
+                                     std::string& error);
+
   /// Whether the last statement failed because the database refused its
   /// rows (SQLSTATE class 22, data exception, or 23, integrity constraint
   /// violation), not because it could not be reached: sending the same

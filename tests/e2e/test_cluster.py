@@ -5,16 +5,19 @@ owner killed -9 (503 owner_unavailable, never a guess) and started again."""
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Bus, PgCluster, admin_json, free_port, raw_http, run_admin  # noqa: E402
+from harness import (Bus, ChannelSim, PgCluster, admin_json, free_port, make_temp_dir,  # noqa: E402
+                     raw_http, run_admin, run_paybusd)
 from paybus_client import Client  # noqa: E402
 from test_channels import notification  # noqa: E402
-from test_money_safety import wait_for  # noqa: E402
+from test_money_safety import wait_for, wait_status  # noqa: E402
+from test_webhooks import Receiver  # noqa: E402
 
 
 READYZ = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -26,6 +29,17 @@ def slot_of(merchant, order_no):
     for byte in merchant.encode() + b"\0" + order_no.encode():
         h = ((h ^ byte) * 1099511628211) % 2 ** 64
     return h % 4096
+
+
+def slot_owner_of(numbers, order_no, merchant="demo"):
+    """The instance number owning the order's slot, as `cluster form` spread them."""
+    return sorted(numbers)[slot_of(merchant, order_no) % len(numbers)]
+
+
+def cluster_address(bus):
+    """The [cluster] listen address written in the bus's config."""
+    with open(bus.config_path) as f:
+        return f.read().split('[cluster]\nlisten = "', 1)[1].split('"', 1)[0]
 
 
 def cluster_config(address, peers):
@@ -244,6 +258,150 @@ class ThreeInstances(unittest.TestCase):
                 status, body, _ = self.clients[i].pay(order_no)
                 self.assertIn(status, (200, 202), body)
                 self.assertEqual(self.owner_index(body["pay_id"]), self.slot_owner(order_no))
+
+
+class Adoption(unittest.TestCase):
+    """Three instances paying through a channel simulator that answers some payments later by
+    notification, a webhook receiver; one instance killed -9 under load and adopted."""
+
+    def setUp(self):
+        self.pg = PgCluster()
+        self.pg.start()
+        self.sim = ChannelSim("sim-a").start()
+        self.sim.mode({"accepted_ratio": 0.5, "notify_delay_ms": 1500})
+        self.receiver = Receiver()
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        self.buses = [Bus(self.pg.url, extra_config=cluster_config(address, addresses),
+                          channels={"sim-a": (self.sim.url, 100)},
+                          sets=["notify.retry_base_ms=100", "notify.retry_max_ms=400"])
+                      for address in addresses]
+        for bus in self.buses:
+            bus.start()
+        self.numbers = [admin_json(bus, "status")["instance_id"] for bus in self.buses]
+        for bus, number in zip(self.buses, self.numbers):
+            for other in self.numbers:
+                if other != number:
+                    bus.wait_metric(f'paybus_cluster_peer_up{{instance="{other}"}}',
+                                    lambda up: up == 1, timeout=60)
+        admin_json(self.buses[0], "cluster form")
+        for bus in self.buses:
+            bus.wait_metric("paybus_cluster_slot_epoch", lambda epoch: epoch == 1)
+
+    def tearDown(self):
+        for bus in self.buses:
+            bus.destroy()
+        self.sim.stop()
+        self.receiver.close()
+        self.pg.stop()
+
+    def test_an_instance_killed_under_load_is_adopted_and_loses_nothing(self):
+        acknowledged = {}  # order_no -> pay_id
+        lock = threading.Lock()
+        stop = threading.Event()
+        victim, adopter, other = 2, 0, 1
+
+        def load(i):
+            client = Client("127.0.0.1", self.buses[i].port, timeout=10)
+            n = 0
+            while not stop.is_set():
+                order_no = f"L-{i}-{n}"
+                n += 1
+                try:
+                    status, body, _ = client.pay(order_no, notify_url=self.receiver.url)
+                except OSError:
+                    client.close()
+                    client = Client("127.0.0.1", self.buses[i].port, timeout=10)
+                    continue
+                if status in (200, 202):
+                    with lock:
+                        self.assertNotIn(order_no, acknowledged)
+                        acknowledged[order_no] = body["pay_id"]
+            client.close()
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        wait_for(self, "load on every instance",
+                 lambda: len({pay_id[13:18] for pay_id in acknowledged.values()}) == 3
+                 and len(acknowledged) >= 150)
+        self.buses[victim].kill9()
+        time.sleep(1)  # the load goes on without it (its own requests fail to connect)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        number = self.numbers[victim]
+        theirs = {o: p for o, p in acknowledged.items() if int(p[13:18]) == number}
+        self.assertGreater(len(theirs), 10)
+        self.buses[adopter].wait_metric(f'paybus_cluster_peer_up{{instance="{number}"}}',
+                                        lambda up: up == 0, timeout=60)
+        some = next(iter(theirs.values()))
+        status, body, _ = Client("127.0.0.1", self.buses[other].port).request("GET", f"/v1/payments/{some}")
+        self.assertEqual((status, body["error"]["code"]), (503, "owner_unavailable"))
+
+        # A copy of its disk, adopted by a survivor.
+        copy = os.path.join(make_temp_dir("adopted"), "store")
+        shutil.copytree(os.path.join(self.buses[victim].dir, "data", "store"), copy)
+        code, out, _ = run_admin(self.buses[adopter], f"cluster adopt {self.numbers[adopter]} {copy}")
+        self.assertNotEqual(code, 0)  # not itself
+        adopted = admin_json(self.buses[adopter], f"cluster adopt {number} {copy}")
+        self.assertEqual([a["instance_id"] for a in adopted["adopted"]], [number])
+        self.assertEqual(adopted["epoch"], 2)
+        self.assertEqual(adopted["slots_by_instance"].get(str(number)), None)
+        for bus in self.buses[:2]:
+            bus.wait_metric("paybus_cluster_slot_epoch", lambda epoch: epoch == 2)
+        self.assertEqual(self.pg.query(f"SELECT uri, adopted_by FROM paybus_instances WHERE instance_id = {number}"),
+                         [[cluster_address(self.buses[adopter]), str(self.numbers[adopter])]])
+
+        # Every acknowledged payment: served by both survivors, final, once in PostgreSQL,
+        # its webhook delivered; no order made twice.
+        clients = [Client("127.0.0.1", self.buses[i].port) for i in (adopter, other)]
+        for order_no, pay_id in acknowledged.items():
+            for client in clients:
+                final = wait_status(self, client, pay_id, ("SUCCEEDED", "FAILED"), timeout=90)
+                self.assertEqual((final["pay_id"], final["merchant_order_no"]), (pay_id, order_no))
+        # Orders the killed instance made durable without answering are there too (a retry
+        # gets them back); every acknowledged one is there once, and no order twice.
+        acknowledged_ids = "','".join(acknowledged.values())
+        wait_for(self, "every acknowledged order and result in PostgreSQL",
+                 lambda: self.pg.scalar(f"SELECT count(*) FROM payment_results WHERE pay_id IN "
+                                        f"('{acknowledged_ids}')") == str(len(acknowledged)),
+                 timeout=120)
+        self.assertEqual(self.pg.scalar(f"SELECT count(*) FROM payment_orders WHERE pay_id IN "
+                                        f"('{acknowledged_ids}')"), str(len(acknowledged)))
+        orders = self.pg.query("SELECT count(*), count(DISTINCT pay_id), "
+                               "count(DISTINCT (merchant_id, merchant_order_no)) FROM payment_orders")
+        self.assertEqual(len(set(orders[0])), 1, orders)
+        results = self.pg.query("SELECT count(*), count(DISTINCT pay_id) FROM payment_results")
+        self.assertEqual(len(set(results[0])), 1, results)
+        wait_for(self, "every webhook delivered",
+                 lambda: set(acknowledged.values()) <= self.receiver.answered_ok, timeout=120)
+        # The channel holds one payment per order: no pay_id it was paid under is unknown here.
+        held = self.sim.payments()
+        known = {r[0] for r in self.pg.query("SELECT pay_id FROM payment_orders")}
+        self.assertTrue(set(held) <= known, set(held) - known)
+        # Its slots are the adopter's now: an order of theirs sent again is the same payment;
+        # a new one is made by the adopter.
+        order_no, pay_id = next(iter(theirs.items()))
+        status, body, _ = clients[1].pay(order_no, notify_url=self.receiver.url)
+        self.assertEqual((status, body["pay_id"]), (200, pay_id))
+        for n in range(30):
+            order_no = f"after-{n}"
+            status, body, _ = clients[1].pay(order_no)
+            self.assertEqual(status, 202, body)
+            if slot_owner_of(self.numbers, order_no) == number:
+                self.assertEqual(int(body["pay_id"][13:18]), self.numbers[adopter])
+
+        # Started again with its old store: fenced, and says so.
+        self.buses[victim].process = None
+        code, output = run_paybusd(["--config", self.buses[victim].config_path], timeout=60)
+        self.assertNotEqual(code, 0)
+        self.assertIn(f"instance {number} was adopted by instance {self.numbers[adopter]}", output)
+
+        # The adopter restarted serves the adopted store again.
+        self.buses[adopter].stop()
+        self.buses[adopter].start()
+        wait_for(self, "the restarted adopter serving the adopted payments",
+                 lambda: Client("127.0.0.1", self.buses[adopter].port).request(
+                     "GET", f"/v1/payments/{pay_id}")[0] == 200)
 
 
 class Configuration(unittest.TestCase):

@@ -154,3 +154,25 @@ TEST_CASE("admin: completion offers command words, then what may follow") {
   CHECK(admin_completions({"log", "level"}, {}).size() == 7);
   CHECK(admin_completions({"status"}, {}).empty());
 }
+
+TEST_CASE("admin: the cluster commands") {
+  CHECK(parsed("cluster status").what == kind::cluster_status);
+  CHECK_FALSE(parsed("cluster status").changes());
+  CHECK(parsed("cluster form").what == kind::cluster_form);
+  CHECK(parsed("cluster form").changes());
+  auto adopt = parsed("cluster adopt 7 /var/lib/paybus-7/store");
+  CHECK(adopt.what == kind::cluster_adopt);
+  CHECK(adopt.number == 7);
+  CHECK(adopt.file == "/var/lib/paybus-7/store");
+  CHECK(adopt.changes());
+  for (const auto* bad : {"cluster", "cluster adopt", "cluster adopt 7", "cluster adopt x /d",
+                          "cluster adopt 0 /d", "cluster adopt 100000 /d", "cluster form now",
+                          "cluster rebalance"}) {
+    INFO(bad);
+    auto why = refused(bad);
+    CHECK((why.find("usage: cluster") != std::string::npos
+           || why.find("is not a number from 1 to 99999") != std::string::npos));
+  }
+  std::vector<std::string> after_cluster = admin_completions({"cluster"}, {});
+  CHECK(after_cluster == std::vector<std::string>{"status", "form", "adopt"});
+}

@@ -98,3 +98,23 @@ TEST_CASE("slots: fixed hashing, a whole table or none, higher epochs win") {
   CHECK(shared.get().owner(0) == 9);
   CHECK(shared.version() == 2);
 }
+
+TEST_CASE("adopted stores: the list kept in the local store reads back, damage is refused") {
+  auto text = encode_adopted({{7, "/var/lib/seven"}, {9, "/mnt/nine/store"}});
+  auto back = decode_adopted(text);
+  REQUIRE(back);
+  CHECK(*back == std::vector<std::pair<int32_t, std::string>>{{7, "/var/lib/seven"},
+                                                              {9, "/mnt/nine/store"}});
+  CHECK(decode_adopted("[]")->empty());
+  for (const auto* bad : {"", "{}", "[{\"instance_id\":7}]", "[{\"instance_id\":\"7\",\"store_dir\":\"x\"}]"}) {
+    INFO(bad);
+    CHECK_FALSE(decode_adopted(bad));
+  }
+  cluster_directory directory{3};
+  CHECK_FALSE(directory.serves(7));
+  directory.adopt(adopted_store{7, "/var/lib/seven", reader_actor{}, store_actor{}, nullptr});
+  CHECK(directory.serves(7));
+  CHECK(directory.adopted(7)->store_dir == "/var/lib/seven");
+  CHECK_FALSE(directory.adopted(8));
+  CHECK(directory.adopted_all().size() == 1);
+}

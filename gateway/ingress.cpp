@@ -390,7 +390,8 @@ void serve_operations(const request_slot& slot, route_kind kind) {
         return slot.ready(503, "{\"status\":\"draining\"}");
       if (st.context->figures->store_up.load() == 0)
         return slot.ready(503, "{\"status\":\"store_unavailable\"}");
-      if (st.context->cluster != nullptr && st.context->slots->version() == 0)
+      if (st.context->cluster != nullptr
+          && (st.context->slots->version() == 0 || !st.context->slots->confirmed()))
         return slot.ready(503, "{\"status\":\"no_slot_table\"}");
       return slot.ready(200, "{\"status\":\"ready\"}");
     default:
@@ -624,6 +625,12 @@ void serve_payments(const request_slot& slot, const http_request& request, const
       auto owner = st.slots.owner(slot_of(order.merchant_id, order.merchant_order_no));
       if (!ctx.cluster->serves(owner))
         return forward_create(self, slot.start(), owner, std::move(order), std::move(nonce));
+      // Its own slot by a table from the local store alone: it may be behind
+      // (this instance adopted elsewhere while it was down). Not decided yet.
+      if (!ctx.slots->confirmed())
+        return slot.error(503, "owner_unavailable",
+                          "this instance's slot table is not confirmed by the database or a "
+                          "peer yet; retry later");
       // A slot adopted with its store: an order made there is answered from it.
       bool failed = false;
       if (auto found = ctx.cluster->find_adopted(order.merchant_id, order.merchant_order_no,

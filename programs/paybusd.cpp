@@ -512,6 +512,10 @@ int main(int argc, char** argv) {
     peers.shard = shards.front();
     peers.shard.shard = config.order_shards;  // a counter space of its own
     peers.figures = &figures;
+    peers.fenced = [](const std::string&) {
+      refused_instance.store(true);
+      kill(getpid(), SIGTERM);
+    };
     peers.open_store = open_adopted;
     peers.serve_store = serve_adopted;
     cluster = spawn_cluster(system, std::move(peers));

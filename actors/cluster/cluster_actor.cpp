@@ -138,6 +138,17 @@ void take_table(cluster_pointer self, slot_table table) {
         self->send(peer, slots_atom::value, encoded);
 }
 
+/// The table held is current as of `epoch` (the database's, or a peer's):
+/// confirmed unless it is behind it.
+void confirm(cluster_pointer self, int64_t epoch) {
+  auto& slots = *self->state.settings.slots;
+  if (slots.confirmed() || slots.version() == 0 || slots.get().epoch < epoch)
+    return;
+  slots.confirm();
+  spdlog::info("cluster: slot table at epoch {} confirmed: this instance decides the orders of "
+               "its slots", slots.get().epoch);
+}
+
 void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
   if (rows.empty())
     return;  // not formed yet
@@ -147,7 +158,9 @@ void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
     spdlog::error("cluster: {}; the table held is kept", error);
     return;
   }
+  auto epoch = table->epoch;
   take_table(self, std::move(*table));
+  confirm(self, epoch);
 }
 
 std::string status_json(cluster_pointer self) {
@@ -375,7 +388,8 @@ caf::result<order_stored> create_for_peer(cluster_pointer self, payment_order or
   auto& st = self->state;
   auto table = st.settings.slots->get();
   auto slot = slot_of(order.merchant_id, order.merchant_order_no);
-  if (!table.known() || table.owner(slot) != st.settings.instance_id || epoch > table.epoch) {
+  if (!table.known() || table.owner(slot) != st.settings.instance_id || epoch > table.epoch
+      || !st.settings.slots->confirmed()) {
     // The peer's table says otherwise: one of the two is behind. Never decide
     // a slot this table does not give to this instance; read it again.
     if (epoch > table.epoch)
@@ -535,6 +549,19 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
       if (!sender)
         return;
       auto& st = self->state;
+      // A peer that adopted this instance's number while it was down serves
+      // its payments and slots now: this process must stop, whether or not
+      // its own link to that peer is up yet.
+      auto own = "," + list + ",";
+      if (own.find("," + std::to_string(st.settings.instance_id) + ",") != std::string::npos) {
+        auto why = "instance " + std::to_string(st.settings.instance_id)
+                   + " was adopted by another instance (cluster adopt), which serves its "
+                     "payments and slots now; stopping";
+        spdlog::critical("{}", why);
+        if (st.settings.fenced)
+          st.settings.fenced(why);
+        return;
+      }
       for (auto& [address, peer] : st.links) {
         if (peer.state != link::phase::up || peer.handle != sender.address())
           continue;
@@ -562,9 +589,10 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
       if (!table)
         return spdlog::warn("cluster: a peer sent a slot table that is not one: {}", error);
       auto held = self->state.settings.slots->get();
-      if (held.known() && table->epoch <= held.epoch)
-        return;
-      take_table(self, std::move(*table));
+      auto epoch = table->epoch;
+      if (!held.known() || epoch > held.epoch)
+        take_table(self, std::move(*table));
+      confirm(self, epoch);
     },
     [=](tick_atom) {
       tick(self);

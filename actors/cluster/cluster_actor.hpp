@@ -51,6 +51,8 @@ struct cluster_settings {
                                              std::string& error)> open_store;
   std::function<adopted_store(int32_t instance, const std::string& dir,
                               std::shared_ptr<local_store> store)> serve_store;
+  // Called when a peer says it adopted this instance's number: the process stops.
+  std::function<void(const std::string& why)> fenced;
   int64_t connect_timeout_ms = 5'000;
   int64_t retry_ms = 1'000;            // a lost or unreachable peer is tried again this often
   int64_t registry_every_ms = 30'000;  // and the registry read this often besides

@@ -59,10 +59,22 @@ public:
     return version_.load(std::memory_order_acquire);
   }
 
+  /// Whether the table held was read from the database, or matched by a
+  /// peer, since this process started. One from the local store alone may
+  /// be behind (an instance adopted while it was down): this instance
+  /// decides no order by it until then.
+  bool confirmed() const {
+    return confirmed_.load(std::memory_order_acquire);
+  }
+  void confirm() {
+    confirmed_.store(true, std::memory_order_release);
+  }
+
 private:
   mutable std::mutex mutex_;
   slot_table table_;
   std::atomic<uint64_t> version_{0};
+  std::atomic<bool> confirmed_{false};
 };
 
 } // namespace paybus

@@ -395,6 +395,12 @@ class Adoption(unittest.TestCase):
         code, output = run_paybusd(["--config", self.buses[victim].config_path], timeout=60)
         self.assertNotEqual(code, 0)
         self.assertIn(f"instance {number} was adopted by instance {self.numbers[adopter]}", output)
+        # With the database down it cannot read that; the adopter tells it, and it stops.
+        self.pg.stop()
+        code, output = run_paybusd(["--config", self.buses[victim].config_path], timeout=90)
+        self.assertNotEqual(code, 0)
+        self.assertIn(f"instance {number} was adopted by another instance", output)
+        self.pg.start()
 
         # The adopter restarted serves the adopted store again.
         self.buses[adopter].stop()

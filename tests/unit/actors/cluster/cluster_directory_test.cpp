@@ -84,6 +84,7 @@ TEST_CASE("slots: fixed hashing, a whole table or none, higher epochs win") {
 
   shared_slots shared;
   CHECK(shared.version() == 0);
+  CHECK_FALSE(shared.confirmed());  // until the database or a peer says the table is current
   CHECK_FALSE(shared.offer(slot_table{}));  // not whole
   CHECK(shared.offer(table));
   CHECK(shared.version() == 1);

@@ -42,6 +42,10 @@
 #include "programs/startup.hpp"
 #include "storage/local/local_store.hpp"
 
+namespace paybus {
+void note_cluster_tls_port(uint16_t port);  // programs/tls_refusals.cpp
+} // namespace paybus
+
 namespace {
 
 constexpr int exit_clean = 0;
@@ -557,6 +561,8 @@ int main(int argc, char** argv) {
   // Several instances: this one's side, published for its peers with the
   // admin console's TLS settings.
   if (cluster && admin_error.empty()) {
+    if (admin_tls)
+      note_cluster_tls_port(config.cluster_port);
     auto published = admin_tls ? caf::openssl::publish(cluster, config.cluster_port,
                                                        config.cluster_host.c_str(), true)
                                : caf::io::publish(cluster, config.cluster_port,

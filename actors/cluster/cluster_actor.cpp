@@ -296,6 +296,36 @@ void lost(cluster_pointer self, const std::string& address, const std::string& w
   read_registry(self);
 }
 
+/// A peer reached (this side dialled it, or it dialled this side and said
+/// hello): routed to from now on, monitored, told what it may have missed.
+void link_up(cluster_pointer self, const std::string& address, int32_t instance,
+             cluster_actor peer) {
+  auto& st = self->state;
+  auto& known = st.links[address];
+  if (known.state == link::phase::up && known.handle == peer.address())
+    return;
+  known.state = link::phase::up;
+  known.instance = instance;
+  known.reported_unreachable = false;
+  known.handle = peer.address();
+  self->monitor(peer);
+  st.settings.directory->peer_up(instance, address, peer);
+  st.settings.figures->set_cluster_peer_up(instance, true);
+  spdlog::info("cluster: instance {} at {} is up", instance, address);
+  // One that missed a change (down, or its database unreachable) catches up.
+  if (st.settings.slots->version() != 0)
+    self->send(peer, slots_atom::value, encode_slots(st.settings.slots->get()));
+  if (auto served = served_list(self); !served.empty())
+    self->send(peer, serves_atom::value, served);
+}
+
+/// One connection a pair: the instance with the lower address dials, the
+/// other waits for its hello (two connections between one pair of nodes
+/// make CAF's middleman drop one, and the link flaps).
+bool dials(cluster_pointer self, const std::string& address) {
+  return self->state.settings.address < address;
+}
+
 void connect(cluster_pointer self, const std::string& address) {
   auto& st = self->state;
   std::string host;
@@ -319,29 +349,13 @@ void connect(cluster_pointer self, const std::string& address) {
         self->request(peer, timeout, hello_atom::value, st.settings.instance_id, st.settings.address)
           .then(
             [=](int32_t instance) {
-              auto& st = self->state;
-              auto found = st.links.find(address);
-              if (found == st.links.end())
-                return;
-              if (instance == st.settings.instance_id) {
+              if (instance == self->state.settings.instance_id) {
                 // An address of this very instance (a seed list shared by all).
-                st.own_addresses.insert(address);
-                st.links.erase(found);
+                self->state.own_addresses.insert(address);
+                self->state.links.erase(address);
                 return;
               }
-              found->second.state = link::phase::up;
-              found->second.instance = instance;
-              found->second.reported_unreachable = false;
-              found->second.handle = peer.address();
-              self->monitor(peer);
-              st.settings.directory->peer_up(instance, address, peer);
-              st.settings.figures->set_cluster_peer_up(instance, true);
-              spdlog::info("cluster: instance {} at {} is up", instance, address);
-              // One that missed a change (down, or its database unreachable) catches up.
-              if (st.settings.slots->version() != 0)
-                self->send(peer, slots_atom::value, encode_slots(st.settings.slots->get()));
-              if (auto served = served_list(self); !served.empty())
-                self->send(peer, serves_atom::value, served);
+              link_up(self, address, instance, peer);
             },
             [=](caf::error& error) { lost(self, address, self->system().render(error)); });
       },
@@ -355,7 +369,7 @@ void tick(cluster_pointer self) {
     read_registry(self);
   std::vector<std::string> due;
   for (auto& [address, peer] : st.links)
-    if (peer.state == link::phase::idle && now >= peer.next_try_ms)
+    if (peer.state == link::phase::idle && now >= peer.next_try_ms && dials(self, address))
       due.push_back(address);
   for (const auto& address : due)
     connect(self, address);
@@ -507,14 +521,20 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
   self->send(self, tick_atom::value);
   return {
     [=](hello_atom, int32_t instance, const std::string& address) -> int32_t {
-      // A peer that found this one first: connect back (it may not be a seed).
-      if (instance != self->state.settings.instance_id) {
+      // A peer dialled this one (it has the lower address): the link is up
+      // once this answer is on its way; its proxy is the peer's handle.
+      auto& st = self->state;
+      if (instance != st.settings.instance_id && !address.empty()
+          && address != st.settings.address) {
+        auto peer = caf::actor_cast<cluster_actor>(self->current_sender());
         know(self, address);
-        if (auto found = self->state.links.find(address); found != self->state.links.end()
-            && found->second.state == link::phase::idle)
+        if (peer && !dials(self, address))
+          link_up(self, address, instance, peer);
+        else if (auto found = st.links.find(address);
+                 found != st.links.end() && found->second.state == link::phase::idle)
           found->second.next_try_ms = 0;
       }
-      return self->state.settings.instance_id;
+      return st.settings.instance_id;
     },
     [=](get_atom, const std::string& pay_id) -> caf::result<payment_lookup> {
       if (!ours(self, pay_id))

@@ -410,6 +410,58 @@ class Adoption(unittest.TestCase):
                      "GET", f"/v1/payments/{pay_id}")[0] == 200)
 
 
+class MutualTls(unittest.TestCase):
+    """Peers on the admin port's certificates: two from one CA join, one from another CA is
+    refused, and says nothing it should not."""
+
+    def test_peers_need_a_certificate_from_the_ca(self):
+        from test_admin import make_ca, make_cert
+        pg = PgCluster()
+        pg.start()
+        directory = make_temp_dir("cluster-tls")
+        ca_key, ca = make_ca(directory, "ops-ca")
+        other_key, other_ca = make_ca(directory, "other-ca")
+        certs = [make_cert(directory, f"bus-{i}", ca_key, ca) for i in range(2)]
+        mallory = make_cert(directory, "mallory", other_key, other_ca)
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        tls = [(key, cert, ca) for key, cert in certs] + [(mallory[0], mallory[1], other_ca)]
+        buses = [Bus(pg.url, extra_config=cluster_config(address, addresses),
+                     admin_config=f'certificate = "{cert}"\nkey = "{key}"\ncafile = "{cafile}"\n')
+                 for address, (key, cert, cafile) in zip(addresses, tls)]
+        try:
+            for bus in buses:
+                bus.start()
+            alice_key, alice_cert = make_cert(directory, "alice", ca_key, ca)
+            console = ["--certificate", alice_cert, "--key", alice_key, "--cafile", ca]
+            numbers = [admin_json(bus, "status", extra=console)["instance_id"] for bus in buses[:2]]
+            buses[0].wait_metric(f'paybus_cluster_peer_up{{instance="{numbers[1]}"}}', lambda up: up == 1)
+            buses[1].wait_metric(f'paybus_cluster_peer_up{{instance="{numbers[0]}"}}', lambda up: up == 1)
+            self.assertIn("mutual TLS", buses[0].log())
+            admin_json(buses[0], "cluster form", extra=console)
+            for bus in buses[:2]:
+                wait_for(self, "/readyz", lambda: raw_http(bus.port, READYZ).startswith(b"HTTP/1.1 200"))
+            made = {}
+            for n in range(12):
+                status, body, _ = Client("127.0.0.1", buses[n % 2].port).pay(f"tls-{n}")
+                self.assertEqual(status, 202, body)
+                made[body["pay_id"]] = body
+            self.assertEqual({int(p[13:18]) for p in made}, set(numbers))
+            for pay_id in made:
+                for bus in buses[:2]:
+                    self.assertEqual(Client("127.0.0.1", bus.port).request("GET", f"/v1/payments/{pay_id}")[0], 200)
+            # The instance with another CA's certificate and the sound ones refuse each other
+            # (whoever dials, the other side logs it), and the sound ones' link holds.
+            wait_for(self, "the refusal in a log",
+                     lambda: any("cluster peer refused: TLS handshake" in bus.log() for bus in buses))
+            self.assertNotIn("is down", buses[0].log() + buses[1].log())
+            status = admin_json(buses[0], "cluster status", extra=console)
+            self.assertEqual(sorted(m["instance_id"] for m in status["members"] if m["up"]), sorted(numbers))
+        finally:
+            for bus in buses:
+                bus.destroy()
+            pg.stop()
+
+
 class Configuration(unittest.TestCase):
     def test_bad_cluster_settings_are_config_errors(self):
         from harness import run_paybusd

@@ -214,22 +214,25 @@ struct pending_create {
 void answer_store_error(const async_reply& reply, const caf::error& error);
 
 /// Answers a create as settlement decided it, against the request's body.
-void answer_create(metrics& figures, const async_reply& reply, const order_stored& stored) {
+std::pair<int, std::string> create_answer(metrics& figures, const order_stored& stored) {
   switch (stored.outcome) {
     case admission::created:
       figures.payments_accepted_total.fetch_add(1, std::memory_order_relaxed);
-      reply(202, render_payment(stored.record));
-      break;
+      return {202, render_payment(stored.record)};
     case admission::existing:
       figures.payments_idempotent_total.fetch_add(1, std::memory_order_relaxed);
-      reply(200, render_payment(stored.record));
-      break;
+      return {200, render_payment(stored.record)};
     case admission::conflict:
-      reply(409, error_json("idempotency_conflict",
-                            "merchant_order_no " + stored.record.order.merchant_order_no
-                              + " was used with a different request body"));
       break;
   }
+  return {409, error_json("idempotency_conflict",
+                          "merchant_order_no " + stored.record.order.merchant_order_no
+                            + " was used with a different request body")};
+}
+
+void answer_create(metrics& figures, const async_reply& reply, const order_stored& stored) {
+  auto [status, body] = create_answer(figures, stored);
+  reply(status, std::move(body));
 }
 
 /// Answers each create of a batch from the store's records.
@@ -309,10 +312,16 @@ void answer_store_error(const async_reply& reply, const caf::error& error) {
   }
 }
 
+std::string owner_unavailable_message(int32_t instance) {
+  return "instance " + std::to_string(instance)
+         + ", which owns this, cannot be reached now; retry later";
+}
+
+/// From a call's answer (asynchronous); one known at once goes through
+/// request_slot::error, as every answer given inside dispatch must: a reply
+/// made there can close the connection dispatch is still reading.
 void answer_owner_unavailable(const async_reply& reply, int32_t instance) {
-  reply(503, error_json("owner_unavailable",
-                        "instance " + std::to_string(instance)
-                          + ", which owns this, cannot be reached now; retry later"),
+  reply(503, error_json("owner_unavailable", owner_unavailable_message(instance)),
         "Retry-After: 1\r\n");
 }
 
@@ -379,6 +388,10 @@ struct request_slot {
   }
 };
 
+void owner_unavailable(const request_slot& slot, int32_t instance) {
+  slot.error(503, "owner_unavailable", owner_unavailable_message(instance), "Retry-After: 1\r\n");
+}
+
 /// GET /healthz, /readyz, /metrics.
 void serve_operations(const request_slot& slot, route_kind kind) {
   auto& st = slot.self->state;
@@ -433,13 +446,14 @@ void serve_notification(const request_slot& slot, const http_request& request,
   if (static_cast<int64_t>(st.calls.size()) >= ctx.max_inflight)
     return slot.overloaded();
   ctx.figures->channel_notifications_total.fetch_add(1, std::memory_order_relaxed);
+  auto forward = owner_elsewhere(ctx, result.pay_id);
+  if (forward && !forward->second)
+    return owner_unavailable(slot, forward->first);
   auto reply = slot.start();
   nonce_accepted nonce{principal, request.nonce, now_ms};
-  if (auto owner = owner_elsewhere(ctx, result.pay_id)) {
+  if (auto owner = forward) {
     // Another instance's payment: acknowledged once the owner holds it.
     auto instance = owner->first;
-    if (!owner->second)
-      return answer_owner_unavailable(reply, instance);
     self->request(owner->second, ctx.forward_timeout, result_atom::value, std::move(result))
       .then(
         [=](result_recorded&) {
@@ -573,12 +587,14 @@ const merchant_credentials* authenticate_merchant(const request_slot& slot,
 
 /// A create for a slot another instance owns: sent to it, answered as it
 /// decided, once durable there.
-void forward_create(ingress_broker* self, async_reply reply, int32_t owner, payment_order order,
+void forward_create(const request_slot& slot, int32_t owner, payment_order order,
                     nonce_accepted nonce) {
+  auto* self = slot.self;
   auto& st = self->state;
   auto handle = st.context->cluster->owner(owner);
   if (!handle)
-    return answer_owner_unavailable(reply, owner);
+    return owner_unavailable(slot, owner);
+  auto reply = slot.start();
   self->request(handle, st.context->forward_timeout, create_atom::value, std::move(order),
                 st.slots.epoch)
     .then(
@@ -624,7 +640,7 @@ void serve_payments(const request_slot& slot, const http_request& request, const
                           "this instance has not read the cluster's slot table yet; retry later");
       auto owner = st.slots.owner(slot_of(order.merchant_id, order.merchant_order_no));
       if (!ctx.cluster->serves(owner))
-        return forward_create(self, slot.start(), owner, std::move(order), std::move(nonce));
+        return forward_create(slot, owner, std::move(order), std::move(nonce));
       // Its own slot by a table from the local store alone: it may be behind
       // (this instance adopted elsewhere while it was down). Not decided yet.
       if (!ctx.slots->confirmed())
@@ -635,11 +651,11 @@ void serve_payments(const request_slot& slot, const http_request& request, const
       bool failed = false;
       if (auto found = ctx.cluster->find_adopted(order.merchant_id, order.merchant_order_no,
                                                  failed)) {
-        auto reply = slot.start();
         self->send(ctx.store, std::vector<nonce_accepted>{nonce});
-        return answer_create(*ctx.figures, reply,
-                             order_stored{false, decide_admission(false, found->order, order),
-                                          std::move(*found)});
+        auto [status, body] = create_answer(
+          *ctx.figures,
+          order_stored{false, decide_admission(false, found->order, order), std::move(*found)});
+        return slot.ready(status, std::move(body));
       }
       if (failed)
         return slot.error(503, "store_unavailable", "an adopted local store cannot be read");
@@ -662,6 +678,9 @@ void serve_payments(const request_slot& slot, const http_request& request, const
       return slot.error(400, "invalid_field",
                         "merchant_order_no must be 1 to 64 of [A-Za-z0-9_.-]");
   }
+  auto forward = to.kind == route_kind::payment ? owner_elsewhere(ctx, pay_id) : std::nullopt;
+  if (forward && !forward->second)
+    return owner_unavailable(slot, forward->first);
   auto reply = slot.start();
   auto merchant_id = merchant->id;
   nonce_accepted nonce{merchant->id, request.nonce, now_ms};
@@ -674,10 +693,8 @@ void serve_payments(const request_slot& slot, const http_request& request, const
     reply(200, render_payment(found.record));
   };
   auto on_error = [=](caf::error& error) { answer_store_error(reply, error); };
-  if (auto owner = to.kind == route_kind::payment ? owner_elsewhere(ctx, pay_id) : std::nullopt) {
+  if (auto owner = forward) {
     auto instance = owner->first;
-    if (!owner->second)
-      return answer_owner_unavailable(reply, instance);
     self->request(owner->second, ctx.forward_timeout, get_atom::value, pay_id)
       .then(on_found, [=](caf::error& error) {
         if (error == errc::store_unavailable || error == errc::overloaded)

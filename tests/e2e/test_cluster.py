@@ -237,7 +237,8 @@ class ThreeInstances(unittest.TestCase):
         body = json.dumps({"pay_id": theirs[0], "channel_txn_id": "T-late", "status": "SUCCEEDED",
                            "amount": made[theirs[0]]["amount"],
                            "paid_at": "2026-12-04T00:00:00.000Z"}).encode()
-        answer = raw_http(self.buses[0].port, notification("sim-a", "sim-a", body))
+        # At once if the owner is known to be down, else after the forward timeout (5 s).
+        answer = raw_http(self.buses[0].port, notification("sim-a", "sim-a", body), timeout=30)
         self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:200])
         self.assertIn(b"owner_unavailable", answer)
         code, out, _ = run_admin(self.buses[1], f"payment {theirs[0]}")

@@ -341,19 +341,13 @@ std::optional<std::pair<int32_t, cluster_actor>> owner_elsewhere(const ingress_c
 /// The reader and writer of the store that holds a pay_id this process
 /// serves: its own, or an adopted instance's.
 reader_actor reader_for(const ingress_context& ctx, const std::string& pay_id) {
-  if (ctx.cluster != nullptr)
-    if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != ctx.cluster->self())
-      if (auto adopted = ctx.cluster->adopted(parts->instance_id))
-        return adopted->reader;
-  return ctx.reader;
+  auto adopted = ctx.cluster != nullptr ? ctx.cluster->adopted_for(pay_id) : std::nullopt;
+  return adopted ? adopted->reader : ctx.reader;
 }
 
 store_actor writer_for(const ingress_context& ctx, const std::string& pay_id) {
-  if (ctx.cluster != nullptr)
-    if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != ctx.cluster->self())
-      if (auto adopted = ctx.cluster->adopted(parts->instance_id))
-        return adopted->writer;
-  return ctx.store;
+  auto adopted = ctx.cluster != nullptr ? ctx.cluster->adopted_for(pay_id) : std::nullopt;
+  return adopted ? adopted->writer : ctx.store;
 }
 
 /// Where the answer to one request goes: its slot in its connection's

@@ -376,19 +376,13 @@ void tick(cluster_pointer self) {
 }
 
 reader_actor reader_of(cluster_pointer self, const std::string& pay_id) {
-  auto& st = self->state;
-  if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != st.settings.instance_id)
-    if (auto adopted = st.settings.directory->adopted(parts->instance_id))
-      return adopted->reader;
-  return st.settings.reader;
+  auto adopted = self->state.settings.directory->adopted_for(pay_id);
+  return adopted ? adopted->reader : self->state.settings.reader;
 }
 
 store_actor writer_of(cluster_pointer self, const std::string& pay_id) {
-  auto& st = self->state;
-  if (auto parts = parse_pay_id(pay_id); parts && parts->instance_id != st.settings.instance_id)
-    if (auto adopted = st.settings.directory->adopted(parts->instance_id))
-      return adopted->writer;
-  return st.settings.writer;
+  auto adopted = self->state.settings.directory->adopted_for(pay_id);
+  return adopted ? adopted->writer : self->state.settings.writer;
 }
 
 /// An error for a request about an instance this process does not serve.

@@ -1,5 +1,6 @@
 #include "actors/cluster/cluster_directory.hpp"
 
+#include "common/pay_id.hpp"
 #include "storage/local/local_store.hpp"
 
 namespace paybus {
@@ -19,6 +20,13 @@ std::optional<adopted_store> cluster_directory::adopted(int32_t instance) const 
   if (found == adopted_.end())
     return std::nullopt;
   return found->second;
+}
+
+std::optional<adopted_store> cluster_directory::adopted_for(const std::string& pay_id) const {
+  auto parts = parse_pay_id(pay_id);
+  if (!parts || parts->instance_id == self_)
+    return std::nullopt;
+  return adopted(parts->instance_id);
 }
 
 std::vector<adopted_store> cluster_directory::adopted_all() const {

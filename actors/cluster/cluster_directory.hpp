@@ -42,6 +42,8 @@ public:
   /// The adopted store of `instance`, if this process adopted it.
   std::optional<adopted_store> adopted(int32_t instance) const;
   std::vector<adopted_store> adopted_all() const;
+  /// The adopted store that holds `pay_id` (its instance number's), if any.
+  std::optional<adopted_store> adopted_for(const std::string& pay_id) const;
   void adopt(adopted_store store);
 
   /// The order an adopted store holds for (merchant, order no): a slot

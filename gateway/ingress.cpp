@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <functional>
+#include <sys/socket.h>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -52,6 +53,7 @@ struct connection {
   int64_t last_activity_ms = 0;
   int64_t partial_since_ms = 0;            // a request is arriving since
   bool closing = false;                    // no more requests are read
+  bool caf_writes = false;                 // answers go through CAF's write buffer
 };
 
 /// A request handed to another actor, waiting for its answer.
@@ -105,33 +107,59 @@ std::string error_response(int status, std::string_view code,
                        extra_headers);
 }
 
-/// Writes every ready response at the front of the queue, in order.
+/// Hands `bytes` to the connection's socket. CAF's own write path registers
+/// the socket for EPOLLOUT, writes when the multiplexer next wakes and
+/// unregisters it: two epoll_ctl calls and a wake-up an answer. So an answer
+/// is sent here with one send(): CAF names a connection by its socket
+/// (`conn_hdl_from_socket`), and nothing of this connection waits in CAF's
+/// buffer until the first send the socket does not take whole. From then on
+/// (a client that does not read, a full socket buffer, an error) every answer
+/// of that connection goes through CAF, in order, and CAF reports the errors.
+void write_answer(ingress_broker* self, caf::io::connection_handle hdl, connection& conn,
+                  const std::string& bytes) {
+  size_t sent = 0;
+  if (!conn.caf_writes) {
+    auto fd = static_cast<int>(hdl.id());
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(bytes.size()))
+      return;
+    sent = n > 0 ? static_cast<size_t>(n) : 0;
+    conn.caf_writes = true;
+  }
+  self->write(hdl, bytes.size() - sent, bytes.data() + sent);
+  self->flush(hdl);
+}
+
+/// Writes every ready response at the front of the queue, in order, at
+/// once (a pipelining client's answers in one send).
 void flush_ready(ingress_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   auto found = st.connections.find(hdl);
   if (found == st.connections.end())
     return;
   auto& conn = *found->second;
-  bool wrote = false;
-  while (!conn.responses.empty() && conn.responses.front().ready) {
+  std::string batch;
+  bool close_after = false;
+  while (!close_after && !conn.responses.empty() && conn.responses.front().ready) {
     auto& response = conn.responses.front();
-    self->write(hdl, response.bytes.size(), response.bytes.data());
-    wrote = true;
+    if (batch.empty())
+      batch.swap(response.bytes);
+    else
+      batch += response.bytes;
     st.context->figures->count_response(response.status,
                                         now_us() - response.started_us);
-    bool close_after = response.close_after;
+    close_after = response.close_after;
     conn.responses.pop_front();
     ++conn.first_sequence;
-    if (close_after) {
-      self->flush(hdl);
-      self->close(hdl);
-      st.connections.erase(found);
-      st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
-      return;
-    }
   }
-  if (wrote)
-    self->flush(hdl);
+  if (!batch.empty())
+    write_answer(self, hdl, conn, batch);
+  if (close_after) {
+    self->close(hdl);  // after what it was given: a FIN behind the answer
+    st.connections.erase(found);
+    st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
+    return;
+  }
   conn.last_activity_ms = monotonic_now_ms();
 }
 

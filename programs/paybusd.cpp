@@ -264,6 +264,10 @@ int main(int argc, char** argv) {
   // A console that died is noticed within seconds, not when TCP gives up.
   caf_config.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds{1}});
   caf_config.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{5}});
+  // One read a readiness: the multiplexer's epoll is level-triggered, so what
+  // is left is read at its next turn, and a client's one request costs one
+  // recv, not a second that finds the socket empty.
+  caf_config.set("middleman.max-consecutive-reads", size_t{1});
   caf_config.add_message_types<caf::id_block::paybus>();
   auto threads = config.scheduler_threads > 0
                    ? static_cast<size_t>(config.scheduler_threads)

@@ -1,8 +1,12 @@
 // paybus-bench: a load generator that signs requests as a merchant would.
 // Holds N keep-alive connections and either offers a fixed rate (open loop:
 // latency counts from when each request was due, so a slow bus cannot hide
-// behind coordinated omission) or runs flat out (closed loop). Prints
-// throughput, latency percentiles and responses by status code.
+// behind coordinated omission) or runs flat out (closed loop), DEPTH requests
+// in flight on each connection (1: as merchants' clients, which do not
+// pipeline). With --new-connection every request opens a connection of its
+// own and asks the bus to close it, as some merchants do. Prints throughput,
+// latency percentiles, responses by status code and, given the bus's pid, its
+// CPU time an acceptance.
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -15,6 +19,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string>
@@ -44,6 +49,7 @@ struct options {
   double duration_s = 10;
   size_t depth = 1;  // flat out: requests in flight per connection
   size_t max_inflight_per_connection = 32;
+  bool new_connection = false;  // one connection a request, closed by the bus
   std::string merchant = "demo";
   std::string secret = "demo-secret";
   std::string prefix;
@@ -59,6 +65,7 @@ struct connection {
   size_t out_offset = 0;
   int status = 0;
   bool connected = false;
+  bool answered = false;  // --new-connection: its one request is answered
 };
 
 struct results {
@@ -67,7 +74,29 @@ struct results {
   uint64_t sent = 0;
   uint64_t connect_errors = 0;
   uint64_t closed = 0;
+  uint64_t opened = 0;
 };
+
+/// User plus system CPU seconds of process `pid` so far; 0 when unknown.
+double cpu_seconds(int pid) {
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string text;
+  std::getline(stat, text);
+  auto end_of_name = text.rfind(')');
+  if (end_of_name == std::string::npos)
+    return 0;
+  // Fields after the name start at field 3 (state); utime and stime are 14 and 15.
+  std::istringstream fields{text.substr(end_of_name + 2)};
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int number = 3; number <= 15 && fields >> field; ++number) {
+    if (number == 14)
+      utime = std::stoull(field);
+    else if (number == 15)
+      stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 class bench {
 public:
@@ -93,11 +122,21 @@ public:
       return 2;
     }
     epoll_ = epoll_create1(0);
+    if (inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &address_.sin_addr) != 1) {
+      std::fprintf(stderr, "paybus-bench: --target must be an IPv4 address and a port\n");
+      return 2;
+    }
+    address_.sin_family = AF_INET;
+    address_.sin_port = htons(port);
+    if (opts_.new_connection)
+      opts_.depth = 1;
     conns_.resize(opts_.connections);
     for (auto& conn : conns_)
-      if (!open(conn, host, port))
+      if (!open(conn))
         ++results_.connect_errors;
     current_ = this;
+    if (opts_.pid > 0)
+      bus_cpu_start_ = cpu_seconds(opts_.pid);
     start_us_ = now_us();
     int64_t end_us = start_us_ + static_cast<int64_t>(opts_.duration_s * 1e6);
     int64_t drain_until = end_us + 5'000'000;
@@ -134,28 +173,31 @@ public:
           write(*conn);
       }
     }
+    if (opts_.pid > 0)
+      bus_cpu_ = cpu_seconds(opts_.pid) - bus_cpu_start_;
     report(now_us() - start_us_);
     return 0;
   }
 
 private:
-  bool open(connection& conn, const std::string& host, uint16_t port) {
-    conn.fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &address.sin_addr);
-    if (connect(conn.fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+  /// Connects `conn`. A connection a request (--new-connection) connects
+  /// without waiting: its request is written once the connection is up.
+  bool open(connection& conn) {
+    conn.fd = socket(AF_INET, SOCK_STREAM | (opts_.new_connection ? SOCK_NONBLOCK : 0), 0);
+    if (connect(conn.fd, reinterpret_cast<const sockaddr*>(&address_), sizeof(address_)) != 0
+        && errno != EINPROGRESS) {
       ::close(conn.fd);
       conn.fd = -1;
       return false;
     }
+    ++results_.opened;
     int one = 1;
     setsockopt(conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(conn.fd, F_SETFL, fcntl(conn.fd, F_GETFL) | O_NONBLOCK);
     http_parser_init(&conn.parser, HTTP_RESPONSE);
     conn.parser.data = &conn;
     conn.connected = true;
+    conn.answered = false;
     epoll_event event{};
     event.events = EPOLLIN | EPOLLOUT | EPOLLET;
     event.data.ptr = &conn;
@@ -168,7 +210,8 @@ private:
       connection* best = nullptr;
       for (size_t tried = 0; tried < conns_.size(); ++tried) {
         auto& conn = conns_[next_conn_++ % conns_.size()];
-        if (conn.connected && conn.due_us.size() < opts_.max_inflight_per_connection) {
+        size_t room = opts_.new_connection ? 1 : opts_.max_inflight_per_connection;
+        if (conn.connected && !conn.answered && conn.due_us.size() < room) {
           best = &conn;
           break;
         }
@@ -199,6 +242,7 @@ private:
                           + "\r\nX-Paybus-Nonce: " + nonce
                           + "\r\nX-Paybus-Signature: hmac-sha256=" + signature
                           + "\r\nContent-Length: " + std::to_string(body.size())
+                          + (opts_.new_connection ? "\r\nConnection: close" : "")
                           + "\r\n\r\n" + body;
     conn.out.append(request);
     conn.due_us.push_back(due_us);
@@ -235,6 +279,10 @@ private:
           return;
         }
       } else if (n == 0) {
+        if (conn.answered) {
+          reopen(conn);  // --new-connection: the bus closed it after its answer
+          return;
+        }
         fail(conn);
         return;
       } else {
@@ -253,9 +301,34 @@ private:
     --inflight_;
     results_.latencies_us.push_back(static_cast<uint32_t>(std::min<int64_t>(latency, UINT32_MAX)));
     ++results_.by_status[conn.status];
+    if (opts_.new_connection) {
+      conn.answered = true;  // the next request waits for a connection of its own
+      return;
+    }
     if (opts_.rate <= 0 && !stopping_)
       send_request(conn, now_us());
     else if (opts_.rate > 0)
+      dispatch_backlog();
+  }
+
+  /// --new-connection: closes the answered connection and opens the next
+  /// one, with the next request (flat out) or for the backlog (open loop).
+  void reopen(connection& conn) {
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, conn.fd, nullptr);
+    ::close(conn.fd);
+    conn.fd = -1;
+    conn.connected = false;
+    conn.out.clear();
+    conn.out_offset = 0;
+    if (stopping_)
+      return;
+    if (!open(conn)) {
+      ++results_.connect_errors;
+      return;
+    }
+    if (opts_.rate <= 0)
+      send_request(conn, now_us());
+    else
       dispatch_backlog();
   }
 
@@ -289,8 +362,10 @@ private:
         ok += count;
     std::printf("paybus-bench: target %s, %zu connections, %s, %.1f s\n",
                 opts_.target.c_str(), opts_.connections,
-                opts_.rate > 0 ? ("open loop " + std::to_string(static_cast<int64_t>(opts_.rate)) + "/s offered").c_str()
-                               : ("flat out, depth " + std::to_string(opts_.depth)).c_str(),
+                (opts_.rate > 0 ? "open loop " + std::to_string(static_cast<int64_t>(opts_.rate)) + "/s offered"
+                                : "flat out, depth " + std::to_string(opts_.depth))
+                    .append(opts_.new_connection ? ", a new connection a request" : "")
+                    .c_str(),
                 seconds);
     std::printf("requests: sent %llu, answered %zu, 2xx %llu\n",
                 static_cast<unsigned long long>(results_.sent), lat.size(),
@@ -308,12 +383,16 @@ private:
     std::printf("\nerrors: connect %llu, closed %llu, never sent %zu\n",
                 static_cast<unsigned long long>(results_.connect_errors),
                 static_cast<unsigned long long>(results_.closed), backlog_.size());
+    if (opts_.new_connection)
+      std::printf("connections opened: %llu\n", static_cast<unsigned long long>(results_.opened));
     if (opts_.pid > 0) {
       std::ifstream status{"/proc/" + std::to_string(opts_.pid) + "/status"};
       std::string line;
       while (std::getline(status, line))
         if (line.rfind("VmRSS", 0) == 0 || line.rfind("VmHWM", 0) == 0)
           std::printf("bus %s\n", line.c_str());
+      std::printf("bus CPU: %.2f s, %.1f us a 2xx\n", bus_cpu_,
+                  ok == 0 ? 0.0 : bus_cpu_ * 1e6 / static_cast<double>(ok));
     }
   }
 
@@ -324,6 +403,9 @@ private:
   std::vector<connection> conns_;
   std::deque<int64_t> backlog_;
   int epoll_ = -1;
+  sockaddr_in address_{};
+  double bus_cpu_start_ = 0;
+  double bus_cpu_ = 0;
   int64_t start_us_ = 0;
   int64_t inflight_ = 0;
   uint64_t scheduled_ = 0;
@@ -344,10 +426,12 @@ int main(int argc, char** argv) {
   app.add_option("--rate,-r", opts.rate, "offered requests/s (open loop); 0 = flat out");
   app.add_option("--duration,-d", opts.duration_s, "seconds of load")->check(CLI::Range(0.1, 3600.0));
   app.add_option("--depth", opts.depth, "flat out: requests in flight per connection")->check(CLI::Range(1, 1024));
+  app.add_flag("--new-connection", opts.new_connection,
+               "every request on a connection of its own, closed by the bus after its answer");
   app.add_option("--merchant", opts.merchant, "merchant id");
   app.add_option("--secret", opts.secret, "merchant HMAC secret");
   app.add_option("--prefix", opts.prefix, "merchant_order_no prefix (default: random)");
-  app.add_option("--pid", opts.pid, "paybusd's pid: print its resident memory at the end");
+  app.add_option("--pid", opts.pid, "paybusd's pid: print its resident memory and its CPU an acceptance");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
   bench run{opts};

@@ -10,12 +10,16 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/hmac.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -69,12 +73,94 @@ std::string read_file(const std::string& path, std::string& error) {
   return text;
 }
 
+/// SHA-256 and HMAC as OpenSSL 3 fetches them, once a process: the
+/// one-shot calls (SHA256(), HMAC()) fetch the algorithm from the provider
+/// on every call, under a lock, which cost more than the hashing of a
+/// merchant's request.
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+EVP_MAC* hmac_mac() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
+}
+
+/// A thread's digest context, reused for every hash.
+struct digest_context {
+  digest_context() : ctx(EVP_MD_CTX_new()) {
+    if (ctx == nullptr)
+      throw std::bad_alloc();
+  }
+  ~digest_context() {
+    EVP_MD_CTX_free(ctx);
+  }
+  EVP_MD_CTX* ctx;
+};
+
+/// A thread's HMAC contexts, one a key: a context keeps its key's inner and
+/// outer pads, and EVP_MAC_init with no key starts it again with them.
+/// The keys are merchants' secrets and the like, a handful; a thread given
+/// more than `capacity` starts over.
+class hmac_contexts {
+public:
+  ~hmac_contexts() {
+    clear();
+  }
+
+  EVP_MAC_CTX* get(std::string_view key) {
+    auto found = contexts_.find(std::string{key});
+    if (found != contexts_.end())
+      return EVP_MAC_init(found->second, nullptr, 0, nullptr) == 1 ? found->second : nullptr;
+    if (contexts_.size() >= capacity)
+      clear();
+    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(hmac_mac());
+    if (ctx == nullptr)
+      return nullptr;
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end(),
+    };
+    static const unsigned char no_key = 0;  // an empty key is a key, not none
+    auto* bytes = key.empty() ? &no_key : reinterpret_cast<const unsigned char*>(key.data());
+    if (EVP_MAC_init(ctx, bytes, key.size(), params) != 1) {
+      EVP_MAC_CTX_free(ctx);
+      return nullptr;
+    }
+    contexts_.emplace(std::string{key}, ctx);
+    return ctx;
+  }
+
+private:
+  static constexpr size_t capacity = 64;
+
+  void clear() {
+    for (auto& [key, ctx] : contexts_) {
+      EVP_MAC_CTX_free(ctx);
+      OPENSSL_cleanse(const_cast<char*>(key.data()), key.size());
+    }
+    contexts_.clear();
+  }
+
+  std::unordered_map<std::string, EVP_MAC_CTX*> contexts_;
+};
+
+void sha256(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
+  thread_local digest_context context;
+  unsigned int size = 0;
+  if (EVP_DigestInit_ex2(context.ctx, sha256_md(), nullptr) != 1
+      || EVP_DigestUpdate(context.ctx, data.data(), data.size()) != 1
+      || EVP_DigestFinal_ex(context.ctx, digest, &size) != 1)
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+}
+
 } // namespace
 
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-         digest);
+  sha256(data, digest);
   return to_hex(digest, sizeof(digest));
 }
 
@@ -99,11 +185,14 @@ std::string sha256_stream::hex() {
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  thread_local hmac_contexts contexts;
   unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-       digest, &size);
+  size_t size = 0;
+  EVP_MAC_CTX* ctx = contexts.get(key);
+  if (ctx == nullptr
+      || EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) != 1
+      || EVP_MAC_final(ctx, digest, &size, sizeof(digest)) != 1)
+    return {};  // only when OpenSSL cannot allocate: equal to no signature
   return to_hex(digest, size);
 }
 
@@ -311,10 +400,6 @@ uint64_t thread_cpu_ns() {
   timespec now{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
   return static_cast<uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(now.tv_nsec);
-}
-
-void sha256(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
 }
 
 } // namespace

@@ -2,8 +2,12 @@
 
 #include <deque>
 #include <functional>
-#include <sys/socket.h>
+#include <optional>
 #include <unordered_map>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/io/broker.hpp>
@@ -82,6 +86,9 @@ struct ingress_state {
   std::vector<nonce_accepted> create_nonces;
   bool creates_flush_queued = false;
   bool draining = false;
+  bool handles_checked = false;     // on the first connection
+  bool handles_are_sockets = false; // answers are sent on the handle's socket
+
   // With peers: the slot table as last read from ctx.slots.
   slot_table slots;
   uint64_t slots_version = 0;
@@ -128,6 +135,40 @@ void write_answer(ingress_broker* self, caf::io::connection_handle hdl, connecti
   }
   self->write(hdl, bytes.size() - sent, bytes.data() + sent);
   self->flush(hdl);
+}
+
+/// True when `hdl` names the socket its id says (CAF's default multiplexer
+/// makes a connection's handle from its socket): the peer the kernel gives
+/// for that descriptor is the one CAF gives for the handle. Checked on the
+/// first connection (it is how the multiplexer makes every handle), so that
+/// an answer is never sent on another socket; if it fails, every
+/// connection is answered through CAF.
+/// Nothing when it cannot tell (the client is already gone).
+std::optional<bool> handle_is_socket(ingress_broker* self, caf::io::connection_handle hdl) {
+  sockaddr_storage address{};
+  socklen_t size = sizeof(address);
+  auto fd = static_cast<int>(hdl.id());
+  if (static_cast<int64_t>(fd) != hdl.id())
+    return false;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0)
+    return std::nullopt;
+  char text[INET6_ADDRSTRLEN] = {};
+  uint16_t port = 0;
+  if (address.ss_family == AF_INET) {
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+    port = ntohs(v4->sin_port);
+  } else if (address.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+    port = ntohs(v6->sin6_port);
+  } else {
+    return false;
+  }
+  auto caf_address = self->remote_addr(hdl);
+  if (caf_address.empty())
+    return std::nullopt;
+  return port == self->remote_port(hdl) && text == caf_address;
 }
 
 /// Writes every ready response at the front of the queue, in order, at
@@ -925,6 +966,16 @@ caf::behavior ingress_behavior(ingress_broker* self,
       }
       auto conn = std::make_unique<connection>(st.context->http);
       conn->last_activity_ms = monotonic_now_ms();
+      if (!st.handles_checked) {
+        if (auto verdict = handle_is_socket(self, msg.handle)) {
+          st.handles_checked = true;
+          st.handles_are_sockets = *verdict;
+          if (!*verdict)
+            spdlog::warn("ingress: CAF's connection handles are not their sockets' numbers; "
+                         "answers go through CAF's write path");
+        }
+      }
+      conn->caf_writes = !st.handles_are_sockets;
       st.connections.emplace(msg.handle, std::move(conn));
       st.context->figures->http_connections = static_cast<int64_t>(st.connections.size());
       self->configure_read(msg.handle, caf::io::receive_policy::at_most(8 * 1024));

@@ -88,6 +88,12 @@ struct ingress_state {
   bool draining = false;
   bool handles_checked = false;     // on the first connection
   bool handles_are_sockets = false; // answers are sent on the handle's socket
+  // A connection's handle is its socket's number, which the next connection
+  // may get as soon as this one closes; a late answer to the old one must
+  // not take the new one's slot. So each connection numbers its responses
+  // from a base of its own, 2^32 apart: an old connection's sequences are
+  // all below a newer one's first.
+  uint64_t next_sequence_base = 0;
 
   // With peers: the slot table as last read from ctx.slots.
   slot_table slots;
@@ -966,6 +972,8 @@ caf::behavior ingress_behavior(ingress_broker* self,
       }
       auto conn = std::make_unique<connection>(st.context->http);
       conn->last_activity_ms = monotonic_now_ms();
+      conn->first_sequence = st.next_sequence_base;
+      st.next_sequence_base += uint64_t{1} << 32;
       if (!st.handles_checked) {
         if (auto verdict = handle_is_socket(self, msg.handle)) {
           st.handles_checked = true;

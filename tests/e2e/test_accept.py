@@ -486,6 +486,39 @@ class StartAndStop(unittest.TestCase):
         self.assertEqual(bus.stop(), 0)
         bus.destroy()
 
+    def test_a_late_answer_never_reaches_the_next_connection_on_its_socket(self):
+        # A connection is named by its socket's number, which the next
+        # connection gets once the first is closed. Client A sends a create and
+        # hangs up at once; client B connects (on A's number) and sends its own
+        # while A's is still held (http.gather_us): both are answered in one
+        # batch, A's first. B must get its own answer, never A's.
+        bus = Bus(self.pg.url, sets=["http.gather_us=400000"]).start()
+        client = Client("127.0.0.1", bus.port)
+
+        def create(order_no):
+            body = json.dumps({"merchant_order_no": order_no, "amount": 1, "currency": "CNY"}).encode()
+            headers = client.headers("POST", "/v1/payments", body)
+            return (b"POST /v1/payments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+                    + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body)
+
+        for attempt in range(5):
+            gone = socket.create_connection(("127.0.0.1", bus.port))
+            gone.sendall(create(f"T2-LATE-A{attempt}"))
+            gone.close()
+            # The bus saw A go (the one connection left is this look itself),
+            # so B's connection gets A's socket number.
+            bus.wait_metric("paybus_http_connections", lambda open_now: open_now <= 1)
+            answer = raw_http(bus.port, create(f"T2-LATE-B{attempt}"), timeout=10, read_all=False)
+            self.assertIn(b"HTTP/1.1 202", answer)
+            self.assertIn(f"T2-LATE-B{attempt}".encode(), answer)
+            self.assertNotIn(f"T2-LATE-A{attempt}".encode(), answer)
+        # A's creates were made all the same (it hung up after sending).
+        status, body, _ = client.request("GET", "/v1/payments?merchant_order_no=T2-LATE-A0")
+        self.assertEqual(status, 200, body)
+        client.close()
+        self.assertEqual(bus.stop(), 0)
+        bus.destroy()
+
     def test_second_bus_on_the_same_store_or_port_is_refused(self):
         bus = Bus(self.pg.url).start()
         code, output = run_paybusd(["--config", bus.config_path, "--set", "http.listen=127.0.0.1:0"])

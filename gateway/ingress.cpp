@@ -58,6 +58,7 @@ struct connection {
   int64_t partial_since_ms = 0;            // a request is arriving since
   bool closing = false;                    // no more requests are read
   bool caf_writes = false;                 // answers go through CAF's write buffer
+  bool held = false;                       // its requests wait until CAF wrote all
 };
 
 /// A request handed to another actor, waiting for its answer.
@@ -127,7 +128,10 @@ std::string error_response(int status, std::string_view code,
 /// (`conn_hdl_from_socket`), and nothing of this connection waits in CAF's
 /// buffer until the first send the socket does not take whole. From then on
 /// (a client that does not read, a full socket buffer, an error) every answer
-/// of that connection goes through CAF, in order, and CAF reports the errors.
+/// of that connection goes through CAF, in order, and CAF reports the errors;
+/// and its further requests are not read until CAF has written everything
+/// (`on_written`): a client that sends and never reads cannot make the bus
+/// hold more than the answers already asked for (at most http.max_pipeline).
 void write_answer(ingress_broker* self, caf::io::connection_handle hdl, connection& conn,
                   const std::string& bytes) {
   size_t sent = 0;
@@ -138,9 +142,29 @@ void write_answer(ingress_broker* self, caf::io::connection_handle hdl, connecti
       return;
     sent = n > 0 ? static_cast<size_t>(n) : 0;
     conn.caf_writes = true;
+    conn.held = true;
+    self->ack_writes(hdl, true);
+    self->halt(hdl);
   }
   self->write(hdl, bytes.size() - sent, bytes.data() + sent);
   self->flush(hdl);
+}
+
+/// CAF wrote some of a held connection's answers. Once nothing remains, its
+/// answers go straight to the socket again and its requests are read again.
+void on_written(ingress_broker* self, const caf::io::data_transferred_msg& msg) {
+  auto& st = self->state;
+  auto found = st.connections.find(msg.handle);
+  if (found == st.connections.end())
+    return;
+  auto& conn = *found->second;
+  conn.last_activity_ms = monotonic_now_ms();
+  if (!conn.held || msg.remaining > 0)
+    return;
+  conn.held = false;
+  conn.caf_writes = false;
+  self->ack_writes(msg.handle, false);
+  self->trigger(msg.handle);
 }
 
 /// True when `hdl` names the socket its id says (CAF's default multiplexer
@@ -989,6 +1013,7 @@ caf::behavior ingress_behavior(ingress_broker* self,
       self->configure_read(msg.handle, caf::io::receive_policy::at_most(8 * 1024));
     },
     [=](caf::io::new_data_msg& msg) { on_data(self, msg); },
+    [=](caf::io::data_transferred_msg& msg) { on_written(self, msg); },
     [=](caf::io::connection_closed_msg& msg) {
       auto& st = self->state;
       st.connections.erase(msg.handle);

@@ -100,34 +100,53 @@ bool keep_apart(sink_pointer self, batch_delivery& batch, const std::string& tab
   return true;
 }
 
-/// Sends the orders (all at once, or one by one to find a refused one).
-/// False if the database failed meanwhile (a retry is scheduled).
-bool send_orders(sink_pointer self, batch_delivery& batch) {
+/// The keys `keep_apart` asks the table about: an order's own, a result's
+/// pay_id.
+const payment_record& keys_of(const payment_record& record) {
+  return record;
+}
+
+payment_record keys_of(const payment_result& result) {
+  payment_record keys;
+  keys.pay_id = result.pay_id;
+  return keys;
+}
+
+/// Keeps apart each row of `rows` named in `pay_ids` (the table holds another
+/// under its keys). False if the database cannot say what it holds.
+template <class Row>
+bool keep_apart_named(sink_pointer self, batch_delivery& batch, const std::string& table,
+                      const std::vector<Row>& rows, const std::vector<std::string>& pay_ids,
+                      const char* why) {
+  for (const auto& pay_id : pay_ids)
+    for (const auto& row : rows)
+      if (row.pay_id == pay_id && !keep_apart(self, batch, table, keys_of(row), row_json(row), why))
+        return false;
+  return true;
+}
+
+/// Sends `rows` (outbox entries `entries`) with `insert(rows, error,
+/// differing)`, all at once, or one by one to find a refused one; rows the
+/// table holds otherwise are kept apart. False if the database failed
+/// meanwhile (a retry is scheduled).
+template <class Row, class Insert>
+bool send_rows(sink_pointer self, batch_delivery& batch, const std::string& table,
+               const std::vector<Row>& rows, const std::vector<size_t>& entries, Insert insert,
+               const char* why) {
   auto& st = self->state;
-  const auto& records = batch.rows.records;
   std::string error;
   std::vector<std::string> differing;
-  auto apart = [&](const std::vector<std::string>& pay_ids) {
-    for (const auto& pay_id : pay_ids)
-      for (const auto& record : records)
-        if (record.pay_id == pay_id
-            && !keep_apart(self, batch, "payment_orders", record, row_json(record),
-                           "the table holds another row under its pay_id or its "
-                           "(merchant_id, merchant_order_no)"))
-          return false;
-    return true;
-  };
-  if (st.database->insert_orders(records, error, &differing))
-    return apart(differing);
+  if (insert(rows, error, differing))
+    return keep_apart_named(self, batch, table, rows, differing, why);
   if (!st.database->rows_refused()) {
     database_down(self, error);
     return false;
   }
   // The database refused a row for what it holds: sent again, it would be
   // refused again, and hold back every row after it. Find it, row by row.
-  for (size_t i = 0; i < records.size(); ++i) {
-    if (st.database->insert_orders({records[i]}, error, &differing)) {
-      if (!apart(differing))
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (insert(std::vector<Row>{rows[i]}, error, differing)) {
+      if (!keep_apart_named(self, batch, table, rows, differing, why))
         return false;
       continue;
     }
@@ -135,9 +154,22 @@ bool send_orders(sink_pointer self, batch_delivery& batch) {
       database_down(self, error);
       return false;
     }
-    refuse(self, batch, batch.rows.record_entries[i], error);
+    refuse(self, batch, entries[i], error);
   }
   return true;
+}
+
+/// Sends the orders. False if the database failed meanwhile.
+bool send_orders(sink_pointer self, batch_delivery& batch) {
+  auto& database = *self->state.database;
+  auto insert = [&](const std::vector<payment_record>& records, std::string& error,
+                    std::vector<std::string>& differing) {
+    return database.insert_orders(records, error, &differing);
+  };
+  return send_rows(self, batch, "payment_orders", batch.rows.records,
+                   batch.rows.record_entries, insert,
+                   "the table holds another row under its pay_id or its "
+                   "(merchant_id, merchant_order_no)");
 }
 
 /// Sends the results; one whose order is kept apart is kept apart too.
@@ -162,45 +194,17 @@ bool send_results(sink_pointer self, batch_delivery& batch) {
       entries.push_back(batch.rows.result_entries[i]);
       continue;
     }
-    payment_record keys;
-    keys.pay_id = result.pay_id;
-    if (!keep_apart(self, batch, "payment_results", keys, row_json(result),
+    if (!keep_apart(self, batch, "payment_results", keys_of(result), row_json(result),
                     "its order is kept apart (the table holds another order under its keys)"))
       return false;
   }
-  std::string error;
-  std::vector<std::string> differing;
-  auto apart = [&](const std::vector<std::string>& pay_ids) {
-    for (const auto& pay_id : pay_ids)
-      for (const auto& result : results)
-        if (result.pay_id == pay_id) {
-          payment_record keys;
-          keys.pay_id = pay_id;
-          if (!keep_apart(self, batch, "payment_results", keys, row_json(result),
-                          "the table holds another result under its pay_id"))
-            return false;
-        }
-    return true;
+  auto& database = *st.database;
+  auto insert = [&](const std::vector<payment_result>& rows, std::string& error,
+                    std::vector<std::string>& differing) {
+    return database.insert_results(rows, error, &differing);
   };
-  if (st.database->insert_results(results, error, &differing))
-    return apart(differing);
-  if (!st.database->rows_refused()) {
-    database_down(self, error);
-    return false;
-  }
-  for (size_t i = 0; i < results.size(); ++i) {
-    if (st.database->insert_results({results[i]}, error, &differing)) {
-      if (!apart(differing))
-        return false;
-      continue;
-    }
-    if (!st.database->rows_refused()) {
-      database_down(self, error);
-      return false;
-    }
-    refuse(self, batch, entries[i], error);
-  }
-  return true;
+  return send_rows(self, batch, "payment_results", results, entries, insert,
+                   "the table holds another result under its pay_id");
 }
 
 /// Delivers one batch of the outbox. Returns false when there is nothing

@@ -248,6 +248,37 @@ std::vector<const char*> column_parameters(std::vector<pg_array_literal>& column
   return params;
 }
 
+/// Runs a batch's insert, which answers the pay_ids it did not take, then
+/// compares those rows alone with what the table holds: `differing` gets
+/// the pay_ids whose row the table holds otherwise. `run(sql, columns,
+/// rows)` executes one statement; `columns_of(rows)` builds its parameters.
+template <class Row, class ColumnsOf, class Run>
+bool insert_then_compare(const std::vector<Row>& batch, const std::string& insert_sql,
+                         const std::string& compare_sql, ColumnsOf columns_of, Run run,
+                         std::vector<std::string>* differing) {
+  std::vector<const Row*> all;
+  all.reserve(batch.size());
+  for (const auto& row : batch)
+    all.push_back(&row);
+  std::vector<std::string> not_taken;
+  if (!run(insert_sql, columns_of(all), not_taken))
+    return false;
+  if (differing != nullptr)
+    differing->clear();
+  if (not_taken.empty())
+    return true;
+  std::vector<const Row*> again;
+  for (const auto& row : batch)
+    if (std::find(not_taken.begin(), not_taken.end(), row.pay_id) != not_taken.end())
+      again.push_back(&row);
+  std::vector<std::string> held_otherwise;
+  if (!run(compare_sql, columns_of(again), held_otherwise))
+    return false;
+  if (differing != nullptr)
+    *differing = std::move(held_otherwise);
+  return true;
+}
+
 } // namespace
 
 std::string row_json(const payment_record& record) {
@@ -316,28 +347,11 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
     }
     return columns;
   };
-  std::vector<const payment_record*> all;
-  for (const auto& record : records)
-    all.push_back(&record);
-  auto columns = columns_of(all);
-  std::vector<std::string> not_taken;
-  if (!execute(sql, column_parameters(columns), error, &not_taken))
-    return false;
-  if (differing != nullptr)
-    differing->clear();
-  if (not_taken.empty())
-    return true;
-  std::vector<const payment_record*> again;
-  for (const auto& record : records)
-    if (std::find(not_taken.begin(), not_taken.end(), record.pay_id) != not_taken.end())
-      again.push_back(&record);
-  auto compared = columns_of(again);
-  std::vector<std::string> rows;
-  if (!execute(compare, column_parameters(compared), error, &rows))
-    return false;
-  if (differing != nullptr)
-    *differing = std::move(rows);
-  return true;
+  auto run = [&](const std::string& statement, std::vector<pg_array_literal> columns,
+                 std::vector<std::string>& rows) {
+    return execute(statement, column_parameters(columns), error, &rows);
+  };
+  return insert_then_compare(records, sql, compare, columns_of, run, differing);
 }
 
 bool pg_database::insert_results(const std::vector<payment_result>& results,
@@ -373,28 +387,11 @@ bool pg_database::insert_results(const std::vector<payment_result>& results,
     }
     return columns;
   };
-  std::vector<const payment_result*> all;
-  for (const auto& result : results)
-    all.push_back(&result);
-  auto columns = columns_of(all);
-  std::vector<std::string> not_taken;
-  if (!execute(sql, column_parameters(columns), error, &not_taken))
-    return false;
-  if (differing != nullptr)
-    differing->clear();
-  if (not_taken.empty())
-    return true;
-  std::vector<const payment_result*> again;
-  for (const auto& result : results)
-    if (std::find(not_taken.begin(), not_taken.end(), result.pay_id) != not_taken.end())
-      again.push_back(&result);
-  auto compared = columns_of(again);
-  std::vector<std::string> rows;
-  if (!execute(compare, column_parameters(compared), error, &rows))
-    return false;
-  if (differing != nullptr)
-    *differing = std::move(rows);
-  return true;
+  auto run = [&](const std::string& statement, std::vector<pg_array_literal> columns,
+                 std::vector<std::string>& rows) {
+    return execute(statement, column_parameters(columns), error, &rows);
+  };
+  return insert_then_compare(results, sql, compare, columns_of, run, differing);
 }
 
 std::optional<std::string> pg_database::rows_held(const std::string& table,

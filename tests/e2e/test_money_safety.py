@@ -431,6 +431,13 @@ REPLAY = os.path.join(os.environ.get("PAYBUS_BUILD", "build"), "tools", "paybus-
 
 
 class RowsKeptApart(unittest.TestCase):
+    def kept_apart(self, bus, pay_id):
+        """What the stopped bus's store keeps apart for pay_id (paybus-replay show)."""
+        shown = subprocess.run([REPLAY, "--store", os.path.join(bus.dir, "data", "store"), "show",
+                                pay_id], capture_output=True, text=True, timeout=30)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        return json.loads(shown.stdout)["database_conflicts"]
+
     def test_a_row_the_database_holds_otherwise_is_kept_apart_not_dropped(self):
         pg = PgCluster()
         pg.start()
@@ -458,14 +465,46 @@ class RowsKeptApart(unittest.TestCase):
                              [["0"]])
             self.assertIn("kept apart", bus.log())
             bus.stop()
-            shown = subprocess.run([REPLAY, "--store", os.path.join(bus.dir, "data", "store"), "show",
-                                    pay_id], capture_output=True, text=True, timeout=30)
-            self.assertEqual(shown.returncode, 0, shown.stderr)
-            kept = json.loads(shown.stdout)["database_conflicts"]
+            kept = self.kept_apart(bus, pay_id)
             self.assertEqual(sorted(k["table"] for k in kept), ["payment_orders", "payment_results"])
             order = next(k for k in kept if k["table"] == "payment_orders")
             self.assertEqual(order["ours"]["pay_id"], pay_id)
             self.assertEqual(order["theirs"][0]["pay_id"], "111111111111111111111111")
+        finally:
+            if bus is not None:
+                bus.destroy()
+            sim_a.destroy()
+            pg.destroy()
+
+    def test_a_result_the_database_holds_otherwise_is_kept_apart_not_dropped(self):
+        pg = PgCluster()
+        pg.start()
+        # The channel takes the payment and says so 4 s later: the order row
+        # reaches the database first, and another writer's result comes between.
+        sim_a = ChannelSim("sim-a").start()
+        sim_a.mode({"accepted_ratio": 1, "notify_delay_ms": 4000})
+        bus = None
+        try:
+            bus = Bus(pg.url, channels={"sim-a": (sim_a.url, 100)}).start()
+            with contextlib.closing(Client("127.0.0.1", bus.port)) as client:
+                pay_id = client.pay("APART-R")[1]["pay_id"]
+                pg.wait_rows(f"SELECT 1 FROM payment_orders WHERE pay_id = '{pay_id}'")
+                self.assertEqual(
+                    pg.query("INSERT INTO payment_results (pay_id, status, channel_id, amount, "
+                             f"finished_at, source) VALUES ('{pay_id}', 'FAILED', 'sim-a', 100, "
+                             "now(), 'channel') ON CONFLICT DO NOTHING RETURNING pay_id")[:1],
+                    [[pay_id]], "the bus's result reached the database before the other writer's")
+                self.assertEqual(wait_status(self, client, pay_id)["status"], "SUCCEEDED")
+                bus.wait_metric("paybus_db_rows_conflicting_total", lambda v: v == 1)
+                bus.wait_metric("paybus_db_backlog", lambda v: v == 0)
+            self.assertEqual(pg.query(f"SELECT status FROM payment_results WHERE pay_id = '{pay_id}'"),
+                             [["FAILED"]])
+            self.assertIn("the table holds another result under its pay_id", bus.log())
+            bus.stop()
+            kept = self.kept_apart(bus, pay_id)
+            self.assertEqual([k["table"] for k in kept], ["payment_results"])
+            self.assertEqual(kept[0]["ours"]["status"], "SUCCEEDED")
+            self.assertEqual(kept[0]["theirs"][0]["status"], "FAILED")
         finally:
             if bus is not None:
                 bus.destroy()

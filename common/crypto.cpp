@@ -11,7 +11,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
-#include <unordered_map>
+#include <map>
 #include <vector>
 
 #include <openssl/bio.h>
@@ -110,7 +110,7 @@ public:
   }
 
   EVP_MAC_CTX* get(std::string_view key) {
-    auto found = contexts_.find(std::string{key});
+    auto found = contexts_.find(key);  // no copy of the key to look it up
     if (found != contexts_.end())
       return EVP_MAC_init(found->second, nullptr, 0, nullptr) == 1 ? found->second : nullptr;
     if (contexts_.size() >= capacity)
@@ -144,7 +144,7 @@ private:
     contexts_.clear();
   }
 
-  std::unordered_map<std::string, EVP_MAC_CTX*> contexts_;
+  std::map<std::string, EVP_MAC_CTX*, std::less<>> contexts_;  // at most 64: six comparisons
 };
 
 void sha256(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {

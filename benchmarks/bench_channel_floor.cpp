@@ -42,7 +42,7 @@ paybus::crypto::pkey_ptr load(bool is_private, const char* path) {
   return key;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 6) {
@@ -65,17 +65,19 @@ int main(int argc, char** argv) {
   }
 
   tally counts;
-  paybus::channel_client client{std::move(settings), [&](uint64_t, paybus::channel_outcome outcome) {
-    std::lock_guard<std::mutex> guard{counts.mutex};
-    --counts.in_flight;
-    (outcome.status == paybus::channel_status::succeeded ? counts.succeeded : counts.other) += 1;
-    counts.answered.notify_one();
-  }};
+  paybus::channel_client client{
+    std::move(settings), [&](uint64_t, paybus::channel_outcome outcome) {
+      std::lock_guard<std::mutex> guard{counts.mutex};
+      --counts.in_flight;
+      (outcome.status == paybus::channel_status::succeeded ? counts.succeeded : counts.other) += 1;
+      counts.answered.notify_one();
+    }};
 
   using clock = std::chrono::steady_clock;
   auto start = clock::now();
   auto warm_until = start + std::chrono::seconds{2};
-  auto end = warm_until + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>{seconds});
+  auto end = warm_until
+             + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>{seconds});
   uint64_t next = 1;
   uint64_t warm_succeeded = 0;
   bool warm = false;

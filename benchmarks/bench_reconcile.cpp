@@ -72,7 +72,7 @@ int fail(const std::string& why) {
   return 1;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
@@ -160,8 +160,8 @@ int main(int argc, char** argv) {
         lines.push_back(line(i, amount));  // duplicate
     }
     for (int i = 0; i < 100; ++i) {
-      lines.push_back("F" + std::to_string(i) + ",9" + std::to_string(100000 + i) + ",100,CNY,SUCCEEDED,"
-                      + date + "T12:00:00Z\n");
+      lines.push_back("F" + std::to_string(i) + ",9" + std::to_string(100000 + i)
+                      + ",100,CNY,SUCCEEDED," + date + "T12:00:00Z\n");
       lines.push_back("M" + std::to_string(i) + ",not a line\n");
     }
     if (shuffle)
@@ -174,13 +174,14 @@ int main(int argc, char** argv) {
   auto bytes = std::filesystem::file_size(statement);
 
   reconciliation::store_bus_view bus{*store, [&](const payment_result& result) {
-    store_batch batch;
-    batch.results.push_back(result);
-    store_batch_answers answers;
-    if (!commit(*store, batch, answers).ok())
-      throw std::runtime_error("cannot write a repair");
-    return answers.results.at(0).joined && answers.results.at(0).changed;
-  }};
+                                       store_batch batch;
+                                       batch.results.push_back(result);
+                                       store_batch_answers answers;
+                                       if (!commit(*store, batch, answers).ok())
+                                         throw std::runtime_error("cannot write a repair");
+                                       return answers.results.at(0).joined
+                                              && answers.results.at(0).changed;
+                                     }};
   reconciliation::run_request request{"sim-a", date, statement, true};
   reconciliation::run_places places{dir + "/reports", dir + "/scratch"};
   reconciliation::statement_source source;
@@ -195,7 +196,8 @@ int main(int argc, char** argv) {
   double cpu_before = cpu_seconds();
   auto started = std::chrono::steady_clock::now();
   bool ok = reconciliation::run_reconciliation(request, source, places, bus, summary, error);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds
+    = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   double cpu = cpu_seconds() - cpu_before;
   long peak = peak_rss_kb();
   store.reset();
@@ -203,8 +205,8 @@ int main(int argc, char** argv) {
   if (!ok)
     return fail(error);
   std::printf("statement: %llu lines, %.1f MB, %s\n",
-              static_cast<unsigned long long>(summary.counts.lines), static_cast<double>(bytes) / 1e6,
-              shuffle ? "shuffled" : "in paid_at order");
+              static_cast<unsigned long long>(summary.counts.lines),
+              static_cast<double>(bytes) / 1e6, shuffle ? "shuffled" : "in paid_at order");
   std::printf("reconciled in %.2f s: %.0f lines/s, CPU %.2f s (%.2f us a line)\n", seconds,
               static_cast<double>(summary.counts.lines) / seconds, cpu,
               cpu * 1e6 / static_cast<double>(summary.counts.lines));

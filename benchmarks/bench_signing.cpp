@@ -35,9 +35,9 @@ const pkey_ptr& shared_key() {
   return key;
 }
 
-const std::string body =
-  R"({"pay_id":"0191a2b3c4d5e6f70000000000000001","amount":1999,"currency":"CNY",)"
-  R"("subject":"order A-1001","notify_url":"http://127.0.0.1:8080/v1/channels/sim-a/notify"})";
+const std::string body
+  = R"({"pay_id":"0191a2b3c4d5e6f70000000000000001","amount":1999,"currency":"CNY",)"
+    R"("subject":"order A-1001","notify_url":"http://127.0.0.1:8080/v1/channels/sim-a/notify"})";
 
 /// The whole of a request's signature: fresh nonce, canonical string, SHA-256,
 /// RSA, base64. One key shared by every thread, as the bus's signers share
@@ -116,9 +116,9 @@ BENCHMARK(private_key_operation_after)
 void verify_answer(benchmark::State& state) {
   auto headers = paybus::sign_rsa(shared_key().get(), "POST", "/v1/pay", body, 1'790'000'000'000);
   for (auto _ : state)
-    benchmark::DoNotOptimize(paybus::verify_rsa_message(
-      shared_key().get(), "POST", "/v1/pay", headers.timestamp, headers.nonce, headers.signature,
-      body, 1'790'000'000'000, 300));
+    benchmark::DoNotOptimize(
+      paybus::verify_rsa_message(shared_key().get(), "POST", "/v1/pay", headers.timestamp,
+                                 headers.nonce, headers.signature, body, 1'790'000'000'000, 300));
 }
 BENCHMARK(verify_answer)->Threads(1)->UseRealTime();
 
@@ -143,6 +143,6 @@ void merchant_hmac(benchmark::State& state) {
 }
 BENCHMARK(merchant_hmac)->Threads(1)->UseRealTime();
 
-} // namespace
+}  // namespace
 
 BENCHMARK_MAIN();

@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "actors/store/commit.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
-#include "actors/store/commit.hpp"
 #include "storage/local/local_store.hpp"
 
 using namespace paybus;
@@ -37,8 +37,9 @@ double round_read_ms(local_store& store) {
   std::vector<webhook_entry> due;
   std::optional<int64_t> next_due;
   auto started = std::chrono::steady_clock::now();
-  store.due_webhooks(forever, monotonic_now_ms(), [](const std::string&) { return size_t{3}; },
-                     cursor(), due, next_due);
+  store.due_webhooks(
+    forever, monotonic_now_ms(), [](const std::string&) { return size_t{3}; }, cursor(), due,
+    next_due);
   std::chrono::duration<double, std::milli> spent = std::chrono::steady_clock::now() - started;
   return spent.count();
 }
@@ -51,7 +52,7 @@ double mean_read_ms(local_store& store, int rounds) {
   return total / rounds;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   int delivered = argc > 1 ? std::atoi(argv[1]) : 100000;
@@ -101,9 +102,9 @@ int main(int argc, char** argv) {
               payments, first, later);
   std::vector<webhook_entry> all;
   std::optional<int64_t> next_due;
-  store->due_webhooks(forever, monotonic_now_ms(),
-                      [](const std::string&) { return std::numeric_limits<size_t>::max(); },
-                      cursor(), all, next_due);
+  store->due_webhooks(
+    forever, monotonic_now_ms(),
+    [](const std::string&) { return std::numeric_limits<size_t>::max(); }, cursor(), all, next_due);
   // As the notifier goes: a round, the deliveries it started, the next round.
   constexpr int per_round = 100;
   double reading = 0;

@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define PAYBUS_ASSERT(condition, what)                                                    \
-  do {                                                                                    \
-    if (!(condition)) {                                                                   \
-      std::fprintf(stderr, "paybus: invariant broken at %s:%d: %s (%s)\n", __FILE__,     \
-                   __LINE__, what, #condition);                                           \
-      std::abort();                                                                       \
-    }                                                                                     \
+#define PAYBUS_ASSERT(condition, what)                                                             \
+  do {                                                                                             \
+    if (!(condition)) {                                                                            \
+      std::fprintf(stderr, "paybus: invariant broken at %s:%d: %s (%s)\n", __FILE__, __LINE__,     \
+                   what, #condition);                                                              \
+      std::abort();                                                                                \
+    }                                                                                              \
   } while (false)

@@ -35,7 +35,7 @@ std::string openssl_error() {
   return text;
 }
 
-} // namespace
+}  // namespace
 
 struct certificate_verifier::x509_store {
   X509_STORE* store = nullptr;
@@ -56,10 +56,12 @@ std::string sign_sha256_base64(EVP_PKEY* key, std::string_view data) {
   size_t size = 0;
   if (ctx != nullptr && EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1
       && EVP_DigestSign(ctx, nullptr, &size, reinterpret_cast<const unsigned char*>(data.data()),
-                        data.size()) == 1) {
+                        data.size())
+           == 1) {
     signature.resize(size);
     if (EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature.data()), &size,
-                       reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1)
+                       reinterpret_cast<const unsigned char*>(data.data()), data.size())
+        == 1)
       signature.resize(size);
     else
       signature.clear();
@@ -159,7 +161,8 @@ bool certificate_verifier::verify(std::string_view certificate_pem, std::string_
         && EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1
         && EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
                             signature.size(), reinterpret_cast<const unsigned char*>(data.data()),
-                            data.size()) == 1)
+                            data.size())
+             == 1)
       ok = true;
     else
       error = "the command is not signed by the key of the certificate sent with it";
@@ -172,4 +175,4 @@ bool certificate_verifier::verify(std::string_view certificate_pem, std::string_
   return ok;
 }
 
-} // namespace paybus::crypto
+}  // namespace paybus::crypto

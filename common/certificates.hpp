@@ -37,13 +37,11 @@ class certificate_verifier {
 public:
   ~certificate_verifier();
   /// Loads the CA certificates of `cafile`; null with `error` if it cannot.
-  static std::unique_ptr<certificate_verifier> load(const std::string& cafile,
-                                                    std::string& error);
+  static std::unique_ptr<certificate_verifier> load(const std::string& cafile, std::string& error);
   /// True, with the certificate's subject, if `certificate_pem` chains to the
   /// CA and `signature_base64` is its key's SHA-256 signature of `data`.
   bool verify(std::string_view certificate_pem, std::string_view data,
-              std::string_view signature_base64, std::string& subject,
-              std::string& error) const;
+              std::string_view signature_base64, std::string& subject, std::string& error) const;
 
 private:
   certificate_verifier() = default;
@@ -51,4 +49,4 @@ private:
   x509_store* store_ = nullptr;
 };
 
-} // namespace paybus::crypto
+}  // namespace paybus::crypto

@@ -9,14 +9,12 @@ namespace paybus {
 
 int64_t unix_now_ms() {
   using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 int64_t monotonic_now_ms() {
   using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch())
-    .count();
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
 std::string format_rfc3339_ms(int64_t unix_ms) {
@@ -29,9 +27,8 @@ std::string format_rfc3339_ms(int64_t unix_ms) {
   struct tm utc {};
   gmtime_r(&seconds, &utc);
   char text[96];  // room for any int in each field, as the compiler counts
-  std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
-                utc.tm_min, utc.tm_sec, millis);
+  std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
   return text;
 }
 
@@ -41,7 +38,7 @@ bool parse_rfc3339_ms(const std::string& text, int64_t& unix_ms) {
   static constexpr std::string_view with_millis = "dddd-dd-ddTdd:dd:dd.dddZ";
   std::string_view form = text.size() == whole_seconds.size() ? whole_seconds
                           : text.size() == with_millis.size() ? with_millis
-                                                               : std::string_view{};
+                                                              : std::string_view{};
   if (form.empty())
     return false;
   for (size_t i = 0; i < form.size(); ++i) {
@@ -84,4 +81,4 @@ bool parse_utc_day(const std::string& day, int64_t& start_ms) {
   return day.size() == 10 && parse_rfc3339_ms(day + "T00:00:00Z", start_ms);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -27,4 +27,4 @@ bool parse_utc_day(const std::string& day, int64_t& start_ms);
 
 constexpr int64_t day_ms = 86'400'000;
 
-} // namespace paybus
+}  // namespace paybus

@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <string>
-#include <map>
 #include <vector>
 
 #include <openssl/bio.h>
@@ -50,9 +50,8 @@ bool check_rsa_size(EVP_PKEY* key, std::string& error) {
     return false;
   }
   if (EVP_PKEY_get_bits(key) < minimum_rsa_bits) {
-    error = "RSA key has " + std::to_string(EVP_PKEY_get_bits(key))
-            + " bits, at least " + std::to_string(minimum_rsa_bits)
-            + " required";
+    error = "RSA key has " + std::to_string(EVP_PKEY_get_bits(key)) + " bits, at least "
+            + std::to_string(minimum_rsa_bits) + " required";
     return false;
   }
   return true;
@@ -156,7 +155,7 @@ void sha256(std::string_view data, unsigned char (&digest)[SHA256_DIGEST_LENGTH]
     SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
 }
 
-} // namespace
+}  // namespace
 
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -215,8 +214,7 @@ bool base64_decode(std::string_view text, std::string& bytes) {
   if (text.empty() || text.size() % 4 != 0 || text.size() > 8192)
     return false;
   for (char c : text)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'
-          || c == '='))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '='))
       return false;
   bytes.assign(3 * text.size() / 4, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(bytes.data()),
@@ -294,8 +292,8 @@ size_t count_certificates(const std::string& path, std::string& error) {
       error = path + " is empty";
     return 0;
   }
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio{BIO_new_mem_buf(text.data(), static_cast<int>(text.size())),
-                                                 BIO_free};
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio{
+    BIO_new_mem_buf(text.data(), static_cast<int>(text.size())), BIO_free};
   size_t count = 0;
   ERR_clear_error();
   while (X509* certificate = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
@@ -371,8 +369,7 @@ private:
     EVP_PKEY* own = for_signing ? EVP_PKEY_dup(key) : nullptr;
     EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(own != nullptr ? own : key, nullptr);
     EVP_PKEY_free(own);  // the context holds its own reference
-    if (ctx != nullptr
-        && (for_signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) == 1
+    if (ctx != nullptr && (for_signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) == 1
         && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
         && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
       return ctx;
@@ -402,7 +399,7 @@ uint64_t thread_cpu_ns() {
   return static_cast<uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(now.tv_nsec);
 }
 
-} // namespace
+}  // namespace
 
 std::string rsa_sha256_sign_base64(EVP_PKEY* key, std::string_view data) {
   EVP_PKEY_CTX* ctx = key == nullptr ? nullptr : contexts.get(key, true);
@@ -447,11 +444,10 @@ std::string random_token(size_t length) {
   static constexpr char alphabet[]
     = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   std::string bytes(length, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()),
-             static_cast<int>(length));
+  RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(length));
   for (auto& c : bytes)
     c = alphabet[static_cast<unsigned char>(c) % 62];
   return bytes;
 }
 
-} // namespace paybus::crypto
+}  // namespace paybus::crypto

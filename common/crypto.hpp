@@ -38,7 +38,9 @@ std::string base64_encode(std::string_view bytes);
 bool base64_decode(std::string_view text, std::string& bytes);
 
 struct pkey_deleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+  void operator()(EVP_PKEY* key) const {
+    EVP_PKEY_free(key);
+  }
 };
 using pkey_ptr = std::shared_ptr<EVP_PKEY>;
 
@@ -83,4 +85,4 @@ bool rsa_sha256_verify_base64(EVP_PKEY* key, std::string_view data,
 /// Cryptographically random bytes rendered as [A-Za-z0-9], `length` long.
 std::string random_token(size_t length);
 
-} // namespace paybus::crypto
+}  // namespace paybus::crypto

@@ -48,10 +48,8 @@ std::string encode_switches(const switch_state& state) {
   nlohmann::json paused = nlohmann::json::object();
   for (auto which : all_degrade_switches)
     paused[to_string(which)] = state.is_paused(which);
-  return nlohmann::json{{"version", 1},
-                        {"channels", channels},
-                        {"paused", paused},
-                        {"log_level", state.log_level}}
+  return nlohmann::json{
+    {"version", 1}, {"channels", channels}, {"paused", paused}, {"log_level", state.log_level}}
     .dump();
 }
 
@@ -107,4 +105,4 @@ void live_switches::replace(switch_state next) {
   version_.fetch_add(1, std::memory_order_release);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -20,9 +20,10 @@ namespace paybus {
 /// Non-core work that can be paused at peak (API.md section 8, `degrade`).
 enum class degrade_switch : uint8_t { webhooks = 0, db_feed, order_repair, reconciliation };
 
-constexpr std::array<degrade_switch, 4> all_degrade_switches{
-  degrade_switch::webhooks, degrade_switch::db_feed, degrade_switch::order_repair,
-  degrade_switch::reconciliation};
+constexpr std::array<degrade_switch, 4> all_degrade_switches{degrade_switch::webhooks,
+                                                             degrade_switch::db_feed,
+                                                             degrade_switch::order_repair,
+                                                             degrade_switch::reconciliation};
 
 /// Its name in commands, JSON and metrics: "webhooks", "db_feed", ...
 const char* to_string(degrade_switch which);
@@ -105,4 +106,4 @@ private:
   switch_state state_;
 };
 
-} // namespace paybus
+}  // namespace paybus

@@ -8,8 +8,7 @@ namespace paybus {
 
 namespace {
 
-void append_metric(std::string& out, const char* name, const char* type,
-                   const char* help) {
+void append_metric(std::string& out, const char* name, const char* type, const char* help) {
   out += "# HELP ";
   out += name;
   out += ' ';
@@ -47,15 +46,14 @@ void append_histogram(std::string& out, const std::string& name, const Buckets& 
   append_value(out, name + "_count", static_cast<double>(count.load(std::memory_order_relaxed)));
 }
 
-} // namespace
+}  // namespace
 
 void metrics::count_response(int status_code, int64_t duration_us) {
   if (status_code >= 100 && status_code < 600)
     responses_by_code_[status_code].fetch_add(1, std::memory_order_relaxed);
   double seconds = static_cast<double>(duration_us) / 1e6;
   size_t bucket = 0;
-  while (bucket < duration_bounds_seconds.size()
-         && seconds > duration_bounds_seconds[bucket])
+  while (bucket < duration_bounds_seconds.size() && seconds > duration_bounds_seconds[bucket])
     ++bucket;
   duration_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
   duration_count_.fetch_add(1, std::memory_order_relaxed);
@@ -113,7 +111,8 @@ void metrics::observe_join_latency(int64_t latency_ms) {
     ++bucket;
   join_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
   join_count_.fetch_add(1, std::memory_order_relaxed);
-  join_sum_ms_.fetch_add(static_cast<uint64_t>(latency_ms < 0 ? 0 : latency_ms), std::memory_order_relaxed);
+  join_sum_ms_.fetch_add(static_cast<uint64_t>(latency_ms < 0 ? 0 : latency_ms),
+                         std::memory_order_relaxed);
 }
 
 void metrics::count_channel_request(const std::string& channel, const std::string& outcome) {
@@ -136,15 +135,16 @@ std::string metrics::render_prometheus() const {
   out.reserve(8192);
   auto load = [](const auto& x) { return static_cast<double>(x.load(std::memory_order_relaxed)); };
 
-#define PAYBUS_RENDER_METRIC(member, type, kind, help)                                        \
-  append_metric(out, "paybus_" #member, #kind, help);                                         \
+#define PAYBUS_RENDER_METRIC(member, type, kind, help)                                             \
+  append_metric(out, "paybus_" #member, #kind, help);                                              \
   append_value(out, "paybus_" #member, load(member));
   PAYBUS_SCALAR_METRICS(PAYBUS_RENDER_METRIC)
 #undef PAYBUS_RENDER_METRIC
 
   append_metric(out, "paybus_payment_results_total", "counter",
                 "Final payment results joined, by status.");
-  append_value(out, "paybus_payment_results_total{status=\"SUCCEEDED\"}", load(results_succeeded_total));
+  append_value(out, "paybus_payment_results_total{status=\"SUCCEEDED\"}",
+               load(results_succeeded_total));
   append_value(out, "paybus_payment_results_total{status=\"FAILED\"}", load(results_failed_total));
   append_value(out, "paybus_payment_results_total{status=\"CLOSED\"}", load(results_closed_total));
 
@@ -167,22 +167,29 @@ std::string metrics::render_prometheus() const {
   append_histogram(out, "paybus_join_latency_seconds", join_buckets_, load(join_sum_ms_) / 1000.0,
                    join_count_);
 
-  append_metric(out, "paybus_webhook_attempts_total", "counter",
-                "Merchant webhook attempts by result: delivered (a 2xx), retried (anything "
-                "else, tried again later), given_up (still failing after "
-                "notify.give_up_after_ms: logged and dropped), untargeted (no URL to send to: dropped).");
-  append_value(out, "paybus_webhook_attempts_total{result=\"delivered\"}", load(webhooks_delivered_total));
-  append_value(out, "paybus_webhook_attempts_total{result=\"retried\"}", load(webhooks_retried_total));
-  append_value(out, "paybus_webhook_attempts_total{result=\"given_up\"}", load(webhooks_given_up_total));
-  append_value(out, "paybus_webhook_attempts_total{result=\"untargeted\"}", load(webhooks_untargeted_total));
-  append_value(out, "paybus_webhook_attempts_total{result=\"unreadable\"}", load(webhooks_unreadable_total));
+  append_metric(
+    out, "paybus_webhook_attempts_total", "counter",
+    "Merchant webhook attempts by result: delivered (a 2xx), retried (anything "
+    "else, tried again later), given_up (still failing after "
+    "notify.give_up_after_ms: logged and dropped), untargeted (no URL to send to: dropped).");
+  append_value(out, "paybus_webhook_attempts_total{result=\"delivered\"}",
+               load(webhooks_delivered_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"retried\"}",
+               load(webhooks_retried_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"given_up\"}",
+               load(webhooks_given_up_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"untargeted\"}",
+               load(webhooks_untargeted_total));
+  append_value(out, "paybus_webhook_attempts_total{result=\"unreadable\"}",
+               load(webhooks_unreadable_total));
   {
     std::lock_guard<std::mutex> guard{channel_mutex_};
     append_metric(out, "paybus_channel_requests_total", "counter",
                   "Requests sent to payment channels, by channel and outcome.");
     for (const auto& [key, count] : channel_requests_)
-      append_value(out, "paybus_channel_requests_total{channel=\"" + key.first + "\",outcome=\""
-                          + key.second + "\"}",
+      append_value(out,
+                   "paybus_channel_requests_total{channel=\"" + key.first + "\",outcome=\""
+                     + key.second + "\"}",
                    static_cast<double>(count));
     append_metric(out, "paybus_channel_breaker_state", "gauge",
                   "Circuit breaker per channel: 0 closed, 1 open, 2 half-open, 3 held open by "
@@ -231,25 +238,28 @@ std::string metrics::render_prometheus() const {
                   "Lines and payments of finished reconciliation runs in each class but "
                   "matched, by channel and class.");
     for (const auto& [key, count] : reconciliation_differences_)
-      append_value(out, "paybus_reconciliation_differences_total{channel=\"" + key.first
-                          + "\",class=\"" + key.second + "\"}",
+      append_value(out,
+                   "paybus_reconciliation_differences_total{channel=\"" + key.first + "\",class=\""
+                     + key.second + "\"}",
                    static_cast<double>(count));
     append_metric(out, "paybus_reconciliation_last_success_timestamp_seconds", "gauge",
                   "When the last reconciliation run of each channel finished (unix seconds).");
     for (const auto& [channel, at] : reconciliation_success_ms_)
-      append_value(out, "paybus_reconciliation_last_success_timestamp_seconds{channel=\""
-                          + channel + "\"}",
-                   static_cast<double>(at) / 1000.0);
+      append_value(
+        out, "paybus_reconciliation_last_success_timestamp_seconds{channel=\"" + channel + "\"}",
+        static_cast<double>(at) / 1000.0);
   }
 
   auto usage = crypto::private_key_usage_so_far();
-  append_metric(out, "paybus_private_key_operations_total", "counter",
-                "RSA private-key operations (signed channel requests and RSA merchants' webhooks) made by this process.");
+  append_metric(
+    out, "paybus_private_key_operations_total", "counter",
+    "RSA private-key operations (signed channel requests and RSA merchants' webhooks) made by this process.");
   append_value(out, "paybus_private_key_operations_total", static_cast<double>(usage.operations));
   append_metric(out, "paybus_private_key_cpu_seconds_total", "counter",
                 "CPU time spent inside those operations.");
-  append_value(out, "paybus_private_key_cpu_seconds_total", static_cast<double>(usage.cpu_ns) / 1e9);
+  append_value(out, "paybus_private_key_cpu_seconds_total",
+               static_cast<double>(usage.cpu_ns) / 1e9);
   return out;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -28,8 +28,7 @@ bool nonce_cache::seen(std::string_view principal, std::string_view nonce) const
   return hashes_.count(key(principal, nonce)) > 0;
 }
 
-void nonce_cache::remember(std::string_view principal, std::string_view nonce,
-                           int64_t seen_at_ms) {
+void nonce_cache::remember(std::string_view principal, std::string_view nonce, int64_t seen_at_ms) {
   auto hash = key(principal, nonce);
   if (hashes_.insert(hash).second)
     by_time_.emplace_back(seen_at_ms, hash);
@@ -42,4 +41,4 @@ void nonce_cache::expire(int64_t now_ms) {
   }
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -16,8 +16,7 @@ public:
   }
 
   bool seen(std::string_view principal, std::string_view nonce) const;
-  void remember(std::string_view principal, std::string_view nonce,
-                int64_t seen_at_ms);
+  void remember(std::string_view principal, std::string_view nonce, int64_t seen_at_ms);
   void expire(int64_t now_ms);
   size_t size() const {
     return hashes_.size();
@@ -31,4 +30,4 @@ private:
   std::deque<std::pair<int64_t, uint64_t>> by_time_;
 };
 
-} // namespace paybus
+}  // namespace paybus

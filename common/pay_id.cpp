@@ -1,6 +1,5 @@
 #include "common/pay_id.hpp"
 
-
 namespace paybus {
 
 namespace {
@@ -13,7 +12,7 @@ void put_digits(char* end, size_t width, int64_t value) {
   }
 }
 
-} // namespace
+}  // namespace
 
 std::string format_pay_id(const pay_id_parts& parts) {
   // Issued once a payment on the ingress thread: digits by hand, not printf.
@@ -46,8 +45,7 @@ std::optional<pay_id_parts> parse_pay_id(std::string_view text) {
   return parts;
 }
 
-pay_id_generator::pay_id_generator(int32_t instance_id, int32_t shard,
-                                   int64_t floor_ms)
+pay_id_generator::pay_id_generator(int32_t instance_id, int32_t shard, int64_t floor_ms)
   : instance_id_(instance_id),
     shard_(shard),
     step_ms_(floor_ms),
@@ -68,4 +66,4 @@ std::string pay_id_generator::next(int64_t now_ms) {
   return format_pay_id({step_ms_, instance_id_, shard_, counter_});
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -51,4 +51,4 @@ private:
   int32_t counter_;
 };
 
-} // namespace paybus
+}  // namespace paybus

@@ -18,8 +18,7 @@ std::string canonical_string_hashed(std::string_view method, std::string_view ta
                                     std::string_view timestamp, std::string_view nonce,
                                     std::string_view body_sha256_hex) {
   std::string text;
-  text.reserve(method.size() + target.size() + timestamp.size() + nonce.size()
-               + 68);
+  text.reserve(method.size() + target.size() + timestamp.size() + nonce.size() + 68);
   text.append(method);
   text.push_back('\n');
   text.append(target);
@@ -36,8 +35,8 @@ bool valid_nonce(std::string_view nonce) {
   if (nonce.size() < 16 || nonce.size() > 64)
     return false;
   for (char c : nonce)
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-          || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+          || c == '-'))
       return false;
   return true;
 }
@@ -58,8 +57,7 @@ bool parse_timestamp(std::string_view text, int64_t& seconds) {
 bool parse_signature_header(std::string_view header, std::string_view& scheme,
                             std::string_view& value) {
   auto equals = header.find('=');
-  if (equals == std::string_view::npos || equals == 0
-      || equals + 1 >= header.size())
+  if (equals == std::string_view::npos || equals == 0 || equals + 1 >= header.size())
     return false;
   scheme = header.substr(0, equals);
   value = header.substr(equals + 1);
@@ -78,11 +76,10 @@ signature_headers fresh_headers(std::string_view method, std::string_view target
   return out;
 }
 
-} // namespace
+}  // namespace
 
-signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
-                           std::string_view target, std::string_view body,
-                           int64_t now_ms) {
+signature_headers sign_rsa(EVP_PKEY* key, std::string_view method, std::string_view target,
+                           std::string_view body, int64_t now_ms) {
   std::string canonical;
   auto out = fresh_headers(method, target, body, now_ms, canonical);
   out.signature = "rsa-sha256=" + crypto::rsa_sha256_sign_base64(key, canonical);
@@ -90,28 +87,25 @@ signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
 }
 
 signature_headers sign_hmac(std::string_view secret, std::string_view method,
-                            std::string_view target, std::string_view body,
-                            int64_t now_ms) {
+                            std::string_view target, std::string_view body, int64_t now_ms) {
   std::string canonical;
   auto out = fresh_headers(method, target, body, now_ms, canonical);
   out.signature = "hmac-sha256=" + crypto::hmac_sha256_hex(secret, canonical);
   return out;
 }
 
-bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
-                        std::string_view target, std::string_view timestamp,
-                        std::string_view nonce, std::string_view signature,
-                        std::string_view body, int64_t now_ms,
+bool verify_rsa_message(EVP_PKEY* key, std::string_view method, std::string_view target,
+                        std::string_view timestamp, std::string_view nonce,
+                        std::string_view signature, std::string_view body, int64_t now_ms,
                         int64_t window_seconds) {
   return verify_rsa_message_hashed(key, method, target, timestamp, nonce, signature,
                                    crypto::sha256_hex(body), now_ms, window_seconds);
 }
 
-bool verify_rsa_message_hashed(EVP_PKEY* key, std::string_view method,
-                               std::string_view target, std::string_view timestamp,
-                               std::string_view nonce, std::string_view signature,
-                               std::string_view body_sha256_hex, int64_t now_ms,
-                               int64_t window_seconds) {
+bool verify_rsa_message_hashed(EVP_PKEY* key, std::string_view method, std::string_view target,
+                               std::string_view timestamp, std::string_view nonce,
+                               std::string_view signature, std::string_view body_sha256_hex,
+                               int64_t now_ms, int64_t window_seconds) {
   int64_t seconds = 0;
   std::string_view scheme;
   std::string_view value;
@@ -148,4 +142,4 @@ void take_signature_header(std::string_view line, received_signature& into) {
     into.channel = value;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -39,31 +39,27 @@ struct signature_headers {
 };
 
 /// Signs METHOD/TARGET/body now with an RSA key (fresh timestamp and nonce).
-signature_headers sign_rsa(EVP_PKEY* key, std::string_view method,
-                           std::string_view target, std::string_view body,
-                           int64_t now_ms);
+signature_headers sign_rsa(EVP_PKEY* key, std::string_view method, std::string_view target,
+                           std::string_view body, int64_t now_ms);
 
 /// Signs with an HMAC secret (merchant webhooks of hmac merchants).
 signature_headers sign_hmac(std::string_view secret, std::string_view method,
-                            std::string_view target, std::string_view body,
-                            int64_t now_ms);
+                            std::string_view target, std::string_view body, int64_t now_ms);
 
 /// Verifies an rsa-sha256 signature of a channel message (request, response
 /// or notification): headers well-formed, timestamp within the window,
 /// signature valid. Nonces are the caller's business.
-bool verify_rsa_message(EVP_PKEY* key, std::string_view method,
-                        std::string_view target, std::string_view timestamp,
-                        std::string_view nonce, std::string_view signature,
-                        std::string_view body, int64_t now_ms,
+bool verify_rsa_message(EVP_PKEY* key, std::string_view method, std::string_view target,
+                        std::string_view timestamp, std::string_view nonce,
+                        std::string_view signature, std::string_view body, int64_t now_ms,
                         int64_t window_seconds);
 
 /// The same over a body given by its hash (hex SHA-256): a statement,
 /// streamed to a file while it was hashed.
-bool verify_rsa_message_hashed(EVP_PKEY* key, std::string_view method,
-                               std::string_view target, std::string_view timestamp,
-                               std::string_view nonce, std::string_view signature,
-                               std::string_view body_sha256_hex, int64_t now_ms,
-                               int64_t window_seconds);
+bool verify_rsa_message_hashed(EVP_PKEY* key, std::string_view method, std::string_view target,
+                               std::string_view timestamp, std::string_view nonce,
+                               std::string_view signature, std::string_view body_sha256_hex,
+                               int64_t now_ms, int64_t window_seconds);
 
 /// The signature headers of a channel's answer, as received.
 struct received_signature {
@@ -76,4 +72,4 @@ struct received_signature {
 /// Takes one raw header line ("Name: value\r\n") if it is one of the four.
 void take_signature_header(std::string_view line, received_signature& into);
 
-} // namespace paybus
+}  // namespace paybus

@@ -26,4 +26,4 @@ inline bool valid_channel_txn_id(std::string_view text) {
   return text.size() <= 128 && printable_text(text);
 }
 
-} // namespace paybus
+}  // namespace paybus

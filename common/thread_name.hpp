@@ -15,4 +15,4 @@ inline void name_this_thread(std::string_view name) {
   pthread_setname_np(pthread_self(), text.c_str());
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -56,8 +56,7 @@ public:
     }
   }
 
-  void integer(const std::string& key, int64_t& value, int64_t minimum,
-               int64_t maximum) {
+  void integer(const std::string& key, int64_t& value, int64_t minimum, int64_t maximum) {
     known_.insert(key);
     int64_t read = value;
     if (auto it = overrides_.find(key); it != overrides_.end()) {
@@ -73,8 +72,7 @@ public:
     }
     if (read < minimum || read > maximum)
       return fail(key, "must be between " + std::to_string(minimum) + " and "
-                         + std::to_string(maximum) + ", got "
-                         + std::to_string(read));
+                         + std::to_string(maximum) + ", got " + std::to_string(read));
     value = read;
   }
 
@@ -160,8 +158,7 @@ private:
       } else if (auto* array = node->as_array()) {
         char* end = nullptr;
         auto index = std::strtoul(part.c_str(), &end, 10);
-        node = (*end == '\0' && index < array->size()) ? array->get(index)
-                                                       : nullptr;
+        node = (*end == '\0' && index < array->size()) ? array->get(index) : nullptr;
       } else {
         node = nullptr;
       }
@@ -263,32 +260,35 @@ void read_all(key_reader& in, settings& out) {
                    || !out.admin_cafile.empty();
   if (!out.admin_listen.empty()
       && !split_host_port(out.admin_listen, out.admin_host, out.admin_port))
-    in.fail("admin.listen", "expected HOST:PORT (or \"\" for no admin console), got '"
-                              + out.admin_listen + "'");
+    in.fail("admin.listen",
+            "expected HOST:PORT (or \"\" for no admin console), got '" + out.admin_listen + "'");
   else if (admin_tls) {
-    for (auto [key, path] : {std::pair{"admin.certificate", &out.admin_certificate},
-                             std::pair{"admin.key", &out.admin_key},
-                             std::pair{"admin.cafile", &out.admin_cafile}}) {
+    for (auto [key, path] :
+         {std::pair{"admin.certificate", &out.admin_certificate},
+          std::pair{"admin.key", &out.admin_key}, std::pair{"admin.cafile", &out.admin_cafile}}) {
       if (path->empty())
         in.fail(key, "mutual TLS needs admin.certificate, admin.key and admin.cafile together");
       else if (::access(path->c_str(), R_OK) != 0)
         in.fail(key, "cannot read '" + *path + "': " + std::strerror(errno));
     }
   } else if (!out.admin_listen.empty() && !is_loopback_host(out.admin_host))
-    in.fail("admin.listen", "'" + out.admin_listen + "' is not a loopback address: an admin "
-                            "console reachable from other machines needs admin.certificate, "
-                            "admin.key and admin.cafile (mutual TLS)");
+    in.fail("admin.listen", "'" + out.admin_listen
+                              + "' is not a loopback address: an admin "
+                                "console reachable from other machines needs admin.certificate, "
+                                "admin.key and admin.cafile (mutual TLS)");
 
   in.string("cluster.listen", out.cluster_listen);
   in.strings("cluster.peers", out.cluster_peers);
   if (!out.cluster_listen.empty()
       && !split_host_port(out.cluster_listen, out.cluster_host, out.cluster_port))
-    in.fail("cluster.listen", "expected HOST:PORT (or \"\" for an instance alone), got '"
-                                + out.cluster_listen + "'");
+    in.fail("cluster.listen",
+            "expected HOST:PORT (or \"\" for an instance alone), got '" + out.cluster_listen + "'");
   else if (!out.cluster_listen.empty() && !admin_tls && !is_loopback_host(out.cluster_host))
-    in.fail("cluster.listen", "'" + out.cluster_listen + "' is not a loopback address: peers on "
-                              "other machines need admin.certificate, admin.key and admin.cafile "
-                              "(mutual TLS, shared with the admin console)");
+    in.fail("cluster.listen",
+            "'" + out.cluster_listen
+              + "' is not a loopback address: peers on "
+                "other machines need admin.certificate, admin.key and admin.cafile "
+                "(mutual TLS, shared with the admin console)");
   for (size_t i = 0; i < out.cluster_peers.size(); ++i) {
     std::string host;
     uint16_t port = 0;
@@ -296,9 +296,10 @@ void read_all(key_reader& in, settings& out) {
       in.fail("cluster.peers", "entry " + std::to_string(i) + ": expected HOST:PORT, got '"
                                  + out.cluster_peers[i] + "'");
     else if (!admin_tls && !is_loopback_host(host))
-      in.fail("cluster.peers", "'" + out.cluster_peers[i] + "' is not a loopback address: "
-                               "peers on other machines need mutual TLS (admin.certificate, "
-                               "admin.key, admin.cafile)");
+      in.fail("cluster.peers", "'" + out.cluster_peers[i]
+                                 + "' is not a loopback address: "
+                                   "peers on other machines need mutual TLS (admin.certificate, "
+                                   "admin.key, admin.cafile)");
   }
   if (out.cluster_listen.empty() && !out.cluster_peers.empty())
     in.fail("cluster.peers", "peers need cluster.listen: an instance alone has none");
@@ -339,7 +340,8 @@ void read_all(key_reader& in, settings& out) {
   in.integer("actors.threads", out.scheduler_threads, 0, 256);
 
   in.string("log.level", out.log_level);
-  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+  static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
+                                            "error", "critical", "off"};
   if (!levels.count(out.log_level))
     in.fail("log.level", "expected one of trace, debug, info, warn, error, critical, off");
 
@@ -359,7 +361,8 @@ void read_all(key_reader& in, settings& out) {
       in.fail(prefix + "id", "duplicate merchant id '" + merchant.id + "'");
     if (merchant.auth == "hmac-sha256") {
       if (merchant.secret.size() < 8)
-        in.fail(prefix + "secret", "an hmac-sha256 merchant needs a secret of at least 8 characters");
+        in.fail(prefix + "secret",
+                "an hmac-sha256 merchant needs a secret of at least 8 characters");
     } else if (merchant.auth == "rsa-sha256") {
       if (merchant.public_key_path.empty())
         in.fail(prefix + "public_key", "an rsa-sha256 merchant needs a public key PEM path");
@@ -388,7 +391,8 @@ void read_all(key_reader& in, settings& out) {
     in.integer(prefix + "settle_ms", channel.settle_ms, 0, 3'600'000);
     in.string(prefix + "statement_url", channel.statement_url);
     if (channel.statement_url.empty())
-      channel.statement_url = channel.url + (channel.url.empty() || channel.url.back() != '/' ? "/" : "")
+      channel.statement_url = channel.url
+                              + (channel.url.empty() || channel.url.back() != '/' ? "/" : "")
                               + "v1/statements/{date}";
     else if (channel.statement_url.find("{date}") == std::string::npos
              || (!valid_http_url(channel.statement_url)
@@ -410,18 +414,16 @@ void read_all(key_reader& in, settings& out) {
   in.refuse_unknown();
 }
 
-} // namespace
+}  // namespace
 
 bool is_loopback_host(const std::string& host) {
   if (host == "localhost" || host == "::1")
     return true;
   in_addr address{};
-  return ::inet_pton(AF_INET, host.c_str(), &address) == 1
-         && (ntohl(address.s_addr) >> 24) == 127;
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
 }
 
-bool split_host_port(const std::string& text, std::string& host,
-                     uint16_t& port) {
+bool split_host_port(const std::string& text, std::string& host, uint16_t& port) {
   auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
     return false;
@@ -477,9 +479,8 @@ bool parse_settings_text(const std::string& text, const std::string& source_name
     root = toml::parse(text, source_name);
   } catch (const toml::parse_error& failure) {
     const auto& where = failure.source().begin;
-    error = source_name + ":" + std::to_string(where.line) + ":"
-            + std::to_string(where.column) + ": "
-            + std::string{failure.description()};
+    error = source_name + ":" + std::to_string(where.line) + ":" + std::to_string(where.column)
+            + ": " + std::string{failure.description()};
     return false;
   }
   key_reader in{root, std::move(override_map)};
@@ -492,20 +493,18 @@ bool parse_settings_text(const std::string& text, const std::string& source_name
   return true;
 }
 
-} // namespace
+}  // namespace
 
 bool parse_settings(const std::string& text, const std::string& source_name,
-                    const std::vector<std::string>& overrides, settings& out,
-                    std::string& error) {
+                    const std::vector<std::string>& overrides, settings& out, std::string& error) {
   if (parse_settings_text(text, source_name, overrides, out, error))
     return true;
   error = one_line(error);
   return false;
 }
 
-bool load_settings(const std::string& path,
-                   const std::vector<std::string>& overrides, settings& out,
-                   std::string& error) {
+bool load_settings(const std::string& path, const std::vector<std::string>& overrides,
+                   settings& out, std::string& error) {
   std::ifstream file{path};
   if (!file) {
     error = "cannot read config file " + path;
@@ -516,4 +515,4 @@ bool load_settings(const std::string& path,
   return parse_settings(text.str(), path, overrides, out, error);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -9,17 +9,18 @@ namespace paybus {
 
 struct merchant_settings {
   std::string id;
-  std::string auth;            // "hmac-sha256" or "rsa-sha256"
-  std::string secret;          // hmac only; never logged
-  std::string public_key_path; // rsa only
-  std::string notify_url;      // optional default webhook target
+  std::string auth;             // "hmac-sha256" or "rsa-sha256"
+  std::string secret;           // hmac only; never logged
+  std::string public_key_path;  // rsa only
+  std::string notify_url;       // optional default webhook target
 };
 
 struct channel_settings {
   std::string id;
   std::string url;
   std::string public_key_path;
-  std::string ca_file;  // https only: the certificates that verify the channel's (else the system's)
+  // https only: the certificates that verify the channel's (else the system's).
+  std::string ca_file;
   int64_t weight = 100;
   int64_t timeout_ms = 3000;
   int64_t concurrency = 4;
@@ -105,20 +106,17 @@ struct settings {
 /// Reads `path` and applies `overrides` ("dotted.key=value", value read as
 /// the key's type). Returns false with one line naming the key in `error`.
 /// Unknown keys, in the file or in an override, are errors too.
-bool load_settings(const std::string& path,
-                   const std::vector<std::string>& overrides, settings& out,
-                   std::string& error);
+bool load_settings(const std::string& path, const std::vector<std::string>& overrides,
+                   settings& out, std::string& error);
 
 /// Same, from TOML text (tests).
 bool parse_settings(const std::string& text, const std::string& source_name,
-                    const std::vector<std::string>& overrides, settings& out,
-                    std::string& error);
+                    const std::vector<std::string>& overrides, settings& out, std::string& error);
 
 /// Splits "host:port"; false if malformed.
 /// Whether `host` names this machine only: localhost, 127.0.0.0/8 or ::1.
 bool is_loopback_host(const std::string& host);
 
-bool split_host_port(const std::string& text, std::string& host,
-                     uint16_t& port);
+bool split_host_port(const std::string& text, std::string& host, uint16_t& port);
 
-} // namespace paybus
+}  // namespace paybus

@@ -14,7 +14,7 @@ bool equals_ignore_case(const std::string& a, const char* b) {
   return strcasecmp(a.c_str(), b) == 0;
 }
 
-} // namespace
+}  // namespace
 
 struct http_callbacks {
   static http_request_parser& self(::http_parser* parser) {
@@ -77,8 +77,7 @@ struct http_callbacks {
     return 0;
   }
 
-  static int on_header_field(::http_parser* parser, const char* at,
-                             size_t length) {
+  static int on_header_field(::http_parser* parser, const char* at, size_t length) {
     auto& p = self(parser);
     if (!count_header_bytes(p, length))
       return fail(p, 431);
@@ -90,8 +89,7 @@ struct http_callbacks {
     return 0;
   }
 
-  static int on_header_value(::http_parser* parser, const char* at,
-                             size_t length) {
+  static int on_header_value(::http_parser* parser, const char* at, size_t length) {
     auto& p = self(parser);
     if (!count_header_bytes(p, length))
       return fail(p, 431);
@@ -157,13 +155,11 @@ http_request_parser::http_request_parser(http_limits limits)
 
 http_request_parser::~http_request_parser() = default;
 
-int http_request_parser::feed(const char* data, size_t size,
-                              std::vector<http_request>& out) {
+int http_request_parser::feed(const char* data, size_t size, std::vector<http_request>& out) {
   if (error_status_ != 0)
     return error_status_;
   out_ = &out;
-  size_t parsed = http_parser_execute(parser_.get(), &http_callbacks::settings(),
-                                      data, size);
+  size_t parsed = http_parser_execute(parser_.get(), &http_callbacks::settings(), data, size);
   out_ = nullptr;
   if (error_status_ != 0)
     return error_status_;
@@ -184,27 +180,41 @@ int http_request_parser::feed(const char* data, size_t size,
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
-std::string http_response(int status, std::string_view content_type,
-                          std::string_view body, bool keep_alive,
-                          std::string_view extra_headers) {
+std::string http_response(int status, std::string_view content_type, std::string_view body,
+                          bool keep_alive, std::string_view extra_headers) {
   std::string out;
   out.reserve(160 + body.size() + extra_headers.size());
   out.append("HTTP/1.1 ");
@@ -215,8 +225,7 @@ std::string http_response(int status, std::string_view content_type,
   out.append(content_type);
   out.append("\r\nContent-Length: ");
   out.append(std::to_string(body.size()));
-  out.append(keep_alive ? "\r\nConnection: keep-alive\r\n"
-                        : "\r\nConnection: close\r\n");
+  out.append(keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
   out.append(extra_headers);
   out.append("\r\n");
   out.append(body);
@@ -228,11 +237,21 @@ void append_json_string(std::string& out, std::string_view text) {
   out.push_back('"');
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out.append("\\u00");
@@ -255,4 +274,4 @@ std::string error_json(std::string_view code, std::string_view message) {
   return out;
 }
 
-} // namespace paybus
+}  // namespace paybus

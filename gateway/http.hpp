@@ -71,9 +71,8 @@ private:
 };
 
 /// Serializes a response. `extra_headers` are complete "Name: value\r\n" lines.
-std::string http_response(int status, std::string_view content_type,
-                          std::string_view body, bool keep_alive,
-                          std::string_view extra_headers = {});
+std::string http_response(int status, std::string_view content_type, std::string_view body,
+                          bool keep_alive, std::string_view extra_headers = {});
 
 /// {"error": {"code": ..., "message": ...}}
 std::string error_json(std::string_view code, std::string_view message);
@@ -83,4 +82,4 @@ void append_json_string(std::string& out, std::string_view text);
 
 const char* reason_phrase(int status);
 
-} // namespace paybus
+}  // namespace paybus

@@ -14,8 +14,8 @@
 #include <caf/io/doorman.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/system_messages.hpp>
-#include <caf/stateful_actor.hpp>
 #include <caf/sec.hpp>
+#include <caf/stateful_actor.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -23,10 +23,10 @@
 #include "actors/cluster/slot_table.hpp"
 #include "actors/payment/settlement.hpp"
 #include "common/clock.hpp"
+#include "common/metrics.hpp"
 #include "common/pay_id.hpp"
 #include "common/text.hpp"
 #include "common/thread_name.hpp"
-#include "common/metrics.hpp"
 #include "gateway/render.hpp"
 #include "gateway/requests.hpp"
 #include "storage/local/local_store.hpp"
@@ -55,10 +55,10 @@ struct connection {
   std::deque<pending_response> responses;  // in request order
   uint64_t first_sequence = 0;             // sequence of responses.front()
   int64_t last_activity_ms = 0;
-  int64_t partial_since_ms = 0;            // a request is arriving since
-  bool closing = false;                    // no more requests are read
-  bool caf_writes = false;                 // answers go through CAF's write buffer
-  bool held = false;                       // its requests wait until CAF wrote all
+  int64_t partial_since_ms = 0;  // a request is arriving since
+  bool closing = false;          // no more requests are read
+  bool caf_writes = false;       // answers go through CAF's write buffer
+  bool held = false;             // its requests wait until CAF wrote all
 };
 
 /// A request handed to another actor, waiting for its answer.
@@ -71,8 +71,7 @@ struct call {
 
 struct ingress_state {
   std::shared_ptr<const ingress_context> context;
-  std::unordered_map<caf::io::connection_handle, std::unique_ptr<connection>>
-    connections;
+  std::unordered_map<caf::io::connection_handle, std::unique_ptr<connection>> connections;
   std::unique_ptr<nonce_cache> nonces;
   caf::io::accept_handle listener;
   // Calls in flight and their deadlines (one timeout for all, so the deque
@@ -87,8 +86,8 @@ struct ingress_state {
   std::vector<nonce_accepted> create_nonces;
   bool creates_flush_queued = false;
   bool draining = false;
-  bool handles_checked = false;     // on the first connection
-  bool handles_are_sockets = false; // answers are sent on the handle's socket
+  bool handles_checked = false;      // on the first connection
+  bool handles_are_sockets = false;  // answers are sent on the handle's socket
   // A connection's handle is its socket's number, which the next connection
   // may get as soon as this one closes; a late answer to the old one must
   // not take the new one's slot. So each connection numbers its responses
@@ -114,11 +113,9 @@ int64_t now_us() {
   return monotonic_now_ms() * 1000;
 }
 
-std::string error_response(int status, std::string_view code,
-                           std::string_view message, bool keep_alive,
-                           std::string_view extra_headers = {}) {
-  return http_response(status, json_type, error_json(code, message), keep_alive,
-                       extra_headers);
+std::string error_response(int status, std::string_view code, std::string_view message,
+                           bool keep_alive, std::string_view extra_headers = {}) {
+  return http_response(status, json_type, error_json(code, message), keep_alive, extra_headers);
 }
 
 /// Hands `bytes` to the connection's socket. CAF's own write path registers
@@ -217,8 +214,7 @@ void flush_ready(ingress_broker* self, caf::io::connection_handle hdl) {
       batch.swap(response.bytes);
     else
       batch += response.bytes;
-    st.context->figures->count_response(response.status,
-                                        now_us() - response.started_us);
+    st.context->figures->count_response(response.status, now_us() - response.started_us);
     close_after = response.close_after;
     conn.responses.pop_front();
     ++conn.first_sequence;
@@ -235,16 +231,14 @@ void flush_ready(ingress_broker* self, caf::io::connection_handle hdl) {
 }
 
 /// Fills the response slot `sequence` of connection `hdl`, if both still exist.
-void complete(ingress_broker* self, caf::io::connection_handle hdl,
-              uint64_t sequence, int status, std::string bytes,
-              bool close_after) {
+void complete(ingress_broker* self, caf::io::connection_handle hdl, uint64_t sequence, int status,
+              std::string bytes, bool close_after) {
   auto& st = self->state;
   auto found = st.connections.find(hdl);
   if (found == st.connections.end())
     return;
   auto& conn = *found->second;
-  if (sequence < conn.first_sequence
-      || sequence - conn.first_sequence >= conn.responses.size())
+  if (sequence < conn.first_sequence || sequence - conn.first_sequence >= conn.responses.size())
     return;
   auto& slot = conn.responses[sequence - conn.first_sequence];
   slot.ready = true;
@@ -259,8 +253,7 @@ struct async_reply {
   ingress_broker* self;
   uint64_t id;
 
-  void operator()(int status, std::string body,
-                  std::string_view extra_headers = {}) const {
+  void operator()(int status, std::string body, std::string_view extra_headers = {}) const {
     auto& st = self->state;
     auto found = st.calls.find(id);
     if (found == st.calls.end())
@@ -274,13 +267,12 @@ struct async_reply {
   }
 };
 
-async_reply start_call(ingress_broker* self, caf::io::connection_handle hdl,
-                       uint64_t sequence, bool keep_alive) {
+async_reply start_call(ingress_broker* self, caf::io::connection_handle hdl, uint64_t sequence,
+                       bool keep_alive) {
   auto& st = self->state;
   auto id = st.next_call_id++;
   st.calls.emplace(id, call{hdl, sequence, keep_alive});
-  st.call_deadlines.emplace_back(
-    monotonic_now_ms() + st.context->request_timeout.count(), id);
+  st.call_deadlines.emplace_back(monotonic_now_ms() + st.context->request_timeout.count(), id);
   st.context->figures->http_inflight = static_cast<int64_t>(st.calls.size());
   return async_reply{self, id};
 }
@@ -297,9 +289,9 @@ void expire_calls(ingress_broker* self) {
                             "the run goes on past http.request_timeout_ms; its report is "
                             "written when it is done (see the log)"));
     else
-      reply(503, error_json("store_unavailable",
-                            "the local store did not answer in time; retry with "
-                            "the same merchant_order_no"));
+      reply(503,
+            error_json("store_unavailable", "the local store did not answer in time; retry with "
+                                            "the same merchant_order_no"));
   }
 }
 
@@ -324,9 +316,9 @@ std::pair<int, std::string> create_answer(metrics& figures, const order_stored& 
     case admission::conflict:
       break;
   }
-  return {409, error_json("idempotency_conflict",
-                          "merchant_order_no " + stored.record.order.merchant_order_no
-                            + " was used with a different request body")};
+  return {409, error_json("idempotency_conflict", "merchant_order_no "
+                                                    + stored.record.order.merchant_order_no
+                                                    + " was used with a different request body")};
 }
 
 void answer_create(metrics& figures, const async_reply& reply, const order_stored& stored) {
@@ -368,14 +360,14 @@ void flush_creates(ingress_broker* self) {
   // create's own call deadline answers its client at request_timeout
   // (expire_calls), and the writer answers every create it takes, or, gone,
   // has CAF answer for it.
-  self->request(st.context->store, caf::infinite, create_atom::value, std::move(records),
-                std::move(nonces))
-    .then(
-      [=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },
-      [=](caf::error& error) {
-        for (auto& create : *batch)
-          answer_store_error(create.reply, error);
-      });
+  self
+    ->request(st.context->store, caf::infinite, create_atom::value, std::move(records),
+              std::move(nonces))
+    .then([=](std::vector<order_stored>& results) { answer_creates(self, *batch, results); },
+          [=](caf::error& error) {
+            for (auto& create : *batch)
+              answer_store_error(create.reply, error);
+          });
 }
 
 /// Queues a create: its pay_id and route from the order's shard now, and
@@ -405,9 +397,8 @@ void answer_store_error(const async_reply& reply, const caf::error& error) {
     reply(429, error_json("overloaded", "the bus is at capacity, retry later"),
           "Retry-After: 1\r\n");
   } else {
-    reply(503, error_json("store_unavailable",
-                          "the local store cannot write; retry with the same "
-                          "merchant_order_no"));
+    reply(503, error_json("store_unavailable", "the local store cannot write; retry with the same "
+                                               "merchant_order_no"));
   }
 }
 
@@ -605,8 +596,9 @@ void serve_reconcile(const request_slot& slot, const http_request& request) {
   auto file = text("file").value_or("");
   int64_t day_start = 0;
   if (!channel || !date || !parse_utc_day(*date, day_start))
-    return slot.error(400, "invalid_field",
-                      "expected {\"channel\": ID, \"date\": \"YYYY-MM-DD\"} (and \"file\", \"repair\")");
+    return slot.error(
+      400, "invalid_field",
+      "expected {\"channel\": ID, \"date\": \"YYYY-MM-DD\"} (and \"file\", \"repair\")");
   if (!file.empty() && file.front() != '/')
     return slot.error(400, "invalid_field", "file must be an absolute path");
   bool repair = true;
@@ -620,8 +612,9 @@ void serve_reconcile(const request_slot& slot, const http_request& request) {
     return slot.error(404, "not_found", "no such channel");
   auto reply = slot.start();
   st.calls.at(reply.id).reconciliation = true;
-  self->request(reconciler->second, std::chrono::seconds{86400}, reconcile_atom::value, *date, file,
-                repair)
+  self
+    ->request(reconciler->second, std::chrono::seconds{86400}, reconcile_atom::value, *date, file,
+              repair)
     .then(
       [=](bool ok, const std::string& answer) {
         if (ok)
@@ -658,9 +651,8 @@ const merchant_credentials* authenticate_merchant(const request_slot& slot,
     store_failed = !stored;
     return stored.value_or(true);
   };
-  auto failure = authenticate(ctx.merchants, headers, request.method, request.target,
-                              request.body, now_ms, ctx.timestamp_window_seconds, nonce_seen,
-                              &merchant);
+  auto failure = authenticate(ctx.merchants, headers, request.method, request.target, request.body,
+                              now_ms, ctx.timestamp_window_seconds, nonce_seen, &merchant);
   if (store_failed) {
     slot.error(503, "store_unavailable", "the local store cannot be read");
     return nullptr;
@@ -688,8 +680,9 @@ void forward_create(const request_slot& slot, int32_t owner, payment_order order
   if (!handle)
     return owner_unavailable(slot, owner);
   auto reply = slot.start();
-  self->request(handle, st.context->forward_timeout, create_atom::value, std::move(order),
-                st.slots.epoch)
+  self
+    ->request(handle, st.context->forward_timeout, create_atom::value, std::move(order),
+              st.slots.epoch)
     .then(
       [=](order_stored& stored) {
         self->send(self->state.context->store, std::vector<nonce_accepted>{nonce});
@@ -872,7 +865,7 @@ void dispatch(ingress_broker* self, caf::io::connection_handle hdl, connection& 
                       to.kind == route_kind::payments ? "use POST or GET"
                       : to.kind == route_kind::channel_notify || to.kind == route_kind::reconcile
                         ? "use POST"
-                                                              : "use GET",
+                        : "use GET",
                       std::string{"Allow: "} + to.allow + "\r\n");
   switch (to.kind) {
     case route_kind::healthz:
@@ -916,11 +909,10 @@ void on_data(ingress_broker* self, caf::io::new_data_msg& msg) {
                        : error_status == 431 ? "headers_too_large"
                        : error_status == 411 ? "length_required"
                                              : "bad_request";
-    const char* message
-      = error_status == 413   ? "the body is over the limit"
-        : error_status == 431 ? "the request line and headers are over the limit"
-        : error_status == 411 ? "a POST needs Content-Length or chunked encoding"
-                              : "malformed HTTP request";
+    const char* message = error_status == 413   ? "the body is over the limit"
+                          : error_status == 431 ? "the request line and headers are over the limit"
+                          : error_status == 411 ? "a POST needs Content-Length or chunked encoding"
+                                                : "malformed HTTP request";
     response.bytes = error_response(error_status, code, message, false);
     conn.responses.push_back(std::move(response));
   }
@@ -965,8 +957,8 @@ void on_tick(ingress_broker* self) {
     response.close_after = true;
     response.status = 408;
     response.started_us = now_us();
-    response.bytes = error_response(408, "request_timeout",
-                                    "the request did not arrive in time", false);
+    response.bytes = error_response(408, "request_timeout", "the request did not arrive in time",
+                                    false);
     conn.responses.push_back(std::move(response));
     flush_ready(self, hdl);
   }
@@ -974,8 +966,7 @@ void on_tick(ingress_broker* self) {
   self->delayed_send(self, std::chrono::milliseconds{tick_interval_ms}, tick_atom::value);
 }
 
-caf::behavior ingress_behavior(ingress_broker* self,
-                               caf::intrusive_ptr<caf::io::doorman> listener,
+caf::behavior ingress_behavior(ingress_broker* self, caf::intrusive_ptr<caf::io::doorman> listener,
                                std::shared_ptr<const ingress_context> context) {
   // A broker runs on the middleman's multiplexer thread, and only there.
   name_this_thread("pb-ingress");
@@ -1028,19 +1019,17 @@ caf::behavior ingress_behavior(ingress_broker* self,
         return;
       st.draining = true;
       self->close(st.listener);
-      spdlog::info("ingress draining: {} requests in flight, {} connections",
-                   st.calls.size(), st.connections.size());
+      spdlog::info("ingress draining: {} requests in flight, {} connections", st.calls.size(),
+                   st.connections.size());
     },
   };
 }
 
-} // namespace
+}  // namespace
 
-caf::actor spawn_ingress(caf::actor_system& system,
-                         caf::intrusive_ptr<caf::io::doorman> listener,
+caf::actor spawn_ingress(caf::actor_system& system, caf::intrusive_ptr<caf::io::doorman> listener,
                          std::shared_ptr<const ingress_context> context) {
-  return system.middleman().spawn_broker(ingress_behavior, std::move(listener),
-                                         std::move(context));
+  return system.middleman().spawn_broker(ingress_behavior, std::move(listener), std::move(context));
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -59,8 +59,7 @@ struct ingress_context {
 
 /// Spawns the HTTP ingress broker on an already bound listening socket.
 /// Send it `drain_atom` to stop accepting and finish what is in flight.
-caf::actor spawn_ingress(caf::actor_system& system,
-                         caf::intrusive_ptr<caf::io::doorman> listener,
+caf::actor spawn_ingress(caf::actor_system& system, caf::intrusive_ptr<caf::io::doorman> listener,
                          std::shared_ptr<const ingress_context> context);
 
-} // namespace paybus
+}  // namespace paybus

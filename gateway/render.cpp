@@ -24,7 +24,7 @@ std::string render_payment(const payment_record& record) {
   append_json_string(out, record.order.subject);
   out.append(",\"channel\":");
   const auto& channel = record.order.channel_id.empty() ? record.routed_channel
-                                                       : record.order.channel_id;
+                                                        : record.order.channel_id;
   if (channel.empty())
     out.append("null");
   else
@@ -41,4 +41,4 @@ std::string render_payment(const payment_record& record) {
   return out;
 }
 
-} // namespace paybus
+}  // namespace paybus

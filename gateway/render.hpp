@@ -12,4 +12,4 @@ namespace paybus {
 /// finished_at once known.
 std::string render_payment(const payment_record& record);
 
-} // namespace paybus
+}  // namespace paybus

@@ -53,9 +53,12 @@ std::string url_decode(std::string_view text) {
     char c = text[i];
     if (c == '%' && i + 2 < text.size()) {
       auto hex = [](char h) -> int {
-        if (h >= '0' && h <= '9') return h - '0';
-        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+        if (h >= '0' && h <= '9')
+          return h - '0';
+        if (h >= 'a' && h <= 'f')
+          return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F')
+          return h - 'A' + 10;
         return -1;
       };
       int hi = hex(text[i + 1]);
@@ -75,8 +78,7 @@ std::string url_decode(std::string_view text) {
   return out;
 }
 
-std::optional<std::string> query_parameter(std::string_view query,
-                                           std::string_view name) {
+std::optional<std::string> query_parameter(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
@@ -134,4 +136,4 @@ bool valid_pay_id_text(std::string_view text) {
   return true;
 }
 
-} // namespace paybus
+}  // namespace paybus

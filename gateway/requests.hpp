@@ -15,13 +15,13 @@ namespace paybus {
 
 /// The resources of the HTTP API (docs/api.md).
 enum class route_kind {
-  healthz,              // GET /healthz
-  readyz,               // GET /readyz
-  metrics,              // GET /metrics
-  channel_notify,       // POST /v1/channels/{id}/notify
-  payments,             // POST or GET /v1/payments
-  payment,              // GET /v1/payments/{pay_id}
-  reconcile,            // POST /v1/admin/reconcile (loopback, signed with the bus's key)
+  healthz,         // GET /healthz
+  readyz,          // GET /readyz
+  metrics,         // GET /metrics
+  channel_notify,  // POST /v1/channels/{id}/notify
+  payments,        // POST or GET /v1/payments
+  payment,         // GET /v1/payments/{pay_id}
+  reconcile,       // POST /v1/admin/reconcile (loopback, signed with the bus's key)
   not_found,
 };
 
@@ -31,7 +31,7 @@ struct route {
   std::string_view pay_id;      // payment: the {pay_id}, as sent
   std::string_view query;       // after '?', if any
   bool method_allowed = false;
-  const char* allow = "";       // the Allow header's value when it is not
+  const char* allow = "";  // the Allow header's value when it is not
 };
 
 /// The route of `method` and `target` (path and query, as sent).
@@ -54,4 +54,4 @@ std::optional<std::string> parse_notification(const std::string& body,
                                               const std::string& channel_id, int64_t now_ms,
                                               payment_result& result);
 
-} // namespace paybus
+}  // namespace paybus

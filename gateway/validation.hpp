@@ -28,13 +28,11 @@ struct order_limits {
 /// Parses and validates a POST /v1/payments body for `merchant_id`. Unknown
 /// fields, missing required ones, wrong types and out-of-range values are
 /// refused with the contract's code and a message naming the field.
-std::optional<api_error> parse_payment_order(std::string_view body,
-                                             const std::string& merchant_id,
+std::optional<api_error> parse_payment_order(std::string_view body, const std::string& merchant_id,
                                              const std::set<std::string>& channels,
-                                             const order_limits& limits,
-                                             payment_order& order);
+                                             const order_limits& limits, payment_order& order);
 
 /// 1-64 of [A-Za-z0-9_.-].
 bool valid_merchant_order_no(std::string_view text);
 
-} // namespace paybus
+}  // namespace paybus

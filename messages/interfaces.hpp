@@ -40,7 +40,7 @@ inline std::string to_string(errc code) {
 /// on admin.listen through CAF's middleman.
 using admin_actor = caf::typed_actor<caf::replies_to<admin_request>::with<admin_reply>>;
 
-} // namespace paybus
+}  // namespace paybus
 
 CAF_ERROR_CODE_ENUM(paybus::errc, "paybus")
 
@@ -50,9 +50,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (paybus::order_stored))
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_lookup))
   CAF_ADD_TYPE_ID(paybus, (paybus::nonce_accepted))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::payment_record>))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::order_stored>))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::nonce_accepted>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::payment_record>) )
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::order_stored>) )
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::nonce_accepted>) )
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_result))
   CAF_ADD_TYPE_ID(paybus, (paybus::result_recorded))
   CAF_ADD_TYPE_ID(paybus, (paybus::payment_routed))
@@ -60,11 +60,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(paybus, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(paybus, (paybus::webhook_delivery))
   CAF_ADD_TYPE_ID(paybus, (paybus::webhook_update))
   CAF_ADD_TYPE_ID(paybus, (paybus::webhook_queued))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_update>))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_queued>))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<uint64_t>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_update>) )
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::webhook_queued>) )
+  CAF_ADD_TYPE_ID(paybus, (std::vector<uint64_t>) )
   CAF_ADD_TYPE_ID(paybus, (paybus::database_conflict))
-  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::database_conflict>))
+  CAF_ADD_TYPE_ID(paybus, (std::vector<paybus::database_conflict>) )
   CAF_ADD_TYPE_ID(paybus, (paybus::admin_request))
   CAF_ADD_TYPE_ID(paybus, (paybus::admin_reply))
 CAF_END_TYPE_ID_BLOCK(paybus)
@@ -263,4 +263,4 @@ using cluster_actor = caf::typed_actor<
   // Internal: connect to the peers not connected yet.
   caf::reacts_to<tick_atom>>;
 
-} // namespace paybus
+}  // namespace paybus

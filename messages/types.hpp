@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include <caf/meta/type_name.hpp>
 
@@ -35,8 +35,8 @@ inline const char* to_string(payment_status status) {
 
 /// The status a protocol word names, if any.
 inline std::optional<payment_status> parse_payment_status(std::string_view word) {
-  for (auto status : {payment_status::processing, payment_status::succeeded,
-                      payment_status::failed, payment_status::closed})
+  for (auto status : {payment_status::processing, payment_status::succeeded, payment_status::failed,
+                      payment_status::closed})
     if (word == to_string(status))
       return status;
   return std::nullopt;
@@ -108,11 +108,9 @@ struct payment_order {
 
 /// True if two orders carry the same body (omitted fields as defaults).
 inline bool same_body(const payment_order& a, const payment_order& b) {
-  return a.merchant_id == b.merchant_id
-         && a.merchant_order_no == b.merchant_order_no
-         && a.amount_minor == b.amount_minor && a.currency == b.currency
-         && a.subject == b.subject && a.channel_id == b.channel_id
-         && a.notify_url == b.notify_url
+  return a.merchant_id == b.merchant_id && a.merchant_order_no == b.merchant_order_no
+         && a.amount_minor == b.amount_minor && a.currency == b.currency && a.subject == b.subject
+         && a.channel_id == b.channel_id && a.notify_url == b.notify_url
          && a.expire_seconds == b.expire_seconds;
 }
 
@@ -258,11 +256,11 @@ struct webhook_update {
   std::string merchant_id;
   std::string event_id;
   std::string pay_id;
-  int64_t attempt = 0;       // deliveries tried before this one
+  int64_t attempt = 0;  // deliveries tried before this one
   int64_t first_due_ms = 0;
-  int64_t due_ms = 0;        // where the entry is queued now
-  int64_t next_due_ms = 0;   // 0: gone; else queued again then
-  bool attempted = true;     // queued again after a delivery: one attempt more
+  int64_t due_ms = 0;       // where the entry is queued now
+  int64_t next_due_ms = 0;  // 0: gone; else queued again then
+  bool attempted = true;    // queued again after a delivery: one attempt more
 };
 
 /// The store writer queued webhooks of a merchant, the earliest due then
@@ -320,8 +318,8 @@ typename Inspector::result_type inspect(Inspector& f, database_conflict& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, webhook_update& x) {
-  return f(caf::meta::type_name("webhook_update"), x.merchant_id, x.event_id, x.pay_id,
-           x.attempt, x.first_due_ms, x.due_ms, x.next_due_ms, x.attempted);
+  return f(caf::meta::type_name("webhook_update"), x.merchant_id, x.event_id, x.pay_id, x.attempt,
+           x.first_due_ms, x.due_ms, x.next_due_ms, x.attempted);
 }
 
 template <class Inspector>
@@ -336,29 +334,25 @@ typename Inspector::result_type inspect(Inspector& f, webhook_delivery& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_order& x) {
-  return f(caf::meta::type_name("payment_order"), x.merchant_id,
-           x.merchant_order_no, x.amount_minor, x.currency, x.subject,
-           x.channel_id, x.notify_url, x.expire_seconds);
+  return f(caf::meta::type_name("payment_order"), x.merchant_id, x.merchant_order_no,
+           x.amount_minor, x.currency, x.subject, x.channel_id, x.notify_url, x.expire_seconds);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
-  return f(caf::meta::type_name("payment_record"), x.pay_id, x.order,
-           x.instance_id, x.created_at_ms, x.status, x.channel_txn_id,
-           x.finished_at_ms, x.routed_channel, x.held);
+  return f(caf::meta::type_name("payment_record"), x.pay_id, x.order, x.instance_id,
+           x.created_at_ms, x.status, x.channel_txn_id, x.finished_at_ms, x.routed_channel, x.held);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_result& x) {
-  return f(caf::meta::type_name("payment_result"), x.pay_id, x.status,
-           x.channel_id, x.channel_txn_id, x.amount_minor, x.finished_at_ms,
-           x.source, x.flagged);
+  return f(caf::meta::type_name("payment_result"), x.pay_id, x.status, x.channel_id,
+           x.channel_txn_id, x.amount_minor, x.finished_at_ms, x.source, x.flagged);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, result_recorded& x) {
-  return f(caf::meta::type_name("result_recorded"), x.changed, x.joined,
-           x.result);
+  return f(caf::meta::type_name("result_recorded"), x.changed, x.joined, x.result);
 }
 
 template <class Inspector>
@@ -368,8 +362,8 @@ typename Inspector::result_type inspect(Inspector& f, payment_routed& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, channel_outcome& x) {
-  return f(caf::meta::type_name("channel_outcome"), x.pay_id, x.channel_id,
-           x.status, x.channel_txn_id, x.reason);
+  return f(caf::meta::type_name("channel_outcome"), x.pay_id, x.channel_id, x.status,
+           x.channel_txn_id, x.reason);
 }
 
 template <class Inspector>
@@ -384,8 +378,7 @@ typename Inspector::result_type inspect(Inspector& f, payment_lookup& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, nonce_accepted& x) {
-  return f(caf::meta::type_name("nonce_accepted"), x.merchant_id, x.nonce,
-           x.seen_at_ms);
+  return f(caf::meta::type_name("nonce_accepted"), x.merchant_id, x.nonce, x.seen_at_ms);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -2,13 +2,13 @@
 
 #include <atomic>
 #include <csignal>
-#include <unistd.h>
-#include <malloc.h>
-#include <sys/resource.h>
 #include <filesystem>
 #include <iostream>
+#include <malloc.h>
 #include <mutex>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <caf/actor_system.hpp>
@@ -44,7 +44,7 @@
 
 namespace paybus {
 void note_cluster_tls_port(uint16_t port);  // programs/tls_refusals.cpp
-} // namespace paybus
+}  // namespace paybus
 
 namespace {
 
@@ -139,7 +139,7 @@ void raise_file_limit(int64_t max_connections) {
                  static_cast<uint64_t>(limit.rlim_cur), static_cast<uint64_t>(own_files));
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace paybus;
@@ -183,8 +183,8 @@ int main(int argc, char** argv) {
 
   int listen_fd = open_listener(config.http_host, config.http_port, error);
   if (listen_fd < 0)
-    return fatal("cannot listen on " + config.http_host + ":"
-                 + std::to_string(config.http_port) + ": " + error);
+    return fatal("cannot listen on " + config.http_host + ":" + std::to_string(config.http_port)
+                 + ": " + error);
 
   std::error_code fs_error;
   std::filesystem::create_directories(config.data_dir, fs_error);
@@ -225,8 +225,7 @@ int main(int argc, char** argv) {
     if (stored && !overlay_switches(*stored, initial_switches, dropped, error))
       return fatal(error);
     for (const auto& gone : dropped)
-      spdlog::warn("admin: channel {} has switches in the store but is no longer configured",
-                   gone);
+      spdlog::warn("admin: channel {} has switches in the store but is no longer configured", gone);
   }
   if (!initial_switches.log_level.empty())
     spdlog::set_level(spdlog::level::from_str(initial_switches.log_level));
@@ -275,8 +274,10 @@ int main(int argc, char** argv) {
   caf_config.set("scheduler.max-threads", threads);
   // "sharing" wakes an idle worker when work arrives; "stealing" polls, and
   // its idle workers sleep up to relaxed-sleep-duration (10 ms by default).
-  caf_config.set("scheduler.policy", config.scheduler_policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
-  caf_config.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds{500}});
+  caf_config.set("scheduler.policy", config.scheduler_policy == "sharing" ? caf::atom("sharing")
+                                                                          : caf::atom("stealing"));
+  caf_config.set("work-stealing.relaxed-sleep-duration",
+                 caf::timespan{std::chrono::microseconds{500}});
   caf_config.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system system{caf_config};
 
@@ -360,8 +361,8 @@ int main(int argc, char** argv) {
                                        &switches);
   notifier_settings notify;
   for (const auto& merchant : config.merchants)
-    notify.merchants.push_back({merchant.id, merchant.auth == "rsa-sha256", merchant.secret,
-                                merchant.notify_url});
+    notify.merchants.push_back(
+      {merchant.id, merchant.auth == "rsa-sha256", merchant.secret, merchant.notify_url});
   notify.bus_key = signing_key;
   notify.workers = static_cast<size_t>(config.notify_workers);
   notify.timeout_ms = config.notify_timeout_ms;
@@ -393,8 +394,8 @@ int main(int argc, char** argv) {
     reconcile.daily_at = config.reconciliation_at;
     reconcile.stopping = reconciliation_stopping;
     reconcile.switches = &switches;
-    reconcilers.push_back(spawn_reconciliation(system, std::move(reconcile), *store, writer,
-                                               figures));
+    reconcilers.push_back(
+      spawn_reconciliation(system, std::move(reconcile), *store, writer, figures));
     context->reconcilers.emplace(channel.id, reconcilers.back());
   }
   context->bus_key = signing_key;
@@ -423,7 +424,8 @@ int main(int argc, char** argv) {
       if (!table)
         return fatal("the local store's cached slot table is damaged: " + error);
       spdlog::info("cluster: slot table at epoch {} from the local store: this instance owns "
-                   "{} of {} slots", table->epoch, table->counts()[*instance_id], slot_count);
+                   "{} of {} slots",
+                   table->epoch, table->counts()[*instance_id], slot_count);
       figures.set_cluster_slots(table->epoch, table->counts()[*instance_id]);
       slots.offer(std::move(*table));
     }
@@ -469,7 +471,7 @@ int main(int argc, char** argv) {
     auto& adopted = *stack.store;
     stack.writer = spawn_store(system, adopted, *stack.figures, store_limits, adopted_policy);
     std::optional<std::string> fingerprint;
-    (void)adopted.get_meta("fingerprint", fingerprint);
+    (void) adopted.get_meta("fingerprint", fingerprint);
     sink_instance_claim confirmed{instance, fingerprint.value_or(""), "", true, nullptr};
     stack.sink = spawn_sink(system, adopted, *stack.figures, database, stack.writer, sink_limits,
                             std::move(confirmed));
@@ -546,10 +548,9 @@ int main(int argc, char** argv) {
     console.cluster = directory ? &*directory : nullptr;
     console.cluster_handle = cluster;
     admin = spawn_admin(system, std::move(console));
-    auto published = admin_tls ? caf::openssl::publish(admin, config.admin_port,
-                                                       config.admin_host.c_str(), true)
-                               : caf::io::publish(admin, config.admin_port,
-                                                  config.admin_host.c_str(), true);
+    auto published
+      = admin_tls ? caf::openssl::publish(admin, config.admin_port, config.admin_host.c_str(), true)
+                  : caf::io::publish(admin, config.admin_port, config.admin_host.c_str(), true);
     if (!published) {
       // Stopped like at a signal: the actors running now go down in order.
       admin_error = "cannot publish the admin console on " + config.admin_listen + ": "
@@ -558,8 +559,8 @@ int main(int argc, char** argv) {
       kill(getpid(), SIGTERM);
     } else
       spdlog::info("admin console on {} ({})", config.admin_listen,
-                 admin_tls ? "mutual TLS, certificates from " + config.admin_cafile
-                           : std::string{"loopback, no TLS"});
+                   admin_tls ? "mutual TLS, certificates from " + config.admin_cafile
+                             : std::string{"loopback, no TLS"});
   }
 
   // Several instances: this one's side, published for its peers with the
@@ -567,10 +568,10 @@ int main(int argc, char** argv) {
   if (cluster && admin_error.empty()) {
     if (admin_tls)
       note_cluster_tls_port(config.cluster_port);
-    auto published = admin_tls ? caf::openssl::publish(cluster, config.cluster_port,
-                                                       config.cluster_host.c_str(), true)
-                               : caf::io::publish(cluster, config.cluster_port,
-                                                  config.cluster_host.c_str(), true);
+    auto published
+      = admin_tls
+          ? caf::openssl::publish(cluster, config.cluster_port, config.cluster_host.c_str(), true)
+          : caf::io::publish(cluster, config.cluster_port, config.cluster_host.c_str(), true);
     if (!published) {
       admin_error = "cannot publish the cluster actor on " + config.cluster_listen + ": "
                     + system.render(published.error());
@@ -583,8 +584,9 @@ int main(int argc, char** argv) {
                    config.cluster_peers.size());
       context->cluster = &*directory;
       context->slots = &slots;
-      context->forward_timeout = std::min(std::chrono::milliseconds{5'000},
-                                          std::chrono::milliseconds{config.request_timeout_ms * 3 / 4});
+      context->forward_timeout
+        = std::min(std::chrono::milliseconds{5'000},
+                   std::chrono::milliseconds{config.request_timeout_ms * 3 / 4});
     }
   }
 
@@ -592,9 +594,8 @@ int main(int argc, char** argv) {
   auto ingress = spawn_ingress(system, std::move(listener), context);
   spdlog::info("paybusd instance {} listening on {}:{} (public {}), store {}/store, "
                "database {}, {} merchants, {} order shards",
-               *instance_id, config.http_host, config.http_port, config.public_url,
-               config.data_dir, redact_url(config.database_url), config.merchants.size(),
-               config.order_shards);
+               *instance_id, config.http_host, config.http_port, config.public_url, config.data_dir,
+               redact_url(config.database_url), config.merchants.size(), config.order_shards);
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

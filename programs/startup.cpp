@@ -2,17 +2,17 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <netdb.h>
 #include <sys/socket.h>
-#include <cstdlib>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include "common/crypto.hpp"
-#include "storage/local/local_store.hpp"
 #include "storage/database/pg_database.hpp"
+#include "storage/local/local_store.hpp"
 
 namespace paybus {
 
@@ -50,7 +50,7 @@ std::optional<std::string> store_fingerprint(local_store& store, bool numbered,
   return fingerprint;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<instance_identity> resolve_instance(local_store& store, const settings& config,
                                                   std::string& error) {
@@ -77,8 +77,9 @@ std::optional<instance_identity> resolve_instance(local_store& store, const sett
     // its payments and its slots now; this store must never serve them again.
     if (auto adopter = database.adopter_of(identity.id, registry_error); adopter && *adopter > 0) {
       error = "instance " + std::to_string(identity.id) + " was adopted by instance "
-              + std::to_string(*adopter) + " (cluster adopt), which serves its payments and "
-              "slots now; refusing to start this store again (paybus-replay can still read it)";
+              + std::to_string(*adopter)
+              + " (cluster adopt), which serves its payments and "
+                "slots now; refusing to start this store again (paybus-replay can still read it)";
       return std::nullopt;
     }
     // The registry must hold the number for this store (a number taken
@@ -117,8 +118,10 @@ std::optional<instance_identity> resolve_instance(local_store& store, const sett
                  registry_error, identity.id);
   } else {
     error = "first start needs an instance number, but the database is "
-            "unreachable (" + registry_error + "); start the database or set "
-            "node.instance_id";
+            "unreachable ("
+            + registry_error
+            + "); start the database or set "
+              "node.instance_id";
     return std::nullopt;
   }
   if (identity.id < 1 || identity.id > 99999) {
@@ -144,7 +147,7 @@ std::string redact_url(const std::string& url) {
   return url.substr(0, colon + 1) + "***" + url.substr(at);
 }
 
-} // namespace paybus
+}  // namespace paybus
 
 namespace paybus {
 
@@ -184,4 +187,4 @@ std::string registry_uri(const settings& config) {
   return config.cluster_listen.empty() ? config.public_url : config.cluster_listen;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -43,4 +43,4 @@ std::string registry_uri(const settings& config);
 /// The database URL with any password masked, for logs.
 std::string redact_url(const std::string& url);
 
-} // namespace paybus
+}  // namespace paybus

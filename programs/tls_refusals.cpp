@@ -9,9 +9,9 @@
 // address and OpenSSL's reason. Nothing else changes: the result, the error
 // queue and the connection are CAF's as before.
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -57,7 +57,7 @@ uint16_t local_port_of(int fd) {
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 namespace paybus {
 
@@ -66,7 +66,7 @@ void note_cluster_tls_port(uint16_t port) {
   cluster_port.store(port);
 }
 
-} // namespace paybus
+}  // namespace paybus
 
 extern "C" int SSL_accept(SSL* ssl) {
   using accept_function = int (*)(SSL*);
@@ -143,7 +143,7 @@ int clear_after_failure(SSL* ssl, int result) {
   return result;
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int SSL_read(SSL* ssl, void* buffer, int size) {
   using read_function = int (*)(SSL*, void*, int);
@@ -156,4 +156,3 @@ extern "C" int SSL_write(SSL* ssl, const void* buffer, int size) {
   static auto real = reinterpret_cast<write_function>(dlsym(RTLD_NEXT, "SSL_write"));
   return real == nullptr ? -1 : clear_after_failure(ssl, real(ssl, buffer, size));
 }
-

@@ -90,7 +90,7 @@ std::string fields(const json& value) {
   return out;
 }
 
-} // namespace
+}  // namespace
 
 std::string render_admin_answer(const std::string& verb, const json& document) {
   if (verb == "help" && document.contains("commands")) {
@@ -114,4 +114,4 @@ std::string render_admin_answer(const std::string& verb, const json& document) {
   return fields(document);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -12,4 +12,4 @@ namespace paybus {
 /// The text for `document`, the answer to a command whose first word is `verb`.
 std::string render_admin_answer(const std::string& verb, const nlohmann::ordered_json& document);
 
-} // namespace paybus
+}  // namespace paybus

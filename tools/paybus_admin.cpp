@@ -190,9 +190,9 @@ char* next_candidate(const char* text, int state) {
 char** complete(const char* text, int start, int) {
   rl_attempted_completion_over = 1;
   std::string before{rl_line_buffer, static_cast<size_t>(start)};
-  candidates = admin_completions(split_command_words(before),
-                                 completing ? completing->channel_ids()
-                                            : std::vector<std::string>{});
+  candidates = admin_completions(split_command_words(before), completing
+                                                                ? completing->channel_ids()
+                                                                : std::vector<std::string>{});
   return rl_completion_matches(text, next_candidate);
 }
 
@@ -231,7 +231,7 @@ int interactive(console& bus) {
   return last;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   options opts;

@@ -11,17 +11,17 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sstream>
 #include <string>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -122,7 +122,8 @@ public:
       return 2;
     }
     epoll_ = epoll_create1(0);
-    if (inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &address_.sin_addr) != 1) {
+    if (inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), &address_.sin_addr)
+        != 1) {
       std::fprintf(stderr, "paybus-bench: --target must be an IPv4 address and a port\n");
       return 2;
     }
@@ -239,11 +240,10 @@ private:
     std::string request = "POST /v1/payments HTTP/1.1\r\nHost: bench\r\n"
                           "Content-Type: application/json\r\nX-Paybus-Merchant: "
                           + opts_.merchant + "\r\nX-Paybus-Timestamp: " + timestamp
-                          + "\r\nX-Paybus-Nonce: " + nonce
-                          + "\r\nX-Paybus-Signature: hmac-sha256=" + signature
-                          + "\r\nContent-Length: " + std::to_string(body.size())
-                          + (opts_.new_connection ? "\r\nConnection: close" : "")
-                          + "\r\n\r\n" + body;
+                          + "\r\nX-Paybus-Nonce: " + nonce + "\r\nX-Paybus-Signature: hmac-sha256="
+                          + signature + "\r\nContent-Length: " + std::to_string(body.size())
+                          + (opts_.new_connection ? "\r\nConnection: close" : "") + "\r\n\r\n"
+                          + body;
     conn.out.append(request);
     conn.due_us.push_back(due_us);
     ++results_.sent;
@@ -360,12 +360,13 @@ private:
     for (auto& [status, count] : results_.by_status)
       if (status >= 200 && status < 300)
         ok += count;
-    std::printf("paybus-bench: target %s, %zu connections, %s, %.1f s\n",
-                opts_.target.c_str(), opts_.connections,
-                (opts_.rate > 0 ? "open loop " + std::to_string(static_cast<int64_t>(opts_.rate)) + "/s offered"
-                                : "flat out, depth " + std::to_string(opts_.depth))
-                    .append(opts_.new_connection ? ", a new connection a request" : "")
-                    .c_str(),
+    std::printf("paybus-bench: target %s, %zu connections, %s, %.1f s\n", opts_.target.c_str(),
+                opts_.connections,
+                (opts_.rate > 0
+                   ? "open loop " + std::to_string(static_cast<int64_t>(opts_.rate)) + "/s offered"
+                   : "flat out, depth " + std::to_string(opts_.depth))
+                  .append(opts_.new_connection ? ", a new connection a request" : "")
+                  .c_str(),
                 seconds);
     std::printf("requests: sent %llu, answered %zu, 2xx %llu\n",
                 static_cast<unsigned long long>(results_.sent), lat.size(),
@@ -416,22 +417,26 @@ private:
 
 bench* bench::current_ = nullptr;
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   options opts;
   CLI::App app{"paybus-bench: signed payment load against a running paybusd"};
   app.add_option("--target", opts.target, "HOST:PORT of paybusd");
-  app.add_option("--connections,-c", opts.connections, "keep-alive connections")->check(CLI::Range(1, 20000));
+  app.add_option("--connections,-c", opts.connections, "keep-alive connections")
+    ->check(CLI::Range(1, 20000));
   app.add_option("--rate,-r", opts.rate, "offered requests/s (open loop); 0 = flat out");
-  app.add_option("--duration,-d", opts.duration_s, "seconds of load")->check(CLI::Range(0.1, 3600.0));
-  app.add_option("--depth", opts.depth, "flat out: requests in flight per connection")->check(CLI::Range(1, 1024));
+  app.add_option("--duration,-d", opts.duration_s, "seconds of load")
+    ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--depth", opts.depth, "flat out: requests in flight per connection")
+    ->check(CLI::Range(1, 1024));
   app.add_flag("--new-connection", opts.new_connection,
                "every request on a connection of its own, closed by the bus after its answer");
   app.add_option("--merchant", opts.merchant, "merchant id");
   app.add_option("--secret", opts.secret, "merchant HMAC secret");
   app.add_option("--prefix", opts.prefix, "merchant_order_no prefix (default: random)");
-  app.add_option("--pid", opts.pid, "paybusd's pid: print its resident memory and its CPU an acceptance");
+  app.add_option("--pid", opts.pid,
+                 "paybusd's pid: print its resident memory and its CPU an acceptance");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
   bench run{opts};

@@ -4,21 +4,22 @@
 // It remembers every payment it took, so /v1/pay/{id} and statements tell
 // the truth; GET /sim/payments lists them for tests.
 
-#include <arpa/inet.h>
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cctype>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <ctime>
 #include <deque>
-#include <filesystem>
 #include <fcntl.h>
+#include <filesystem>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <optional>
 #include <queue>
 #include <random>
 #include <set>
@@ -26,7 +27,6 @@
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
-#include <condition_variable>
 
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
@@ -54,7 +54,7 @@ struct sim_mode {
   int64_t notify_delay_ms = 0;
   double notify_loss_ratio = 0;
   double notify_duplicate_ratio = 0;
-  bool down = false;          // refuses connections
+  bool down = false;  // refuses connections
   // A payment answered ACCEPTED keeps being answered ACCEPTED to queries
   // after it settled (its statement line says SUCCEEDED): with its
   // notification lost, only reconciliation finishes it.
@@ -72,13 +72,18 @@ struct sim_mode {
 };
 
 void to_json(json& j, const sim_mode& m) {
-  j = json{{"latency_min_ms", m.latency_min_ms}, {"latency_max_ms", m.latency_max_ms},
-           {"failed_ratio", m.failed_ratio}, {"accepted_ratio", m.accepted_ratio},
-           {"timeout_ratio", m.timeout_ratio}, {"pay_delay_ms", m.pay_delay_ms},
+  j = json{{"latency_min_ms", m.latency_min_ms},
+           {"latency_max_ms", m.latency_max_ms},
+           {"failed_ratio", m.failed_ratio},
+           {"accepted_ratio", m.accepted_ratio},
+           {"timeout_ratio", m.timeout_ratio},
+           {"pay_delay_ms", m.pay_delay_ms},
            {"notify_delay_ms", m.notify_delay_ms},
            {"notify_loss_ratio", m.notify_loss_ratio},
-           {"notify_duplicate_ratio", m.notify_duplicate_ratio}, {"down", m.down},
-           {"query_lag", m.query_lag}, {"statement_drop", m.statement_drop},
+           {"notify_duplicate_ratio", m.notify_duplicate_ratio},
+           {"down", m.down},
+           {"query_lag", m.query_lag},
+           {"statement_drop", m.statement_drop},
            {"statement_change_amount", m.statement_change_amount},
            {"statement_duplicate", m.statement_duplicate},
            {"statement_foreign", m.statement_foreign},
@@ -100,13 +105,15 @@ bool apply_mode(sim_mode& mode, const json& patch, std::string& error) {
       return true;
     };
     auto count = [&](int64_t& slot) {
-      if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > 1'000'000)
+      if (!value.is_number_integer() || value.get<int64_t>() < 0
+          || value.get<int64_t>() > 1'000'000)
         return false;
       slot = value.get<int64_t>();
       return true;
     };
     auto millis = [&](int64_t& slot) {
-      if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > 3'600'000)
+      if (!value.is_number_integer() || value.get<int64_t>() < 0
+          || value.get<int64_t>() > 3'600'000)
         return false;
       slot = value.get<int64_t>();
       return true;
@@ -121,13 +128,14 @@ bool apply_mode(sim_mode& mode, const json& patch, std::string& error) {
               : key == "notify_loss_ratio"      ? ratio(next.notify_loss_ratio)
               : key == "notify_duplicate_ratio" ? ratio(next.notify_duplicate_ratio)
               : key == "down" ? (value.is_boolean() ? (next.down = value.get<bool>(), true) : false)
-              : key == "query_lag" ? (value.is_boolean() ? (next.query_lag = value.get<bool>(), true) : false)
+              : key == "query_lag"
+                ? (value.is_boolean() ? (next.query_lag = value.get<bool>(), true) : false)
               : key == "statement_drop"          ? count(next.statement_drop)
               : key == "statement_change_amount" ? count(next.statement_change_amount)
               : key == "statement_duplicate"     ? count(next.statement_duplicate)
               : key == "statement_foreign"       ? count(next.statement_foreign)
               : key == "statement_malformed"     ? count(next.statement_malformed)
-                              : false;
+                                                 : false;
     if (!ok) {
       error = "bad or unknown mode key " + key;
       return false;
@@ -159,8 +167,7 @@ struct payment {
 class notifier {
 public:
   notifier(std::string channel_id, paybus::crypto::pkey_ptr key)
-    : channel_id_(std::move(channel_id)), key_(std::move(key)),
-      thread_([this] { run(); }) {
+    : channel_id_(std::move(channel_id)), key_(std::move(key)), thread_([this] { run(); }) {
   }
 
   ~notifier() {
@@ -222,9 +229,11 @@ private:
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, ("X-Paybus-Channel: " + channel_id_).c_str());
-    headers = curl_slist_append(headers, ("X-Paybus-Timestamp: " + signed_headers.timestamp).c_str());
+    headers = curl_slist_append(headers,
+                                ("X-Paybus-Timestamp: " + signed_headers.timestamp).c_str());
     headers = curl_slist_append(headers, ("X-Paybus-Nonce: " + signed_headers.nonce).c_str());
-    headers = curl_slist_append(headers, ("X-Paybus-Signature: " + signed_headers.signature).c_str());
+    headers = curl_slist_append(headers,
+                                ("X-Paybus-Signature: " + signed_headers.signature).c_str());
     curl_easy_reset(curl);
     curl_easy_setopt(curl, CURLOPT_URL, next.url.c_str());
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -232,7 +241,9 @@ private:
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(next.body.size()));
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char*, size_t size, size_t count, void*) { return size * count; });
+    curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char*, size_t size, size_t count, void*) { return size * count; });
     curl_easy_perform(curl);  // lost if it fails: the bus must query
     curl_slist_free_all(headers);
   }
@@ -278,8 +289,14 @@ class simulator {
 public:
   simulator(std::string host, uint16_t port, uint16_t admin_port, std::string channel_id,
             paybus::crypto::pkey_ptr key, paybus::crypto::pkey_ptr bus_key, sim_mode mode)
-    : host_(std::move(host)), port_(port), admin_port_(admin_port), channel_id_(std::move(channel_id)), key_(key),
-      bus_key_(std::move(bus_key)), mode_(mode), notifier_(channel_id_, key) {
+    : host_(std::move(host)),
+      port_(port),
+      admin_port_(admin_port),
+      channel_id_(std::move(channel_id)),
+      key_(key),
+      bus_key_(std::move(bus_key)),
+      mode_(mode),
+      notifier_(channel_id_, key) {
   }
 
   int run() {
@@ -297,9 +314,11 @@ public:
     while (!stop_requested) {
       int timeout = 100;
       if (!delayed_.empty())
-        timeout = static_cast<int>(std::clamp<int64_t>(delayed_.top().due_ms - monotonic_now_ms(), 0, timeout));
+        timeout = static_cast<int>(
+          std::clamp<int64_t>(delayed_.top().due_ms - monotonic_now_ms(), 0, timeout));
       if (!held_.empty())
-        timeout = static_cast<int>(std::clamp<int64_t>(held_.top().due_ms - monotonic_now_ms(), 0, timeout));
+        timeout = static_cast<int>(
+          std::clamp<int64_t>(held_.top().due_ms - monotonic_now_ms(), 0, timeout));
       int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), timeout);
       for (int i = 0; i < n; ++i) {
         int fd = events[i].data.fd;
@@ -415,7 +434,8 @@ private:
   /// A response signed over the request's METHOD and TARGET.
   std::string signed_response(const paybus::http_request& request, int status,
                               const std::string& content_type, const std::string& body) {
-    auto signature = paybus::sign_rsa(key_.get(), request.method, request.target, body, unix_now_ms());
+    auto signature = paybus::sign_rsa(key_.get(), request.method, request.target, body,
+                                      unix_now_ms());
     std::string headers = "X-Paybus-Channel: " + channel_id_ + "\r\nX-Paybus-Timestamp: "
                           + signature.timestamp + "\r\nX-Paybus-Nonce: " + signature.nonce
                           + "\r\nX-Paybus-Signature: " + signature.signature + "\r\n";
@@ -427,14 +447,16 @@ private:
       return;  // its sender is gone
     int64_t latency = mode_.latency_min_ms;
     if (mode_.latency_max_ms > mode_.latency_min_ms)
-      latency = std::uniform_int_distribution<int64_t>{mode_.latency_min_ms, mode_.latency_max_ms}(rng_);
+      latency = std::uniform_int_distribution<int64_t>{mode_.latency_min_ms,
+                                                       mode_.latency_max_ms}(rng_);
     if (latency <= 0) {
       write_now(fd, bytes);
       if (!request.keep_alive)
         drop(fd);
       return;
     }
-    delayed_.push({monotonic_now_ms() + latency, delayed_sequence_++, fd, connection_ids_[fd], std::move(bytes)});
+    delayed_.push({monotonic_now_ms() + latency, delayed_sequence_++, fd, connection_ids_[fd],
+                   std::move(bytes)});
   }
 
   /// Hands what is due in `queue` to `take`, with its connection's fd, or -1
@@ -481,7 +503,8 @@ private:
   }
 
   json payment_json(const payment& p) const {
-    return json{{"pay_id", p.pay_id}, {"channel_txn_id", p.channel_txn_id},
+    return json{{"pay_id", p.pay_id},
+                {"channel_txn_id", p.channel_txn_id},
                 {"status", p.lagging ? "ACCEPTED" : p.status}};
   }
 
@@ -491,8 +514,11 @@ private:
     std::bernoulli_distribution lose{mode_.notify_loss_ratio};
     if (lose(rng_))
       return;
-    json body{{"pay_id", p.pay_id}, {"channel_txn_id", p.channel_txn_id}, {"status", p.status},
-              {"amount", p.amount}, {"paid_at", paybus::format_rfc3339_ms(p.paid_at_ms)}};
+    json body{{"pay_id", p.pay_id},
+              {"channel_txn_id", p.channel_txn_id},
+              {"status", p.status},
+              {"amount", p.amount},
+              {"paid_at", paybus::format_rfc3339_ms(p.paid_at_ms)}};
     auto due = monotonic_now_ms() + mode_.notify_delay_ms;
     notifier_.post(due, p.notify_url, body.dump());
     std::bernoulli_distribution duplicate{mode_.notify_duplicate_ratio};
@@ -506,9 +532,10 @@ private:
       auto patch = json::parse(request.body, nullptr, false);
       std::string error;
       if (patch.is_discarded() || !apply_mode(mode_, patch, error)) {
-        write_now(fd, paybus::http_response(400, "application/json",
-                                            paybus::error_json("invalid_mode", error.empty() ? "invalid JSON" : error),
-                                            request.keep_alive));
+        write_now(fd, paybus::http_response(
+                        400, "application/json",
+                        paybus::error_json("invalid_mode", error.empty() ? "invalid JSON" : error),
+                        request.keep_alive));
         return;
       }
       // Down (or up) before the answer: a caller's next request meets the new
@@ -522,30 +549,38 @@ private:
             open.push_back(other);
         for (int other : open)
           drop(other);
-      }
-      else if (listener_ < 0)
+      } else if (listener_ < 0)
         open_listener();
-      write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(), request.keep_alive));
+      write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(),
+                                          request.keep_alive));
       return;
     }
     if (target == "/sim/mode" && request.method == "GET")
-      return write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(), request.keep_alive));
+      return write_now(fd, paybus::http_response(200, "application/json", json(mode_).dump(),
+                                                 request.keep_alive));
     if (target == "/sim/payments" && request.method == "GET") {
       json all = json::array();
       for (const auto& [id, p] : payments_)
-        all.push_back({{"pay_id", p.pay_id}, {"channel_txn_id", p.channel_txn_id}, {"status", p.status},
-                       {"amount", p.amount}, {"currency", p.currency}, {"pay_requests", p.pay_requests}});
-      return write_now(fd, paybus::http_response(200, "application/json", all.dump(), request.keep_alive));
+        all.push_back({{"pay_id", p.pay_id},
+                       {"channel_txn_id", p.channel_txn_id},
+                       {"status", p.status},
+                       {"amount", p.amount},
+                       {"currency", p.currency},
+                       {"pay_requests", p.pay_requests}});
+      return write_now(fd, paybus::http_response(200, "application/json", all.dump(),
+                                                 request.keep_alive));
     }
     if (target == "/sim/usage" && request.method == "GET") {
       auto usage = paybus::crypto::private_key_usage_so_far();
       json body{{"private_key_operations", usage.operations},
                 {"private_key_cpu_seconds", static_cast<double>(usage.cpu_ns) / 1e9}};
-      return write_now(fd, paybus::http_response(200, "application/json", body.dump(), request.keep_alive));
+      return write_now(fd, paybus::http_response(200, "application/json", body.dump(),
+                                                 request.keep_alive));
     }
     if (!authenticated(request))
-      return respond(fd, request, signed_response(request, 401, "application/json",
-                                                  paybus::error_json("unauthenticated", "bad signature")));
+      return respond(fd, request,
+                     signed_response(request, 401, "application/json",
+                                     paybus::error_json("unauthenticated", "bad signature")));
     if (target == "/v1/pay" && request.method == "POST") {
       if (mode_.pay_delay_ms > 0)
         return held_.push({monotonic_now_ms() + mode_.pay_delay_ms, held_sequence_++, fd,
@@ -554,31 +589,43 @@ private:
     }
     if (target.rfind("/v1/pay/", 0) == 0 && request.method == "GET") {
       auto found = payments_.find(std::string{target.substr(8)});
-      json body = found == payments_.end()
-                    ? json{{"pay_id", std::string{target.substr(8)}}, {"channel_txn_id", ""}, {"status", "NOT_FOUND"}}
-                    : payment_json(found->second);
+      json body = found == payments_.end() ? json{{"pay_id", std::string{target.substr(8)}},
+                                                  {"channel_txn_id", ""},
+                                                  {"status", "NOT_FOUND"}}
+                                           : payment_json(found->second);
       return respond(fd, request, signed_response(request, 200, "application/json", body.dump()));
     }
     if (target.rfind("/v1/statements/", 0) == 0 && request.method == "GET") {
       if (auto csv = statement(std::string{target.substr(15)}))
         return respond(fd, request, signed_response(request, 200, "text/csv", *csv));
     }
-    respond(fd, request, signed_response(request, 404, "application/json", paybus::error_json("not_found", "no such resource")));
+    respond(fd, request,
+            signed_response(request, 404, "application/json",
+                            paybus::error_json("not_found", "no such resource")));
   }
 
   void pay(int fd, const paybus::http_request& request) {
     auto body = json::parse(request.body, nullptr, false);
-    auto absent_or_string = [&](const char* key) { return !body.contains(key) || body[key].is_string(); };
-    if (body.is_discarded() || !body.is_object() || !body.contains("pay_id") || !body["pay_id"].is_string()
-        || !body.contains("amount") || !body["amount"].is_number_integer()
-        || !absent_or_string("currency") || !absent_or_string("notify_url"))
-      return respond(fd, request, signed_response(request, 400, "application/json",
-                                                  paybus::error_json("invalid_request", "pay_id and amount required; currency and notify_url strings")));
+    auto absent_or_string = [&](const char* key) {
+      return !body.contains(key) || body[key].is_string();
+    };
+    if (body.is_discarded() || !body.is_object() || !body.contains("pay_id")
+        || !body["pay_id"].is_string() || !body.contains("amount")
+        || !body["amount"].is_number_integer() || !absent_or_string("currency")
+        || !absent_or_string("notify_url"))
+      return respond(
+        fd, request,
+        signed_response(
+          request, 400, "application/json",
+          paybus::error_json("invalid_request",
+                             "pay_id and amount required; currency and notify_url strings")));
     auto pay_id = body["pay_id"].get<std::string>();
     auto found = payments_.find(pay_id);
     if (found != payments_.end()) {  // the same pay_id again: the channel dedupes
       ++found->second.pay_requests;
-      return respond(fd, request, signed_response(request, 200, "application/json", payment_json(found->second).dump()));
+      return respond(fd, request,
+                     signed_response(request, 200, "application/json",
+                                     payment_json(found->second).dump()));
     }
     payment p;
     p.pay_id = pay_id;
@@ -664,7 +711,9 @@ private:
   std::map<int, std::unique_ptr<connection>> connections_;
   std::map<int, uint64_t> connection_ids_;
   uint64_t next_connection_id_ = 0;
-  std::priority_queue<delayed_response, std::vector<delayed_response>, std::greater<delayed_response>> delayed_;
+  std::priority_queue<delayed_response, std::vector<delayed_response>,
+                      std::greater<delayed_response>>
+    delayed_;
   uint64_t delayed_sequence_ = 0;
   std::priority_queue<held_request, std::vector<held_request>, std::greater<held_request>> held_;
   uint64_t held_sequence_ = 0;
@@ -676,7 +725,7 @@ private:
 
 volatile std::sig_atomic_t simulator::stop_requested = 0;
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"paybus-channel-sim: a payment channel stand-in speaking API.md section 4"};
@@ -695,11 +744,14 @@ int main(int argc, char** argv) {
   app.add_option("--failed-ratio", mode.failed_ratio)->check(CLI::Range(0.0, 1.0));
   app.add_option("--accepted-ratio", mode.accepted_ratio)->check(CLI::Range(0.0, 1.0));
   app.add_option("--timeout-ratio", mode.timeout_ratio)->check(CLI::Range(0.0, 1.0));
-  app.add_option("--pay-delay-ms", mode.pay_delay_ms, "pay requests wait this long before they are taken")
+  app
+    .add_option("--pay-delay-ms", mode.pay_delay_ms,
+                "pay requests wait this long before they are taken")
     ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   app.add_option("--notify-delay-ms", mode.notify_delay_ms);
   app.add_option("--notify-loss-ratio", mode.notify_loss_ratio)->check(CLI::Range(0.0, 1.0));
-  app.add_option("--notify-duplicate-ratio", mode.notify_duplicate_ratio)->check(CLI::Range(0.0, 1.0));
+  app.add_option("--notify-duplicate-ratio", mode.notify_duplicate_ratio)
+    ->check(CLI::Range(0.0, 1.0));
   app.add_flag("--down", mode.down, "start refusing connections");
   CLI11_PARSE(app, argc, argv);
   std::string host;

@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iostream>
 #include <set>
 #include <stdexcept>
-#include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -17,8 +17,8 @@
 #include "actors/store/commit.hpp"
 #include "common/clock.hpp"
 #include "common/pay_id.hpp"
-#include "storage/local/local_store.hpp"
 #include "storage/database/pg_database.hpp"
+#include "storage/local/local_store.hpp"
 #include "storage/local/record_codec.hpp"
 #include "storage/local/webhook_keys.hpp"
 
@@ -34,7 +34,8 @@ json to_json(const payment_record& record, const std::optional<payment_result>& 
            {"amount", record.order.amount_minor},
            {"currency", record.order.currency},
            {"subject", record.order.subject},
-           {"channel", record.order.channel_id.empty() ? record.routed_channel : record.order.channel_id},
+           {"channel",
+            record.order.channel_id.empty() ? record.routed_channel : record.order.channel_id},
            {"notify_url", record.order.notify_url},
            {"expire_seconds", record.order.expire_seconds},
            {"instance_id", record.instance_id},
@@ -45,10 +46,10 @@ json to_json(const payment_record& record, const std::optional<payment_result>& 
   if (record.finished_at_ms > 0)
     out["finished_at"] = format_rfc3339_ms(record.finished_at_ms);
   if (result)
-    out["result"] = json{{"status", result->status},     {"channel_id", result->channel_id},
-                         {"source", result->source},     {"amount", result->amount_minor},
-                         {"flagged", result->flagged},
-                         {"finished_at", format_rfc3339_ms(result->finished_at_ms)}};
+    out["result"] = json{
+      {"status", result->status},   {"channel_id", result->channel_id},
+      {"source", result->source},   {"amount", result->amount_minor},
+      {"flagged", result->flagged}, {"finished_at", format_rfc3339_ms(result->finished_at_ms)}};
   return out;
 }
 
@@ -73,22 +74,23 @@ int stats(local_store& store) {
 
 int list(local_store& store, bool pending, size_t limit) {
   size_t shown = 0;
-  auto status = store.scan(pending ? "dispatch" : "orders", "", [&](std::string_view key, std::string_view value) {
-    payment_record record;
-    if (pending) {
-      std::optional<payment_record> found;
-      if (!store.get(std::string{key}, found).ok() || !found)
-        return true;
-      record = *found;
-    } else if (!codec::decode_record(value, record)) {
-      std::cout << std::string{key} << " DAMAGED" << std::endl;
+  auto status = store.scan(
+    pending ? "dispatch" : "orders", "", [&](std::string_view key, std::string_view value) {
+      payment_record record;
+      if (pending) {
+        std::optional<payment_record> found;
+        if (!store.get(std::string{key}, found).ok() || !found)
+          return true;
+        record = *found;
+      } else if (!codec::decode_record(value, record)) {
+        std::cout << std::string{key} << " DAMAGED" << std::endl;
+        return ++shown < limit;
+      }
+      std::cout << record.pay_id << ' ' << to_string(record.status) << ' '
+                << record.order.merchant_id << ' ' << record.order.merchant_order_no << ' '
+                << record.order.amount_minor << ' ' << record.order.currency << std::endl;
       return ++shown < limit;
-    }
-    std::cout << record.pay_id << ' ' << to_string(record.status) << ' ' << record.order.merchant_id << ' '
-              << record.order.merchant_order_no << ' ' << record.order.amount_minor << ' '
-              << record.order.currency << std::endl;
-    return ++shown < limit;
-  });
+    });
   return status.ok() ? 0 : fail(status.ToString());
 }
 
@@ -103,38 +105,46 @@ int show(local_store& store, const std::string& pay_id) {
   if (!record && !result)
     return fail("no payment " + pay_id + " in this store");
   if (!record) {
-    std::cout << json{{"pay_id", pay_id}, {"order", nullptr}, {"result_waiting_for_order", result->status}}.dump(2)
+    std::cout << json{{"pay_id", pay_id},
+                      {"order", nullptr},
+                      {"result_waiting_for_order", result->status}}
+                   .dump(2)
               << std::endl;
     return 0;
   }
   auto shown = to_json(*record, result);
   // Results that contradicted the final one (docs/operations.md): kept, never applied.
-  status = store.scan("conflicts", pay_id + '\0', [&](std::string_view key, std::string_view value) {
-    if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
-      return false;
-    payment_result late;
-    if (codec::decode_result(value, late))
-      shown["conflicting_results"].push_back(
-        json{{"status", to_string(late.status)}, {"channel_id", late.channel_id},
-             {"channel_txn_id", late.channel_txn_id}, {"source", to_string(late.source)},
-             {"amount", late.amount_minor}, {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
-    return true;
-  });
+  status = store.scan("conflicts", pay_id + '\0',
+                      [&](std::string_view key, std::string_view value) {
+                        if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
+                          return false;
+                        payment_result late;
+                        if (codec::decode_result(value, late))
+                          shown["conflicting_results"].push_back(
+                            json{{"status", to_string(late.status)},
+                                 {"channel_id", late.channel_id},
+                                 {"channel_txn_id", late.channel_txn_id},
+                                 {"source", to_string(late.source)},
+                                 {"amount", late.amount_minor},
+                                 {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
+                        return true;
+                      });
   if (!status.ok())
     return fail(status.ToString());
   // Rows the transaction database holds otherwise, kept apart (not written).
-  status = store.scan("db_conflicts", pay_id + '\0', [&](std::string_view key, std::string_view value) {
-    if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
-      return false;
-    database_conflict conflict;
-    if (codec::decode_database_conflict(value, conflict))
-      shown["database_conflicts"].push_back(
-        json{{"table", conflict.table},
-             {"ours", json::parse(conflict.ours, nullptr, false)},
-             {"theirs", json::parse(conflict.theirs, nullptr, false)},
-             {"found_at", format_rfc3339_ms(conflict.found_at_ms)}});
-    return true;
-  });
+  status = store.scan("db_conflicts", pay_id + '\0',
+                      [&](std::string_view key, std::string_view value) {
+                        if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
+                          return false;
+                        database_conflict conflict;
+                        if (codec::decode_database_conflict(value, conflict))
+                          shown["database_conflicts"].push_back(
+                            json{{"table", conflict.table},
+                                 {"ours", json::parse(conflict.ours, nullptr, false)},
+                                 {"theirs", json::parse(conflict.theirs, nullptr, false)},
+                                 {"found_at", format_rfc3339_ms(conflict.found_at_ms)}});
+                        return true;
+                      });
   if (!status.ok())
     return fail(status.ToString());
   std::cout << shown.dump(2) << std::endl;
@@ -216,13 +226,15 @@ int verify(local_store& store) {
     if (!parse_pay_id(record.pay_id))
       problem("order " + record.pay_id + " has a malformed pay_id");
     std::optional<payment_record> by_number;
-    if (!store.find(record.order.merchant_id, record.order.merchant_order_no, by_number).ok() || !by_number
-        || by_number->pay_id != record.pay_id)
+    if (!store.find(record.order.merchant_id, record.order.merchant_order_no, by_number).ok()
+        || !by_number || by_number->pay_id != record.pay_id)
       problem("order " + record.pay_id + " is not what its idempotency entry names");
     if (record.status != payment_status::processing) {
       std::optional<payment_result> result;
-      if (!store.get_result(record.pay_id, result).ok() || !result || result->status != record.status)
-        problem("order " + record.pay_id + " is " + to_string(record.status) + " without that result");
+      if (!store.get_result(record.pay_id, result).ok() || !result
+          || result->status != record.status)
+        problem("order " + record.pay_id + " is " + to_string(record.status)
+                + " without that result");
     }
     return true;
   });
@@ -260,8 +272,10 @@ int verify(local_store& store) {
       payment_result late;
       std::optional<payment_record> record;
       std::optional<payment_result> kept;
-      if (!codec::decode_result(value, late) || key.substr(0, late.pay_id.size() + 1) != late.pay_id + '\0') {
-        problem("conflicting result " + std::string{key.substr(0, key.find('\0'))} + " cannot be decoded");
+      if (!codec::decode_result(value, late)
+          || key.substr(0, late.pay_id.size() + 1) != late.pay_id + '\0') {
+        problem("conflicting result " + std::string{key.substr(0, key.find('\0'))}
+                + " cannot be decoded");
         return true;
       }
       // It contradicted what the store held for that payment: a final result,
@@ -269,11 +283,11 @@ int verify(local_store& store) {
       // channel, or a result still waiting for its order.
       bool has_order = store.get(late.pay_id, record).ok() && record;
       bool has_result = store.get_result(late.pay_id, kept).ok() && kept;
-      bool named = has_order ? record->status != payment_status::processing
-                                 || (has_result && kept->flagged)
-                                 || (!record->routed_channel.empty()
-                                     && record->routed_channel != late.channel_id)
-                             : has_result;
+      bool named = has_order
+                     ? record->status != payment_status::processing || (has_result && kept->flagged)
+                         || (!record->routed_channel.empty()
+                             && record->routed_channel != late.channel_id)
+                     : has_result;
       if (!named)
         problem("conflicting result for " + late.pay_id + " names nothing it could contradict");
       return true;
@@ -316,8 +330,8 @@ int replay(local_store& store, const std::string& url) {
         return false;
       std::cerr << "\npaybus-replay: payment " << keys.pay_id << ": the " << table
                 << " row is kept apart: the table holds " << *theirs << std::endl;
-      done.database_conflicts.push_back({table, keys.pay_id, std::move(ours), *theirs,
-                                         unix_now_ms()});
+      done.database_conflicts.push_back(
+        {table, keys.pay_id, std::move(ours), *theirs, unix_now_ms()});
       return true;
     };
     std::vector<std::string> differing;
@@ -332,8 +346,8 @@ int replay(local_store& store, const std::string& url) {
     std::vector<payment_result> result_rows;
     for (const auto& result : rows.results) {
       bool apart = orders_apart.count(result.pay_id) > 0;
-      if (!apart && !(status = store.database_conflict_kept(result.pay_id, "payment_orders",
-                                                            apart)).ok())
+      if (!apart
+          && !(status = store.database_conflict_kept(result.pay_id, "payment_orders", apart)).ok())
         return fail(status.ToString());
       payment_record keys;
       keys.pay_id = result.pay_id;
@@ -365,12 +379,13 @@ int replay(local_store& store, const std::string& url) {
     orders += records.size();
     results += result_rows.size();
     from = entries.back().sequence + 1;
-    std::cerr << "\rpaybus-replay: " << orders << " order rows, " << results << " result rows delivered"
-              << std::flush;
+    std::cerr << "\rpaybus-replay: " << orders << " order rows, " << results
+              << " result rows delivered" << std::flush;
   }
   std::cerr << std::endl;
   std::cout << "replay: " << orders << " order rows and " << results
-            << " result rows delivered (rows the database had already are left as they are)" << std::endl;
+            << " result rows delivered (rows the database had already are left as they are)"
+            << std::endl;
   return 0;
 }
 
@@ -380,15 +395,16 @@ int replay(local_store& store, const std::string& url) {
 /// synced batch each), else nothing written to the store.
 int reconcile(local_store& store, const std::string& channel, const std::string& date,
               const std::string& file, const std::string& reports_dir, bool repair) {
-  reconciliation::store_bus_view bus{store, [&](const payment_result& result) {
-    store_batch batch;
-    batch.results.push_back(result);
-    store_batch_answers answers;
-    auto status = commit(store, batch, answers);
-    if (!status.ok())
-      throw std::runtime_error("cannot write a repair: " + status.ToString());
-    return answers.results.at(0).joined && answers.results.at(0).changed;
-  }};
+  reconciliation::store_bus_view bus{
+    store, [&](const payment_result& result) {
+      store_batch batch;
+      batch.results.push_back(result);
+      store_batch_answers answers;
+      auto status = commit(store, batch, answers);
+      if (!status.ok())
+        throw std::runtime_error("cannot write a repair: " + status.ToString());
+      return answers.results.at(0).joined && answers.results.at(0).changed;
+    }};
   reconciliation::run_request request{channel, date, file, repair};
   reconciliation::run_places places{reports_dir, reports_dir + "/.scratch"};
   reconciliation::statement_source no_channel;  // a file only
@@ -405,7 +421,7 @@ int reconcile(local_store& store, const std::string& channel, const std::string&
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   // stdout carries the output (JSON, JSONL): RocksDB's warnings go to stderr.
@@ -434,11 +450,13 @@ int main(int argc, char** argv) {
   std::string channel, date, file, reports_dir;
   bool repair = false;
   auto* reconcile_cmd = app.add_subcommand(
-    "reconcile", "compare a channel's statement file of a day with the store (report only unless --repair)");
+    "reconcile",
+    "compare a channel's statement file of a day with the store (report only unless --repair)");
   reconcile_cmd->add_option("--channel", channel, "the channel id")->required();
   reconcile_cmd->add_option("--date", date, "the UTC day, YYYY-MM-DD")->required();
   reconcile_cmd->add_option("--file", file, "the statement (API.md section 4's CSV)")
-    ->required()->check(CLI::ExistingFile);
+    ->required()
+    ->check(CLI::ExistingFile);
   reconcile_cmd->add_option("--reports", reports_dir,
                             "where the report goes (default: reports/ beside the store)");
   reconcile_cmd->add_flag("--repair", repair, "write the repairs (results, source reconciliation)");

@@ -13,10 +13,10 @@
 
 #include "actors/admin/admin_command.hpp"
 #include "actors/cluster/cluster_directory.hpp"
-#include "common/pay_id.hpp"
 #include "common/clock.hpp"
 #include "common/live_switches.hpp"
 #include "common/metrics.hpp"
+#include "common/pay_id.hpp"
 #include "storage/local/record_codec.hpp"
 
 namespace paybus {
@@ -94,8 +94,7 @@ std::string joined(const std::vector<std::string>& words) {
 /// Writes the audit entry (and the switches, when `next` is set), then
 /// makes `next` the live switches and answers with `answer()`.
 void persist(admin_pointer self, reply_promise promise, const admin_request& request,
-             const std::string& who,
-             std::optional<switch_state> next, std::string result,
+             const std::string& who, std::optional<switch_state> next, std::string result,
              std::function<admin_reply()> answer) {
   auto& st = self->state;
   auto at = unix_now_ms();
@@ -106,14 +105,15 @@ void persist(admin_pointer self, reply_promise promise, const admin_request& req
   auto key = admin_audit_key(at, ++st.audit_number);
   auto text = entry.dump();
   auto switches = next ? encode_switches(*next) : std::string{};
-  self->request(st.settings.writer, std::chrono::milliseconds{st.settings.store_timeout_ms},
-                admin_atom::value, switches, key, text)
+  self
+    ->request(st.settings.writer, std::chrono::milliseconds{st.settings.store_timeout_ms},
+              admin_atom::value, switches, key, text)
     .then(
       [=](bool written) mutable {
         auto& st = self->state;
         if (!written) {
-          promise.deliver(failure("store_unavailable",
-                                  "the local store cannot write: nothing changed"));
+          promise.deliver(
+            failure("store_unavailable", "the local store cannot write: nothing changed"));
           return;
         }
         if (next) {
@@ -143,15 +143,15 @@ json status_json(admin_pointer self, int64_t dispatch_backlog) {
     if (state.is_paused(which))
       degraded.push_back(to_string(which));
   return {{"instance_id", st.settings.instance_id},
-             {"version", st.settings.version},
-             {"uptime_seconds", (unix_now_ms() - st.settings.started_unix_ms) / 1000},
-             {"accepting", figures.store_up.load() == 1},
-             {"store_up", figures.store_up.load() == 1},
-             {"db_up", figures.db_up.load() == 1},
-             {"db_backlog", figures.db_backlog.load()},
-             {"notify_backlog", figures.notify_backlog.load()},
-             {"dispatch_backlog", dispatch_backlog},
-             {"degraded", degraded}};
+          {"version", st.settings.version},
+          {"uptime_seconds", (unix_now_ms() - st.settings.started_unix_ms) / 1000},
+          {"accepting", figures.store_up.load() == 1},
+          {"store_up", figures.store_up.load() == 1},
+          {"db_up", figures.db_up.load() == 1},
+          {"db_backlog", figures.db_backlog.load()},
+          {"notify_backlog", figures.notify_backlog.load()},
+          {"dispatch_backlog", dispatch_backlog},
+          {"degraded", degraded}};
 }
 
 void handle(admin_pointer self, reply_promise promise, const admin_request& request,
@@ -168,8 +168,8 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
   auto state = st.settings.switches->snapshot();
   auto timeout = std::chrono::milliseconds{st.settings.store_timeout_ms};
   auto store_failed = [=](caf::error& problem) mutable {
-    promise.deliver(failure("store_unavailable",
-                            "the local store cannot be read: " + caf::to_string(problem)));
+    promise.deliver(
+      failure("store_unavailable", "the local store cannot be read: " + caf::to_string(problem)));
   };
   channel_switch* channel = nullptr;
   if (!command.channel_id.empty()) {
@@ -214,9 +214,8 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
       channel->changed = true;
       auto changed = *channel;
       auto* figures = st.settings.figures;
-      persist(self, promise, request, who, state, "ok", [changed, figures] {
-        return ok(channel_json(changed, *figures));
-      });
+      persist(self, promise, request, who, state, "ok",
+              [changed, figures] { return ok(channel_json(changed, *figures)); });
       return;
     }
     case kind::degrade_list: {
@@ -225,13 +224,17 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     }
     case kind::degrade_set: {
       state.paused[static_cast<size_t>(command.which)] = command.on;
-      persist(self, promise, request, who, state, "ok", [state] { return ok(switches_json(state)); });
+      persist(self, promise, request, who, state, "ok",
+              [state] { return ok(switches_json(state)); });
       return;
     }
     case kind::backlog: {
       self->request(st.settings.reader, timeout, backlog_atom::value)
-        .then([=](const std::string& backlog) mutable { promise.deliver(admin_reply{false, backlog}); },
-              store_failed);
+        .then(
+          [=](const std::string& backlog) mutable {
+            promise.deliver(admin_reply{false, backlog});
+          },
+          store_failed);
       return;
     }
     case kind::payment: {
@@ -269,8 +272,8 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
         .then(
           [=](const std::string& found) mutable {
             if (found.empty())
-              promise.deliver(failure("not_found", "no payment " + command.pay_id
-                                                     + " in the local store"));
+              promise.deliver(
+                failure("not_found", "no payment " + command.pay_id + " in the local store"));
             else
               promise.deliver(admin_reply{false, found});
           },
@@ -299,8 +302,9 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
         return;
       }
       // A run reads a whole day: it may take minutes.
-      self->request(found->second, std::chrono::seconds{6 * 3600}, reconcile_atom::value, command.date,
-                    command.file, true)
+      self
+        ->request(found->second, std::chrono::seconds{6 * 3600}, reconcile_atom::value,
+                  command.date, command.file, true)
         .then(
           [=](bool done, const std::string& detail) mutable {
             if (!done) {
@@ -319,12 +323,14 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     }
     case kind::cluster_adopt: {
       if (!st.settings.cluster_handle) {
-        promise.deliver(failure("not_clustered", "this instance is alone: cluster.listen is not set"));
+        promise.deliver(
+          failure("not_clustered", "this instance is alone: cluster.listen is not set"));
         return;
       }
       // Opening a store and recording the move take a while.
-      self->request(st.settings.cluster_handle, std::chrono::minutes{2}, adopt_atom::value,
-                    static_cast<int32_t>(command.number), command.file)
+      self
+        ->request(st.settings.cluster_handle, std::chrono::minutes{2}, adopt_atom::value,
+                  static_cast<int32_t>(command.number), command.file)
         .then(
           [=](bool adopted, const std::string& detail) mutable {
             if (!adopted) {
@@ -333,7 +339,8 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
               return;
             }
             auto status = json::parse(detail, nullptr, false);
-            persist(self, promise, request, who, std::nullopt, "ok", [status] { return ok(status); });
+            persist(self, promise, request, who, std::nullopt, "ok",
+                    [status] { return ok(status); });
           },
           [=](const caf::error& problem) mutable {
             promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
@@ -343,15 +350,19 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     case kind::cluster_status:
     case kind::cluster_form: {
       if (!st.settings.cluster_handle) {
-        promise.deliver(failure("not_clustered", "this instance is alone: cluster.listen is not set"));
+        promise.deliver(
+          failure("not_clustered", "this instance is alone: cluster.listen is not set"));
         return;
       }
       if (command.what == kind::cluster_status) {
         self->request(st.settings.cluster_handle, timeout, status_atom::value)
-          .then([=](const std::string& status) mutable { promise.deliver(admin_reply{false, status}); },
-                [=](const caf::error& problem) mutable {
-                  promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
-                });
+          .then(
+            [=](const std::string& status) mutable {
+              promise.deliver(admin_reply{false, status});
+            },
+            [=](const caf::error& problem) mutable {
+              promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
+            });
         return;
       }
       self->request(st.settings.cluster_handle, timeout, form_atom::value)
@@ -365,7 +376,8 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
             auto status = json::parse(detail, nullptr, false);
             if (status.is_discarded())
               status = json{{"formed", true}, {"message", detail}};
-            persist(self, promise, request, who, std::nullopt, "ok", [status] { return ok(status); });
+            persist(self, promise, request, who, std::nullopt, "ok",
+                    [status] { return ok(status); });
           },
           [=](const caf::error& problem) mutable {
             promise.deliver(failure("cluster_unavailable", caf::to_string(problem)));
@@ -375,7 +387,8 @@ void handle(admin_pointer self, reply_promise promise, const admin_request& requ
     case kind::audit: {
       json entries = json::array();
       auto count = std::min<size_t>(st.audit.size(), static_cast<size_t>(command.number));
-      for (auto at = st.audit.end() - static_cast<std::ptrdiff_t>(count); at != st.audit.end(); ++at)
+      for (auto at = st.audit.end() - static_cast<std::ptrdiff_t>(count); at != st.audit.end();
+           ++at)
         entries.push_back(json::parse(*at, nullptr, false));
       promise.deliver(ok({{"entries", entries}}));
       return;
@@ -409,7 +422,8 @@ admin_actor::behavior_type admin_behavior(admin_pointer self, admin_settings set
         if (age_ms < -max_signature_age_ms || age_ms > max_signature_age_ms)
           why = "its time is more than 5 minutes from the bus's";
         else
-          verifier->verify(request.certificate, crypto::admin_signed_text(request.at_ms, request.words),
+          verifier->verify(request.certificate,
+                           crypto::admin_signed_text(request.at_ms, request.words),
                            request.signature, who, why);
         if (!why.empty()) {
           spdlog::warn("admin console refused a command: {}", why);
@@ -423,7 +437,7 @@ admin_actor::behavior_type admin_behavior(admin_pointer self, admin_settings set
   };
 }
 
-} // namespace
+}  // namespace
 
 void show_switches(metrics& figures, const switch_state& state) {
   for (const auto& channel : state.channels) {
@@ -448,4 +462,4 @@ admin_actor spawn_admin(caf::actor_system& system, admin_settings settings) {
   return system.spawn(admin_behavior, std::move(settings));
 }
 
-} // namespace paybus
+}  // namespace paybus

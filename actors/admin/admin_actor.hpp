@@ -54,4 +54,4 @@ void show_switches(metrics& figures, const switch_state& state);
 /// number, both 8 bytes big-endian (so keys sort by time).
 std::string admin_audit_key(int64_t at_ms, uint64_t number);
 
-} // namespace paybus
+}  // namespace paybus

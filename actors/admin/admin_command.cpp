@@ -46,7 +46,7 @@ std::string usage(admin_command::kind what) {
   }
 }
 
-} // namespace
+}  // namespace
 
 bool admin_command::changes() const {
   switch (what) {
@@ -82,7 +82,7 @@ std::vector<std::string> split_command_words(std::string_view line) {
 }
 
 const std::vector<std::string>& admin_log_levels() {
-  static const std::vector<std::string> levels{"trace", "debug", "info",    "warn",
+  static const std::vector<std::string> levels{"trace", "debug",    "info", "warn",
                                                "error", "critical", "off"};
   return levels;
 }
@@ -248,8 +248,8 @@ const std::vector<std::string>& admin_command_help() {
 std::vector<std::string> admin_completions(const std::vector<std::string>& before,
                                            const std::vector<std::string>& channel_ids) {
   if (before.empty())
-    return {"help",    "status", "channels", "channel", "degrade", "backlog",
-            "payment", "webhook", "reconcile", "audit",  "log",     "cluster", "quit", "exit"};
+    return {"help",    "status",    "channels", "channel", "degrade", "backlog", "payment",
+            "webhook", "reconcile", "audit",    "log",     "cluster", "quit",    "exit"};
   const auto& verb = before[0];
   if (verb == "channel") {
     if (before.size() == 1)
@@ -284,4 +284,4 @@ std::vector<std::string> admin_completions(const std::vector<std::string>& befor
   return {};
 }
 
-} // namespace paybus
+}  // namespace paybus

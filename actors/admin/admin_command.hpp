@@ -26,14 +26,14 @@ struct admin_command {
     degrade_list,     // degrade
     degrade_set,      // degrade SWITCH on|off
     backlog,
-    payment,          // payment PAY_ID
-    webhook_resend,   // webhook resend PAY_ID
-    reconcile,        // reconcile CHANNEL DATE [FILE]
-    audit,            // audit [N]
-    log_level,        // log level LEVEL
-    cluster_status,   // cluster status
-    cluster_form,     // cluster form
-    cluster_adopt,    // cluster adopt INSTANCE STORE_DIR
+    payment,         // payment PAY_ID
+    webhook_resend,  // webhook resend PAY_ID
+    reconcile,       // reconcile CHANNEL DATE [FILE]
+    audit,           // audit [N]
+    log_level,       // log level LEVEL
+    cluster_status,  // cluster status
+    cluster_form,    // cluster form
+    cluster_adopt,   // cluster adopt INSTANCE STORE_DIR
   };
   kind what = kind::help;
   std::string channel_id;
@@ -72,4 +72,4 @@ std::vector<std::string> admin_completions(const std::vector<std::string>& words
 /// The levels `log level` takes.
 const std::vector<std::string>& admin_log_levels();
 
-} // namespace paybus
+}  // namespace paybus

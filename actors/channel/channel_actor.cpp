@@ -12,10 +12,10 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/channel/channel_actor.hpp"
 #include "actors/channel/channel_client.hpp"
 #include "actors/channel/circuit_breaker.hpp"
 #include "actors/payment/payment_rules.hpp"
-#include "actors/channel/channel_actor.hpp"
 #include "common/clock.hpp"
 #include "common/live_switches.hpp"
 #include "common/metrics.hpp"
@@ -79,13 +79,13 @@ void observe(front_pointer self, const channel_outcome& outcome) {
   st.figures->set_breaker_state(st.settings.id, static_cast<int>(after));
 }
 
-channel_actor::behavior_type front_behavior(front_pointer self,
-                                            channel_settings_runtime settings,
+channel_actor::behavior_type front_behavior(front_pointer self, channel_settings_runtime settings,
                                             metrics* figures) {
   auto& st = self->state;
   st.settings = settings;
   st.figures = figures;
-  st.breaker = std::make_unique<circuit_breaker>(settings.breaker_failures, settings.breaker_open_ms);
+  st.breaker = std::make_unique<circuit_breaker>(settings.breaker_failures,
+                                                 settings.breaker_open_ms);
   st.switches = switch_view{settings.switches};
   figures->set_breaker_state(settings.id, 0);
   // Outcomes come back as messages to this actor, if it is still there.
@@ -107,13 +107,17 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   return {
     [=](pay_atom, payment_record& record) -> caf::result<channel_outcome> {
       if (!admit(self)) {
-        channel_outcome outcome{record.pay_id, self->state.settings.id, channel_status::unavailable, "",
-                                self->state.forced_open ? "circuit held open by the operator: not sent"
-                                                           : "circuit open or queue full: not sent"};
-        self->state.figures->count_channel_request(self->state.settings.id, to_string(outcome.status));
+        channel_outcome outcome{record.pay_id, self->state.settings.id, channel_status::unavailable,
+                                "",
+                                self->state.forced_open
+                                  ? "circuit held open by the operator: not sent"
+                                  : "circuit open or queue full: not sent"};
+        self->state.figures->count_channel_request(self->state.settings.id,
+                                                   to_string(outcome.status));
         return outcome;
       }
-      return admitted([&](channel_client& client, uint64_t id) { client.pay(id, std::move(record)); });
+      return admitted(
+        [&](channel_client& client, uint64_t id) { client.pay(id, std::move(record)); });
     },
     [=](query_atom, std::string& pay_id) -> caf::result<channel_outcome> {
       if (!admit(self)) {
@@ -137,11 +141,11 @@ channel_actor::behavior_type front_behavior(front_pointer self,
   };
 }
 
-} // namespace
+}  // namespace
 
 channel_actor spawn_channel(caf::actor_system& system, channel_settings_runtime settings,
                             metrics& figures) {
   return system.spawn(front_behavior, std::move(settings), &figures);
 }
 
-} // namespace paybus
+}  // namespace paybus

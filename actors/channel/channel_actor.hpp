@@ -18,11 +18,11 @@ class live_switches;
 
 struct channel_settings_runtime {
   std::string id;
-  std::string url;                 // base URL, e.g. http://127.0.0.1:9001
-  std::string ca_file;             // https: certificates that verify the channel's; empty: the system's
-  std::string notify_url;          // {public_url}/v1/channels/{id}/notify
-  crypto::pkey_ptr bus_key;        // signs requests
-  crypto::pkey_ptr channel_key;    // verifies the channel's answers
+  std::string url;           // base URL, e.g. http://127.0.0.1:9001
+  std::string ca_file;       // https: certificates that verify the channel's; empty: the system's
+  std::string notify_url;    // {public_url}/v1/channels/{id}/notify
+  crypto::pkey_ptr bus_key;  // signs requests
+  crypto::pkey_ptr channel_key;  // verifies the channel's answers
   int64_t timeout_ms = 3000;
   size_t concurrency = 4;          // requests in flight at once
   size_t max_queue = 256;          // beyond it: UNAVAILABLE, nothing sent
@@ -35,4 +35,4 @@ struct channel_settings_runtime {
 channel_actor spawn_channel(caf::actor_system& system, channel_settings_runtime settings,
                             metrics& figures);
 
-} // namespace paybus
+}  // namespace paybus

@@ -36,7 +36,7 @@ struct http_exchange {
   received_signature signed_by;
   bool transport_ok = false;
   bool request_started = false;  // libcurl was about to send the request, once or more
-  bool never_sent = false;  // provably nothing of the request reached a socket
+  bool never_sent = false;       // provably nothing of the request reached a socket
   std::string error;
 };
 
@@ -76,8 +76,8 @@ int request_starting(void* data, char*, char*, int, int) {
 
 /// Whether the environment names a proxy, which libcurl then uses.
 bool proxy_in_environment() {
-  for (const char* name : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                           "ALL_PROXY"})
+  for (const char* name :
+       {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
     if (const char* value = std::getenv(name); value != nullptr && *value != '\0')
       return true;
   return false;
@@ -122,8 +122,7 @@ public:
     int64_t signed_s = 0;
     auto [end, error] = std::from_chars(timestamp.data(), timestamp.data() + timestamp.size(),
                                         signed_s);
-    if (error != std::errc{} || end != timestamp.data() + timestamp.size()
-        || signed_s < started_s_)
+    if (error != std::errc{} || end != timestamp.data() + timestamp.size() || signed_s < started_s_)
       return false;
     nonces_.expire(now_ms);
     if (nonces_.seen({}, nonce))
@@ -192,7 +191,8 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     return outcome;
   }
   auto status = body["status"].get<std::string>();
-  if (status != "SUCCEEDED" && status != "FAILED" && status != "ACCEPTED" && status != "NOT_FOUND") {
+  if (status != "SUCCEEDED" && status != "FAILED" && status != "ACCEPTED"
+      && status != "NOT_FOUND") {
     outcome.reason = "unknown status " + status.substr(0, 32);
     return outcome;
   }
@@ -204,7 +204,8 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
     }
     outcome.channel_txn_id = std::move(txn);
   }
-  outcome.status = parse_channel_status(status).value_or(channel_status::unknown);  // one of the four, checked above
+  // One of the four, checked above.
+  outcome.status = parse_channel_status(status).value_or(channel_status::unknown);
   if (is_string("message"))
     outcome.reason = body["message"].get<std::string>().substr(0, 200);
   return outcome;
@@ -212,7 +213,7 @@ channel_outcome interpret(const channel_settings_runtime& settings, const exchan
 
 class signer_pool;
 
-} // namespace
+}  // namespace
 
 struct channel_client::core {
   channel_settings_runtime settings;
@@ -237,8 +238,8 @@ struct channel_client::core {
       // replaced, not thrown on a thread with no one to catch it.
       job->body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    auto signature = sign_rsa(settings.bus_key.get(), job->method, job->target,
-                              job->body, unix_now_ms());
+    auto signature = sign_rsa(settings.bus_key.get(), job->method, job->target, job->body,
+                              unix_now_ms());
     auto add = [&](const std::string& line) {
       job->headers = curl_slist_append(job->headers, line.c_str());
     };
@@ -375,7 +376,7 @@ private:
   std::vector<std::thread> threads_;
 };
 
-} // namespace
+}  // namespace
 
 channel_client::channel_client(channel_settings_runtime settings, deliver_function deliver)
   : core_(std::make_shared<core>()) {
@@ -391,12 +392,11 @@ channel_client::channel_client(channel_settings_runtime settings, deliver_functi
   c.answers = std::make_unique<answer_memory>(c.settings.window_seconds, unix_now_ms());
   c.loop = std::make_unique<transfer_loop<exchange_job>>(
     "pb-ch-" + c.settings.id, c.settings.concurrency,
-    transfer_loop<exchange_job>::hooks{
-      [&c] { return c.make_handle(); },
-      &core::prepare,
-      [&c](std::unique_ptr<exchange_job> job, CURL* easy, CURLcode code) {
-        c.finished(std::move(job), easy, code);
-      }});
+    transfer_loop<exchange_job>::hooks{[&c] { return c.make_handle(); }, &core::prepare,
+                                       [&c](std::unique_ptr<exchange_job> job, CURL* easy,
+                                            CURLcode code) {
+                                         c.finished(std::move(job), easy, code);
+                                       }});
   auto connections = static_cast<long>(std::max<size_t>(1, c.settings.concurrency));
   curl_multi_setopt(c.loop->multi(), CURLMOPT_MAX_HOST_CONNECTIONS, connections);
   curl_multi_setopt(c.loop->multi(), CURLMOPT_MAXCONNECTS, connections);
@@ -431,4 +431,4 @@ void channel_client::query(uint64_t id, const std::string& pay_id) {
   core_->signers->post(core_, std::move(job));
 }
 
-} // namespace paybus
+}  // namespace paybus

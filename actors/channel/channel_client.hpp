@@ -43,4 +43,4 @@ private:
   std::shared_ptr<core> core_;
 };
 
-} // namespace paybus
+}  // namespace paybus

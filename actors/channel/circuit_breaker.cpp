@@ -46,4 +46,4 @@ circuit_breaker::state circuit_breaker::current(int64_t now_ms) const {
   return state::open;
 }
 
-} // namespace paybus
+}  // namespace paybus

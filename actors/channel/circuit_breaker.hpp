@@ -33,10 +33,10 @@ private:
   int failures_to_open_;
   int64_t open_ms_;
   int failures_ = 0;
-  uint32_t recent_ = 0;        // last `window` outcomes, 1 bits = failures
+  uint32_t recent_ = 0;  // last `window` outcomes, 1 bits = failures
   int recent_count_ = 0;
   int64_t open_until_ms_ = 0;  // 0: closed
   bool probing_ = false;
 };
 
-} // namespace paybus
+}  // namespace paybus

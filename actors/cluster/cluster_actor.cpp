@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
-#include <cstdlib>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -32,8 +32,8 @@ namespace {
 /// One address this instance knows a peer at.
 struct link {
   enum class phase { idle, connecting, up } state = phase::idle;
-  int32_t instance = 0;  // known once the peer said hello
-  caf::actor_addr handle;  // while up
+  int32_t instance = 0;          // known once the peer said hello
+  caf::actor_addr handle;        // while up
   std::vector<int32_t> adopted;  // numbers the peer said it adopted
   int64_t next_try_ms = 0;
   bool reported_unreachable = false;
@@ -41,7 +41,7 @@ struct link {
 
 struct cluster_state {
   cluster_settings settings;
-  std::map<std::string, link> links;  // by address
+  std::map<std::string, link> links;    // by address
   std::set<std::string> own_addresses;  // addresses that turned out to be this instance
   caf::actor registry;
   std::optional<order_shard> shard;
@@ -82,38 +82,39 @@ void know(cluster_pointer self, const std::string& address) {
 /// The registry is read on a thread of its own: libpq blocks.
 caf::behavior registry_reader(caf::event_based_actor* self, cluster_settings settings) {
   auto database = std::make_shared<pg_database>(settings.database);
-  return {[=](registry_atom) -> caf::result<std::vector<std::string>, std::vector<std::string>> {
-    std::string error;
-    auto rows = database->cluster_members(settings.instance_id, settings.fingerprint,
-                                          settings.address, error);
-    auto slots = rows ? database->slot_rows(error) : std::nullopt;
-    if (!rows || !slots) {
-      database->disconnect();
-      spdlog::debug("cluster: cannot read paybus_instances and paybus_slots: {}", error);
-      return caf::make_error(errc::owner_unavailable);
-    }
-    return {std::move(*rows), std::move(*slots)};
-  },
-  [=](adopt_atom, int32_t instance) -> caf::result<int64_t> {
-    std::string error;
-    auto moved = database->adopt_slots(instance, settings.instance_id, settings.address, error);
-    if (!moved) {
-      database->disconnect();
-      spdlog::warn("cluster: cannot record the adoption of instance {}: {}", instance, error);
-      return caf::make_error(errc::owner_unavailable);
-    }
-    return *moved;
-  },
-  [=](form_atom, const std::vector<int32_t>& instances) -> caf::result<bool> {
-    std::string error;
-    auto formed = database->form_slots(instances, slot_count, error);
-    if (!formed) {
-      database->disconnect();
-      spdlog::warn("cluster: cannot form the slot table: {}", error);
-      return caf::make_error(errc::owner_unavailable);
-    }
-    return *formed;
-  }};
+  return {
+    [=](registry_atom) -> caf::result<std::vector<std::string>, std::vector<std::string>> {
+      std::string error;
+      auto rows = database->cluster_members(settings.instance_id, settings.fingerprint,
+                                            settings.address, error);
+      auto slots = rows ? database->slot_rows(error) : std::nullopt;
+      if (!rows || !slots) {
+        database->disconnect();
+        spdlog::debug("cluster: cannot read paybus_instances and paybus_slots: {}", error);
+        return caf::make_error(errc::owner_unavailable);
+      }
+      return {std::move(*rows), std::move(*slots)};
+    },
+    [=](adopt_atom, int32_t instance) -> caf::result<int64_t> {
+      std::string error;
+      auto moved = database->adopt_slots(instance, settings.instance_id, settings.address, error);
+      if (!moved) {
+        database->disconnect();
+        spdlog::warn("cluster: cannot record the adoption of instance {}: {}", instance, error);
+        return caf::make_error(errc::owner_unavailable);
+      }
+      return *moved;
+    },
+    [=](form_atom, const std::vector<int32_t>& instances) -> caf::result<bool> {
+      std::string error;
+      auto formed = database->form_slots(instances, slot_count, error);
+      if (!formed) {
+        database->disconnect();
+        spdlog::warn("cluster: cannot form the slot table: {}", error);
+        return caf::make_error(errc::owner_unavailable);
+      }
+      return *formed;
+    }};
 }
 
 /// A newer slot table (read from the database, or pushed by a peer):
@@ -129,8 +130,9 @@ void take_table(cluster_pointer self, slot_table table) {
   st.settings.figures->set_cluster_slots(epoch, mine);
   spdlog::info("cluster: slot table at epoch {}: this instance owns {} of {} slots", epoch, mine,
                slot_count);
-  self->request(st.settings.writer, std::chrono::seconds{30}, admin_atom::value, std::string{},
-                std::string{"slots"}, encoded)
+  self
+    ->request(st.settings.writer, std::chrono::seconds{30}, admin_atom::value, std::string{},
+              std::string{"slots"}, encoded)
     .then([](bool) {}, [](caf::error&) {});
   for (const auto& member : st.settings.directory->members())
     if (member.up)
@@ -146,7 +148,8 @@ void confirm(cluster_pointer self, int64_t epoch) {
     return;
   slots.confirm();
   spdlog::info("cluster: slot table at epoch {} confirmed: this instance decides the orders of "
-               "its slots", slots.get().epoch);
+               "its slots",
+               slots.get().epoch);
 }
 
 void take_slots(cluster_pointer self, const std::vector<std::string>& rows) {
@@ -183,7 +186,8 @@ std::string status_json(cluster_pointer self) {
                        {"slots", table.known() ? table.counts()[member.instance] : 0}});
   nlohmann::json adopted = nlohmann::json::array();
   for (const auto& store : st.settings.directory->adopted_all())
-    adopted.push_back({{"instance_id", store.instance}, {"store_dir", store.store_dir},
+    adopted.push_back({{"instance_id", store.instance},
+                       {"store_dir", store.store_dir},
                        {"slots", table.known() ? table.counts()[store.instance] : 0}});
   return nlohmann::ordered_json{{"instance_id", st.settings.instance_id},
                                 {"formed", table.known()},
@@ -208,8 +212,7 @@ caf::result<bool, std::string> form(cluster_pointer self) {
   std::sort(instances.begin(), instances.end());
   auto promise = self->make_response_promise<bool, std::string>();
   auto timeout = std::chrono::milliseconds{st.settings.database.connect_timeout_ms
-                                           + 4 * st.settings.database.statement_timeout_ms
-                                           + 1000};
+                                           + 4 * st.settings.database.statement_timeout_ms + 1000};
   self->request(st.registry, timeout, form_atom::value, instances)
     .then(
       [=](bool formed) mutable {
@@ -246,8 +249,7 @@ void read_registry(cluster_pointer self) {
   st.registry_reading = true;
   st.next_registry_ms = monotonic_now_ms() + st.settings.registry_every_ms;
   auto timeout = std::chrono::milliseconds{st.settings.database.connect_timeout_ms
-                                           + 2 * st.settings.database.statement_timeout_ms
-                                           + 1000};
+                                           + 2 * st.settings.database.statement_timeout_ms + 1000};
   self->request(st.registry, timeout, registry_atom::value)
     .then(
       [=](std::vector<std::string>& rows, std::vector<std::string>& slot_rows) {
@@ -256,7 +258,8 @@ void read_registry(cluster_pointer self) {
         for (const auto& row : rows) {
           int32_t instance = 0;
           std::string address;
-          if (parse_member_line(row, instance, address) && instance != self->state.settings.instance_id)
+          if (parse_member_line(row, instance, address)
+              && instance != self->state.settings.instance_id)
             know(self, address);
         }
       },
@@ -346,7 +349,8 @@ void connect(cluster_pointer self, const std::string& address) {
         if (!peer)
           return lost(self, address, "nothing is published there");
         auto& st = self->state;
-        self->request(peer, timeout, hello_atom::value, st.settings.instance_id, st.settings.address)
+        self
+          ->request(peer, timeout, hello_atom::value, st.settings.instance_id, st.settings.address)
           .then(
             [=](int32_t instance) {
               if (instance == self->state.settings.instance_id) {
@@ -412,8 +416,9 @@ caf::result<order_stored> create_for_peer(cluster_pointer self, payment_order or
     return caf::make_error(errc::store_unavailable);
   auto record = st.shard->issue(order, unix_now_ms());
   auto promise = self->make_response_promise<order_stored>();
-  self->request(st.settings.writer, std::chrono::seconds{30}, create_atom::value,
-                std::vector<payment_record>{std::move(record)}, std::vector<nonce_accepted>{})
+  self
+    ->request(st.settings.writer, std::chrono::seconds{30}, create_atom::value,
+              std::vector<payment_record>{std::move(record)}, std::vector<nonce_accepted>{})
     .then(
       [=](std::vector<order_stored>& stored) mutable {
         if (stored.size() != 1) {
@@ -435,8 +440,9 @@ void remember_adopted(cluster_pointer self) {
   std::vector<std::pair<int32_t, std::string>> list;
   for (const auto& store : self->state.settings.directory->adopted_all())
     list.emplace_back(store.instance, store.store_dir);
-  self->request(self->state.settings.writer, std::chrono::seconds{30}, admin_atom::value,
-                std::string{}, std::string{"adopted"}, encode_adopted(list))
+  self
+    ->request(self->state.settings.writer, std::chrono::seconds{30}, admin_atom::value,
+              std::string{}, std::string{"adopted"}, encode_adopted(list))
     .then([](bool) {}, [](caf::error&) {});
 }
 
@@ -464,8 +470,7 @@ caf::result<bool, std::string> adopt(cluster_pointer self, int32_t instance,
     return refuse(error);
   auto promise = self->make_response_promise<bool, std::string>();
   auto timeout = std::chrono::milliseconds{st.settings.database.connect_timeout_ms
-                                           + 4 * st.settings.database.statement_timeout_ms
-                                           + 1000};
+                                           + 4 * st.settings.database.statement_timeout_ms + 1000};
   // The fence first: its slots move to this instance at a new epoch and its
   // registry row names this instance, in one statement. Only then does
   // anything of its store run here.
@@ -615,7 +620,7 @@ cluster_actor::behavior_type cluster_behavior(cluster_pointer self, cluster_sett
   };
 }
 
-} // namespace
+}  // namespace
 
 std::string encode_adopted(const std::vector<std::pair<int32_t, std::string>>& adopted) {
   nlohmann::json out = nlohmann::json::array();
@@ -624,14 +629,16 @@ std::string encode_adopted(const std::vector<std::pair<int32_t, std::string>>& a
   return out.dump();
 }
 
-std::optional<std::vector<std::pair<int32_t, std::string>>> decode_adopted(const std::string& text) {
+std::optional<std::vector<std::pair<int32_t, std::string>>>
+decode_adopted(const std::string& text) {
   auto document = nlohmann::json::parse(text, nullptr, false);
   if (!document.is_array())
     return std::nullopt;
   std::vector<std::pair<int32_t, std::string>> out;
   for (const auto& entry : document) {
-    if (!entry.is_object() || !entry.contains("instance_id") || !entry["instance_id"].is_number_integer()
-        || !entry.contains("store_dir") || !entry["store_dir"].is_string())
+    if (!entry.is_object() || !entry.contains("instance_id")
+        || !entry["instance_id"].is_number_integer() || !entry.contains("store_dir")
+        || !entry["store_dir"].is_string())
       return std::nullopt;
     out.emplace_back(entry["instance_id"].get<int32_t>(), entry["store_dir"].get<std::string>());
   }
@@ -661,4 +668,4 @@ cluster_actor spawn_cluster(caf::actor_system& system, cluster_settings settings
   return system.spawn(cluster_behavior, std::move(settings));
 }
 
-} // namespace paybus
+}  // namespace paybus

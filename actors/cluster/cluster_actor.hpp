@@ -32,10 +32,10 @@ class shared_slots;
 
 struct cluster_settings {
   int32_t instance_id = 0;
-  std::string fingerprint;  // this instance's row in paybus_instances
-  std::string address;      // cluster.listen, registered as uri
+  std::string fingerprint;         // this instance's row in paybus_instances
+  std::string address;             // cluster.listen, registered as uri
   std::vector<std::string> seeds;  // cluster.peers
-  bool tls = false;  // connect through the openssl manager (mutual TLS)
+  bool tls = false;                // connect through the openssl manager (mutual TLS)
   pg_database_options database;
   reader_actor reader;
   store_actor writer;
@@ -48,9 +48,11 @@ struct cluster_settings {
   // instance's), and then serves it (its writer, reader, coordinator, sink
   // and notifier on this process's channels). Set by paybusd.
   std::function<std::shared_ptr<local_store>(int32_t instance, const std::string& dir,
-                                             std::string& error)> open_store;
+                                             std::string& error)>
+    open_store;
   std::function<adopted_store(int32_t instance, const std::string& dir,
-                              std::shared_ptr<local_store> store)> serve_store;
+                              std::shared_ptr<local_store> store)>
+    serve_store;
   // Called when a peer says it adopted this instance's number: the process stops.
   std::function<void(const std::string& why)> fenced;
   int64_t connect_timeout_ms = 5'000;
@@ -68,4 +70,4 @@ std::optional<std::vector<std::pair<int32_t, std::string>>> decode_adopted(const
 /// "7 127.0.0.1:9101" -> (7, "127.0.0.1:9101"); false if it is not that.
 bool parse_member_line(const std::string& line, int32_t& instance, std::string& address);
 
-} // namespace paybus
+}  // namespace paybus

@@ -5,7 +5,8 @@
 
 namespace paybus {
 
-cluster_directory::cluster_directory(int32_t self) : self_{self} {}
+cluster_directory::cluster_directory(int32_t self) : self_{self} {
+}
 
 bool cluster_directory::serves(int32_t instance) const {
   if (instance == self_)
@@ -69,8 +70,9 @@ std::vector<cluster_directory::member> cluster_directory::members() const {
   return out;
 }
 
-std::optional<payment_record> cluster_directory::find_adopted(
-  const std::string& merchant_id, const std::string& merchant_order_no, bool& failed) const {
+std::optional<payment_record> cluster_directory::find_adopted(const std::string& merchant_id,
+                                                              const std::string& merchant_order_no,
+                                                              bool& failed) const {
   failed = false;
   for (const auto& store : adopted_all()) {
     std::optional<payment_record> found;
@@ -84,4 +86,4 @@ std::optional<payment_record> cluster_directory::find_adopted(
   return std::nullopt;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -81,4 +81,4 @@ private:
   std::map<int32_t, adopted_store> adopted_;
 };
 
-} // namespace paybus
+}  // namespace paybus

@@ -97,7 +97,7 @@ slot_table shared_slots::get() const {
   return table_;
 }
 
-} // namespace paybus
+}  // namespace paybus
 
 namespace paybus {
 
@@ -126,4 +126,4 @@ std::optional<slot_table> slots_from_rows(const std::vector<std::string>& rows,
   return table;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -77,14 +77,13 @@ private:
   std::atomic<bool> confirmed_{false};
 };
 
-} // namespace paybus
+}  // namespace paybus
 
 namespace paybus {
 
 /// The table from paybus_slots rows ("SLOT INSTANCE EPOCH"); its epoch is
 /// the highest of the rows'. Nothing (and `error`) unless every slot is
 /// there once.
-std::optional<slot_table> slots_from_rows(const std::vector<std::string>& rows,
-                                          std::string& error);
+std::optional<slot_table> slots_from_rows(const std::vector<std::string>& rows, std::string& error);
 
-} // namespace paybus
+}  // namespace paybus

@@ -61,4 +61,4 @@ private:
   uint64_t generation_ = 0;
 };
 
-} // namespace paybus
+}  // namespace paybus

@@ -48,9 +48,12 @@ public:
   /// `max_waiting` of them.
   transfer_loop(std::string thread_name, size_t slots, hooks h,
                 size_t max_waiting = default_max_waiting)
-    : thread_name_(std::move(thread_name)), slots_(std::max<size_t>(1, slots)),
-      max_waiting_(std::max<size_t>(1, max_waiting)), hooks_(std::move(h)),
-      multi_(curl_multi_init()) {}
+    : thread_name_(std::move(thread_name)),
+      slots_(std::max<size_t>(1, slots)),
+      max_waiting_(std::max<size_t>(1, max_waiting)),
+      hooks_(std::move(h)),
+      multi_(curl_multi_init()) {
+  }
 
   ~transfer_loop() {
     stop();
@@ -184,4 +187,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace paybus
+}  // namespace paybus

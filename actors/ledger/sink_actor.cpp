@@ -42,9 +42,8 @@ void schedule(sink_pointer self, int64_t delay_ms) {
 void database_down(sink_pointer self, const std::string& error) {
   auto& st = self->state;
   st.figures->db_up = 0;
-  st.backoff_ms = st.backoff_ms == 0
-                    ? st.limits.backoff_min_ms
-                    : std::min(st.backoff_ms * 2, st.limits.backoff_max_ms);
+  st.backoff_ms = st.backoff_ms == 0 ? st.limits.backoff_min_ms
+                                     : std::min(st.backoff_ms * 2, st.limits.backoff_max_ms);
   if (!st.reported_down)
     spdlog::warn("database unavailable, payments continue and rows wait in the "
                  "local store: {}",
@@ -58,7 +57,7 @@ void database_down(sink_pointer self, const std::string& error) {
 struct batch_delivery {
   const std::vector<outbox_entry>& entries;
   outbox_rows& rows;
-  std::vector<bool> refused;  // the database refused the row: it stays in the outbox
+  std::vector<bool> refused;                 // the database refused the row: it stays in the outbox
   std::vector<database_conflict> conflicts;  // kept apart: the entry goes
   std::unordered_set<std::string> orders_apart;
 };
@@ -95,8 +94,8 @@ bool keep_apart(sink_pointer self, batch_delivery& batch, const std::string& tab
                 keys.pay_id, table, why, keys.pay_id, ours, *theirs);
   if (table == "payment_orders")
     batch.orders_apart.insert(keys.pay_id);
-  batch.conflicts.push_back({table, keys.pay_id, std::move(ours), std::move(*theirs),
-                             unix_now_ms()});
+  batch.conflicts.push_back(
+    {table, keys.pay_id, std::move(ours), std::move(*theirs), unix_now_ms()});
   return true;
 }
 
@@ -166,8 +165,8 @@ bool send_orders(sink_pointer self, batch_delivery& batch) {
                     std::vector<std::string>& differing) {
     return database.insert_orders(records, error, &differing);
   };
-  return send_rows(self, batch, "payment_orders", batch.rows.records,
-                   batch.rows.record_entries, insert,
+  return send_rows(self, batch, "payment_orders", batch.rows.records, batch.rows.record_entries,
+                   insert,
                    "the table holds another row under its pay_id or its "
                    "(merchant_id, merchant_order_no)");
 }
@@ -181,8 +180,7 @@ bool send_results(sink_pointer self, batch_delivery& batch) {
     const auto& result = batch.rows.results[i];
     bool order_apart = batch.orders_apart.count(result.pay_id) > 0;
     if (!order_apart) {
-      auto status = st.store->database_conflict_kept(result.pay_id, "payment_orders",
-                                                     order_apart);
+      auto status = st.store->database_conflict_kept(result.pay_id, "payment_orders", order_apart);
       if (!status.ok()) {
         spdlog::error("cannot read the store's database conflicts: {}", status.ToString());
         schedule(self, st.limits.backoff_max_ms);
@@ -212,8 +210,7 @@ bool send_results(sink_pointer self, batch_delivery& batch) {
 bool deliver_batch(sink_pointer self) {
   auto& st = self->state;
   std::vector<outbox_entry> entries;
-  auto status = st.store->read_outbox(st.next_sequence, st.limits.batch_rows,
-                                      entries);
+  auto status = st.store->read_outbox(st.next_sequence, st.limits.batch_rows, entries);
   if (!status.ok()) {
     spdlog::error("cannot read the database outbox: {}", status.ToString());
     schedule(self, st.limits.backoff_max_ms);
@@ -246,8 +243,7 @@ bool deliver_batch(sink_pointer self) {
   st.figures->db_rows_written_total.fetch_add(delivered.size(), std::memory_order_relaxed);
   st.next_sequence = entries.back().sequence + 1;
   if (!delivered.empty())
-    self->send(st.writer, delivered_atom::value, std::move(delivered),
-               std::move(batch.conflicts));
+    self->send(st.writer, delivered_atom::value, std::move(delivered), std::move(batch.conflicts));
   st.figures->db_backlog = st.store->outbox_size();
   return entries.size() == st.limits.batch_rows;
 }
@@ -296,8 +292,7 @@ void delivery_round(sink_pointer self) {
                  st.claim.fingerprint);
   }
   if (st.reported_down)
-    spdlog::info("database is back, draining {} waiting rows",
-                 st.store->outbox_size());
+    spdlog::info("database is back, draining {} waiting rows", st.store->outbox_size());
   st.reported_down = false;
   st.backoff_ms = 0;
   st.figures->db_up = 1;
@@ -312,11 +307,9 @@ void delivery_round(sink_pointer self) {
   schedule(self, 0);
 }
 
-sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
-                                        metrics* figures,
-                                        pg_database_options database,
-                                        store_actor writer, sink_actor_limits limits,
-                                        sink_instance_claim claim) {
+sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store, metrics* figures,
+                                        pg_database_options database, store_actor writer,
+                                        sink_actor_limits limits, sink_instance_claim claim) {
   name_this_thread("pb-sink");
   auto& st = self->state;
   st.store = store;
@@ -347,15 +340,13 @@ sink_actor::behavior_type sink_behavior(sink_pointer self, local_store* store,
   };
 }
 
-} // namespace
+}  // namespace
 
-sink_actor spawn_sink(caf::actor_system& system, local_store& store,
-                      metrics& figures, pg_database_options database,
-                      store_actor writer, sink_actor_limits limits,
+sink_actor spawn_sink(caf::actor_system& system, local_store& store, metrics& figures,
+                      pg_database_options database, store_actor writer, sink_actor_limits limits,
                       sink_instance_claim claim) {
-  return system.spawn<caf::detached>(sink_behavior, &store, &figures,
-                                     std::move(database), std::move(writer), limits,
-                                     std::move(claim));
+  return system.spawn<caf::detached>(sink_behavior, &store, &figures, std::move(database),
+                                     std::move(writer), limits, std::move(claim));
 }
 
-} // namespace paybus
+}  // namespace paybus

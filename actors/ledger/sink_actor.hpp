@@ -45,9 +45,8 @@ struct sink_instance_claim {
 
 /// Reads the outbox itself (reads are safe from any thread) and has
 /// `writer` trim what the database holds: the store has one writer.
-sink_actor spawn_sink(caf::actor_system& system, local_store& store,
-                      metrics& figures, pg_database_options database,
-                      store_actor writer, sink_actor_limits limits,
+sink_actor spawn_sink(caf::actor_system& system, local_store& store, metrics& figures,
+                      pg_database_options database, store_actor writer, sink_actor_limits limits,
                       sink_instance_claim claim = {});
 
-} // namespace paybus
+}  // namespace paybus

@@ -71,8 +71,9 @@ void carry_out(coordinator_pointer self, drive_actions actions);
 void record_route(coordinator_pointer self, const drive_action& action) {
   auto pay_id = action.pay_id;
   auto op = action.op;
-  self->request(self->state.store, caf::infinite, route_atom::value,
-                payment_routed{pay_id, action.channel_id})
+  self
+    ->request(self->state.store, caf::infinite, route_atom::value,
+              payment_routed{pay_id, action.channel_id})
     .then(
       [=](bool recorded) {
         carry_out(self, self->state.driver->route_recorded(pay_id, op, recorded, now()));
@@ -84,14 +85,14 @@ void pay(coordinator_pointer self, const drive_action& action) {
   auto pay_id = action.pay_id;
   auto channel_id = action.channel_id;
   auto op = action.op;
-  self->request(self->state.channels.at(channel_id), caf::infinite, pay_atom::value,
-                action.record)
+  self->request(self->state.channels.at(channel_id), caf::infinite, pay_atom::value, action.record)
     .then(
       [=](channel_outcome& outcome) {
         carry_out(self, self->state.driver->paid(pay_id, op, outcome, now()));
       },
       [=](caf::error&) {
-        channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "", "channel actor failed"};
+        channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
+                                "channel actor failed"};
         carry_out(self, self->state.driver->paid(pay_id, op, unknown, now()));
       });
 }
@@ -99,8 +100,8 @@ void pay(coordinator_pointer self, const drive_action& action) {
 void query(coordinator_pointer self, const drive_action& action) {
   auto pay_id = action.pay_id;
   auto op = action.op;
-  self->request(self->state.channels.at(action.channel_id), caf::infinite, query_atom::value,
-                pay_id)
+  self
+    ->request(self->state.channels.at(action.channel_id), caf::infinite, query_atom::value, pay_id)
     .then(
       [=](channel_outcome& outcome) {
         carry_out(self, self->state.driver->queried(pay_id, op, outcome, now()));
@@ -117,8 +118,7 @@ void record_result(coordinator_pointer self, const drive_action& action) {
         if (recorded.result.flagged)
           spdlog::warn("payment {}: result kept but flagged (amount differs)", pay_id);
         self->state.driver->result_written(pay_id, op);
-        self->state.figures->payments_driving
-          = static_cast<int64_t>(self->state.driver->driving());
+        self->state.figures->payments_driving = static_cast<int64_t>(self->state.driver->driving());
       },
       [=](caf::error&) { carry_out(self, self->state.driver->result_failed(pay_id, op, now())); });
 }
@@ -130,8 +130,7 @@ void read_unfinished(coordinator_pointer self, const drive_action& action) {
       [=](std::vector<payment_record>& records) {
         if (!records.empty())
           spdlog::info("driving {} unfinished payments read from the store", records.size());
-        carry_out(self,
-                  self->state.driver->unfinished_read(std::move(records), limit, now()));
+        carry_out(self, self->state.driver->unfinished_read(std::move(records), limit, now()));
       },
       [=](caf::error&) { self->state.driver->unfinished_failed(); });
 }
@@ -175,11 +174,10 @@ void carry_out(coordinator_pointer self, drive_actions actions) {
   self->state.figures->payments_driving = static_cast<int64_t>(self->state.driver->driving());
 }
 
-coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
-                                                      store_actor store, reader_actor reader,
-                                                      std::vector<coordinator_channel> channels,
-                                                      size_t max_in_memory, metrics* figures,
-                                                      const live_switches* switches) {
+coordinator_actor::behavior_type
+coordinator_behavior(coordinator_pointer self, store_actor store, reader_actor reader,
+                     std::vector<coordinator_channel> channels, size_t max_in_memory,
+                     metrics* figures, const live_switches* switches) {
   auto& st = self->state;
   st.switches = switch_view{switches};
   st.store = std::move(store);
@@ -190,8 +188,8 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
     seen.push_back({channel.id, channel.weight, channel.max_in_flight, channel.settle_ms});
     st.channels.emplace(channel.id, std::move(channel.handle));
   }
-  st.driver = std::make_unique<payment_driver>(std::move(seen), max_in_memory, rule_timing{},
-                                               now(), std::random_device{}());
+  st.driver = std::make_unique<payment_driver>(std::move(seen), max_in_memory, rule_timing{}, now(),
+                                               std::random_device{}());
   steer(self);
   self->delayed_send(self, std::chrono::milliseconds{tick_ms}, tick_atom::value);
   return {
@@ -204,8 +202,7 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
     },
     [=](settled_atom, const std::string& pay_id) {
       self->state.driver->settled(pay_id);
-      self->state.figures->payments_driving
-        = static_cast<int64_t>(self->state.driver->driving());
+      self->state.figures->payments_driving = static_cast<int64_t>(self->state.driver->driving());
     },
     [=](tick_atom) {
       steer(self);
@@ -215,15 +212,14 @@ coordinator_actor::behavior_type coordinator_behavior(coordinator_pointer self,
   };
 }
 
-} // namespace
+}  // namespace
 
 coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
-                                    reader_actor reader,
-                                    std::vector<coordinator_channel> channels,
+                                    reader_actor reader, std::vector<coordinator_channel> channels,
                                     size_t max_in_memory, metrics& figures,
                                     const live_switches* switches) {
   return system.spawn(coordinator_behavior, std::move(store), std::move(reader),
                       std::move(channels), max_in_memory, &figures, switches);
 }
 
-} // namespace paybus
+}  // namespace paybus

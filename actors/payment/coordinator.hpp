@@ -19,7 +19,7 @@ struct coordinator_channel {
   std::string id;
   int64_t weight = 0;
   channel_actor handle;
-  size_t max_in_flight = 16;  // requests the coordinator keeps outstanding
+  size_t max_in_flight = 16;   // requests the coordinator keeps outstanding
   int64_t settle_ms = 10'000;  // a NOT_FOUND is believed this long after a pay request left
 };
 
@@ -30,9 +30,8 @@ struct coordinator_channel {
 /// operator's weights, enabled channels and the order-repair pause, taken
 /// over whenever they change.
 coordinator_actor spawn_coordinator(caf::actor_system& system, store_actor store,
-                                    reader_actor reader,
-                                    std::vector<coordinator_channel> channels,
+                                    reader_actor reader, std::vector<coordinator_channel> channels,
                                     size_t max_in_memory, metrics& figures,
                                     const live_switches* switches = nullptr);
 
-} // namespace paybus
+}  // namespace paybus

@@ -10,8 +10,11 @@ namespace paybus {
 payment_driver::payment_driver(std::vector<driver_channel> channels, size_t max_in_memory,
                                rule_timing timing, moment started, uint64_t seed,
                                driver_limits retry)
-  : max_in_memory_(std::max<size_t>(2, max_in_memory)), timing_(timing), retry_(retry),
-    started_ms_(started.monotonic_ms), rng_(seed) {
+  : max_in_memory_(std::max<size_t>(2, max_in_memory)),
+    timing_(timing),
+    retry_(retry),
+    started_ms_(started.monotonic_ms),
+    rng_(seed) {
   for (auto& channel : channels)
     channels_.push_back({std::move(channel), 0});
 }
@@ -45,8 +48,8 @@ void payment_driver::release(const std::string& channel_id) {
 }
 
 void payment_driver::record_result(const std::string& pay_id, payment_status status,
-                                   const channel_outcome& outcome, result_source source,
-                                   moment now, drive_actions& out) {
+                                   const channel_outcome& outcome, result_source source, moment now,
+                                   drive_actions& out) {
   auto found = payments_.find(pay_id);
   if (found == payments_.end())
     return;
@@ -130,8 +133,8 @@ void payment_driver::note_held(driven_payment& payment, const channel_outcome& o
   out.push_back(std::move(action));
 }
 
-void payment_driver::send_pay(driven_payment& payment, const std::string& channel_id,
-                              moment now, drive_actions& out) {
+void payment_driver::send_pay(driven_payment& payment, const std::string& channel_id, moment now,
+                              drive_actions& out) {
   PAYBUS_ASSERT(payment.channel == channel_id, "a payment is sent only where it is routed");
   payment.sent_ms = now.monotonic_ms;
   drive_action action;
@@ -265,8 +268,8 @@ void payment_driver::load_from_store(drive_actions& out) {
   out.push_back(std::move(action));
 }
 
-void payment_driver::admit_records(std::vector<payment_record>& records, bool resumed,
-                                   moment now, drive_actions& out) {
+void payment_driver::admit_records(std::vector<payment_record>& records, bool resumed, moment now,
+                                   drive_actions& out) {
   if (channels_.empty())
     return;  // nothing to pay through: payments wait in the store
   for (auto& record : records) {
@@ -295,8 +298,7 @@ void payment_driver::admit_records(std::vector<payment_record>& records, bool re
   pump(now, out);
 }
 
-drive_actions payment_driver::admit(std::vector<payment_record> records, bool resumed,
-                                    moment now) {
+drive_actions payment_driver::admit(std::vector<payment_record> records, bool resumed, moment now) {
   drive_actions out;
   admit_records(records, resumed, now, out);
   return out;
@@ -312,8 +314,8 @@ void payment_driver::settled(const std::string& pay_id) {
     finished_while_loading_.insert(pay_id);
 }
 
-drive_actions payment_driver::route_recorded(const std::string& pay_id, uint64_t op,
-                                             bool recorded, moment now) {
+drive_actions payment_driver::route_recorded(const std::string& pay_id, uint64_t op, bool recorded,
+                                             moment now) {
   drive_actions out;
   auto* payment = take(pay_id, op);
   if (payment == nullptr)
@@ -430,7 +432,8 @@ void payment_driver::fail(driven_payment& payment, drive_action::kind what,
       release(channel_id);
       channel_outcome unknown{pay_id, channel_id, channel_status::unknown, "",
                               "no answer from the channel"};
-      apply(pay_id, after_query(unknown, 1, false, timing_, 0, payment.record.held), unknown, result_source::query, now, out);
+      apply(pay_id, after_query(unknown, 1, false, timing_, 0, payment.record.held), unknown,
+            result_source::query, now, out);
       pump(now, out);
       break;
     }
@@ -446,8 +449,8 @@ void payment_driver::fail(driven_payment& payment, drive_action::kind what,
   }
 }
 
-drive_actions payment_driver::unfinished_read(std::vector<payment_record> records,
-                                              uint32_t limit, moment now) {
+drive_actions payment_driver::unfinished_read(std::vector<payment_record> records, uint32_t limit,
+                                              moment now) {
   drive_actions out;
   loading_ = false;
   if (records.size() < limit) {
@@ -509,4 +512,4 @@ drive_actions payment_driver::tick(moment now) {
   return out;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -43,14 +43,14 @@ struct driver_channel {
 /// Something the coordinator is to do for the driver.
 struct drive_action {
   enum class kind : uint8_t {
-    record_route,       // store: payment `pay_id` goes to `channel_id` (before it is sent)
-    pay,                // channel `channel_id`: pay `record`
-    query,              // channel `channel_id`: what became of `pay_id`?
-    record_result,      // store: `result`
-    read_unfinished,    // reader: unfinished payments from `from`, at most `limit`
-    unknown_channel,    // log: `pay_id` was sent to `channel_id`, no longer configured
-    record_held,        // store, no answer awaited: `channel_id` said it holds `pay_id`
-    contradiction,      // report: `channel_id` said NOT_FOUND for `pay_id`, which it holds
+    record_route,     // store: payment `pay_id` goes to `channel_id` (before it is sent)
+    pay,              // channel `channel_id`: pay `record`
+    query,            // channel `channel_id`: what became of `pay_id`?
+    record_result,    // store: `result`
+    read_unfinished,  // reader: unfinished payments from `from`, at most `limit`
+    unknown_channel,  // log: `pay_id` was sent to `channel_id`, no longer configured
+    record_held,      // store, no answer awaited: `channel_id` said it holds `pay_id`
+    contradiction,    // report: `channel_id` said NOT_FOUND for `pay_id`, which it holds
   };
   kind what = kind::pay;
   uint64_t op = 0;  // given back with the answer; a late answer's is stale
@@ -92,8 +92,7 @@ public:
   // stale, and ignored.
 
   /// The store's answer to record_route (`recorded` false: final already).
-  drive_actions route_recorded(const std::string& pay_id, uint64_t op, bool recorded,
-                               moment now);
+  drive_actions route_recorded(const std::string& pay_id, uint64_t op, bool recorded, moment now);
   drive_actions route_failed(const std::string& pay_id, uint64_t op, moment now);
   /// The channel's answer to pay (UNKNOWN when there was none).
   drive_actions paid(const std::string& pay_id, uint64_t op, const channel_outcome& outcome,
@@ -108,8 +107,7 @@ public:
   /// The store could not write it: tried again later.
   drive_actions result_failed(const std::string& pay_id, uint64_t op, moment now);
   /// The reader's answer to read_unfinished (`limit` as asked).
-  drive_actions unfinished_read(std::vector<payment_record> records, uint32_t limit,
-                                moment now);
+  drive_actions unfinished_read(std::vector<payment_record> records, uint32_t limit, moment now);
   void unfinished_failed();
   /// The operator's switches: each channel's weight and whether it takes
   /// new payments (by id; channels not named keep theirs), and whether
@@ -136,7 +134,7 @@ private:
     // has not sent, when the driver started: an earlier run may have sent
     // it just before it stopped.
     int64_t sent_ms = 0;
-    int64_t asked_ms = 0;            // when the query in flight left
+    int64_t asked_ms = 0;              // when the query in flight left
     bool result_from_channel = false;  // the result being written came from a channel
     // Its route is known to be current: it came with the create that stored
     // it, or was written by this driver. One read back from the store may be
@@ -144,9 +142,9 @@ private:
     // so its first pay request goes out only after a route write, which the
     // store refuses for a payment that is final.
     bool route_current = true;
-    uint64_t op = 0;                 // the action in flight (0: none)
+    uint64_t op = 0;  // the action in flight (0: none)
     drive_action::kind op_kind = drive_action::kind::pay;
-    std::string op_channel;          // the channel whose slot it holds, if any
+    std::string op_channel;  // the channel whose slot it holds, if any
     std::multimap<int64_t, std::pair<std::string, uint64_t>>::iterator deadline;
   };
 
@@ -214,4 +212,4 @@ private:
   std::mt19937_64 rng_;
 };
 
-} // namespace paybus
+}  // namespace paybus

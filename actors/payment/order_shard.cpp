@@ -20,7 +20,8 @@ payment_record order_shard::issue(payment_order order, int64_t now_ms) {
     // A disabled channel gets no new payments, not even one that names it.
     candidates_.clear();
     for (const auto& channel : switches_.state().channels)
-      candidates_.push_back({channel.id, channel.weight, channel.enabled && !channel.breaker_forced});
+      candidates_.push_back(
+        {channel.id, channel.weight, channel.enabled && !channel.breaker_forced});
   }
   double draw = std::uniform_real_distribution<double>{0, 1}(rng_);
   if (auto chosen = choose_channel(candidates_, record.order.channel_id, {}, draw))
@@ -28,4 +29,4 @@ payment_record order_shard::issue(payment_order order, int64_t now_ms) {
   return record;
 }
 
-} // namespace paybus
+}  // namespace paybus

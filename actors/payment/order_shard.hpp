@@ -47,4 +47,4 @@ private:
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
-} // namespace paybus
+}  // namespace paybus

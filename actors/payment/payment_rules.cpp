@@ -6,8 +6,7 @@ namespace paybus {
 
 std::optional<std::string> choose_channel(const std::vector<route_candidate>& channels,
                                           const std::string& requested,
-                                          const std::set<std::string>& excluded,
-                                          double draw) {
+                                          const std::set<std::string>& excluded, double draw) {
   if (!requested.empty()) {
     // The client named the channel: that one or none (never silently another).
     for (const auto& channel : channels)
@@ -36,11 +35,10 @@ namespace {
 
 /// The payment's final status for a channel's SUCCEEDED or FAILED.
 payment_status settled_as(channel_status status) {
-  return status == channel_status::succeeded ? payment_status::succeeded
-                                             : payment_status::failed;
+  return status == channel_status::succeeded ? payment_status::succeeded : payment_status::failed;
 }
 
-} // namespace
+}  // namespace
 
 decision after_pay(const channel_outcome& outcome, const rule_timing& timing) {
   switch (outcome.status) {
@@ -52,7 +50,7 @@ decision after_pay(const channel_outcome& outcome, const rule_timing& timing) {
     case channel_status::refused:
     case channel_status::unavailable:
       return {next_step::reroute, payment_status::processing, 0};  // never taken: safe elsewhere
-    case channel_status::not_found:  // not an answer to a pay request
+    case channel_status::not_found:                                // not an answer to a pay request
     case channel_status::unknown:
       break;
   }
@@ -86,4 +84,4 @@ decision after_query(const channel_outcome& outcome, int queries, bool expired,
   return {next_step::query_later, payment_status::processing, std::min(delay, timing.max_query_ms)};
 }
 
-} // namespace paybus
+}  // namespace paybus

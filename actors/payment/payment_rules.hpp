@@ -25,8 +25,7 @@ struct route_candidate {
 /// Nothing if no channel can take the payment now.
 std::optional<std::string> choose_channel(const std::vector<route_candidate>& channels,
                                           const std::string& requested,
-                                          const std::set<std::string>& excluded,
-                                          double draw);
+                                          const std::set<std::string>& excluded, double draw);
 
 enum class next_step {
   record_result,  // final: write the result (status in `result_status`)
@@ -65,4 +64,4 @@ decision after_pay(const channel_outcome& outcome, const rule_timing& timing);
 decision after_query(const channel_outcome& outcome, int queries, bool expired,
                      const rule_timing& timing, int64_t unsettled_ms, bool held);
 
-} // namespace paybus
+}  // namespace paybus

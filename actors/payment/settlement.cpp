@@ -356,7 +356,7 @@ private:
   std::unordered_set<std::string> conflicts_this_batch_;
 };
 
-} // namespace
+}  // namespace
 
 snapshot_keys keys_to_read(const store_batch& batch) {
   snapshot_keys keys;
@@ -401,4 +401,4 @@ bool contradicts(const payment_result& kept, const payment_result& late) {
              && late.channel_txn_id != kept.channel_txn_id);
 }
 
-} // namespace paybus
+}  // namespace paybus

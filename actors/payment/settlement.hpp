@@ -52,7 +52,7 @@ struct store_batch_answers {
   size_t flagged = 0;  // results kept but not joined: amount mismatch
   // Results kept apart, each new one once (docs/operations.md, "Conflicting results").
   std::vector<result_conflict> conflicts;
-  std::vector<int64_t> join_latencies_ms;  // order created -> result joined
+  std::vector<int64_t> join_latencies_ms;       // order created -> result joined
   std::vector<webhook_queued> webhooks_queued;  // per merchant, the earliest due put
   bool outbox_grew = false;                     // the database sink has rows to read
 };
@@ -109,4 +109,4 @@ bool wants_webhook(const settlement_policy& policy, const payment_record& record
 /// after the answer) does not.
 bool contradicts(const payment_result& kept, const payment_result& late);
 
-} // namespace paybus
+}  // namespace paybus

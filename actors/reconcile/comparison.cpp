@@ -43,23 +43,25 @@ verdict classify(const std::string& channel_id, const statement_line& line,
       return same_money ? verdict{line_class::matched, ""}
                         : verdict{line_class::amount_mismatch, "amount or currency differ"};
     return {line_class::status_mismatch,
-            std::string{"the line says FAILED, the bus holds the payment "} + to_string(bus->status)};
+            std::string{"the line says FAILED, the bus holds the payment "}
+              + to_string(bus->status)};
   }
   switch (bus->status) {
     case payment_status::failed:
     case payment_status::closed:
-      return {line_class::status_mismatch, std::string{"the channel was paid, the bus holds the payment "}
-                                             + to_string(bus->status) + " (a final status never changes)"};
+      return {line_class::status_mismatch,
+              std::string{"the channel was paid, the bus holds the payment "}
+                + to_string(bus->status) + " (a final status never changes)"};
     case payment_status::succeeded:
       if (result && result->channel_id != channel_id)
-        return {line_class::status_mismatch, "the bus holds it SUCCEEDED through "
-                                               + result->channel_id};
+        return {line_class::status_mismatch,
+                "the bus holds it SUCCEEDED through " + result->channel_id};
       if (!same_money)
         return {line_class::amount_mismatch, "amount or currency differ"};
       if (result && !result->channel_txn_id.empty()
           && result->channel_txn_id != line.channel_txn_id)
-        return {line_class::status_mismatch, "the bus holds it SUCCEEDED as channel transaction "
-                                               + result->channel_txn_id};
+        return {line_class::status_mismatch,
+                "the bus holds it SUCCEEDED as channel transaction " + result->channel_txn_id};
       return {line_class::matched, ""};
     case payment_status::processing:
       break;
@@ -67,9 +69,9 @@ verdict classify(const std::string& channel_id, const statement_line& line,
   if (!same_money)
     return {line_class::amount_mismatch, "amount or currency differ from the order's"};
   if (result)  // a result kept flagged (another amount): for people to settle
-    return {line_class::status_mismatch,
-            "the bus holds a flagged result through " + result->channel_id + " at "
-              + std::to_string(result->amount_minor)};
+    return {line_class::status_mismatch, "the bus holds a flagged result through "
+                                           + result->channel_id + " at "
+                                           + std::to_string(result->amount_minor)};
   if (!bus->routed_channel.empty() && bus->routed_channel != channel_id)
     return {line_class::status_mismatch, "the bus routed the payment to " + bus->routed_channel};
   return {line_class::repaired, ""};
@@ -188,13 +190,13 @@ run_counts comparison::finish() {
       bool more = false;
       bus_.day_payments(inputs_.channel_id, inputs_.date, index_from,
                         [&](const indexed_payment& payment) {
-        if (day.size() == 4096) {
-          more = true;
-          return false;
-        }
-        day.push_back(payment);
-        return true;
-      });
+                          if (day.size() == 4096) {
+                            more = true;
+                            return false;
+                          }
+                          day.push_back(payment);
+                          return true;
+                        });
       index_done = !more;
       if (!day.empty())
         index_from = day.back().result.pay_id;
@@ -268,9 +270,10 @@ run_counts comparison::finish() {
         continue;
       finding found;
       found.what = line_class::missing_at_channel;
-      found.why = served ? "SUCCEEDED here near midnight, in neither this statement nor " + date + "'s"
-                         : "SUCCEEDED here near midnight, not in the statement (" + date
-                             + "'s is not served)";
+      found.why = served
+                    ? "SUCCEEDED here near midnight, in neither this statement nor " + date + "'s"
+                    : "SUCCEEDED here near midnight, not in the statement (" + date
+                        + "'s is not served)";
       found.bus = as_bus_payment(payment);
       count(std::move(found));
     }
@@ -279,4 +282,4 @@ run_counts comparison::finish() {
   return counts_;
 }
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

@@ -84,7 +84,8 @@ public:
   /// the first), until it returns false. Throws on a read error.
   virtual void day_payments(const std::string& channel_id, const std::string& day,
                             const std::string& after,
-                            const std::function<bool(const indexed_payment&)>& visit) = 0;
+                            const std::function<bool(const indexed_payment&)>& visit)
+    = 0;
   /// Writes `result` (source reconciliation) like any result; true if it
   /// made the payment final now. Throws if the store cannot write.
   virtual bool repair(const payment_result& result) = 0;
@@ -103,17 +104,17 @@ public:
 struct finding {
   line_class what = line_class::matched;
   std::string why;
-  std::optional<uint64_t> line;        // the statement's line number
-  std::string statement_date;          // the statement the line is in
+  std::optional<uint64_t> line;  // the statement's line number
+  std::string statement_date;    // the statement the line is in
   std::optional<statement_line> fields;
-  std::optional<malformed_line> raw;   // a malformed line
+  std::optional<malformed_line> raw;  // a malformed line
   std::optional<bus_payment> bus;
 };
 
 /// What a run is told.
 struct run_inputs {
   std::string channel_id;
-  std::string date;  // YYYY-MM-DD
+  std::string date;    // YYYY-MM-DD
   bool repair = true;  // false: report only (a `repaired` line is counted, not written)
   // Reads the statement of an adjacent day (date given) into `parser`-fed
   // lines; false if the channel does not serve it (then the payments near
@@ -173,4 +174,4 @@ private:
 /// The bus side of an indexed payment (SUCCEEDED through its channel).
 bus_payment as_bus_payment(const indexed_payment& payment);
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

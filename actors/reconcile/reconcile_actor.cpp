@@ -55,16 +55,18 @@ bool run(reconciliation_pointer self, const reconciliation::run_request& request
          reconciliation::run_summary& summary, std::string& error) {
   auto& st = self->state;
   caf::scoped_actor waiter{self->system()};
-  reconciliation::store_bus_view bus{*st.store, [&](const payment_result& result) {
-    bool made_final = false;
-    std::string failure;
-    waiter->request(st.writer, std::chrono::seconds{60}, result_atom::value, result)
-      .receive([&](result_recorded& recorded) { made_final = recorded.joined && recorded.changed; },
-               [&](caf::error& problem) { failure = caf::to_string(problem); });
-    if (!failure.empty())
-      throw std::runtime_error("the store writer did not write a repair: " + failure);
-    return made_final;
-  }};
+  reconciliation::store_bus_view bus{
+    *st.store, [&](const payment_result& result) {
+      bool made_final = false;
+      std::string failure;
+      waiter->request(st.writer, std::chrono::seconds{60}, result_atom::value, result)
+        .receive(
+          [&](result_recorded& recorded) { made_final = recorded.joined && recorded.changed; },
+          [&](caf::error& problem) { failure = caf::to_string(problem); });
+      if (!failure.empty())
+        throw std::runtime_error("the store writer did not write a repair: " + failure);
+      return made_final;
+    }};
   spdlog::info("reconciliation {} {}: started ({})", request.channel_id, request.date,
                request.file.empty() ? "the channel's statement" : request.file);
   if (!reconciliation::run_reconciliation(request, st.settings.source, st.settings.places, bus,
@@ -80,7 +82,8 @@ bool run(reconciliation_pointer self, const reconciliation::run_request& request
     auto name = std::string{reconciliation::to_string(what)};
     if (what != reconciliation::line_class::matched)
       differences[name] = summary.counts.by_class[i];
-    counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(summary.counts.by_class[i]);
+    counts += (counts.empty() ? "" : ", ") + name + " "
+              + std::to_string(summary.counts.by_class[i]);
   }
   st.figures->count_reconciliation(request.channel_id, summary.counts.lines, differences,
                                    summary.finished_at_ms);
@@ -128,9 +131,9 @@ void daily(reconciliation_pointer self) {
   self->delayed_send(self, std::chrono::milliseconds{next}, tick_atom::value);
 }
 
-reconciliation_actor::behavior_type reconciliation_behavior(
-  reconciliation_pointer self, reconciliation_settings settings, local_store* store,
-  store_actor writer, metrics* figures) {
+reconciliation_actor::behavior_type
+reconciliation_behavior(reconciliation_pointer self, reconciliation_settings settings,
+                        local_store* store, store_actor writer, metrics* figures) {
   name_this_thread("pb-reconcile");
   auto& st = self->state;
   st.settings = std::move(settings);
@@ -161,7 +164,7 @@ reconciliation_actor::behavior_type reconciliation_behavior(
   };
 }
 
-} // namespace
+}  // namespace
 
 reconciliation_actor spawn_reconciliation(caf::actor_system& system,
                                           reconciliation_settings settings, local_store& store,
@@ -173,4 +176,4 @@ reconciliation_actor spawn_reconciliation(caf::actor_system& system,
                                      std::move(writer), &figures);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -40,4 +40,4 @@ reconciliation_actor spawn_reconciliation(caf::actor_system& system,
                                           reconciliation_settings settings, local_store& store,
                                           store_actor writer, metrics& figures);
 
-} // namespace paybus
+}  // namespace paybus

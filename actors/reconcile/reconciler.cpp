@@ -25,16 +25,20 @@ json line_json(const finding& found) {
   if (!found.fields)
     return nullptr;
   const auto& line = *found.fields;
-  return json{{"channel_txn_id", line.channel_txn_id}, {"pay_id", line.pay_id},
-              {"amount", line.amount_minor},           {"currency", line.currency},
-              {"status", line.succeeded ? "SUCCEEDED" : "FAILED"}, {"paid_at", line.paid_at}};
+  return json{{"channel_txn_id", line.channel_txn_id},
+              {"pay_id", line.pay_id},
+              {"amount", line.amount_minor},
+              {"currency", line.currency},
+              {"status", line.succeeded ? "SUCCEEDED" : "FAILED"},
+              {"paid_at", line.paid_at}};
 }
 
 json bus_json(const finding& found) {
   if (!found.bus)
     return nullptr;
   const auto& bus = *found.bus;
-  json out{{"status", to_string(bus.status)}, {"amount", bus.amount_minor},
+  json out{{"status", to_string(bus.status)},
+           {"amount", bus.amount_minor},
            {"currency", bus.currency},
            {"channel_id", bus.result ? bus.result->channel_id : bus.routed_channel},
            {"channel_txn_id", bus.result ? bus.result->channel_txn_id : std::string{}}};
@@ -87,7 +91,7 @@ struct statement_file {
   }
 };
 
-} // namespace
+}  // namespace
 
 std::string summary_json(const run_summary& summary) {
   json counts = json::object();
@@ -118,7 +122,8 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
   std::error_code failed;
   auto run_name = request.channel_id + "-" + request.date;
   std::filesystem::create_directories(places.scratch_dir, failed);
-  auto report_dir = std::filesystem::path{places.reports_dir} / "reconciliation" / request.channel_id;
+  auto report_dir = std::filesystem::path{places.reports_dir} / "reconciliation"
+                    / request.channel_id;
   std::filesystem::create_directories(report_dir, failed);
   if (failed) {
     error = "cannot create " + report_dir.string() + ": " + failed.message();
@@ -129,9 +134,10 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
   statement_file statement;
   if (!request.file.empty()) {
     statement.fetched.path = request.file;
-  } else if (!fetch_statement(source, request.date,
-                              (std::filesystem::path{places.scratch_dir} / (run_name + ".csv")).string(),
-                              statement.fetched, error)) {
+  } else if (!fetch_statement(
+               source, request.date,
+               (std::filesystem::path{places.scratch_dir} / (run_name + ".csv")).string(),
+               statement.fetched, error)) {
     return false;
   }
 
@@ -156,7 +162,8 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
     if (monotonic_now_ms() - last_progress < 5000)
       return;
     last_progress = monotonic_now_ms();
-    spdlog::info("reconciliation {} {}: {} lines {}", request.channel_id, request.date, done, phase);
+    spdlog::info("reconciliation {} {}: {} lines {}", request.channel_id, request.date, done,
+                 phase);
   };
   auto adjacent_dir = std::filesystem::path{places.scratch_dir};
   inputs.adjacent = [&](const std::string& date, const statement_visitor& visit) {
@@ -172,7 +179,8 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
       other.fetched.path = (std::filesystem::path{request.file}.parent_path() / name).string();
       if (!std::filesystem::is_regular_file(other.fetched.path, failed))
         return false;
-    } else if (!fetch_statement(source, date, (adjacent_dir / (run_name + "." + date + ".csv")).string(),
+    } else if (!fetch_statement(source, date,
+                                (adjacent_dir / (run_name + "." + date + ".csv")).string(),
                                 other.fetched, why)) {
       if (other.fetched.served)
         throw std::runtime_error("the adjacent statement of " + date + ": " + why);
@@ -239,4 +247,4 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
   return true;
 }
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

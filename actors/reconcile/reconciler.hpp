@@ -49,4 +49,4 @@ bool run_reconciliation(const run_request& request, const statement_source& sour
 /// The summary as API.md section 7 writes it.
 std::string summary_json(const run_summary& summary);
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

@@ -31,12 +31,11 @@ bool parse_amount(const std::string& text, int64_t& amount) {
 }
 
 bool valid_currency(const std::string& text) {
-  return text.size() == 3 && std::all_of(text.begin(), text.end(), [](char c) {
-           return c >= 'A' && c <= 'Z';
-         });
+  return text.size() == 3
+         && std::all_of(text.begin(), text.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
-} // namespace
+}  // namespace
 
 /// libcsv's parser and the fields of the line it is on.
 struct statement_parser::fields {
@@ -68,7 +67,8 @@ struct statement_parser::fields {
   /// unterminated one).
   bool split(std::string_view line) {
     count = 0;
-    bool ok = csv_parse(&parser, line.data(), line.size(), on_field, on_record, this) == line.size();
+    bool ok = csv_parse(&parser, line.data(), line.size(), on_field, on_record, this)
+              == line.size();
     ok = csv_fini(&parser, on_field, on_record, this) == 0 && ok;
     if (!ok) {  // start clean for the next line
       csv_free(&parser);
@@ -167,4 +167,4 @@ void statement_parser::take_line(std::string_view line, const statement_visitor&
   visit.line(std::move(parsed));
 }
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

@@ -30,7 +30,7 @@ struct statement_line {
 /// A line that did not parse, and why.
 struct malformed_line {
   uint64_t number = 0;
-  std::string text;    // the line, cut at 256 bytes
+  std::string text;  // the line, cut at 256 bytes
   std::string reason;
 };
 
@@ -74,4 +74,4 @@ private:
   static constexpr size_t max_line_bytes = 4096;
 };
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

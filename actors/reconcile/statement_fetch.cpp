@@ -85,7 +85,7 @@ bool request_target(const std::string& url, std::string& target) {
   return true;
 }
 
-} // namespace
+}  // namespace
 
 std::string statement_url(const std::string& url_template, const std::string& date) {
   std::string url = url_template;
@@ -95,8 +95,7 @@ std::string statement_url(const std::string& url_template, const std::string& da
 }
 
 bool fetch_statement(const statement_source& source, const std::string& date,
-                     const std::string& download_path, fetched_statement& out,
-                     std::string& error) {
+                     const std::string& download_path, fetched_statement& out, std::string& error) {
   auto url = statement_url(source.url_template, date);
   out = fetched_statement{};
   if (url.rfind("file://", 0) == 0) {
@@ -125,16 +124,16 @@ bool fetch_statement(const statement_source& source, const std::string& date,
   }
   auto signature = sign_rsa(source.bus_key, "GET", target, "", unix_now_ms());
   std::unique_ptr<curl_slist, curl_deleter> headers;
-  for (const auto& line : {"X-Paybus-Channel: " + source.channel_id,
-                           "X-Paybus-Timestamp: " + signature.timestamp,
-                           "X-Paybus-Nonce: " + signature.nonce,
-                           "X-Paybus-Signature: " + signature.signature})
+  for (const auto& line :
+       {"X-Paybus-Channel: " + source.channel_id, "X-Paybus-Timestamp: " + signature.timestamp,
+        "X-Paybus-Nonce: " + signature.nonce, "X-Paybus-Signature: " + signature.signature})
     headers.reset(curl_slist_append(headers.release(), line.c_str()));
   curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
   curl_easy_setopt(easy.get(), CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers.get());
   curl_easy_setopt(easy.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(source.connect_timeout_ms));
+  curl_easy_setopt(easy.get(), CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(source.connect_timeout_ms));
   // A statement may be large: no total timeout, but one that stalls (less
   // than a byte a second for a minute) is given up.
   curl_easy_setopt(easy.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -178,11 +177,11 @@ bool fetch_statement(const statement_source& source, const std::string& date,
       || !verify_rsa_message_hashed(source.channel_key, "GET", target, by.timestamp, by.nonce,
                                     by.signature, out.sha256, into.answered_ms,
                                     source.window_seconds))
-    return fail("the statement's signature does not verify (channel " + source.channel_id
-                + ", " + url + "): nothing of it is used");
+    return fail("the statement's signature does not verify (channel " + source.channel_id + ", "
+                + url + "): nothing of it is used");
   out.path = download_path;
   out.temporary = true;
   return true;
 }
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

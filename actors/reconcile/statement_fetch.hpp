@@ -19,7 +19,7 @@ struct statement_source {
   // "{url}/v1/statements/{date}" made whole, or "file:///path/{date}.csv":
   // "{date}" is replaced by the day.
   std::string url_template;
-  std::string ca_file;            // https: certificates that verify the channel's
+  std::string ca_file;              // https: certificates that verify the channel's
   EVP_PKEY* bus_key = nullptr;      // signs the request
   EVP_PKEY* channel_key = nullptr;  // verifies the answer
   int64_t connect_timeout_ms = 3000;
@@ -29,10 +29,10 @@ struct statement_source {
 };
 
 struct fetched_statement {
-  std::string path;       // the file to read
-  bool temporary = false; // a download: remove it when done
-  bool served = true;     // false: the channel has no statement of that day (404)
-  std::string sha256;     // of the body, hex; empty for a file (hashed as it is read)
+  std::string path;        // the file to read
+  bool temporary = false;  // a download: remove it when done
+  bool served = true;      // false: the channel has no statement of that day (404)
+  std::string sha256;      // of the body, hex; empty for a file (hashed as it is read)
 };
 
 /// Gets the statement of `date` ("YYYY-MM-DD"); a download goes to
@@ -40,10 +40,9 @@ struct fetched_statement {
 /// reachable, refused, a signature that does not verify (the file is
 /// removed), or not served (`out.served` false, a 404).
 bool fetch_statement(const statement_source& source, const std::string& date,
-                     const std::string& download_path, fetched_statement& out,
-                     std::string& error);
+                     const std::string& download_path, fetched_statement& out, std::string& error);
 
 /// The URL of the statement of `date` under `url_template`.
 std::string statement_url(const std::string& url_template, const std::string& date);
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

@@ -50,7 +50,7 @@ void decode_line(std::string_view key, std::string_view value, statement_line& l
   line.paid_at.assign(value);
 }
 
-} // namespace
+}  // namespace
 
 std::optional<bus_payment> store_bus_view::lookup(const std::string& pay_id) {
   std::optional<payment_record> record;
@@ -91,7 +91,7 @@ scratch_sorter::scratch_sorter(std::string dir) : dir_(std::move(dir)) {
   options.create_if_missing = true;
   options.write_buffer_size = 16u << 20;
   options.max_write_buffer_number = 2;
-  options.disable_auto_compactions = true;  // read once, merged by the iterator
+  options.disable_auto_compactions = true;        // read once, merged by the iterator
   options.compression = rocksdb::kNoCompression;  // scratch, read once: not worth the CPU
   options.max_background_jobs = 1;
   options.max_open_files = 256;
@@ -138,4 +138,4 @@ void scratch_sorter::sorted(const std::function<bool(const statement_line&)>& vi
   must(it->status(), "read the scratch store");
 }
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

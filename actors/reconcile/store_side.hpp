@@ -29,8 +29,7 @@ public:
   }
 
   std::optional<bus_payment> lookup(const std::string& pay_id) override;
-  void day_payments(const std::string& channel_id, const std::string& day,
-                    const std::string& after,
+  void day_payments(const std::string& channel_id, const std::string& day, const std::string& after,
                     const std::function<bool(const indexed_payment&)>& visit) override;
   bool repair(const payment_result& result) override;
 
@@ -58,4 +57,4 @@ private:
   std::unique_ptr<rocksdb::WriteBatch> pending_;  // puts waiting for the next write
 };
 
-} // namespace paybus::reconciliation
+}  // namespace paybus::reconciliation

@@ -31,9 +31,8 @@ rocksdb::Status commit(local_store& store, const std::vector<payment_record>& or
   return status;
 }
 
-rocksdb::Status commit(local_store& store, const store_batch& batch,
-                       store_batch_answers& answers) {
+rocksdb::Status commit(local_store& store, const store_batch& batch, store_batch_answers& answers) {
   return commit(store, batch, settlement_policy{}, unix_now_ms(), answers);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -26,7 +26,6 @@ rocksdb::Status commit(local_store& store, const std::vector<payment_record>& or
                        std::vector<order_stored>& created);
 
 /// The general form, now, every final payment notified (tools, tests).
-rocksdb::Status commit(local_store& store, const store_batch& batch,
-                       store_batch_answers& answers);
+rocksdb::Status commit(local_store& store, const store_batch& batch, store_batch_answers& answers);
 
-} // namespace paybus
+}  // namespace paybus

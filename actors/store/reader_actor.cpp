@@ -13,8 +13,7 @@ namespace paybus {
 
 namespace {
 
-caf::result<payment_lookup> answer(rocksdb::Status status,
-                                   std::optional<payment_record>& record) {
+caf::result<payment_lookup> answer(rocksdb::Status status, std::optional<payment_record>& record) {
   if (!status.ok()) {
     spdlog::error("local store read failed: {}", status.ToString());
     return caf::make_error(errc::store_unavailable);
@@ -38,8 +37,7 @@ nlohmann::ordered_json result_json(const payment_result& result) {
 
 /// Everything the store holds of `pay_id` (API.md section 8, `payment`);
 /// "" if it holds neither its order nor a result.
-rocksdb::Status describe_payment(local_store& store, const std::string& pay_id,
-                                 std::string& out) {
+rocksdb::Status describe_payment(local_store& store, const std::string& pay_id, std::string& out) {
   out.clear();
   std::optional<payment_record> record;
   auto status = store.get(pay_id, record);
@@ -85,7 +83,8 @@ rocksdb::Status describe_payment(local_store& store, const std::string& pay_id,
   if (!status.ok())
     return status;
   json["conflicts"] = conflicts;
-  nlohmann::ordered_json webhook = {{"attempts", 0}, {"delivered", false}, {"next_attempt_at", nullptr}};
+  nlohmann::ordered_json webhook
+    = {{"attempts", 0}, {"delivered", false}, {"next_attempt_at", nullptr}};
   if (record) {
     std::optional<webhook_entry> waiting;
     status = store.find_webhook(record->order.merchant_id, "evt_" + pay_id, waiting);
@@ -114,10 +113,10 @@ rocksdb::Status describe_backlog(local_store& store, std::string& out) {
     return status;
   auto now = unix_now_ms();
   nlohmann::ordered_json json = {{"db", store.outbox_size()},
-                         {"notify", store.webhook_backlog()},
-                         {"dispatch", store.dispatch_size()},
-                         {"oldest_db_seconds", 0},
-                         {"oldest_notify_seconds", 0}};
+                                 {"notify", store.webhook_backlog()},
+                                 {"dispatch", store.dispatch_size()},
+                                 {"oldest_db_seconds", 0},
+                                 {"oldest_notify_seconds", 0}};
   if (oldest_row)
     if (auto parsed = parse_pay_id(*oldest_row))
       json["oldest_db_seconds"] = std::max<int64_t>(0, now - parsed->unix_ms) / 1000;
@@ -127,8 +126,7 @@ rocksdb::Status describe_backlog(local_store& store, std::string& out) {
   return rocksdb::Status::OK();
 }
 
-reader_actor::behavior_type reader_behavior(reader_actor::pointer self,
-                                            local_store* store) {
+reader_actor::behavior_type reader_behavior(reader_actor::pointer self, local_store* store) {
   name_this_thread("pb-reader");
   return {
     [=](get_atom, const std::string& pay_id) -> caf::result<payment_lookup> {
@@ -173,10 +171,10 @@ reader_actor::behavior_type reader_behavior(reader_actor::pointer self,
   };
 }
 
-} // namespace
+}  // namespace
 
 reader_actor spawn_reader(caf::actor_system& system, local_store& store) {
   return system.spawn<caf::detached>(reader_behavior, &store);
 }
 
-} // namespace paybus
+}  // namespace paybus

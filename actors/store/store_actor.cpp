@@ -1,6 +1,6 @@
 #include <chrono>
-#include <vector>
 #include <tuple>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -39,8 +39,8 @@ void count_final(metrics& figures, payment_status status) {
 struct store_state {
   local_store* store = nullptr;
   metrics* figures = nullptr;
-  sink_actor sink;          // woken when the outbox grows
-  notifier_actor notifier;  // told which webhook queues were put to
+  sink_actor sink;                // woken when the outbox grows
+  notifier_actor notifier;        // told which webhook queues were put to
   coordinator_actor coordinator;  // told which payments a result made final
   // At most one wake is owed to the sink: sent after a commit that grew the
   // outbox, owed until the sink says it begins a round (reading_atom); a
@@ -116,10 +116,9 @@ void commit_pending(store_pointer self) {
     st.failing = false;
     st.figures->store_up = 1;
     st.figures->store_batches_total.fetch_add(1, std::memory_order_relaxed);
-    st.figures->store_batched_writes_total.fetch_add(st.batch.creates.size()
-                                                       + st.batch.routes.size()
-                                                       + st.batch.results.size(),
-                                                     std::memory_order_relaxed);
+    st.figures->store_batched_writes_total.fetch_add(
+      st.batch.creates.size() + st.batch.routes.size() + st.batch.results.size(),
+      std::memory_order_relaxed);
     st.figures->db_backlog = st.store->outbox_size();
     if (answers.flagged > 0) {
       st.figures->results_flagged_total.fetch_add(answers.flagged, std::memory_order_relaxed);
@@ -130,12 +129,13 @@ void commit_pending(store_pointer self) {
       st.figures->results_conflicting_total.fetch_add(1, std::memory_order_relaxed);
       auto from = [](const std::string& channel) { return channel.empty() ? "-" : channel; };
       if (what == result_conflict::against::route) {
-        spdlog::error("payment {}: a {} result from {} ({}, transaction '{}', amount {}), a channel "
-                      "it is not routed to (it is routed to {}); kept in the conflicts family, "
-                      "not applied: that channel speaks for a payment it was not sent, or took it "
-                      "late after saying it had not",
-                      late.pay_id, to_string(late.status), from(late.channel_id), to_string(late.source),
-                      late.channel_txn_id, late.amount_minor, from(kept.channel_id));
+        spdlog::error(
+          "payment {}: a {} result from {} ({}, transaction '{}', amount {}), a channel "
+          "it is not routed to (it is routed to {}); kept in the conflicts family, "
+          "not applied: that channel speaks for a payment it was not sent, or took it "
+          "late after saying it had not",
+          late.pay_id, to_string(late.status), from(late.channel_id), to_string(late.source),
+          late.channel_txn_id, late.amount_minor, from(kept.channel_id));
         continue;
       }
       const char* kind = what == result_conflict::against::final_result     ? "final"
@@ -151,9 +151,10 @@ void commit_pending(store_pointer self) {
       spdlog::error("payment {}: a {} result from {} ({}, transaction '{}', amount {}) "
                     "contradicts the {} {} result kept from {} (transaction '{}', amount {}); "
                     "kept in the conflicts family, not applied: {}",
-                    late.pay_id, to_string(late.status), from(late.channel_id), to_string(late.source),
-                    late.channel_txn_id, late.amount_minor, kind, to_string(kept.status),
-                    from(kept.channel_id), kept.channel_txn_id, kept.amount_minor, meaning);
+                    late.pay_id, to_string(late.status), from(late.channel_id),
+                    to_string(late.source), late.channel_txn_id, late.amount_minor, kind,
+                    to_string(kept.status), from(kept.channel_id), kept.channel_txn_id,
+                    kept.amount_minor, meaning);
     }
     for (auto latency : answers.join_latencies_ms)
       st.figures->observe_join_latency(latency);
@@ -211,8 +212,10 @@ std::tuple<bool, std::string> resend_webhook(store_pointer self, const std::stri
     return {false, "payment " + pay_id + " is " + to_string(record->status)
                      + ": its webhook goes once it is final"};
   if (!wants_webhook(st.policy, *record))
-    return {false, "payment " + pay_id + " has no webhook target (no notify_url on the order, "
-                     "none configured for merchant " + record->order.merchant_id + ")"};
+    return {false, "payment " + pay_id
+                     + " has no webhook target (no notify_url on the order, "
+                       "none configured for merchant "
+                     + record->order.merchant_id + ")"};
   auto now = unix_now_ms();
   webhook_entry entry;
   entry.merchant_id = record->order.merchant_id;
@@ -260,10 +263,8 @@ void queue_flush(store_pointer self) {
   }
 }
 
-store_actor::behavior_type store_behavior(store_pointer self,
-                                          local_store* store, metrics* figures,
-                                          store_actor_limits limits,
-                                          settlement_policy policy) {
+store_actor::behavior_type store_behavior(store_pointer self, local_store* store, metrics* figures,
+                                          store_actor_limits limits, settlement_policy policy) {
   name_this_thread("pb-store");
   self->state.store = store;
   self->state.figures = figures;
@@ -382,19 +383,17 @@ store_actor::behavior_type store_behavior(store_pointer self,
         st.failing = false;
         st.figures->store_up = 1;
       }
-      self->delayed_send(self,
-                         std::chrono::milliseconds{st.limits.housekeeping_interval_ms},
+      self->delayed_send(self, std::chrono::milliseconds{st.limits.housekeeping_interval_ms},
                          tick_atom::value);
     },
   };
 }
 
-} // namespace
+}  // namespace
 
-store_actor spawn_store(caf::actor_system& system, local_store& store,
-                        metrics& figures, store_actor_limits limits, settlement_policy policy) {
-  return system.spawn<caf::detached>(store_behavior, &store, &figures, limits,
-                                     std::move(policy));
+store_actor spawn_store(caf::actor_system& system, local_store& store, metrics& figures,
+                        store_actor_limits limits, settlement_policy policy) {
+  return system.spawn<caf::detached>(store_behavior, &store, &figures, limits, std::move(policy));
 }
 
-} // namespace paybus
+}  // namespace paybus

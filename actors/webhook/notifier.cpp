@@ -18,13 +18,13 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "actors/webhook/webhook_plan.hpp"
 #include "actors/common/round_timer.hpp"
 #include "actors/webhook/notifier.hpp"
+#include "actors/webhook/webhook_plan.hpp"
 #include "actors/webhook/webhook_sender.hpp"
 #include "common/clock.hpp"
-#include "common/live_switches.hpp"
 #include "common/crypto.hpp"
+#include "common/live_switches.hpp"
 #include "common/metrics.hpp"
 #include "common/thread_name.hpp"
 #include "storage/local/local_store.hpp"
@@ -90,8 +90,8 @@ void hand_back(notifier_pointer self, std::vector<webhook_update> updates) {
 }
 
 webhook_update update_of(const webhook_entry& entry, int64_t next_due_ms) {
-  return {entry.merchant_id, entry.event_id, entry.pay_id, entry.attempt,
-          entry.first_due_ms, entry.due_ms, next_due_ms};
+  return {entry.merchant_id,  entry.event_id, entry.pay_id, entry.attempt,
+          entry.first_due_ms, entry.due_ms,   next_due_ms};
 }
 
 /// The notification body, from the payment as the store holds it now; or
@@ -111,8 +111,8 @@ std::optional<webhook_delivery> build(notifier_state& st, const webhook_entry& e
   delivery.event_id = entry.event_id;
   delivery.merchant_id = record->order.merchant_id;
   delivery.url = !record->order.notify_url.empty() ? record->order.notify_url
-                 : merchant != st.merchants.end() ? merchant->second.default_url
-                                                  : std::string{};
+                 : merchant != st.merchants.end()  ? merchant->second.default_url
+                                                   : std::string{};
   std::string type = record->status == payment_status::succeeded ? "payment.succeeded"
                      : record->status == payment_status::failed  ? "payment.failed"
                                                                  : "payment.closed";
@@ -160,8 +160,7 @@ void finished(notifier_pointer self, uint64_t id, int32_t http_status) {
 
 void round(notifier_pointer self) {
   auto& st = self->state;
-  if (st.settings.switches != nullptr
-      && st.settings.switches->paused(degrade_switch::webhooks)) {
+  if (st.settings.switches != nullptr && st.settings.switches->paused(degrade_switch::webhooks)) {
     if (!st.unsent.empty())
       hand_back(self, std::exchange(st.unsent, {}));
     st.figures->notify_backlog = st.store->webhook_backlog();
@@ -267,7 +266,7 @@ notifier_actor::behavior_type notifier_behavior(notifier_pointer self, local_sto
   };
 }
 
-} // namespace
+}  // namespace
 
 notifier_actor spawn_notifier(caf::actor_system& system, local_store& store, store_actor writer,
                               notifier_settings settings, metrics& figures) {
@@ -277,4 +276,4 @@ notifier_actor spawn_notifier(caf::actor_system& system, local_store& store, sto
                                      std::move(settings), &figures);
 }
 
-} // namespace paybus
+}  // namespace paybus

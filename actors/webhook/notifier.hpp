@@ -27,13 +27,13 @@ struct notify_merchant {
 
 struct notifier_settings {
   std::vector<notify_merchant> merchants;
-  crypto::pkey_ptr bus_key;        // signs for rsa merchants
-  size_t workers = 64;             // deliveries in flight at once
-  int64_t timeout_ms = 5000;       // per attempt
-  int64_t retry_base_ms = 1000;    // first retry; doubles each time
+  crypto::pkey_ptr bus_key;      // signs for rsa merchants
+  size_t workers = 64;           // deliveries in flight at once
+  int64_t timeout_ms = 5000;     // per attempt
+  int64_t retry_base_ms = 1000;  // first retry; doubles each time
   int64_t retry_max_ms = 3'600'000;
   int64_t give_up_after_ms = 25 * 3'600'000;  // then logged and dropped
-  int64_t untargeted_wait_ms = 60'000;  // no URL to go to: looked at again then
+  int64_t untargeted_wait_ms = 60'000;        // no URL to go to: looked at again then
   int64_t poll_ms = 200;
   // `degrade webhooks on`: no delivery starts (what waits stays in the
   // outbox); resumed, the next poll delivers it.
@@ -44,4 +44,4 @@ struct notifier_settings {
 notifier_actor spawn_notifier(caf::actor_system& system, local_store& store, store_actor writer,
                               notifier_settings settings, metrics& figures);
 
-} // namespace paybus
+}  // namespace paybus

@@ -59,4 +59,4 @@ std::vector<size_t> plan_starts(const std::vector<std::string>& due_merchants,
   return starts;
 }
 
-} // namespace paybus
+}  // namespace paybus

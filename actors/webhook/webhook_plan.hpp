@@ -16,8 +16,8 @@ namespace paybus {
 int64_t webhook_retry_delay(int64_t attempt, int64_t base_ms, int64_t max_ms);
 
 struct webhook_retry_policy {
-  int64_t base_ms = 1000;                      // first retry; doubles each time
-  int64_t max_ms = 3'600'000;                  // longest wait between attempts
+  int64_t base_ms = 1000;                     // first retry; doubles each time
+  int64_t max_ms = 3'600'000;                 // longest wait between attempts
   int64_t give_up_after_ms = 25 * 3'600'000;  // from the first due time
   // A webhook with no URL to go to (none on the order, none configured for
   // its merchant any more) waits this long, not counted as an attempt, and
@@ -56,4 +56,4 @@ std::vector<size_t> plan_starts(const std::vector<std::string>& due_merchants,
                                 const std::map<std::string, size_t>& busy, size_t per_merchant,
                                 size_t capacity, size_t in_flight);
 
-} // namespace paybus
+}  // namespace paybus

@@ -35,7 +35,7 @@ struct transfer {
   }
 };
 
-} // namespace
+}  // namespace
 
 struct webhook_sender::core {
   std::map<std::string, notify_merchant> merchants;
@@ -56,7 +56,9 @@ struct webhook_sender::core {
     auto signature = merchant->second.rsa
                        ? sign_rsa(bus_key.get(), "POST", target, body, now)
                        : sign_hmac(merchant->second.secret, "POST", target, body, now);
-    auto add = [&](const std::string& line) { t.headers = curl_slist_append(t.headers, line.c_str()); };
+    auto add = [&](const std::string& line) {
+      t.headers = curl_slist_append(t.headers, line.c_str());
+    };
     add("Content-Type: application/json");
     add("Expect:");
     add("X-Paybus-Merchant: " + t.delivery.merchant_id);
@@ -96,12 +98,11 @@ webhook_sender::webhook_sender(const notifier_settings& settings, done_function 
   // capacity and shares them out among merchants.
   c.loop = std::make_unique<transfer_loop<transfer>>(
     "pb-webhook", std::numeric_limits<size_t>::max(),
-    transfer_loop<transfer>::hooks{
-      [] { return curl_easy_init(); },
-      [&c](CURL* easy, transfer& t) { return c.prepare(easy, t); },
-      [&c](std::unique_ptr<transfer> t, CURL* easy, CURLcode code) {
-        c.finished(std::move(t), easy, code);
-      }});
+    transfer_loop<transfer>::hooks{[] { return curl_easy_init(); },
+                                   [&c](CURL* easy, transfer& t) { return c.prepare(easy, t); },
+                                   [&c](std::unique_ptr<transfer> t, CURL* easy, CURLcode code) {
+                                     c.finished(std::move(t), easy, code);
+                                   }});
   // Keep-alive connections for as many deliveries as may be in flight.
   curl_multi_setopt(c.loop->multi(), CURLMOPT_MAXCONNECTS,
                     static_cast<long>(std::max<size_t>(1, settings.workers)));
@@ -119,4 +120,4 @@ void webhook_sender::send(uint64_t id, webhook_delivery delivery) {
   core_->loop->submit(std::move(t));
 }
 
-} // namespace paybus
+}  // namespace paybus

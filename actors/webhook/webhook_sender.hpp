@@ -38,4 +38,4 @@ private:
   std::unique_ptr<core> core_;
 };
 
-} // namespace paybus
+}  // namespace paybus

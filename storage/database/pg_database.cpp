@@ -53,10 +53,9 @@ std::string one_line(const char* text) {
   return line;
 }
 
-} // namespace
+}  // namespace
 
-pg_database::pg_database(pg_database_options options)
-  : options_(std::move(options)) {
+pg_database::pg_database(pg_database_options options) : options_(std::move(options)) {
 }
 
 pg_database::~pg_database() {
@@ -121,10 +120,8 @@ bool pg_database::ensure_ready(std::string& error) {
   return true;
 }
 
-bool pg_database::execute(const std::string& sql,
-                          const std::vector<const char*>& params,
-                          std::string& error,
-                          std::vector<std::string>* rows) {
+bool pg_database::execute(const std::string& sql, const std::vector<const char*>& params,
+                          std::string& error, std::vector<std::string>* rows) {
   rows_refused_ = false;
   if (connection_ == nullptr) {
     error = "not connected";
@@ -133,9 +130,8 @@ bool pg_database::execute(const std::string& sql,
   int64_t deadline = monotonic_now_ms() + options_.statement_timeout_ms;
   int sent = params.empty()
                ? PQsendQuery(connection_, sql.c_str())
-               : PQsendQueryParams(connection_, sql.c_str(),
-                                   static_cast<int>(params.size()), nullptr,
-                                   params.data(), nullptr, nullptr, 0);
+               : PQsendQueryParams(connection_, sql.c_str(), static_cast<int>(params.size()),
+                                   nullptr, params.data(), nullptr, nullptr, 0);
   if (sent != 1) {
     error = one_line(PQerrorMessage(connection_));
     disconnect();
@@ -179,8 +175,8 @@ bool pg_database::execute(const std::string& sql,
       if (ok) {
         error = one_line(PQresultErrorMessage(result));
         const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
-        rows_refused_ = state != nullptr && (std::strncmp(state, "22", 2) == 0
-                                             || std::strncmp(state, "23", 2) == 0);
+        rows_refused_ = state != nullptr
+                        && (std::strncmp(state, "22", 2) == 0 || std::strncmp(state, "23", 2) == 0);
       }
       ok = false;
     } else if (rows != nullptr) {
@@ -279,7 +275,7 @@ bool insert_then_compare(const std::vector<Row>& batch, const std::string& inser
   return true;
 }
 
-} // namespace
+}  // namespace
 
 std::string row_json(const payment_record& record) {
   return nlohmann::json{{"pay_id", record.pay_id},
@@ -295,18 +291,16 @@ std::string row_json(const payment_record& record) {
 }
 
 std::string row_json(const payment_result& result) {
-  return nlohmann::json{{"pay_id", result.pay_id},
-                        {"status", result.status},
-                        {"channel_id", result.channel_id},
-                        {"channel_txn_id", result.channel_txn_id},
-                        {"amount", result.amount_minor},
-                        {"finished_at", format_rfc3339_ms(result.finished_at_ms)},
-                        {"source", result.source}}
+  return nlohmann::json{
+    {"pay_id", result.pay_id},         {"status", result.status},
+    {"channel_id", result.channel_id}, {"channel_txn_id", result.channel_txn_id},
+    {"amount", result.amount_minor},   {"finished_at", format_rfc3339_ms(result.finished_at_ms)},
+    {"source", result.source}}
     .dump();
 }
 
-bool pg_database::insert_orders(const std::vector<payment_record>& records,
-                                std::string& error, std::vector<std::string>* differing) {
+bool pg_database::insert_orders(const std::vector<payment_record>& records, std::string& error,
+                                std::vector<std::string>* differing) {
   if (records.empty())
     return true;
   // Rows already there are left as they are (a row sent again after a
@@ -354,8 +348,8 @@ bool pg_database::insert_orders(const std::vector<payment_record>& records,
   return insert_then_compare(records, sql, compare, columns_of, run, differing);
 }
 
-bool pg_database::insert_results(const std::vector<payment_result>& results,
-                                 std::string& error, std::vector<std::string>* differing) {
+bool pg_database::insert_results(const std::vector<payment_result>& results, std::string& error,
+                                 std::vector<std::string>* differing) {
   if (results.empty())
     return true;
   static const std::string sql
@@ -394,9 +388,8 @@ bool pg_database::insert_results(const std::vector<payment_result>& results,
   return insert_then_compare(results, sql, compare, columns_of, run, differing);
 }
 
-std::optional<std::string> pg_database::rows_held(const std::string& table,
-                                                  const payment_record& record,
-                                                  std::string& error) {
+std::optional<std::string>
+pg_database::rows_held(const std::string& table, const payment_record& record, std::string& error) {
   std::vector<std::string> rows;
   bool ok = table == "payment_orders"
               ? execute("SELECT coalesce(json_agg(o)::text, '[]') FROM payment_orders o WHERE "
@@ -412,8 +405,8 @@ std::optional<std::string> pg_database::rows_held(const std::string& table,
   return rows.empty() ? std::string{"[]"} : rows.front();
 }
 
-std::optional<int32_t> pg_database::register_instance(
-  const std::string& fingerprint, const std::string& uri, std::string& error) {
+std::optional<int32_t> pg_database::register_instance(const std::string& fingerprint,
+                                                      const std::string& uri, std::string& error) {
   if (!ensure_ready(error))
     return std::nullopt;
   std::vector<std::string> rows;
@@ -431,8 +424,7 @@ std::optional<int32_t> pg_database::register_instance(
 
 std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
                                                        const std::string& fingerprint,
-                                                       const std::string& uri,
-                                                       std::string& error) {
+                                                       const std::string& uri, std::string& error) {
   if (!ensure_ready(error))
     return std::nullopt;
   auto id = std::to_string(instance_id);
@@ -447,8 +439,8 @@ std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
                   {}, error)
       || !execute("SELECT CASE WHEN adopted_by IS NULL THEN fingerprint ELSE 'none: the number was "
                   "adopted by instance ' || adopted_by END FROM paybus_instances WHERE "
-                  "instance_id = $1", {id.c_str()},
-                  error, &rows))
+                  "instance_id = $1",
+                  {id.c_str()}, error, &rows))
     return std::nullopt;
   if (rows.empty()) {
     // Free, but this fingerprint holds another number: the row was not entered.
@@ -460,15 +452,15 @@ std::optional<std::string> pg_database::claim_instance(int32_t instance_id,
   }
   if (rows.front() == fingerprint
       && !execute("UPDATE paybus_instances SET uri = $2 WHERE instance_id = $1 AND adopted_by IS "
-                  "NULL", {id.c_str(),
-                  uri.c_str()}, error))
+                  "NULL",
+                  {id.c_str(), uri.c_str()}, error))
     return std::nullopt;
   return rows.front();
 }
 
-std::optional<std::vector<std::string>> pg_database::cluster_members(
-  int32_t instance_id, const std::string& fingerprint, const std::string& own_uri,
-  std::string& error) {
+std::optional<std::vector<std::string>>
+pg_database::cluster_members(int32_t instance_id, const std::string& fingerprint,
+                             const std::string& own_uri, std::string& error) {
   if (!ensure_ready(error))
     return std::nullopt;
   auto id = std::to_string(instance_id);
@@ -545,4 +537,4 @@ std::optional<int64_t> pg_database::adopt_slots(int32_t instance_id, int32_t by,
   return rows.empty() ? 0 : std::stoll(rows.front());
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -58,8 +58,7 @@ public:
 
   /// Registers this instance (or finds its earlier registration) and returns
   /// its instance number.
-  std::optional<int32_t> register_instance(const std::string& fingerprint,
-                                           const std::string& uri,
+  std::optional<int32_t> register_instance(const std::string& fingerprint, const std::string& uri,
                                            std::string& error);
 
   /// Enters `instance_id` (a number this instance took while the registry
@@ -76,10 +75,9 @@ public:
   /// First sets the uri of this instance's own row (its number and
   /// fingerprint) to `own_uri`, if it differs. Nothing (and `error`) if the
   /// database cannot say.
-  std::optional<std::vector<std::string>> cluster_members(int32_t instance_id,
-                                                          const std::string& fingerprint,
-                                                          const std::string& own_uri,
-                                                          std::string& error);
+  std::optional<std::vector<std::string>>
+  cluster_members(int32_t instance_id, const std::string& fingerprint, const std::string& own_uri,
+                  std::string& error);
 
   /// The slot table's rows, "SLOT INSTANCE EPOCH" in slot order (none
   /// before the cluster is formed). Nothing (and `error`) if the database
@@ -117,8 +115,8 @@ private:
   bool connect(std::string& error);
   /// Runs one statement with text parameters; `rows` gets the first column of
   /// each result row.
-  bool execute(const std::string& sql, const std::vector<const char*>& params,
-               std::string& error, std::vector<std::string>* rows = nullptr);
+  bool execute(const std::string& sql, const std::vector<const char*>& params, std::string& error,
+               std::vector<std::string>* rows = nullptr);
 
   pg_database_options options_;
   bool rows_refused_ = false;
@@ -134,7 +132,8 @@ std::string row_json(const payment_result& result);
 /// parse stay the same size whatever the number of rows.
 class pg_array_literal {
 public:
-  pg_array_literal() : text_{"{"} {}
+  pg_array_literal() : text_{"{"} {
+  }
   /// A text element, double-quoted with `"` and `\` escaped.
   void add(std::string_view value);
   void add_null();
@@ -150,4 +149,4 @@ private:
 /// The schema of API.md section 6.
 extern const char* const pg_schema_sql;
 
-} // namespace paybus
+}  // namespace paybus

@@ -63,18 +63,18 @@ struct store_snapshot {
 
 /// The writes of one settled batch, applied as one synced WriteBatch.
 struct store_changes {
-  std::vector<payment_record> orders;  // put; one per pay_id
+  std::vector<payment_record> orders;                            // put; one per pay_id
   std::vector<std::pair<std::string, std::string>> idempotency;  // key -> pay_id
-  std::vector<payment_result> results;  // put; one per pay_id
-  std::vector<std::string> results_removed;  // results waiting for an order, kept apart instead
-  std::vector<outbox_entry> outbox;     // numbered when applied, in this order
+  std::vector<payment_result> results;                           // put; one per pay_id
+  std::vector<std::string> results_removed;   // results waiting for an order, kept apart instead
+  std::vector<outbox_entry> outbox;           // numbered when applied, in this order
   std::vector<std::string> dispatch_added;    // payments to drive
   std::vector<std::string> dispatch_removed;  // payments final now
-  std::vector<webhook_entry> webhooks;       // new: merchant_id, due_ms, event_id, the rest
-  std::vector<webhook_move> webhook_moves;   // the notifier's outcomes
-  std::vector<uint64_t> outbox_removed;         // sequences the database holds
+  std::vector<webhook_entry> webhooks;        // new: merchant_id, due_ms, event_id, the rest
+  std::vector<webhook_move> webhook_moves;    // the notifier's outcomes
+  std::vector<uint64_t> outbox_removed;       // sequences the database holds
   std::vector<database_conflict> database_conflicts;  // rows the database holds otherwise
-  std::vector<payment_result> conflicts;  // kept under conflict_key, never applied
+  std::vector<payment_result> conflicts;              // kept under conflict_key, never applied
   std::vector<nonce_accepted> nonces;
   // Payments that became SUCCEEDED (the order's currency, the result):
   // indexed by channel and UTC day for reconciliation.
@@ -82,11 +82,10 @@ struct store_changes {
 
   bool empty() const {
     return orders.empty() && idempotency.empty() && results.empty() && results_removed.empty()
-           && outbox.empty()
-           && dispatch_added.empty() && dispatch_removed.empty() && webhooks.empty()
-           && webhook_moves.empty() && outbox_removed.empty() && conflicts.empty()
-           && database_conflicts.empty()
-           && nonces.empty() && succeeded.empty();
+           && outbox.empty() && dispatch_added.empty() && dispatch_removed.empty()
+           && webhooks.empty() && webhook_moves.empty() && outbox_removed.empty()
+           && conflicts.empty() && database_conflicts.empty() && nonces.empty()
+           && succeeded.empty();
   }
 };
 
@@ -130,8 +129,8 @@ inline std::string database_conflict_key(const std::string& pay_id, const std::s
 }
 
 inline std::string conflict_key(const payment_result& late) {
-  return late.pay_id + '\0' + late.channel_id + '\0' + to_string(late.status) + '\0' + late.channel_txn_id
-         + '\0' + std::to_string(late.amount_minor);
+  return late.pay_id + '\0' + late.channel_id + '\0' + to_string(late.status) + '\0'
+         + late.channel_txn_id + '\0' + std::to_string(late.amount_minor);
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -3,9 +3,9 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cstdarg>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -26,9 +26,19 @@ namespace paybus {
 
 namespace {
 
-const std::vector<std::string> family_names
-  = {rocksdb::kDefaultColumnFamilyName, "orders", "idem", "outbox", "nonces",
-     "meta", "results", "dispatch", "webhooks", "conflicts", "db_conflicts", "succeeded", "admin"};
+const std::vector<std::string> family_names = {rocksdb::kDefaultColumnFamilyName,
+                                               "orders",
+                                               "idem",
+                                               "outbox",
+                                               "nonces",
+                                               "meta",
+                                               "results",
+                                               "dispatch",
+                                               "webhooks",
+                                               "conflicts",
+                                               "db_conflicts",
+                                               "succeeded",
+                                               "admin"};
 
 /// The key of a payment in the `succeeded` index: channel, NUL, UTC day, NUL, pay_id.
 std::string succeeded_key(const std::string& channel_id, const std::string& day,
@@ -60,8 +70,8 @@ public:
   explicit nonce_expiry_filter(int64_t retention_ms) : retention_ms_(retention_ms) {
   }
 
-  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value,
-              std::string*, bool*) const override {
+  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
     if (value.size() != 8)
       return true;
     auto seen_at = static_cast<int64_t>(codec::decode_u64_be(value.ToStringView()));
@@ -110,11 +120,10 @@ public:
   }
 };
 
-} // namespace
+}  // namespace
 
-std::unique_ptr<local_store> local_store::open(
-  const std::string& dir, const local_store_options& options,
-  std::string& error) {
+std::unique_ptr<local_store>
+local_store::open(const std::string& dir, const local_store_options& options, std::string& error) {
   // Made here, not by RocksDB, which logs an error line for a directory it
   // finds missing before it creates it (a fresh first start logged one).
   std::error_code made;
@@ -173,12 +182,10 @@ std::unique_ptr<local_store> local_store::open(
   }
 
   rocksdb::DB* db = nullptr;
-  auto status = rocksdb::DB::Open(db_options, dir, families, &store->handles_,
-                                  &db);
+  auto status = rocksdb::DB::Open(db_options, dir, families, &store->handles_, &db);
   if (!status.ok()) {
     if (status.IsIOError() && status.ToString().find("lock") != std::string::npos)
-      error = "the local store " + dir
-              + " is held by another process (is a bus running on it?)";
+      error = "the local store " + dir + " is held by another process (is a bus running on it?)";
     else
       error = "cannot open the local store " + dir + ": " + status.ToString();
     return nullptr;
@@ -201,18 +208,19 @@ std::unique_ptr<local_store> local_store::open(
     spdlog::warn("local store: no room to index the succeeded payments by channel and day; "
                  "indexed at the next start");
   } else if (!status.ok()) {
-    error = "cannot index the succeeded payments of " + dir + " by channel and day: "
-            + status.ToString();
+    error = "cannot index the succeeded payments of " + dir
+            + " by channel and day: " + status.ToString();
     return nullptr;
   }
   status = store->queue_webhooks_by_merchant();
   if (!status.ok()) {
-    error = "cannot move the webhook outbox of " + dir + " to queues by merchant: "
-            + status.ToString();
+    error = "cannot move the webhook outbox of " + dir
+            + " to queues by merchant: " + status.ToString();
     return nullptr;
   }
   {
-    std::unique_ptr<rocksdb::Iterator> hooks{db->NewIterator(rocksdb::ReadOptions{}, store->webhooks_)};
+    std::unique_ptr<rocksdb::Iterator> hooks{
+      db->NewIterator(rocksdb::ReadOptions{}, store->webhooks_)};
     int64_t count = 0;
     for (hooks->SeekToFirst(); hooks->Valid(); hooks->Next())
       ++count;
@@ -220,7 +228,8 @@ std::unique_ptr<local_store> local_store::open(
   }
 
   {
-    std::unique_ptr<rocksdb::Iterator> waiting{db->NewIterator(rocksdb::ReadOptions{}, store->dispatch_)};
+    std::unique_ptr<rocksdb::Iterator> waiting{
+      db->NewIterator(rocksdb::ReadOptions{}, store->dispatch_)};
     int64_t count = 0;
     for (waiting->SeekToFirst(); waiting->Valid(); waiting->Next())
       ++count;
@@ -228,8 +237,7 @@ std::unique_ptr<local_store> local_store::open(
   }
 
   // Recover the outbox cursor and size.
-  std::unique_ptr<rocksdb::Iterator> it{
-    db->NewIterator(rocksdb::ReadOptions{}, store->outbox_)};
+  std::unique_ptr<rocksdb::Iterator> it{db->NewIterator(rocksdb::ReadOptions{}, store->outbox_)};
   int64_t size = 0;
   for (it->SeekToFirst(); it->Valid(); it->Next())
     ++size;
@@ -362,8 +370,8 @@ rocksdb::Status local_store::apply(const store_changes& changes) {
     return status;
   next_sequence_ = sequence;
   outbox_size_.fetch_add(static_cast<int64_t>(changes.outbox.size())
-                          - static_cast<int64_t>(changes.outbox_removed.size()),
-                        std::memory_order_relaxed);
+                           - static_cast<int64_t>(changes.outbox_removed.size()),
+                         std::memory_order_relaxed);
   webhook_backlog_.fetch_add(static_cast<int64_t>(changes.webhooks.size()) - webhooks_gone,
                              std::memory_order_relaxed);
   dispatch_size_.fetch_add(static_cast<int64_t>(changes.dispatch_added.size())
@@ -390,8 +398,8 @@ rocksdb::Status local_store::get_result(const std::string& pay_id,
   return status;
 }
 
-rocksdb::Status local_store::pending_dispatch(std::vector<payment_record>& records,
-                                              size_t limit, const std::string& from_pay_id) {
+rocksdb::Status local_store::pending_dispatch(std::vector<payment_record>& records, size_t limit,
+                                              const std::string& from_pay_id) {
   records.clear();
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, dispatch_)};
   for (it->Seek(from_pay_id); it->Valid() && records.size() < limit; it->Next()) {
@@ -412,8 +420,7 @@ rocksdb::Status local_store::pending_dispatch(std::vector<payment_record>& recor
   return it->status();
 }
 
-rocksdb::Status local_store::get(const std::string& pay_id,
-                                 std::optional<payment_record>& record) {
+rocksdb::Status local_store::get(const std::string& pay_id, std::optional<payment_record>& record) {
   std::string bytes;
   auto status = db_->Get(rocksdb::ReadOptions{}, orders_, pay_id, &bytes);
   if (status.IsNotFound()) {
@@ -435,8 +442,7 @@ rocksdb::Status local_store::find(const std::string& merchant_id,
                                   std::optional<payment_record>& record) {
   std::string pay_id;
   auto status = db_->Get(rocksdb::ReadOptions{}, idem_,
-                         idempotency_key(merchant_id, merchant_order_no),
-                         &pay_id);
+                         idempotency_key(merchant_id, merchant_order_no), &pay_id);
   if (status.IsNotFound()) {
     record.reset();
     return rocksdb::Status::OK();
@@ -449,10 +455,9 @@ rocksdb::Status local_store::find(const std::string& merchant_id,
 rocksdb::Status local_store::read_outbox(uint64_t from_sequence, size_t limit,
                                          std::vector<outbox_entry>& entries) {
   entries.clear();
-  std::unique_ptr<rocksdb::Iterator> it{
-    db_->NewIterator(rocksdb::ReadOptions{}, outbox_)};
-  for (it->Seek(codec::encode_u64_be(from_sequence));
-       it->Valid() && entries.size() < limit; it->Next()) {
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, outbox_)};
+  for (it->Seek(codec::encode_u64_be(from_sequence)); it->Valid() && entries.size() < limit;
+       it->Next()) {
     auto value = it->value().ToStringView();
     if (value.empty())
       return rocksdb::Status::Corruption("empty outbox entry");
@@ -517,13 +522,12 @@ rocksdb::Status local_store::remove_outbox(const std::vector<outbox_entry>& entr
   return apply(changes);
 }
 
-rocksdb::Status local_store::get_admin(const std::string& name,
-                                       std::optional<std::string>& value) {
+rocksdb::Status local_store::get_admin(const std::string& name, std::optional<std::string>& value) {
   return get_optional(admin_, name, value);
 }
 
-rocksdb::Status local_store::put_admin(
-  const std::vector<std::pair<std::string, std::string>>& entries) {
+rocksdb::Status
+local_store::put_admin(const std::vector<std::pair<std::string, std::string>>& entries) {
   rocksdb::WriteBatch batch;
   for (const auto& [name, value] : entries)
     batch.Put(admin_, name, value);
@@ -553,7 +557,8 @@ rocksdb::Status local_store::find_webhook(const std::string& merchant_id,
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, webhooks_)};
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     auto key = it->key().ToStringView();
-    if (key.size() != prefix.size() + 8 + event_id.size() || key.substr(prefix.size() + 8) != event_id)
+    if (key.size() != prefix.size() + 8 + event_id.size()
+        || key.substr(prefix.size() + 8) != event_id)
       continue;
     webhook_entry found;
     if (!codec::decode_webhook(it->value().ToStringView(), found))
@@ -619,31 +624,26 @@ rocksdb::Status local_store::get_optional(rocksdb::ColumnFamilyHandle* family,
   return status;
 }
 
-rocksdb::Status local_store::get_meta(const std::string& name,
-                                      std::optional<std::string>& value) {
+rocksdb::Status local_store::get_meta(const std::string& name, std::optional<std::string>& value) {
   return get_optional(meta_, name, value);
 }
 
-rocksdb::Status local_store::put_meta(const std::string& name,
-                                      const std::string& value) {
+rocksdb::Status local_store::put_meta(const std::string& name, const std::string& value) {
   rocksdb::WriteBatch batch;
   batch.Put(meta_, name, value);
   return write(true, batch);
 }
 
 std::string local_store::last_pay_id() {
-  std::unique_ptr<rocksdb::Iterator> it{
-    db_->NewIterator(rocksdb::ReadOptions{}, orders_)};
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, orders_)};
   it->SeekToLast();
   return it->Valid() ? it->key().ToString() : std::string{};
 }
 
-std::optional<bool> local_store::nonce_seen(std::string_view merchant_id,
-                                            std::string_view nonce,
+std::optional<bool> local_store::nonce_seen(std::string_view merchant_id, std::string_view nonce,
                                             int64_t now_ms) {
   std::string value;
-  auto status = db_->Get(rocksdb::ReadOptions{}, nonces_,
-                         nonce_key(merchant_id, nonce), &value);
+  auto status = db_->Get(rocksdb::ReadOptions{}, nonces_, nonce_key(merchant_id, nonce), &value);
   if (status.IsNotFound())
     return false;
   if (!status.ok() || value.size() != 8)
@@ -660,9 +660,9 @@ rocksdb::Status local_store::compact_nonces() {
   return db_->CompactRange(rocksdb::CompactRangeOptions{}, nonces_, nullptr, nullptr);
 }
 
-rocksdb::Status local_store::scan(
-  const std::string& family, const std::string& from,
-  const std::function<bool(std::string_view, std::string_view)>& visit) {
+rocksdb::Status
+local_store::scan(const std::string& family, const std::string& from,
+                  const std::function<bool(std::string_view, std::string_view)>& visit) {
   for (size_t i = 0; i < family_names.size(); ++i) {
     if (family_names[i] != family)
       continue;
@@ -675,9 +675,10 @@ rocksdb::Status local_store::scan(
   return rocksdb::Status::InvalidArgument("no such column family", family);
 }
 
-rocksdb::Status local_store::succeeded_on(
-  const std::string& channel_id, const std::string& day, const std::string& after,
-  const std::function<bool(const succeeded_payment&)>& visit) {
+rocksdb::Status
+local_store::succeeded_on(const std::string& channel_id, const std::string& day,
+                          const std::string& after,
+                          const std::function<bool(const succeeded_payment&)>& visit) {
   auto prefix = succeeded_key(channel_id, day, "");
   auto from = prefix + after;
   std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, succeeded_)};
@@ -738,8 +739,7 @@ rocksdb::Status local_store::index_succeeded_payments() {
 std::map<std::string, uint64_t> local_store::count_keys() {
   std::map<std::string, uint64_t> counts;
   for (size_t i = 0; i < handles_.size(); ++i) {
-    std::unique_ptr<rocksdb::Iterator> it{
-      db_->NewIterator(rocksdb::ReadOptions{}, handles_[i])};
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, handles_[i])};
     uint64_t count = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next())
       ++count;
@@ -775,4 +775,4 @@ rocksdb::Status local_store::resume() {
   return status.ok() ? room_to_write() : status;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -22,7 +22,7 @@
 namespace paybus {
 
 struct local_store_options {
-  bool sync = true;                 // fsync every batch (never off in production)
+  bool sync = true;  // fsync every batch (never off in production)
   size_t block_cache_bytes = 32u << 20;
   size_t write_buffer_bytes = 16u << 20;
   int64_t nonce_retention_ms = 600'000;  // compactions drop older nonces
@@ -67,8 +67,7 @@ public:
   /// Opens (creating if missing) the store in `dir`. Returns null with a one
   /// line `error`, e.g. when another process holds the store.
   static std::unique_ptr<local_store> open(const std::string& dir,
-                                           const local_store_options& options,
-                                           std::string& error);
+                                           const local_store_options& options, std::string& error);
   ~local_store();
 
   local_store(const local_store&) = delete;
@@ -86,8 +85,7 @@ public:
   rocksdb::Status apply(const store_changes& changes);
 
   /// A stored result, if any.
-  rocksdb::Status get_result(const std::string& pay_id,
-                             std::optional<payment_result>& result);
+  rocksdb::Status get_result(const std::string& pay_id, std::optional<payment_result>& result);
 
   /// Merchant notifications due at or before `now_ms`: of each merchant's,
   /// at most `room(merchant_id)`, oldest first. `next_due`: the earliest due
@@ -110,13 +108,11 @@ public:
   /// Payments accepted but not final yet, in pay_id order from `from_pay_id`
   /// (to drive after a restart, or when the coordinator has room again);
   /// not those whose result is flagged, which are for people to settle.
-  rocksdb::Status pending_dispatch(std::vector<payment_record>& records,
-                                   size_t limit, const std::string& from_pay_id = {});
+  rocksdb::Status pending_dispatch(std::vector<payment_record>& records, size_t limit,
+                                   const std::string& from_pay_id = {});
 
-  rocksdb::Status get(const std::string& pay_id,
-                      std::optional<payment_record>& record);
-  rocksdb::Status find(const std::string& merchant_id,
-                       const std::string& merchant_order_no,
+  rocksdb::Status get(const std::string& pay_id, std::optional<payment_record>& record);
+  rocksdb::Status find(const std::string& merchant_id, const std::string& merchant_order_no,
                        std::optional<payment_record>& record);
 
   /// Up to `limit` outbox entries with sequence >= `from_sequence`, in order.
@@ -140,8 +136,7 @@ public:
     return outbox_size_.load(std::memory_order_relaxed);
   }
 
-  rocksdb::Status get_meta(const std::string& name,
-                           std::optional<std::string>& value);
+  rocksdb::Status get_meta(const std::string& name, std::optional<std::string>& value);
   /// Synced.
   rocksdb::Status put_meta(const std::string& name, const std::string& value);
 
@@ -150,8 +145,8 @@ public:
 
   /// Whether `nonce` of `merchant_id` was accepted within the retention
   /// before `now_ms`; nullopt if the store cannot be read.
-  std::optional<bool> nonce_seen(std::string_view merchant_id,
-                                 std::string_view nonce, int64_t now_ms);
+  std::optional<bool> nonce_seen(std::string_view merchant_id, std::string_view nonce,
+                                 int64_t now_ms);
 
   /// Compacts the nonce family now (expired nonces go); tests and tools.
   rocksdb::Status compact_nonces();
@@ -246,4 +241,4 @@ private:
                                std::optional<std::string>& value);
 };
 
-} // namespace paybus
+}  // namespace paybus

@@ -95,7 +95,7 @@ private:
   size_t offset_ = 0;
 };
 
-} // namespace
+}  // namespace
 
 std::string encode_record(const payment_record& record) {
   std::string out;
@@ -143,11 +143,11 @@ bool decode_result(std::string_view bytes, payment_result& result) {
   uint8_t version = 0;
   uint8_t flagged = 0;
   bool ok = in.u8(version) && version == result_version && in.string(result.pay_id)
-            && in.word(result.status, parse_payment_status)
-            && is_final_status(result.status) && in.string(result.channel_id)
-            && in.string(result.channel_txn_id) && in.i64(result.amount_minor)
-            && in.i64(result.finished_at_ms) && in.word(result.source, parse_result_source)
-            && in.u8(flagged) && flagged <= 1 && in.at_end();
+            && in.word(result.status, parse_payment_status) && is_final_status(result.status)
+            && in.string(result.channel_id) && in.string(result.channel_txn_id)
+            && in.i64(result.amount_minor) && in.i64(result.finished_at_ms)
+            && in.word(result.source, parse_result_source) && in.u8(flagged) && flagged <= 1
+            && in.at_end();
   result.flagged = flagged == 1;
   return ok;
 }
@@ -160,16 +160,12 @@ bool decode_record(std::string_view bytes, payment_record& record) {
   record.routed_channel.clear();
   bool ok = in.u8(version) && version >= 1 && version <= held_record_version
             && in.string(record.pay_id) && in.string(record.order.merchant_id)
-            && in.string(record.order.merchant_order_no)
-            && in.i64(record.order.amount_minor)
-            && in.string(record.order.currency)
-            && in.string(record.order.subject)
-            && in.string(record.order.channel_id)
-            && in.string(record.order.notify_url)
+            && in.string(record.order.merchant_order_no) && in.i64(record.order.amount_minor)
+            && in.string(record.order.currency) && in.string(record.order.subject)
+            && in.string(record.order.channel_id) && in.string(record.order.notify_url)
             && in.i64(record.order.expire_seconds) && in.i64(instance_id)
             && in.i64(record.created_at_ms) && in.word(record.status, parse_payment_status)
-            && in.string(record.channel_txn_id)
-            && in.i64(record.finished_at_ms)
+            && in.string(record.channel_txn_id) && in.i64(record.finished_at_ms)
             && (version == 1 || in.string(record.routed_channel))
             && (version < held_record_version || (in.u8(held) && held == 1)) && in.at_end();
   record.instance_id = static_cast<int32_t>(instance_id);
@@ -191,9 +187,9 @@ std::string encode_database_conflict(const database_conflict& conflict) {
 bool decode_database_conflict(std::string_view bytes, database_conflict& conflict) {
   reader in{bytes};
   uint8_t version = 0;
-  return in.u8(version) && version == 1 && in.string(conflict.table)
-         && in.string(conflict.pay_id) && in.string(conflict.ours) && in.string(conflict.theirs)
-         && in.i64(conflict.found_at_ms) && in.at_end();
+  return in.u8(version) && version == 1 && in.string(conflict.table) && in.string(conflict.pay_id)
+         && in.string(conflict.ours) && in.string(conflict.theirs) && in.i64(conflict.found_at_ms)
+         && in.at_end();
 }
 
 std::string encode_webhook(const webhook_entry& entry) {
@@ -229,4 +225,4 @@ uint64_t decode_u64_be(std::string_view bytes) {
   return value;
 }
 
-} // namespace paybus::codec
+}  // namespace paybus::codec

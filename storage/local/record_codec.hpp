@@ -27,12 +27,12 @@ bool decode_database_conflict(std::string_view bytes, database_conflict& conflic
 
 /// A merchant notification waiting for delivery.
 struct webhook_entry {
-  std::string merchant_id;     // from the key
+  std::string merchant_id;  // from the key
   std::string event_id;
   std::string pay_id;
-  int64_t attempt = 0;         // deliveries tried so far
-  int64_t first_due_ms = 0;    // when the first delivery was due
-  int64_t due_ms = 0;          // from the key
+  int64_t attempt = 0;       // deliveries tried so far
+  int64_t first_due_ms = 0;  // when the first delivery was due
+  int64_t due_ms = 0;        // from the key
 };
 
 std::string encode_webhook(const webhook_entry& entry);
@@ -42,4 +42,4 @@ bool decode_webhook(std::string_view bytes, webhook_entry& entry);
 std::string encode_u64_be(uint64_t value);
 uint64_t decode_u64_be(std::string_view bytes);
 
-} // namespace paybus::codec
+}  // namespace paybus::codec

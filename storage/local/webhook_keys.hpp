@@ -16,7 +16,7 @@ namespace paybus {
 /// another's (docs/architecture.md). Merchant ids are never empty and have
 /// no NUL; keys of the earlier layout (due time first) start with NUL.
 inline std::string webhook_key(const std::string& merchant_id, int64_t due_ms,
-                        const std::string& event_id) {
+                               const std::string& event_id) {
   std::string key;
   key.reserve(merchant_id.size() + 9 + event_id.size());
   key.append(merchant_id);
@@ -27,7 +27,8 @@ inline std::string webhook_key(const std::string& merchant_id, int64_t due_ms,
 }
 
 /// Splits a webhook key: false if it is not one of this layout.
-inline bool split_webhook_key(std::string_view key, std::string_view& merchant_id, int64_t& due_ms) {
+inline bool split_webhook_key(std::string_view key, std::string_view& merchant_id,
+                              int64_t& due_ms) {
   auto end = key.find('\0');
   if (end == 0 || end == std::string_view::npos || key.size() < end + 9)
     return false;
@@ -36,4 +37,4 @@ inline bool split_webhook_key(std::string_view key, std::string_view& merchant_i
   return true;
 }
 
-} // namespace paybus
+}  // namespace paybus

@@ -148,4 +148,4 @@ rocksdb::Status local_store::reschedule_webhook(const webhook_entry& entry, int6
   return apply(changes);
 }
 
-} // namespace paybus
+}  // namespace paybus

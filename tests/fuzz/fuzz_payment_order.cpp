@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   require(order.merchant_id == "demo");
   require(paybus::valid_merchant_order_no(order.merchant_order_no));
-  require(order.amount_minor >= limits.min_amount_minor && order.amount_minor <= limits.max_amount_minor);
+  require(order.amount_minor >= limits.min_amount_minor
+          && order.amount_minor <= limits.max_amount_minor);
   require(order.currency.size() == 3);
   for (char c : order.currency)
     require(c >= 'A' && c <= 'Z');

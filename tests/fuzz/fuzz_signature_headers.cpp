@@ -15,7 +15,7 @@
 #include "tests/fuzz/require.hpp"
 
 #ifndef PAYBUS_TEST_DATA
-#error "PAYBUS_TEST_DATA must name tests/data"
+#  error "PAYBUS_TEST_DATA must name tests/data"
 #endif
 
 using paybus::fuzz::require;
@@ -41,7 +41,7 @@ const std::unordered_map<std::string, paybus::merchant_credentials>& merchants()
   return *all;
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input{reinterpret_cast<const char*>(data), size};
@@ -85,12 +85,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto canonical = paybus::canonical_string(parts[4], parts[5], parts[1], parts[2], body);
     auto signature = "hmac-sha256=" + paybus::crypto::hmac_sha256_hex("demo-secret", canonical);
     paybus::auth_headers good{"demo", parts[1], parts[2], signature, false};
-    require(paybus::authenticate(merchants(), good, parts[4], parts[5], body, when * 1000, 300,
-                                 [](std::string_view, std::string_view) { return false; }, &merchant)
+    require(paybus::authenticate(
+              merchants(), good, parts[4], parts[5], body, when * 1000, 300,
+              [](std::string_view, std::string_view) { return false; }, &merchant)
             == paybus::auth_failure::none);
     require(merchant != nullptr && merchant->id == "demo");
-    require(paybus::authenticate(merchants(), good, parts[4], parts[5], body, when * 1000, 300,
-                                 [](std::string_view, std::string_view) { return true; }, &merchant)
+    require(paybus::authenticate(
+              merchants(), good, parts[4], parts[5], body, when * 1000, 300,
+              [](std::string_view, std::string_view) { return true; }, &merchant)
             == paybus::auth_failure::replayed_request);
   }
   return 0;

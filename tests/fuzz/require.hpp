@@ -10,4 +10,4 @@ inline void require(bool condition) {
     std::abort();
 }
 
-} // namespace paybus::fuzz
+}  // namespace paybus::fuzz

@@ -51,15 +51,14 @@ const std::vector<std::string> channel_ids = {"sim-a", "sim-b"};
 class memory_without_options_files : public rocksdb::FileSystemWrapper {
 public:
   explicit memory_without_options_files(const std::shared_ptr<rocksdb::FileSystem>& memory)
-      : rocksdb::FileSystemWrapper(memory) {
+    : rocksdb::FileSystemWrapper(memory) {
   }
 
   const char* Name() const override {
     return "memory_without_options_files";
   }
 
-  rocksdb::IOStatus NewWritableFile(const std::string& name,
-                                    const rocksdb::FileOptions& options,
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* file,
                                     rocksdb::IODebugContext* debug) override {
     if (name.compare(name.rfind('/') + 1, 7, "OPTIONS") == 0)  // OPTIONS-000005.dbtmp
@@ -89,9 +88,9 @@ struct faults {
 
 /// What a simulated channel holds of one pay_id.
 struct held_payment {
-  bool paid = false;       // SUCCEEDED here (money taken)
+  bool paid = false;  // SUCCEEDED here (money taken)
   bool failed = false;
-  bool accepted = false;   // taken, settles at `settles_ms` (then paid)
+  bool accepted = false;  // taken, settles at `settles_ms` (then paid)
   int64_t settles_ms = 0;
   int64_t taken_ms = 0;
   bool told_accepted = false;  // the bus received an ACCEPTED from here
@@ -131,8 +130,7 @@ struct event {
 
 class world {
 public:
-  world(uint64_t seed, bool verbose)
-      : seed_(seed), rng_(seed), verbose_(verbose) {
+  world(uint64_t seed, bool verbose) : seed_(seed), rng_(seed), verbose_(verbose) {
     auto u = [&](double low, double high) {
       return std::uniform_real_distribution<double>(low, high)(rng_);
     };
@@ -167,8 +165,7 @@ public:
     open_bus();
     // Most orders come in a burst, some later, some in the calm.
     for (int i = 0; i < payments_; ++i)
-      schedule(static_cast<int64_t>(i % 3 == 0 ? rng_() % 70'000 : rng_() % 3000),
-               create_event(i));
+      schedule(static_cast<int64_t>(i % 3 == 0 ? rng_() % 70'000 : rng_() % 3000), create_event(i));
     // The storm: faults as drawn, for a simulated minute.
     run_until(60'000, true);
     // The calm: no faults, until every acknowledged payment is final.
@@ -242,10 +239,11 @@ private:
 
   void carry_out(const drive_actions& actions) {
     for (const auto& action : actions) {
-      say("bus: action " + std::to_string(static_cast<int>(action.what)) + " " + action.pay_id
-          + " " + action.channel_id + (action.what == drive_action::kind::record_result
-                                         ? std::string{" "} + to_string(action.result.status)
-                                         : std::string{}));
+      say("bus: action " + std::to_string(static_cast<int>(action.what)) + " " + action.pay_id + " "
+          + action.channel_id
+          + (action.what == drive_action::kind::record_result
+               ? std::string{" "} + to_string(action.result.status)
+               : std::string{}));
       switch (action.what) {
         case drive_action::kind::record_route: {
           store_batch batch;
@@ -338,8 +336,8 @@ private:
   void send_to_bus(event answer) {
     // The store is in the same process: its answers are never lost but to
     // a crash, and come back a little later (reads later still).
-    schedule(static_cast<int64_t>(rng_() % (answer.action == drive_action::kind::read_unfinished
-                                                ? 200 : 5)),
+    schedule(static_cast<int64_t>(
+               rng_() % (answer.action == drive_action::kind::read_unfinished ? 200 : 5)),
              std::move(answer));
   }
 
@@ -685,8 +683,8 @@ private:
       for (const auto& [id, channel] : channels_)
         if (auto found = channel.payments.find(record.pay_id);
             found != channel.payments.end() && (found->second.paid || found->second.accepted))
-          throw broken{"payment " + record.pay_id + " is " + to_string(record.status)
-                       + " but " + id + " took the money"};
+          throw broken{"payment " + record.pay_id + " is " + to_string(record.status) + " but " + id
+                       + " took the money"};
     }
     if (webhooks != 1)
       throw broken{"final payment " + record.pay_id + " has " + std::to_string(webhooks)
@@ -722,8 +720,8 @@ private:
 
   void check_finished() {
     if (!all_final())
-      throw broken{"after the calm, not every acknowledged payment is final (" +
-                   std::to_string(acknowledged_.size()) + " of " + std::to_string(payments_)
+      throw broken{"after the calm, not every acknowledged payment is final ("
+                   + std::to_string(acknowledged_.size()) + " of " + std::to_string(payments_)
                    + " acknowledged)"};
     // Every payment a channel took the money for is SUCCEEDED through it.
     for (const auto& [id, channel] : channels_)
@@ -792,8 +790,8 @@ private:
   int contradictions_ = 0;
 };
 
-} // namespace
-} // namespace paybus::sim
+}  // namespace
+}  // namespace paybus::sim
 
 namespace {
 
@@ -808,11 +806,11 @@ void on_abort(int) {
                              static_cast<unsigned long long>(running_seed),
                              static_cast<unsigned long long>(running_seed));
   if (length > 0)
-    (void)!write(STDOUT_FILENO, line, static_cast<size_t>(length));
+    (void) !write(STDOUT_FILENO, line, static_cast<size_t>(length));
   std::signal(SIGABRT, SIG_DFL);
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::off);

@@ -26,7 +26,7 @@ signer load(const std::string& name) {
   return out;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("certificates: a command signed by a certificate of the CA names its subject") {
   std::string error;

@@ -17,16 +17,16 @@ TEST_CASE("RFC 3339 times: what a channel may send as paid_at, and what is refus
 
   ms = 42;
   for (const char* bad : {
-         "0000-01-01T00:00:00Z",      // PostgreSQL refuses year 0: the row would stop the feed
-         "1969-12-31T23:59:59Z",      // before 1970
-         "2026-02-30T00:00:00Z",      // not a day of February
-         "2026-00-10T00:00:00Z",      // month 0
+         "0000-01-01T00:00:00Z",  // PostgreSQL refuses year 0: the row would stop the feed
+         "1969-12-31T23:59:59Z",  // before 1970
+         "2026-02-30T00:00:00Z",  // not a day of February
+         "2026-00-10T00:00:00Z",  // month 0
          "2026-13-10T00:00:00Z",
          "2026-11-00T00:00:00Z",
          "2026-11-22T24:00:00Z",
          "2026-11-22T23:60:00Z",
-         "2026-11-22T23:59:60Z",      // a leap second: not accepted
-         "2026-11-22T-1:30:00Z",      // a sign where a digit goes
+         "2026-11-22T23:59:60Z",  // a leap second: not accepted
+         "2026-11-22T-1:30:00Z",  // a sign where a digit goes
          "-001-11-22T03:30:00Z",
          "2026-11-22T03:30:00.-12Z",
          "2026-11-22 03:30:00Z",

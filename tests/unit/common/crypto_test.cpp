@@ -18,7 +18,7 @@ namespace {
 const std::string jefe_mac = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
 const std::string jefe_data = "what do ya want for nothing?";
 
-} // namespace
+}  // namespace
 
 TEST_CASE("sha256_hex gives the standard digest, call after call") {
   for (int i = 0; i < 3; ++i) {
@@ -46,7 +46,8 @@ TEST_CASE("hmac_sha256_hex: an empty key, and more keys than a thread keeps") {
   for (int i = 0; i < 200; ++i)
     first.push_back(crypto::hmac_sha256_hex("key-" + std::to_string(i), jefe_data));
   for (int i = 0; i < 200; ++i)
-    CHECK(crypto::hmac_sha256_hex("key-" + std::to_string(i), jefe_data) == first[static_cast<size_t>(i)]);
+    CHECK(crypto::hmac_sha256_hex("key-" + std::to_string(i), jefe_data)
+          == first[static_cast<size_t>(i)]);
   CHECK(crypto::hmac_sha256_hex("Jefe", jefe_data) == jefe_mac);
 }
 

@@ -14,7 +14,7 @@ switch_state configured() {
   return state;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("switches: what the console changed is kept and laid over the configuration") {
   auto state = configured();
@@ -61,10 +61,12 @@ TEST_CASE("switches: a channel no longer configured is named, not kept") {
 }
 
 TEST_CASE("switches: damaged JSON is refused and changes nothing") {
-  for (const auto* stored : {"", "[]", "{", R"({"channels": {}})",
-                             R"({"channels": {"sim-a": {"weight": "x", "enabled": true, "breaker_forced": false}}, "paused": {}})",
-                             R"({"channels": {"sim-a": {"weight": 10001, "enabled": true, "breaker_forced": false}}, "paused": {}})",
-                             R"({"channels": {"sim-a": {"weight": 5}}, "paused": {}})"}) {
+  for (
+    const auto* stored :
+    {"", "[]", "{", R"({"channels": {}})",
+     R"({"channels": {"sim-a": {"weight": "x", "enabled": true, "breaker_forced": false}}, "paused": {}})",
+     R"({"channels": {"sim-a": {"weight": 10001, "enabled": true, "breaker_forced": false}}, "paused": {}})",
+     R"({"channels": {"sim-a": {"weight": 5}}, "paused": {}})"}) {
     auto state = configured();
     std::vector<std::string> dropped;
     std::string error;

@@ -36,7 +36,7 @@ std::string error_of(const std::string& text, std::vector<std::string> overrides
   return error;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a good config and its defaults") {
   settings out;
@@ -61,7 +61,8 @@ TEST_CASE("ids: 1 to 64 of [A-Za-z0-9_.-]") {
   settings out;
   std::string error;
   auto id = "Shop_1.a-" + std::string(55, 'z');  // 64
-  REQUIRE(parse_settings(good, "test.toml", {"merchants.0.id=" + id, "channels.0.id=x"}, out, error));
+  REQUIRE(
+    parse_settings(good, "test.toml", {"merchants.0.id=" + id, "channels.0.id=x"}, out, error));
   CHECK(out.merchants[0].id == id);
   CHECK(out.channels[0].id == "x");
 }
@@ -69,11 +70,12 @@ TEST_CASE("ids: 1 to 64 of [A-Za-z0-9_.-]") {
 TEST_CASE("overrides given with --set read the key's own type") {
   settings out;
   std::string error;
-  REQUIRE(parse_settings(good, "test.toml",
-                         {"http.listen=0.0.0.0:9999", "node.instance_id=12", "store.sync=false",
-                          "store.gather_us=2000", "http.gather_us=3000", "merchants.0.secret=12345678",
-                          "channels.0.weight=5", "channels.0.settle_ms=0"},
-                         out, error));
+  REQUIRE(
+    parse_settings(good, "test.toml",
+                   {"http.listen=0.0.0.0:9999", "node.instance_id=12", "store.sync=false",
+                    "store.gather_us=2000", "http.gather_us=3000", "merchants.0.secret=12345678",
+                    "channels.0.weight=5", "channels.0.settle_ms=0"},
+                   out, error));
   CHECK(out.http_port == 9999);
   CHECK(out.instance_id == std::optional<int32_t>{12});
   CHECK_FALSE(out.store_sync);
@@ -112,7 +114,8 @@ TEST_CASE("every config error names its key in one line") {
   check(error_of(good, {"channels.0.ca_file=ca.pem"}), "channels.0.ca_file");  // the URL is http://
   check(error_of("[node]\ndata_dir = 5\n"), "node.data_dir");
   check(error_of("[http]\nmax_body_bytes = \"big\"\n"), "http.max_body_bytes");
-  check(error_of("[[merchants]]\nid = \"a\"\nauth = \"hmac-sha256\"\nsecret = \"12345678\"\ncolour = 1\n"),
+  check(error_of(
+          "[[merchants]]\nid = \"a\"\nauth = \"hmac-sha256\"\nsecret = \"12345678\"\ncolour = 1\n"),
         "merchants.0.colour");
   CHECK(error_of("[node\n").rfind("test.toml:1:", 0) == 0);
   CHECK(error_of(good, {"nonsense"}).find("KEY=VALUE") != std::string::npos);
@@ -186,9 +189,12 @@ TEST_CASE("admin keys: loopback without TLS, anywhere with all three TLS files, 
   const std::string cert = std::string{PAYBUS_TEST_DATA} + "/admin/alice.pem";
   const std::string key = std::string{PAYBUS_TEST_DATA} + "/admin/alice.key";
   CHECK(error_of(good, {"admin.certificate=" + cert}).rfind("admin.key: ", 0) == 0);
-  CHECK(error_of(good, {"admin.certificate=" + cert, "admin.key=" + key}).rfind("admin.cafile: ", 0) == 0);
-  CHECK(error_of(good, {"admin.certificate=/nonexistent.pem", "admin.key=" + key, "admin.cafile=" + ca})
-          .rfind("admin.certificate: cannot read", 0) == 0);
+  CHECK(error_of(good, {"admin.certificate=" + cert, "admin.key=" + key}).rfind("admin.cafile: ", 0)
+        == 0);
+  CHECK(
+    error_of(good, {"admin.certificate=/nonexistent.pem", "admin.key=" + key, "admin.cafile=" + ca})
+      .rfind("admin.certificate: cannot read", 0)
+    == 0);
   auto tls = parsed({"admin.listen=0.0.0.0:8079", "admin.certificate=" + cert, "admin.key=" + key,
                      "admin.cafile=" + ca});
   CHECK(tls.admin_cafile == ca);
@@ -205,18 +211,23 @@ TEST_CASE("cluster keys: a listen address, seed peers, loopback unless TLS") {
   auto defaults = parsed({});
   CHECK(defaults.cluster_listen.empty());  // alone
   CHECK(defaults.cluster_peers.empty());
-  auto joined = parsed({"cluster.listen=127.0.0.1:9101", "cluster.peers=127.0.0.1:9101,127.0.0.1:9102"});
+  auto joined
+    = parsed({"cluster.listen=127.0.0.1:9101", "cluster.peers=127.0.0.1:9101,127.0.0.1:9102"});
   CHECK(joined.cluster_host == "127.0.0.1");
   CHECK(joined.cluster_port == 9101);
   CHECK(joined.cluster_peers == std::vector<std::string>{"127.0.0.1:9101", "127.0.0.1:9102"});
-  CHECK(error_of(good, {"cluster.listen=9101"}).rfind("cluster.listen: expected HOST:PORT", 0) == 0);
+  CHECK(error_of(good, {"cluster.listen=9101"}).rfind("cluster.listen: expected HOST:PORT", 0)
+        == 0);
   CHECK(error_of(good, {"cluster.listen=0.0.0.0:9101"}).find("not a loopback address")
         != std::string::npos);
   CHECK(error_of(good, {"cluster.listen=127.0.0.1:9101", "cluster.peers=127.0.0.1:9102,nowhere"})
-          .rfind("cluster.peers: entry 1: expected HOST:PORT", 0) == 0);
+          .rfind("cluster.peers: entry 1: expected HOST:PORT", 0)
+        == 0);
   CHECK(error_of(good, {"cluster.listen=127.0.0.1:9101", "cluster.peers=10.0.0.9:9101"})
-          .find("not a loopback address") != std::string::npos);
-  CHECK(error_of(good, {"cluster.peers=127.0.0.1:9102"}).rfind("cluster.peers: peers need", 0) == 0);
+          .find("not a loopback address")
+        != std::string::npos);
+  CHECK(error_of(good, {"cluster.peers=127.0.0.1:9102"}).rfind("cluster.peers: peers need", 0)
+        == 0);
   const std::string ca = std::string{PAYBUS_TEST_DATA} + "/admin/ca.pem";
   const std::string cert = std::string{PAYBUS_TEST_DATA} + "/admin/alice.pem";
   const std::string key = std::string{PAYBUS_TEST_DATA} + "/admin/alice.key";

@@ -25,15 +25,17 @@ const std::string body = R"({"merchant_order_no":"A-1001","amount":1999,"currenc
 
 // Vectors computed independently with `openssl dgst` (see tests/data/README).
 const std::string body_sha256 = "4ec3d1ccdf768e63650a98b9313a7d8ef36be04a29cbb4b702bd4cc8177b9066";
-const std::string hmac_demo_secret = "16ce17e63c13744917295f47226f0896e1b3526de1632107265e52423a8cdbd6";
+const std::string hmac_demo_secret
+  = "16ce17e63c13744917295f47226f0896e1b3526de1632107265e52423a8cdbd6";
 
-} // namespace
+}  // namespace
 
 TEST_CASE("canonical string joins method, target, timestamp, nonce and body hash") {
   auto text = canonical_string("POST", "/v1/payments", "1763782200", "abcdefghijklmnop0123", body);
   CHECK(text == "POST\n/v1/payments\n1763782200\nabcdefghijklmnop0123\n" + body_sha256);
   CHECK(text == read_text("canonical.txt"));
-  CHECK(crypto::sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(crypto::sha256_hex("")
+        == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 TEST_CASE("hmac-sha256 matches openssl's") {
@@ -58,7 +60,8 @@ TEST_CASE("our rsa signature verifies with the public key, and both PKCS#8 and P
   for (const char* name : {"merchant.key.pem", "merchant.pkcs1.key.pem"}) {
     auto private_key = crypto::load_private_key(std::string{PAYBUS_TEST_DATA} + "/" + name, error);
     REQUIRE(private_key);
-    auto public_key = crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/merchant.pub.pem", error);
+    auto public_key = crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/merchant.pub.pem",
+                                              error);
     auto signature = crypto::rsa_sha256_sign_base64(private_key.get(), "hello");
     CHECK(crypto::rsa_sha256_verify_base64(public_key.get(), "hello", signature));
     // PKCS#1 v1.5 is deterministic: byte for byte what `openssl dgst
@@ -79,9 +82,8 @@ TEST_CASE("threads signing with one key each sign as the key does") {
   std::vector<std::string> signatures(3);
   std::vector<std::thread> threads;
   for (auto& signature : signatures)
-    threads.emplace_back([&] {
-      signature = crypto::rsa_sha256_sign_base64(key.get(), read_text("canonical.txt"));
-    });
+    threads.emplace_back(
+      [&] { signature = crypto::rsa_sha256_sign_base64(key.get(), read_text("canonical.txt")); });
   for (auto& thread : threads)
     thread.join();
   for (const auto& signature : signatures)
@@ -93,9 +95,11 @@ TEST_CASE("private-key operations are counted with the CPU time they took, verif
   std::string error;
   auto key = crypto::load_private_key(std::string{PAYBUS_TEST_DATA} + "/merchant.key.pem", error);
   REQUIRE(key);
-  auto public_key = crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/merchant.pub.pem", error);
+  auto public_key = crypto::load_public_key(std::string{PAYBUS_TEST_DATA} + "/merchant.pub.pem",
+                                            error);
   REQUIRE(public_key);
-  auto signature = crypto::rsa_sha256_sign_base64(key.get(), "warm");  // the thread's context is made
+  // The thread's context is made.
+  auto signature = crypto::rsa_sha256_sign_base64(key.get(), "warm");
   auto before = crypto::private_key_usage_so_far();
   for (int i = 0; i < 3; ++i)
     REQUIRE_FALSE(crypto::rsa_sha256_sign_base64(key.get(), "hello " + std::to_string(i)).empty());

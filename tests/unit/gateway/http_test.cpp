@@ -12,7 +12,7 @@ int feed_all(http_request_parser& parser, const std::string& bytes,
   return parser.feed(bytes.data(), bytes.size(), out);
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("pipelined requests come out complete and in order, even byte by byte") {
   std::string bytes = "POST /v1/payments HTTP/1.1\r\nHost: x\r\nX-Paybus-Merchant: demo\r\n"
@@ -39,8 +39,11 @@ TEST_CASE("pipelined requests come out complete and in order, even byte by byte"
 TEST_CASE("chunked bodies are joined") {
   http_request_parser parser{http_limits{}};
   std::vector<http_request> out;
-  REQUIRE(feed_all(parser, "POST /v1/payments HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           "2\r\n{\"\r\n3\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n", out) == 0);
+  REQUIRE(feed_all(parser,
+                   "POST /v1/payments HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "2\r\n{\"\r\n3\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n",
+                   out)
+          == 0);
   REQUIRE(out.size() == 1);
   CHECK(out[0].body == "{\"a\":1}");
 }
@@ -61,13 +64,17 @@ TEST_CASE("limits and malformed input give the contract's status and stop the pa
   };
   CHECK(status("POST /v1/payments HTTP/1.1\r\nHost: x\r\n\r\n") == 411);
   CHECK(status("POST /v1/payments HTTP/1.1\r\nContent-Length: 101\r\n\r\n") == 413);
-  CHECK(status("POST /v1/payments HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'a')) == 0);
+  CHECK(status("POST /v1/payments HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'a'))
+        == 0);
   CHECK(status("POST /v1/payments HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n"
-               + std::string(101, 'a') + "\r\n0\r\n\r\n") == 413);
+               + std::string(101, 'a') + "\r\n0\r\n\r\n")
+        == 413);
   CHECK(status("GET / HTTP/1.1\r\nX-Long: " + std::string(300, 'h') + "\r\n\r\n") == 431);
   CHECK(status("GET /" + std::string(300, 'p') + " HTTP/1.1\r\n\r\n") == 431);
   CHECK(status("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab") == 400);
-  CHECK(status("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") == 400);
+  CHECK(
+    status("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    == 400);
   CHECK(status("GARBAGE\r\n\r\n") == 400);
   CHECK(status("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n") == 400);
 }
@@ -75,17 +82,19 @@ TEST_CASE("limits and malformed input give the contract's status and stop the pa
 TEST_CASE("an authentication header sent twice is flagged") {
   http_request_parser parser{http_limits{}};
   std::vector<http_request> out;
-  REQUIRE(feed_all(parser, "GET / HTTP/1.1\r\nX-Paybus-Nonce: a\r\nX-Paybus-Nonce: b\r\n\r\n", out) == 0);
+  REQUIRE(feed_all(parser, "GET / HTTP/1.1\r\nX-Paybus-Nonce: a\r\nX-Paybus-Nonce: b\r\n\r\n", out)
+          == 0);
   REQUIRE(out.size() == 1);
   CHECK(out[0].auth_duplicated);
 }
 
 TEST_CASE("responses and JSON escaping") {
   auto response = http_response(202, "application/json", "{}", true, "Retry-After: 1\r\n");
-  CHECK(response == "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-                    "Connection: keep-alive\r\nRetry-After: 1\r\n\r\n{}");
-  CHECK(error_json("invalid_field", "a \"b\"\n\x01") ==
-        R"({"error":{"code":"invalid_field","message":"a \"b\"\n\u0001"}})");
+  CHECK(response
+        == "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+           "Connection: keep-alive\r\nRetry-After: 1\r\n\r\n{}");
+  CHECK(error_json("invalid_field", "a \"b\"\n\x01")
+        == R"({"error":{"code":"invalid_field","message":"a \"b\"\n\u0001"}})");
 }
 
 TEST_CASE("the payment object carries the contract's fields") {
@@ -96,13 +105,16 @@ TEST_CASE("the payment object carries the contract's fields") {
   record.order.currency = "CNY";
   record.created_at_ms = 1763782200123;
   auto text = render_payment(record);
-  CHECK(text == R"({"pay_id":"176378220012300001000000","merchant_order_no":"A-1","status":"PROCESSING",)"
-                R"("amount":1999,"currency":"CNY","created_at":"2025-11-22T03:30:00.123Z","subject":"",)"
-                R"("channel":null})");
+  CHECK(
+    text
+    == R"({"pay_id":"176378220012300001000000","merchant_order_no":"A-1","status":"PROCESSING",)"
+       R"("amount":1999,"currency":"CNY","created_at":"2025-11-22T03:30:00.123Z","subject":"",)"
+       R"("channel":null})");
   record.order.channel_id = "sim-a";
   record.channel_txn_id = "T1";
   record.finished_at_ms = 1763782201000;
   text = render_payment(record);
-  CHECK(text.find(R"("channel":"sim-a","channel_txn_id":"T1","finished_at":"2025-11-22T03:30:01.000Z")")
-        != std::string::npos);
+  CHECK(
+    text.find(R"("channel":"sim-a","channel_txn_id":"T1","finished_at":"2025-11-22T03:30:01.000Z")")
+    != std::string::npos);
 }

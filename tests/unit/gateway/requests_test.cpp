@@ -69,8 +69,8 @@ TEST_CASE("requests: a channel's notification becomes a result, or a clear refus
   CHECK(result.finished_at_ms == 1763782200123);
   CHECK(result.source == result_source::notify);
   // paid_at that is no real time: the time it arrived.
-  REQUIRE_FALSE(parse_notification(R"({"pay_id":"1","status":"FAILED","amount":0,"paid_at":"soon"})",
-                                   "sim-a", 42, result));
+  REQUIRE_FALSE(parse_notification(
+    R"({"pay_id":"1","status":"FAILED","amount":0,"paid_at":"soon"})", "sim-a", 42, result));
   CHECK(result.finished_at_ms == 42);
   CHECK(result.channel_txn_id.empty());
   auto refused = [](const char* body) {

@@ -22,12 +22,14 @@ std::string with(const std::string& field_json) {
   return R"({"merchant_order_no":"A-1","amount":100,"currency":"CNY",)" + field_json + "}";
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a full valid body becomes a payment order") {
   payment_order order;
-  auto error = parse(R"({"merchant_order_no":"A-1001","amount":1999,"currency":"CNY","subject":"coffee",
-    "channel":"sim-a","notify_url":"http://127.0.0.1/n","expire_seconds":600})", order);
+  auto error
+    = parse(R"({"merchant_order_no":"A-1001","amount":1999,"currency":"CNY","subject":"coffee",
+    "channel":"sim-a","notify_url":"http://127.0.0.1/n","expire_seconds":600})",
+            order);
   REQUIRE_FALSE(error);
   CHECK(order.merchant_id == "demo");
   CHECK(order.merchant_order_no == "A-1001");
@@ -72,17 +74,25 @@ TEST_CASE("every field's range and type") {
   CHECK(error->message.find("subject") != std::string::npos);
 
   CHECK(code_of(R"({"merchant_order_no":"","amount":1,"currency":"CNY"})") == "invalid_field");
-  CHECK(code_of(R"({"merchant_order_no":")" + std::string(65, 'a') + R"(","amount":1,"currency":"CNY"})") == "invalid_field");
-  CHECK(code_of(R"({"merchant_order_no":")" + std::string(64, 'a') + R"(","amount":1,"currency":"CNY"})") == "ok");
+  CHECK(code_of(R"({"merchant_order_no":")" + std::string(65, 'a')
+                + R"(","amount":1,"currency":"CNY"})")
+        == "invalid_field");
+  CHECK(code_of(R"({"merchant_order_no":")" + std::string(64, 'a')
+                + R"(","amount":1,"currency":"CNY"})")
+        == "ok");
   CHECK(code_of(R"({"merchant_order_no":"a/b","amount":1,"currency":"CNY"})") == "invalid_field");
   CHECK(code_of(R"({"merchant_order_no":"a.b_c-D9","amount":1,"currency":"CNY"})") == "ok");
   for (const char* amount : {"0", "-1", "1000000000001", "1.5", "1e3", "\"5\"", "true", "null",
                              "18446744073709551615", "-9223372036854775808"})
-    CHECK(code_of(std::string{R"({"merchant_order_no":"A","currency":"CNY","amount":)"} + amount + "}") == "invalid_field");
+    CHECK(
+      code_of(std::string{R"({"merchant_order_no":"A","currency":"CNY","amount":)"} + amount + "}")
+      == "invalid_field");
   CHECK(code_of(R"({"merchant_order_no":"A","currency":"CNY","amount":1000000000000})") == "ok");
   CHECK(code_of(R"({"merchant_order_no":"A","currency":"CNY","amount":1})") == "ok");
   for (const char* currency : {"\"cny\"", "\"CN\"", "\"CNYY\"", "156", "\"C1Y\""})
-    CHECK(code_of(std::string{R"({"merchant_order_no":"A","amount":1,"currency":)"} + currency + "}") == "invalid_field");
+    CHECK(
+      code_of(std::string{R"({"merchant_order_no":"A","amount":1,"currency":)"} + currency + "}")
+      == "invalid_field");
   CHECK(code_of(with("\"subject\":\"" + std::string(257, 'x') + "\"")) == "invalid_field");
   CHECK(code_of(with("\"subject\":\"" + std::string(256, 'x') + "\"")) == "ok");
   CHECK(code_of(with(R"("subject":"a\u0001b")")) == "invalid_field");

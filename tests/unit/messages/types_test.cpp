@@ -8,8 +8,8 @@
 using namespace paybus;
 
 TEST_CASE("statuses and sources read back from their words, and refuse other words") {
-  for (auto status : {payment_status::processing, payment_status::succeeded,
-                      payment_status::failed, payment_status::closed})
+  for (auto status : {payment_status::processing, payment_status::succeeded, payment_status::failed,
+                      payment_status::closed})
     CHECK(parse_payment_status(to_string(status)) == status);
   for (auto source : {result_source::channel, result_source::notify, result_source::query,
                       result_source::reconciliation})

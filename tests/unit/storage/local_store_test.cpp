@@ -5,12 +5,12 @@
 
 #include <catch2/catch.hpp>
 
+#include "actors/admin/admin_actor.hpp"
+#include "actors/store/commit.hpp"
 #include "common/clock.hpp"
 #include "common/crypto.hpp"
-#include "actors/store/commit.hpp"
-#include "actors/admin/admin_actor.hpp"
-#include "storage/local/local_store.hpp"
 #include "storage/database/pg_database.hpp"
+#include "storage/local/local_store.hpp"
 #include "storage/local/record_codec.hpp"
 
 using namespace paybus;
@@ -18,9 +18,9 @@ using namespace paybus;
 namespace {
 
 struct temp_dir {
-  std::string path = (std::filesystem::temp_directory_path()
-                      / ("paybus-store-test-" + crypto::random_token(8)))
-                       .string();
+  std::string path
+    = (std::filesystem::temp_directory_path() / ("paybus-store-test-" + crypto::random_token(8)))
+        .string();
   ~temp_dir() {
     std::filesystem::remove_all(path);
   }
@@ -48,7 +48,7 @@ std::unique_ptr<local_store> open_store(const std::string& path) {
   return store;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("record codec round-trips and refuses damage") {
   auto original = record("176378220012300001000000", "A-1", 1999);
@@ -86,7 +86,7 @@ TEST_CASE("a commit writes order, idempotency entry and outbox entry together") 
   auto store = open_store(dir.path);
   std::vector<order_stored> results;
   REQUIRE(commit(*store, {record("100", "A-1"), record("101", "A-2")},
-                        {nonce_accepted{"demo", "nonce-aaaaaaaaaaaa", 5000}}, results)
+                 {nonce_accepted{"demo", "nonce-aaaaaaaaaaaa", 5000}}, results)
             .ok());
   REQUIRE(results.size() == 2);
   CHECK(results[0].created);
@@ -131,7 +131,9 @@ TEST_CASE("the outbox is read in commit order, trimmed, and survives a reopen") 
     auto store = open_store(dir.path);
     std::vector<order_stored> results;
     for (int i = 0; i < 5; ++i)
-      REQUIRE(commit(*store, {record(std::to_string(200 + i), "B-" + std::to_string(i))}, {}, results).ok());
+      REQUIRE(
+        commit(*store, {record(std::to_string(200 + i), "B-" + std::to_string(i))}, {}, results)
+          .ok());
     std::vector<outbox_entry> entries;
     REQUIRE(store->read_outbox(0, 3, entries).ok());
     REQUIRE(entries.size() == 3);
@@ -177,7 +179,10 @@ TEST_CASE("compaction drops expired nonces and keeps fresh ones") {
   auto store = open_store(dir.path);
   std::vector<order_stored> results;
   int64_t now = 1'800'000'000'000;  // far beyond any test clock: fresh
-  REQUIRE(commit(*store, {}, {{"demo", "old-nonce-aaaaaaaa", 1000}, {"demo", "new-nonce-aaaaaaaa", now}}, results).ok());
+  REQUIRE(commit(*store, {},
+                 {{"demo", "old-nonce-aaaaaaaa", 1000}, {"demo", "new-nonce-aaaaaaaa", now}},
+                 results)
+            .ok());
   REQUIRE(store->compact_nonces().ok());
   CHECK(store->count_keys()["nonces"] == 1);
   CHECK(store->nonce_seen("demo", "new-nonce-aaaaaaaa", now) == std::optional<bool>{true});
@@ -217,7 +222,8 @@ struct raw_store {
     delete db;
   }
   rocksdb::ColumnFamilyHandle* family(const std::string& name) const {
-    return handles.at(static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin()));
+    return handles.at(
+      static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin()));
   }
 };
 
@@ -248,9 +254,11 @@ std::vector<webhook_entry> due_webhooks(local_store& store, size_t room = 10,
   std::vector<webhook_entry> due;
   std::optional<int64_t> next_due;
   webhook_cursor cursor;  // a fresh one: the read walks every queue
-  REQUIRE(store.due_webhooks(now_ms, monotonic_now_ms(), [=](const std::string&) { return room; },
-                             cursor, due, next_due)
-            .ok());
+  REQUIRE(
+    store
+      .due_webhooks(
+        now_ms, monotonic_now_ms(), [=](const std::string&) { return room; }, cursor, due, next_due)
+      .ok());
   return due;
 }
 
@@ -263,7 +271,7 @@ std::vector<char> outbox_kinds(local_store& store) {
   return kinds;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("statuses and sources are kept as their protocol words, and an unknown word is damage") {
   auto original = record("100", "A-1");
@@ -380,7 +388,8 @@ TEST_CASE("a commit reads, settles and applies: a result joins its order through
     auto answers = commit_results(*store, {result_for("100", 500)});
     CHECK(answers.results[0].joined);
     // A contradiction later is kept in the conflicts family, not applied.
-    CHECK(commit_results(*store, {result_for("100", 500, payment_status::failed)}).conflicts.size() == 1);
+    CHECK(commit_results(*store, {result_for("100", 500, payment_status::failed)}).conflicts.size()
+          == 1);
   }
   auto store = open_store(dir.path);
   std::optional<payment_record> order;
@@ -414,8 +423,8 @@ TEST_CASE("webhooks: one merchant's backlog never hides another's due entries") 
   std::optional<int64_t> next_due;
   auto room = [](const std::string& merchant) -> size_t { return merchant == "demo" ? 3 : 1; };
   webhook_cursor cursor;
-  REQUIRE(store->due_webhooks(std::numeric_limits<int64_t>::max(), 1, room, cursor, due, next_due)
-            .ok());
+  REQUIRE(
+    store->due_webhooks(std::numeric_limits<int64_t>::max(), 1, room, cursor, due, next_due).ok());
   REQUIRE(due.size() == 4);
   CHECK(due[0].merchant_id == "demo");
   CHECK(due[0].pay_id == "1000");  // oldest first within a merchant
@@ -446,8 +455,8 @@ TEST_CASE("webhooks: the notifier's outcome applied twice moves the entry once, 
   temp_dir dir;
   auto store = open_store(dir.path);
   std::vector<order_stored> created;
-  REQUIRE(commit(*store, {record("100", "A-100", 500), record("101", "A-101", 500)}, {}, created)
-            .ok());
+  REQUIRE(
+    commit(*store, {record("100", "A-100", 500), record("101", "A-101", 500)}, {}, created).ok());
   commit_results(*store, {result_for("100", 500), result_for("101", 500)});
   CHECK(store->webhook_backlog() == 2);
   auto due = due_webhooks(*store);
@@ -491,8 +500,9 @@ TEST_CASE("webhooks: a read seeks past the delivered head and still finds every 
   auto read = [&](int64_t now_ms) {
     std::vector<webhook_entry> due;
     std::optional<int64_t> next_due;
-    REQUIRE(store->due_webhooks(now_ms, 1, [](const std::string&) { return size_t{10}; }, cursor,
-                                due, next_due)
+    REQUIRE(store
+              ->due_webhooks(
+                now_ms, 1, [](const std::string&) { return size_t{10}; }, cursor, due, next_due)
               .ok());
     return due;
   };
@@ -536,9 +546,10 @@ TEST_CASE("webhooks: a read seeks past the delivered head and still finds every 
   CHECK(pay_ids(unix_now_ms()) == std::vector<std::string>{"201"});
   std::vector<webhook_entry> walked;
   std::optional<int64_t> next_due;
-  REQUIRE(store->due_webhooks(unix_now_ms(), 1 + webhook_cursor::walk_interval_ms,
-                              [](const std::string&) { return size_t{10}; }, cursor, walked,
-                              next_due)
+  REQUIRE(store
+            ->due_webhooks(
+              unix_now_ms(), 1 + webhook_cursor::walk_interval_ms,
+              [](const std::string&) { return size_t{10}; }, cursor, walked, next_due)
             .ok());
   CHECK(walked.size() == 2);
 }
@@ -561,9 +572,10 @@ TEST_CASE("webhooks: entries of the one-queue layout move to their merchant's qu
       entry.pay_id = pay_id;
       entry.attempt = 2;
       entry.first_due_ms = 1763782201000;
-      REQUIRE(raw.db->Put(rocksdb::WriteOptions{}, raw.family("webhooks"),
-                       codec::encode_u64_be(static_cast<uint64_t>(due)) + entry.event_id,
-                       codec::encode_webhook(entry))
+      REQUIRE(raw.db
+                ->Put(rocksdb::WriteOptions{}, raw.family("webhooks"),
+                      codec::encode_u64_be(static_cast<uint64_t>(due)) + entry.event_id,
+                      codec::encode_webhook(entry))
                 .ok());
     }
   }
@@ -624,8 +636,8 @@ TEST_CASE("a row the database holds otherwise is kept apart under its pay_id and
   temp_dir dir;
   auto store = open_store(dir.path);
   store_changes changes;
-  changes.database_conflicts = {{"payment_orders", "100", R"({"pay_id":"100"})",
-                                 R"([{"pay_id":"111"}])", 42}};
+  changes.database_conflicts
+    = {{"payment_orders", "100", R"({"pay_id":"100"})", R"([{"pay_id":"111"}])", 42}};
   REQUIRE(store->apply(changes).ok());
   bool kept = false;
   REQUIRE(store->database_conflict_kept("100", "payment_orders", kept).ok());
@@ -633,12 +645,15 @@ TEST_CASE("a row the database holds otherwise is kept apart under its pay_id and
   REQUIRE(store->database_conflict_kept("100", "payment_results", kept).ok());
   CHECK_FALSE(kept);
   std::vector<database_conflict> read;
-  REQUIRE(store->scan("db_conflicts", "", [&](std::string_view, std::string_view value) {
-    database_conflict conflict;
-    REQUIRE(codec::decode_database_conflict(value, conflict));
-    read.push_back(conflict);
-    return true;
-  }).ok());
+  REQUIRE(store
+            ->scan("db_conflicts", "",
+                   [&](std::string_view, std::string_view value) {
+                     database_conflict conflict;
+                     REQUIRE(codec::decode_database_conflict(value, conflict));
+                     read.push_back(conflict);
+                     return true;
+                   })
+            .ok());
   REQUIRE(read.size() == 1);
   CHECK(read[0].theirs == R"([{"pay_id":"111"}])");
   CHECK(read[0].found_at_ms == 42);
@@ -648,16 +663,17 @@ TEST_CASE("SUCCEEDED payments are indexed by channel and day with their result, 
   temp_dir dir;
   auto store = open_store(dir.path);
   std::vector<order_stored> created;
-  REQUIRE(commit(*store, {record("176378220012300001000001", "I-1"),
-                          record("176378220012300001000002", "I-2"),
-                          record("176378220012300001000003", "I-3")},
-                 {}, created)
-            .ok());
+  REQUIRE(
+    commit(*store,
+           {record("176378220012300001000001", "I-1"), record("176378220012300001000002", "I-2"),
+            record("176378220012300001000003", "I-3")},
+           {}, created)
+      .ok());
   auto other = result_for("176378220012300001000003", 100);
   other.channel_id = "sim-b";
-  commit_results(*store, {result_for("176378220012300001000001", 100),
-                          result_for("176378220012300001000002", 100, payment_status::failed),
-                          other});
+  commit_results(*store,
+                 {result_for("176378220012300001000001", 100),
+                  result_for("176378220012300001000002", 100, payment_status::failed), other});
   // The same answer again changes nothing, and indexes nothing twice.
   commit_results(*store, {result_for("176378220012300001000001", 100)});
   // A result before its order is indexed when the order joins it.
@@ -666,14 +682,18 @@ TEST_CASE("SUCCEEDED payments are indexed by channel and day with their result, 
   early.routed_channel = "sim-a";
   REQUIRE(commit(*store, {early}, {}, created).ok());
 
-  auto day = [&](const std::string& channel, const std::string& date, const std::string& after = "") {
+  auto day = [&](const std::string& channel, const std::string& date,
+                 const std::string& after = "") {
     std::vector<std::string> ids;
-    REQUIRE(store->succeeded_on(channel, date, after, [&](const local_store::succeeded_payment& p) {
-      CHECK(p.currency == "CNY");
-      CHECK(p.result.channel_id == channel);
-      ids.push_back(p.result.pay_id);
-      return true;
-    }).ok());
+    REQUIRE(store
+              ->succeeded_on(channel, date, after,
+                             [&](const local_store::succeeded_payment& p) {
+                               CHECK(p.currency == "CNY");
+                               CHECK(p.result.channel_id == channel);
+                               ids.push_back(p.result.pay_id);
+                               return true;
+                             })
+              .ok());
     return ids;
   };
   CHECK(day("sim-a", "2025-11-22")
@@ -701,11 +721,14 @@ TEST_CASE("a store written before the index has its SUCCEEDED payments indexed a
   }
   auto store = open_store(dir.path);
   int found = 0;
-  REQUIRE(store->succeeded_on("sim-a", "2025-11-22", "", [&](const local_store::succeeded_payment& p) {
-    CHECK(p.result.pay_id == "176378220012300001000001");
-    ++found;
-    return true;
-  }).ok());
+  REQUIRE(store
+            ->succeeded_on("sim-a", "2025-11-22", "",
+                           [&](const local_store::succeeded_payment& p) {
+                             CHECK(p.result.pay_id == "176378220012300001000001");
+                             ++found;
+                             return true;
+                           })
+            .ok());
   CHECK(found == 1);
 }
 
@@ -716,8 +739,9 @@ TEST_CASE("the admin family keeps the switches and the audit log across a reopen
     REQUIRE(store->put_admin({{"switches", R"({"channels":{}})"}}).ok());
     // Written out of time order: read back in time order.
     REQUIRE(store->put_admin({{admin_audit_key(2000, 2), "second"}}).ok());
-    REQUIRE(store->put_admin({{admin_audit_key(1000, 1), "first"},
-                              {admin_audit_key(3000, 3), "third"}}).ok());
+    REQUIRE(
+      store->put_admin({{admin_audit_key(1000, 1), "first"}, {admin_audit_key(3000, 3), "third"}})
+        .ok());
   }
   auto store = open_store(dir.path);
   std::optional<std::string> switches;

@@ -35,7 +35,7 @@ std::string refused(const std::string& line) {
 // A pay_id as the bus issues them.
 const std::string pay_id = pay_id_generator{9, 3, 0}.next(1'763'782'200'123);
 
-} // namespace
+}  // namespace
 
 TEST_CASE("admin: words are split on runs of spaces and tabs") {
   CHECK(split_command_words("  channel\tweight  sim-a 5 \n")
@@ -144,10 +144,12 @@ TEST_CASE("admin: every bad form is refused with one line") {
 TEST_CASE("admin: completion offers command words, then what may follow") {
   auto first = admin_completions({}, {"sim-a"});
   CHECK(std::find(first.begin(), first.end(), "degrade") != first.end());
-  CHECK(admin_completions({"channel"}, {}) == std::vector<std::string>{"weight", "enable", "disable", "breaker"});
+  CHECK(admin_completions({"channel"}, {})
+        == std::vector<std::string>{"weight", "enable", "disable", "breaker"});
   CHECK(admin_completions({"channel", "weight"}, {"sim-a", "sim-b"})
         == std::vector<std::string>{"sim-a", "sim-b"});
-  CHECK(admin_completions({"channel", "breaker", "sim-a"}, {}) == std::vector<std::string>{"open", "auto"});
+  CHECK(admin_completions({"channel", "breaker", "sim-a"}, {})
+        == std::vector<std::string>{"open", "auto"});
   CHECK(admin_completions({"degrade"}, {}).size() == 4);
   CHECK(admin_completions({"degrade", "webhooks"}, {}) == std::vector<std::string>{"on", "off"});
   CHECK(admin_completions({"reconcile"}, {"sim-a"}) == std::vector<std::string>{"sim-a"});
@@ -165,9 +167,9 @@ TEST_CASE("admin: the cluster commands") {
   CHECK(adopt.number == 7);
   CHECK(adopt.file == "/var/lib/paybus-7/store");
   CHECK(adopt.changes());
-  for (const auto* bad : {"cluster", "cluster adopt", "cluster adopt 7", "cluster adopt x /d",
-                          "cluster adopt 0 /d", "cluster adopt 100000 /d", "cluster form now",
-                          "cluster rebalance"}) {
+  for (const auto* bad :
+       {"cluster", "cluster adopt", "cluster adopt 7", "cluster adopt x /d", "cluster adopt 0 /d",
+        "cluster adopt 100000 /d", "cluster form now", "cluster rebalance"}) {
     INFO(bad);
     auto why = refused(bad);
     CHECK((why.find("usage: cluster") != std::string::npos

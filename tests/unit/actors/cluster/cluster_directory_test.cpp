@@ -63,17 +63,18 @@ TEST_CASE("slots: fixed hashing, a whole table or none, higher epochs win") {
   CHECK(back->epoch == 3);
   CHECK(back->owners == table.owners);
   CHECK(back->counts() == std::map<int32_t, int32_t>{{1, 2096}, {2, 2000}});
-  for (const auto* bad : {"", "{}", "{\"epoch\":1,\"owners\":[[1,0,4094]]}",
-                          "{\"epoch\":1,\"owners\":[[1,0,4095],[2,7,7]]}",
-                          "{\"epoch\":1,\"owners\":[[0,0,4095]]}",
-                          "{\"epoch\":1,\"owners\":[[1,0,4096]]}"}) {
+  for (const auto* bad :
+       {"", "{}", "{\"epoch\":1,\"owners\":[[1,0,4094]]}",
+        "{\"epoch\":1,\"owners\":[[1,0,4095],[2,7,7]]}", "{\"epoch\":1,\"owners\":[[0,0,4095]]}",
+        "{\"epoch\":1,\"owners\":[[1,0,4096]]}"}) {
     INFO(bad);
     CHECK_FALSE(decode_slots(bad, error));
   }
 
   std::vector<std::string> rows;
   for (int32_t slot = 0; slot < slot_count; ++slot)
-    rows.push_back(std::to_string(slot) + " " + (slot % 2 ? "5" : "6") + " " + (slot == 9 ? "4" : "2"));
+    rows.push_back(std::to_string(slot) + " " + (slot % 2 ? "5" : "6") + " "
+                   + (slot == 9 ? "4" : "2"));
   auto read = slots_from_rows(rows, error);
   REQUIRE(read);
   CHECK(read->epoch == 4);
@@ -104,10 +105,12 @@ TEST_CASE("adopted stores: the list kept in the local store reads back, damage i
   auto text = encode_adopted({{7, "/var/lib/seven"}, {9, "/mnt/nine/store"}});
   auto back = decode_adopted(text);
   REQUIRE(back);
-  CHECK(*back == std::vector<std::pair<int32_t, std::string>>{{7, "/var/lib/seven"},
-                                                              {9, "/mnt/nine/store"}});
+  CHECK(
+    *back
+    == std::vector<std::pair<int32_t, std::string>>{{7, "/var/lib/seven"}, {9, "/mnt/nine/store"}});
   CHECK(decode_adopted("[]")->empty());
-  for (const auto* bad : {"", "{}", "[{\"instance_id\":7}]", "[{\"instance_id\":\"7\",\"store_dir\":\"x\"}]"}) {
+  for (const auto* bad :
+       {"", "{}", "[{\"instance_id\":7}]", "[{\"instance_id\":\"7\",\"store_dir\":\"x\"}]"}) {
     INFO(bad);
     CHECK_FALSE(decode_adopted(bad));
   }

@@ -174,14 +174,15 @@ struct reports {
 };
 
 std::unique_ptr<paybus::transfer_loop<job>> make_loop(size_t slots, reports& out,
-                                                     size_t max_waiting = 4096) {
+                                                      size_t max_waiting = 4096) {
   paybus::transfer_loop<job>::hooks hooks{
     [] {
       CURL* easy = curl_easy_init();
       curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
       curl_easy_setopt(easy, CURLOPT_PROXY, "");
-      curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
-                       +[](char*, size_t size, size_t count, void*) { return size * count; });
+      curl_easy_setopt(
+        easy, CURLOPT_WRITEFUNCTION,
+        +[](char*, size_t size, size_t count, void*) { return size * count; });
       return easy;
     },
     [](CURL* easy, job& j) {
@@ -199,7 +200,7 @@ std::unique_ptr<paybus::transfer_loop<job>> make_loop(size_t slots, reports& out
       out.changed.notify_all();
     }};
   auto loop = std::make_unique<paybus::transfer_loop<job>>("pb-test", slots, std::move(hooks),
-                                                          max_waiting);
+                                                           max_waiting);
   loop->start();
   return loop;
 }
@@ -212,7 +213,7 @@ std::unique_ptr<job> make_job(int number, const holding_server& server, bool sen
   return j;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("no more transfers are on the wire than the loop has slots, and the rest wait in order") {
   holding_server server;
@@ -263,7 +264,7 @@ TEST_CASE("beyond max_waiting a job is reported unstarted at once and sends noth
   reports out;
   auto loop = make_loop(1, out, 1);
   REQUIRE(loop->submit(make_job(1, server)));
-  REQUIRE(server.wait_arrived(1));  // 1 holds the slot
+  REQUIRE(server.wait_arrived(1));             // 1 holds the slot
   REQUIRE(loop->submit(make_job(2, server)));  // waits
   REQUIRE(loop->submit(make_job(3, server)));  // one too many: reported now
   {

@@ -151,7 +151,7 @@ payment_record payment(const std::string& pay_id, int64_t created_ago_ms, int64_
   return r;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("coordinator: a payment is paid through its channel and the answer written (wiring)") {
   coordinator_fixture fixture{{"sim-a"}};
@@ -164,7 +164,8 @@ TEST_CASE("coordinator: a payment is paid through its channel and the answer wri
   });
 }
 
-TEST_CASE("coordinator: a result the store could not write is asked for again and written (wiring)") {
+TEST_CASE(
+  "coordinator: a result the store could not write is asked for again and written (wiring)") {
   coordinator_fixture fixture{{"sim-a"}};
   fixture.log->with([](seen& s) { s.result_writes_to_fail = 1; });
   caf::anon_send(fixture.coordinator, std::vector<payment_record>{payment("P4", 0, 900, "sim-a")});

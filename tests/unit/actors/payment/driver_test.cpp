@@ -89,7 +89,8 @@ test_driver driver_of(std::vector<std::string> ids, size_t max_in_flight = 16,
   std::vector<driver_channel> channels;
   for (auto& id : ids)
     channels.push_back({id, 1, max_in_flight, 10'000});
-  test_driver driver{payment_driver{std::move(channels), max_in_memory, rule_timing{}, at(0), 7}, {}};
+  test_driver driver{payment_driver{std::move(channels), max_in_memory, rule_timing{}, at(0), 7},
+                     {}};
   auto first = driver.tick(at(0));
   REQUIRE(first.size() == 1);
   REQUIRE(first[0].what == drive_action::kind::read_unfinished);
@@ -114,9 +115,10 @@ std::vector<drive_action::kind> kinds(const drive_actions& actions) {
 
 using kind = drive_action::kind;
 
-} // namespace
+}  // namespace
 
-TEST_CASE("driver: a new payment goes to the channel chosen at acceptance, and its answer is written") {
+TEST_CASE(
+  "driver: a new payment goes to the channel chosen at acceptance, and its answer is written") {
   auto driver = driver_of({"sim-a"});
   auto actions = driver.admit({payment("P1", "sim-a")}, false, at(0));
   REQUIRE(kinds(actions) == std::vector<kind>{kind::pay});  // routed already: no route write
@@ -191,7 +193,8 @@ TEST_CASE("driver: a payment that names its channel only ever goes there") {
   CHECK(actions[0].channel_id == "sim-a");
 }
 
-TEST_CASE("driver: an expired payment no channel holds is closed, never sent, though a channel is free") {
+TEST_CASE(
+  "driver: an expired payment no channel holds is closed, never sent, though a channel is free") {
   auto driver = driver_of({"sim-a"});
   SECTION("new, with the channel chosen at acceptance") {
     auto actions = driver.admit({payment("P2", "sim-a", 60, -120'000)}, false, at(0));
@@ -216,7 +219,8 @@ TEST_CASE("driver: an ACCEPTED payment is not closed at expiry: the channel has 
   CHECK(actions.empty());  // asked again later, never closed
 }
 
-TEST_CASE("driver: a NOT_FOUND from a channel that said it holds the payment is reported, not believed") {
+TEST_CASE(
+  "driver: a NOT_FOUND from a channel that said it holds the payment is reported, not believed") {
   auto driver = driver_of({"sim-a", "sim-b"});
   driver.admit({payment("P1", "sim-a", 60)}, false, at(0));
   // ACCEPTED: remembered, and written for a restart (no answer awaited).
@@ -316,7 +320,8 @@ TEST_CASE("driver: no channel gets more requests outstanding than its limit") {
   CHECK(actions[1].pay_id == "P2");
 }
 
-TEST_CASE("driver: beyond max_in_memory payments wait in the store and are read back as room frees") {
+TEST_CASE(
+  "driver: beyond max_in_memory payments wait in the store and are read back as room frees") {
   auto driver = driver_of({"sim-a"}, 16, 4);
   std::vector<payment_record> records;
   for (int i = 0; i < 6; ++i)
@@ -355,7 +360,8 @@ TEST_CASE("driver: payments turned away while a read is in flight are read later
   // While the read is out, memory fills and P8 is turned away; the read's
   // snapshot predates it: it finds only P4, which fits once P3 is done.
   driver.admit({payment("P5", "sim-a"), payment("P6", "sim-a"), payment("P7", "sim-a"),
-                payment("P8", "sim-a")}, false, at(60));
+                payment("P8", "sim-a")},
+               false, at(60));
   CHECK(driver.driving() == 4);
   driver.paid("P3", "sim-a", said("P3", "sim-a", "SUCCEEDED"), at(65));
   driver.result_written("P3");
@@ -394,7 +400,8 @@ TEST_CASE("driver: a payment sent to a channel no longer configured is reported,
   CHECK(kinds(driver.tick(at(30'000))) == std::vector<kind>{kind::unknown_channel});
 }
 
-TEST_CASE("driver: a pay request unanswered by its deadline is UNKNOWN, and its late answer ignored") {
+TEST_CASE(
+  "driver: a pay request unanswered by its deadline is UNKNOWN, and its late answer ignored") {
   auto driver = driver_of({"sim-a", "sim-b"});
   auto actions = driver.admit({payment("P1", "sim-a")}, false, at(0));
   REQUIRE(kinds(actions) == std::vector<kind>{kind::pay});
@@ -420,15 +427,15 @@ TEST_CASE("driver: a write the store never answers is tried again after its dead
   auto first = actions[0].op;
   CHECK(driver.tick(at(10 + 29'999)).empty());
   CHECK(driver.tick(at(10 + 30'000)).empty());  // failed: tried again after route_retry_ms
-  actions = driver.tick(at(10 + 31'000));  // asked again of the channel that said it
+  actions = driver.tick(at(10 + 31'000));       // asked again of the channel that said it
   REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
   // The first write's answer, late, is stale.
   driver.inner.result_written("P1", first);
   CHECK(driver.driving() == 1);
 }
 
-
-TEST_CASE("driver: a channel the operator disabled gets no new payments, and still answers for its own") {
+TEST_CASE(
+  "driver: a channel the operator disabled gets no new payments, and still answers for its own") {
   auto driver = driver_of({"sim-a", "sim-b"});
   driver.admit({payment("P0", "sim-a")}, false, at(0));  // sent before the switch
   driver.inner.steer({{"sim-a", 1, 16, 10'000, false}}, false);
@@ -476,7 +483,7 @@ TEST_CASE("driver: paused order repair holds queries of unknown outcomes until i
   driver.admit({payment("P1", "sim-a")}, false, at(0));
   driver.inner.steer({}, true);
   CHECK(driver.paid("P1", "sim-a", said("P1", "sim-a", "UNKNOWN"), at(10)).empty());
-  CHECK(driver.tick(at(10 + 500)).empty());    // due, but paused
+  CHECK(driver.tick(at(10 + 500)).empty());     // due, but paused
   CHECK(driver.tick(at(10 + 60'000)).empty());  // still paused: no query, no close
   CHECK(driver.driving() == 1);
   driver.inner.steer({}, false);
@@ -485,7 +492,8 @@ TEST_CASE("driver: paused order repair holds queries of unknown outcomes until i
   CHECK(actions[0].channel_id == "sim-a");
 }
 
-TEST_CASE("driver: a read of unfinished payments whose snapshot predates a result never brings that payment back") {
+TEST_CASE(
+  "driver: a read of unfinished payments whose snapshot predates a result never brings that payment back") {
   // Simulation seed 994275: a payment was admitted as it was created, a read
   // of the store began, the payment was paid through sim-b and its result
   // written; the read's answer (its snapshot older) still held it unfinished
@@ -495,7 +503,8 @@ TEST_CASE("driver: a read of unfinished payments whose snapshot predates a resul
   for (int i = 1; i <= 4; ++i)
     records.push_back(payment("P" + std::to_string(i), "sim-a"));
   driver.admit(records, false, at(0));
-  CHECK(driver.admit({payment("P9", "sim-a")}, false, at(0)).empty());  // memory full: waits in the store
+  // Memory full: it waits in the store.
+  CHECK(driver.admit({payment("P9", "sim-a")}, false, at(0)).empty());
   for (const auto* id : {"P1", "P2"}) {
     driver.paid(id, "sim-a", said(id, "sim-a", "SUCCEEDED"), at(5));
     driver.result_written(id);
@@ -511,11 +520,13 @@ TEST_CASE("driver: a read of unfinished payments whose snapshot predates a resul
   driver.result_written("P5");
   driver.settled("P6");
   // The read's snapshot was taken before all that: both still unfinished there.
-  CHECK(driver.unfinished_read({payment("P5", "sim-a"), payment("P6", "sim-a")}, 2, at(150)).empty());
+  CHECK(
+    driver.unfinished_read({payment("P5", "sim-a"), payment("P6", "sim-a")}, 2, at(150)).empty());
   CHECK(driver.driving() == 2);  // P3 and P4
 }
 
-TEST_CASE("driver: a payment read back from the store has its route written again before it is sent") {
+TEST_CASE(
+  "driver: a payment read back from the store has its route written again before it is sent") {
   auto driver = driver_of({"sim-a"});
   auto actions = driver.admit({payment("P1", "sim-a")}, true, at(0));
   REQUIRE(kinds(actions) == std::vector<kind>{kind::query});
@@ -523,7 +534,8 @@ TEST_CASE("driver: a payment read back from the store has its route written agai
   // channel; the record it was read with may be stale, so the route is written first (the
   // store refuses it if the payment is final).
   CHECK(driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(5)).empty());
-  REQUIRE(kinds(driver.tick(at(10'000))) == std::vector<kind>{kind::query});  // the settle time is up
+  // The settle time is up.
+  REQUIRE(kinds(driver.tick(at(10'000))) == std::vector<kind>{kind::query});
   CHECK(driver.queried("P1", "sim-a", said("P1", "sim-a", "NOT_FOUND"), at(10'010)).empty());
   actions = driver.tick(at(12'000));
   REQUIRE(kinds(actions) == std::vector<kind>{kind::record_route});

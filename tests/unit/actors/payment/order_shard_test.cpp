@@ -22,7 +22,7 @@ payment_order one(const std::string& no, int64_t amount, std::string channel = {
   return o;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a shard issues increasing pay_ids of its own space, with the order as asked") {
   order_shard shard{order_shard_settings{9, 3, 0, {}}};
@@ -59,8 +59,8 @@ TEST_CASE("a shard routes by weight, or to the channel the order names") {
   CHECK(routed["sim-a"] > 2850);  // 3000 expected, a standard deviation of 27
   CHECK(routed["sim-a"] < 3150);
   for (int i = 0; i < 20; ++i)
-    CHECK(shard.issue(one("N-" + std::to_string(i), 100, "sim-b"), 1'763'782'200'000)
-            .routed_channel == "sim-b");
+    CHECK(shard.issue(one("N-" + std::to_string(i), 100, "sim-b"), 1'763'782'200'000).routed_channel
+          == "sim-b");
 }
 
 TEST_CASE("a shard follows the operator's switches: weights, disabled channels, a held breaker") {

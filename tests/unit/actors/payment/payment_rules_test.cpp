@@ -15,7 +15,7 @@ channel_outcome said(const std::string& status) {
   return channel_outcome{"1", "sim-a", *parsed, "T", ""};
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("router: weights decide the share, within tolerance") {
   std::vector<route_candidate> channels{{"a", 70, true}, {"b", 30, true}};
@@ -67,16 +67,20 @@ TEST_CASE("after pay: every outcome's transition") {
 
 TEST_CASE("after query: every outcome's transition, expiry and backoff") {
   rule_timing timing;
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0, false).result_status == payment_status::succeeded);
-  CHECK(after_query(said("FAILED"), 1, true, timing, 0, false).result_status == payment_status::failed);
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 0, false).result_status
+        == payment_status::succeeded);
+  CHECK(after_query(said("FAILED"), 1, true, timing, 0, false).result_status
+        == payment_status::failed);
   CHECK(after_query(said("NOT_FOUND"), 1, false, timing, 0, false).step == next_step::reroute);
   auto closed = after_query(said("NOT_FOUND"), 1, true, timing, 0, false);
   CHECK(closed.step == next_step::record_result);
   CHECK(closed.result_status == payment_status::closed);
   // ACCEPTED keeps waiting even past expiry: the channel has the money.
   CHECK(after_query(said("ACCEPTED"), 1, true, timing, 0, false).step == next_step::query_later);
-  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0, false).delay_ms == timing.unknown_query_ms);
-  CHECK(after_query(said("UNKNOWN"), 3, false, timing, 0, false).delay_ms == 4 * timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 0, false).delay_ms
+        == timing.unknown_query_ms);
+  CHECK(after_query(said("UNKNOWN"), 3, false, timing, 0, false).delay_ms
+        == 4 * timing.unknown_query_ms);
   CHECK(after_query(said("UNKNOWN"), 50, false, timing, 0, false).delay_ms == timing.max_query_ms);
 }
 
@@ -92,11 +96,15 @@ TEST_CASE("after query: a NOT_FOUND sooner than the channel's settle time is ask
   }
   // Settled: believed.
   CHECK(after_query(said("NOT_FOUND"), 2, false, timing, 0, false).step == next_step::reroute);
-  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0, false).result_status == payment_status::closed);
+  CHECK(after_query(said("NOT_FOUND"), 2, true, timing, 0, false).result_status
+        == payment_status::closed);
   // Only NOT_FOUND waits: a final answer is final however soon it comes.
-  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500, false).result_status == payment_status::succeeded);
-  CHECK(after_query(said("FAILED"), 1, true, timing, 2500, false).result_status == payment_status::failed);
-  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500, false).delay_ms == timing.unknown_query_ms);
+  CHECK(after_query(said("SUCCEEDED"), 1, false, timing, 2500, false).result_status
+        == payment_status::succeeded);
+  CHECK(after_query(said("FAILED"), 1, true, timing, 2500, false).result_status
+        == payment_status::failed);
+  CHECK(after_query(said("UNKNOWN"), 1, false, timing, 2500, false).delay_ms
+        == timing.unknown_query_ms);
 }
 
 TEST_CASE("channel statuses: each round-trips through its protocol word, nothing else parses") {
@@ -110,7 +118,8 @@ TEST_CASE("channel statuses: each round-trips through its protocol word, nothing
   CHECK_FALSE(parse_channel_status("PROCESSING"));
 }
 
-TEST_CASE("after query: a NOT_FOUND from a channel that said it holds the payment is a contradiction") {
+TEST_CASE(
+  "after query: a NOT_FOUND from a channel that said it holds the payment is a contradiction") {
   rule_timing timing;
   for (bool expired : {false, true}) {
     for (int64_t unsettled : {int64_t{0}, int64_t{2500}}) {
@@ -119,7 +128,8 @@ TEST_CASE("after query: a NOT_FOUND from a channel that said it holds the paymen
       CHECK(contradicted.step == next_step::query_later);
       CHECK(contradicted.contradiction);
       CHECK(contradicted.result_status == payment_status::processing);
-      CHECK(contradicted.delay_ms == after_query(said("ACCEPTED"), 3, expired, timing, 0, true).delay_ms);
+      CHECK(contradicted.delay_ms
+            == after_query(said("ACCEPTED"), 3, expired, timing, 0, true).delay_ms);
     }
   }
   // What it says of a payment it holds is believed, and contradicts nothing.

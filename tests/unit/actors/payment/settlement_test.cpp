@@ -131,7 +131,7 @@ payment_result result_for(const std::string& pay_id, int64_t amount,
   return r;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("settlement: a new order writes its order, idempotency entry and outbox row") {
   memory_ledger ledger;
@@ -152,15 +152,18 @@ TEST_CASE("settlement: a repeated order, in the same batch or a later one, write
   CHECK_FALSE(answers.creates[1].created);
   CHECK(answers.creates[1].record.pay_id == "100");
   CHECK(answers.creates[1].record.order.amount_minor == 500);
-  auto later = settle([] {
-    store_batch batch;
-    batch.creates = {order_of("102", "A-1")};
-    return batch;
-  }(), ledger.snapshot(keys_to_read([] {
-    store_batch batch;
-    batch.creates = {order_of("102", "A-1")};
-    return batch;
-  }())), {}, now_ms);
+  auto later = settle(
+    [] {
+      store_batch batch;
+      batch.creates = {order_of("102", "A-1")};
+      return batch;
+    }(),
+    ledger.snapshot(keys_to_read([] {
+      store_batch batch;
+      batch.creates = {order_of("102", "A-1")};
+      return batch;
+    }())),
+    {}, now_ms);
   CHECK_FALSE(later.answers.creates[0].created);
   CHECK(later.answers.creates[0].record.pay_id == "100");
   CHECK(later.changes.empty());
@@ -238,7 +241,8 @@ TEST_CASE("settlement: duplicates and later contradictions of a final result cha
   memory_ledger ledger;
   ledger.create({order_of("100", "A-1")});
   ledger.record({result_for("100", 500)});
-  auto again = ledger.record({result_for("100", 500), result_for("100", 500, payment_status::failed)});
+  auto again
+    = ledger.record({result_for("100", 500), result_for("100", 500, payment_status::failed)});
   CHECK_FALSE(again.results[0].changed);
   CHECK(again.results[0].joined);
   CHECK_FALSE(again.results[1].changed);
@@ -298,7 +302,8 @@ TEST_CASE("settlement: a result at another amount is kept flagged, never joined,
   CHECK(ledger.webhooks.empty());
 }
 
-TEST_CASE("settlement: a result before its order from a channel it is not routed to is kept apart, never applied") {
+TEST_CASE(
+  "settlement: a result before its order from a channel it is not routed to is kept apart, never applied") {
   memory_ledger ledger;
   auto early = result_for("100", 500);
   early.channel_id = "sim-b";  // a signed notification for a pay_id yet to come
@@ -313,7 +318,7 @@ TEST_CASE("settlement: a result before its order from a channel it is not routed
   CHECK(answers.conflicts[0].late.channel_id == "sim-b");
   CHECK(answers.conflicts[0].kept.channel_id == "sim-a");
   CHECK(ledger.conflicts.size() == 1);
-  CHECK(ledger.results.count("100") == 0);  // no longer waiting
+  CHECK(ledger.results.count("100") == 0);   // no longer waiting
   CHECK(ledger.dispatch.count("100") == 1);  // driven: sim-a is asked
   CHECK(ledger.outbox_kinds() == std::vector<char>{'O'});
   CHECK(ledger.webhooks.empty());
@@ -357,7 +362,8 @@ TEST_CASE("settlement: a route is recorded while processing, refused once final 
   CHECK(ledger.route("999", "sim-a").routes == std::vector<bool>{false});
 }
 
-TEST_CASE("settlement: a channel's word that it holds a payment is kept with the order, for that channel only") {
+TEST_CASE(
+  "settlement: a channel's word that it holds a payment is kept with the order, for that channel only") {
   memory_ledger ledger;
   ledger.create({order_of("100", "A-1")});
   ledger.route("100", "sim-a");
@@ -399,10 +405,11 @@ TEST_CASE("settlement: a webhook entry only for payments with a target") {
     r.order.notify_url = std::move(notify_url);
     return r;
   };
-  ledger.create({of("100", "demo", ""), of("101", "demo", "http://127.0.0.1:1/hook"),
-                 of("102", "shop", "")});
+  ledger.create(
+    {of("100", "demo", ""), of("101", "demo", "http://127.0.0.1:1/hook"), of("102", "shop", "")});
   ledger.record({result_for("103", 500)});
-  CHECK(ledger.create({of("103", "demo", "")}).creates[0].record.status == payment_status::succeeded);
+  CHECK(ledger.create({of("103", "demo", "")}).creates[0].record.status
+        == payment_status::succeeded);
   ledger.record({result_for("100", 500), result_for("101", 500), result_for("102", 500)});
   std::set<std::string> notified;
   for (const auto& entry : ledger.webhooks)
@@ -442,7 +449,8 @@ TEST_CASE("settlement: contradicts tells a repeat from another answer") {
   CHECK(contradicts(kept, other));
 }
 
-TEST_CASE("settlement: the admission rule: created once, same body existing, any difference conflict") {
+TEST_CASE(
+  "settlement: the admission rule: created once, same body existing, any difference conflict") {
   payment_order stored;
   stored.merchant_id = "demo";
   stored.merchant_order_no = "A";
@@ -454,11 +462,21 @@ TEST_CASE("settlement: the admission rule: created once, same body existing, any
   for (int field = 0; field < 5; ++field) {
     auto other = stored;
     switch (field) {
-      case 0: other.amount_minor = 2; break;
-      case 1: other.currency = "USD"; break;
-      case 2: other.subject = "x"; break;
-      case 3: other.channel_id = "sim-a"; break;
-      case 4: other.expire_seconds = 60; break;
+      case 0:
+        other.amount_minor = 2;
+        break;
+      case 1:
+        other.currency = "USD";
+        break;
+      case 2:
+        other.subject = "x";
+        break;
+      case 3:
+        other.channel_id = "sim-a";
+        break;
+      case 4:
+        other.expire_seconds = 60;
+        break;
     }
     CHECK(decide_admission(false, stored, other) == admission::conflict);
   }

@@ -89,9 +89,8 @@ public:
   std::map<std::pair<std::string, uint64_t>, statement_line> lines;
 };
 
-std::string line(const std::string& txn, const std::string& pay_id, int64_t amount,
-                 int64_t paid_ms, const std::string& status = "SUCCEEDED",
-                 const std::string& currency = "CNY") {
+std::string line(const std::string& txn, const std::string& pay_id, int64_t amount, int64_t paid_ms,
+                 const std::string& status = "SUCCEEDED", const std::string& currency = "CNY") {
   return txn + "," + pay_id + "," + std::to_string(amount) + "," + currency + "," + status + ","
          + format_rfc3339_ms(paid_ms) + "\n";
 }
@@ -139,7 +138,7 @@ uint64_t total(const run_counts& counts) {
   return sum;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("every class of a statement line, each counted once") {
   memory_bus bus;
@@ -158,12 +157,9 @@ TEST_CASE("every class of a statement line, each counted once") {
   bus.order("P-dup", 700);
   bus.succeed("P-dup", "sim-a", noon, "T-d");
   std::string statement = header + line("T-m", "P-matched", 100, noon)
-                          + line("T-r", "P-repair", 200, noon)
-                          + line("T-a", "P-amount", 401, noon)
-                          + line("T-c", "P-closed", 500, noon)
-                          + line("T-o", "P-other", 600, noon)
-                          + line("T-d", "P-dup", 700, noon)
-                          + line("T-d", "P-dup", 700, noon)
+                          + line("T-r", "P-repair", 200, noon) + line("T-a", "P-amount", 401, noon)
+                          + line("T-c", "P-closed", 500, noon) + line("T-o", "P-other", 600, noon)
+                          + line("T-d", "P-dup", 700, noon) + line("T-d", "P-dup", 700, noon)
                           + line("T-x", "P-foreign", 800, noon)
                           + "T-bad,P-bad,12x,CNY,SUCCEEDED,2026-12-03T12:00:00Z\n";
   auto out = run(bus, statement);
@@ -261,9 +257,9 @@ TEST_CASE("a FAILED line agrees with a payment that took no money, and only with
 
 TEST_CASE("payments near midnight are looked up in the adjacent day's statement") {
   memory_bus bus;
-  int64_t early = midnight + 5 * 60 * 1000;                    // 00:05 on the day
-  int64_t late = midnight + 86'400'000 - 3 * 60 * 1000;         // 23:57 on the day
-  int64_t before = midnight - 2 * 60 * 1000;                    // 23:58 the day before
+  int64_t early = midnight + 5 * 60 * 1000;              // 00:05 on the day
+  int64_t late = midnight + 86'400'000 - 3 * 60 * 1000;  // 23:57 on the day
+  int64_t before = midnight - 2 * 60 * 1000;             // 23:58 the day before
   bus.order("P-early", 100);
   bus.succeed("P-early", "sim-a", early, "T-e");  // the channel put it in the day before
   bus.order("P-late", 100);

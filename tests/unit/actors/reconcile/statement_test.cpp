@@ -31,11 +31,12 @@ parsed parse(const std::string& text, size_t piece = 7) {
 
 const std::string header = "channel_txn_id,pay_id,amount,currency,status,paid_at\n";
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a statement's lines parse, with their line numbers") {
-  auto out = parse(header + "T-1,P-1,100,CNY,SUCCEEDED,2026-12-03T10:00:00.000Z\n"
-                            "T-2,P-2,250,USD,FAILED,2026-12-03T11:00:00Z\n");
+  auto out = parse(header
+                   + "T-1,P-1,100,CNY,SUCCEEDED,2026-12-03T10:00:00.000Z\n"
+                     "T-2,P-2,250,USD,FAILED,2026-12-03T11:00:00Z\n");
   REQUIRE(out.bad.empty());
   REQUIRE(out.lines.size() == 2);
   CHECK(out.lines[0].number == 2);
@@ -51,9 +52,11 @@ TEST_CASE("a statement's lines parse, with their line numbers") {
 }
 
 TEST_CASE("CRLF line ends, a byte order mark, quoted fields and no last newline are read") {
-  auto out = parse("\xEF\xBB\xBF" "channel_txn_id,pay_id,amount,currency,status,paid_at\r\n"
+  auto out = parse("\xEF\xBB\xBF"
+                   "channel_txn_id,pay_id,amount,currency,status,paid_at\r\n"
                    "\"T,1\",P-1,100,CNY,SUCCEEDED,2026-12-03T10:00:00Z\r\n"
-                   "T-2,\"P-2\",100,CNY,SUCCEEDED,2026-12-03T10:00:00Z", 1);
+                   "T-2,\"P-2\",100,CNY,SUCCEEDED,2026-12-03T10:00:00Z",
+                   1);
   REQUIRE(out.bad.empty());
   REQUIRE(out.lines.size() == 2);
   CHECK(out.lines[0].channel_txn_id == "T,1");
@@ -73,7 +76,8 @@ TEST_CASE("an empty statement has no data lines, and empty lines are not data") 
   CHECK(out.data_lines == 1);
 }
 
-TEST_CASE("every kind of malformed line is named with its number, and the lines after it are read") {
+TEST_CASE(
+  "every kind of malformed line is named with its number, and the lines after it are read") {
   std::vector<std::pair<std::string, std::string>> cases = {
     {"T-1,P-1,100,CNY,SUCCEEDED", "5 fields"},
     {"T-1,P-1,100,CNY,SUCCEEDED,2026-12-03T10:00:00Z,extra", "7 fields"},

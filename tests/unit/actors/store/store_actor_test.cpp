@@ -27,9 +27,9 @@ using namespace paybus;
 namespace {
 
 struct writer_fixture {
-  std::string dir = (std::filesystem::temp_directory_path()
-                     / ("paybus-writer-test-" + crypto::random_token(8)))
-                      .string();
+  std::string dir
+    = (std::filesystem::temp_directory_path() / ("paybus-writer-test-" + crypto::random_token(8)))
+        .string();
   std::unique_ptr<local_store> store;
   caf::actor_system_config config;
   std::unique_ptr<caf::actor_system> system;
@@ -78,9 +78,12 @@ std::vector<nonce_accepted> nonces(const std::string& nonce) {
 /// Sends each batch of orders without waiting, then waits for every answer.
 void create_together(caf::scoped_actor& self, const store_actor& writer,
                      const std::vector<int>& numbers) {
-  std::vector<decltype(self->request(writer, caf::infinite, create_atom::value, order(0), std::vector<nonce_accepted>{}))> handles;
+  std::vector<decltype(self->request(writer, caf::infinite, create_atom::value, order(0),
+                                     std::vector<nonce_accepted>{}))>
+    handles;
   for (int n : numbers)
-    handles.push_back(self->request(writer, caf::infinite, create_atom::value, order(n), std::vector<nonce_accepted>{}));
+    handles.push_back(self->request(writer, caf::infinite, create_atom::value, order(n),
+                                    std::vector<nonce_accepted>{}));
   for (auto& handle : handles)
     handle.receive([](std::vector<order_stored>& stored) { CHECK(stored.at(0).created); },
                    [](caf::error& error) { FAIL(caf::to_string(error)); });
@@ -88,13 +91,14 @@ void create_together(caf::scoped_actor& self, const store_actor& writer,
 
 /// Sends order `n` again and waits for the answer: the payment it made before.
 void create_existing(caf::scoped_actor& self, const store_actor& writer, int n) {
-  self->request(writer, std::chrono::seconds{10}, create_atom::value, order(n),
-                std::vector<nonce_accepted>{})
+  self
+    ->request(writer, std::chrono::seconds{10}, create_atom::value, order(n),
+              std::vector<nonce_accepted>{})
     .receive([](std::vector<order_stored>& stored) { CHECK_FALSE(stored.at(0).created); },
              [](caf::error& error) { FAIL(caf::to_string(error)); });
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("the store writer commits at once by default, one synced batch per request that waits") {
   writer_fixture fixture;
@@ -182,7 +186,7 @@ int wakes_waiting(caf::scoped_actor& self) {
   return wakes;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("the writer wakes the database sink once, until the sink begins a round") {
   writer_fixture fixture;
@@ -230,7 +234,8 @@ TEST_CASE("the writer applies the notifier's outcomes and tells it which queues 
   auto told = [&] {
     std::vector<webhook_queued> queued;
     self->receive([&](std::vector<webhook_queued>& put) { queued = std::move(put); },
-                  caf::after(std::chrono::seconds{10}) >> [] { FAIL("the notifier was not told"); });
+                  caf::after(std::chrono::seconds{10}) >>
+                    [] { FAIL("the notifier was not told"); });
     return queued;
   };
   auto first = told();
@@ -242,8 +247,9 @@ TEST_CASE("the writer applies the notifier's outcomes and tells it which queues 
     std::vector<webhook_entry> due;
     std::optional<int64_t> next_due;
     REQUIRE(fixture.store
-              ->due_webhooks(now_ms, monotonic_now_ms(),
-                             [](const std::string&) { return size_t{10}; }, cursor, due, next_due)
+              ->due_webhooks(
+                now_ms, monotonic_now_ms(), [](const std::string&) { return size_t{10}; }, cursor,
+                due, next_due)
               .ok());
     return due;
   };
@@ -252,10 +258,11 @@ TEST_CASE("the writer applies the notifier's outcomes and tells it which queues 
   auto entry = due[0];
   CHECK(entry.due_ms == first[0].due_ms);
   auto hand_back = [&](int64_t next_due_ms) {
-    webhook_update update{entry.merchant_id, entry.event_id, entry.pay_id,    entry.attempt,
-                          entry.first_due_ms, entry.due_ms,  next_due_ms};
-    self->request(writer, std::chrono::seconds{10}, webhook_atom::value,
-                  std::vector<webhook_update>{update})
+    webhook_update update{entry.merchant_id,  entry.event_id, entry.pay_id, entry.attempt,
+                          entry.first_due_ms, entry.due_ms,   next_due_ms};
+    self
+      ->request(writer, std::chrono::seconds{10}, webhook_atom::value,
+                std::vector<webhook_update>{update})
       .receive([](bool applied) { CHECK(applied); },
                [](caf::error& error) { FAIL(caf::to_string(error)); });
   };

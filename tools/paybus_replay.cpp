@@ -94,6 +94,20 @@ int list(local_store& store, bool pending, size_t limit) {
   return status.ok() ? 0 : fail(status.ToString());
 }
 
+// Calls `each` with the value of every entry of `family` keyed under pay_id
+// (the pay_id, a NUL, then what tells the entries apart).
+template <class Each>
+rocksdb::Status
+scan_payment(local_store& store, const std::string& family, const std::string& pay_id, Each each) {
+  const auto prefix = pay_id + '\0';
+  return store.scan(family, prefix, [&](std::string_view key, std::string_view value) {
+    if (key.substr(0, prefix.size()) != prefix)
+      return false;
+    each(value);
+    return true;
+  });
+}
+
 int show(local_store& store, const std::string& pay_id) {
   std::optional<payment_record> record;
   std::optional<payment_result> result;
@@ -114,37 +128,29 @@ int show(local_store& store, const std::string& pay_id) {
   }
   auto shown = to_json(*record, result);
   // Results that contradicted the final one (docs/operations.md): kept, never applied.
-  status = store.scan("conflicts", pay_id + '\0',
-                      [&](std::string_view key, std::string_view value) {
-                        if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
-                          return false;
-                        payment_result late;
-                        if (codec::decode_result(value, late))
-                          shown["conflicting_results"].push_back(
-                            json{{"status", to_string(late.status)},
-                                 {"channel_id", late.channel_id},
-                                 {"channel_txn_id", late.channel_txn_id},
-                                 {"source", to_string(late.source)},
-                                 {"amount", late.amount_minor},
-                                 {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
-                        return true;
-                      });
+  status = scan_payment(store, "conflicts", pay_id, [&](std::string_view value) {
+    payment_result late;
+    if (codec::decode_result(value, late))
+      shown["conflicting_results"].push_back(
+        json{{"status", to_string(late.status)},
+             {"channel_id", late.channel_id},
+             {"channel_txn_id", late.channel_txn_id},
+             {"source", to_string(late.source)},
+             {"amount", late.amount_minor},
+             {"finished_at", format_rfc3339_ms(late.finished_at_ms)}});
+  });
   if (!status.ok())
     return fail(status.ToString());
   // Rows the transaction database holds otherwise, kept apart (not written).
-  status = store.scan("db_conflicts", pay_id + '\0',
-                      [&](std::string_view key, std::string_view value) {
-                        if (key.substr(0, pay_id.size() + 1) != pay_id + '\0')
-                          return false;
-                        database_conflict conflict;
-                        if (codec::decode_database_conflict(value, conflict))
-                          shown["database_conflicts"].push_back(
-                            json{{"table", conflict.table},
-                                 {"ours", json::parse(conflict.ours, nullptr, false)},
-                                 {"theirs", json::parse(conflict.theirs, nullptr, false)},
-                                 {"found_at", format_rfc3339_ms(conflict.found_at_ms)}});
-                        return true;
-                      });
+  status = scan_payment(store, "db_conflicts", pay_id, [&](std::string_view value) {
+    database_conflict conflict;
+    if (codec::decode_database_conflict(value, conflict))
+      shown["database_conflicts"].push_back(
+        json{{"table", conflict.table},
+             {"ours", json::parse(conflict.ours, nullptr, false)},
+             {"theirs", json::parse(conflict.theirs, nullptr, false)},
+             {"found_at", format_rfc3339_ms(conflict.found_at_ms)}});
+  });
   if (!status.ok())
     return fail(status.ToString());
   std::cout << shown.dump(2) << std::endl;
